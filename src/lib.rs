@@ -1,0 +1,18 @@
+//! stowage consolidates batch Kubernetes clusters (Spark on EKS, EMR on EKS, Spark Operator)
+//! next to Karpenter or Cluster Autoscaler.
+//!
+//! The pure core decides and never acts: [`model`] (the compact snapshot), [`scoring`]
+//! (kube-scheduler's NodeResourcesFit and BalancedAllocation, score for score), [`shuffle`]
+//! (which Spark executors hold shuffle data), [`policy`] (the ConsolidationPolicy spec) and
+//! [`plan`] (which nodes can be emptied, and why the others cannot). [`cli`] wires them to the
+//! `stowage` command; [`demo`] builds the embedded demo cluster and synthetic benchmark
+//! clusters. None of these modules talk to Kubernetes or AWS.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod demo;
+pub mod model;
+pub mod plan;
+pub mod policy;
+pub mod scoring;
+pub mod shuffle;

@@ -1,0 +1,744 @@
+//! Reading a snapshot: the output of `kubectl get nodes,pods,poddisruptionbudgets -A -o json`
+//! (a `v1 List` whose items carry `kind`), in JSON or YAML, optionally with `SparkApplication`,
+//! Spark driver `ConfigMap` and `NodeClaim` items.
+//!
+//! Each item is first read for its `kind` only, then decoded into a struct holding just the
+//! fields stowage needs (serde skips the rest without building it), then converted to the
+//! [`super`] model, where quantities are parsed exactly. Every error names the item:
+//! `items[12] (Pod spark/exec-3): invalid quantity "12Gx" in containers[0].resources.requests.memory`.
+
+use super::quantity::{parse_milli, parse_value};
+use super::selector::{LabelSelector, Labels, NodeSelectorTerm, Taint, Toleration};
+use super::{
+    ContainerRequests, Node, OwnerRef, Pdb, Placement, Pod, PodPhase, Resources, Snapshot,
+    SparkApp, SparkPod, SparkRole, pod_requests,
+};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+
+/// Why a snapshot could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoadError {
+    /// The bytes are neither JSON nor YAML.
+    #[error("not valid JSON or YAML: {0}")]
+    Syntax(String),
+    /// The document is not a List or a single Kubernetes object.
+    #[error("{0}")]
+    Shape(String),
+    /// One item is malformed.
+    #[error("items[{index}] ({kind} {name}): {problem}")]
+    Item {
+        index: usize,
+        kind: String,
+        name: String,
+        problem: String,
+    },
+}
+
+/// A quantity as written: JSON/YAML strings or bare numbers (`cpu: 2`).
+#[derive(Debug, Clone)]
+struct Quantity(String);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            S(String),
+            I(i64),
+            U(u64),
+            F(f64),
+        }
+        Ok(Quantity(match Any::deserialize(d)? {
+            Any::S(s) => s,
+            Any::I(i) => i.to_string(),
+            Any::U(u) => u.to_string(),
+            Any::F(f) => f.to_string(),
+        }))
+    }
+}
+
+type ResourceList = BTreeMap<String, Quantity>;
+
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(default, borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    metadata: HeadMeta,
+}
+
+#[derive(Deserialize, Default)]
+struct HeadMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    labels: Labels,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    owner_references: Vec<RawOwnerRef>,
+    #[serde(default)]
+    deletion_timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawOwnerRef {
+    kind: String,
+    name: String,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+impl Meta {
+    fn controller(&self) -> Option<OwnerRef> {
+        self.owner_references
+            .iter()
+            .find(|o| o.controller == Some(true))
+            .map(|o| OwnerRef {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+            })
+    }
+}
+
+#[derive(Deserialize)]
+struct RawPod {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: RawPodSpec,
+    #[serde(default)]
+    status: RawPodStatus,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawPodSpec {
+    #[serde(default)]
+    node_name: Option<String>,
+    #[serde(default)]
+    scheduler_name: Option<String>,
+    #[serde(default)]
+    containers: Vec<RawContainer>,
+    #[serde(default)]
+    init_containers: Vec<RawContainer>,
+    #[serde(default)]
+    overhead: ResourceList,
+    #[serde(default)]
+    resources: Option<RawRequirements>,
+    #[serde(default)]
+    node_selector: Labels,
+    #[serde(default)]
+    affinity: Option<RawAffinity>,
+    #[serde(default)]
+    tolerations: Vec<Toleration>,
+    #[serde(default)]
+    volumes: Vec<RawVolume>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawContainer {
+    #[serde(default)]
+    resources: RawRequirements,
+    #[serde(default)]
+    restart_policy: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawRequirements {
+    #[serde(default)]
+    requests: ResourceList,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawAffinity {
+    #[serde(default)]
+    node_affinity: Option<RawNodeAffinity>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawNodeAffinity {
+    #[serde(default)]
+    required_during_scheduling_ignored_during_execution: Option<RawNodeSelector>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawNodeSelector {
+    #[serde(default)]
+    node_selector_terms: Vec<NodeSelectorTerm>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawVolume {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    host_path: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    empty_dir: Option<RawEmptyDir>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawEmptyDir {
+    #[serde(default)]
+    medium: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPodStatus {
+    #[serde(default)]
+    phase: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawNode {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: RawNodeSpec,
+    #[serde(default)]
+    status: RawNodeStatus,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawNodeSpec {
+    #[serde(default)]
+    taints: Vec<Taint>,
+    #[serde(default)]
+    unschedulable: bool,
+    #[serde(default, rename = "providerID")]
+    provider_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawNodeStatus {
+    #[serde(default)]
+    allocatable: Option<ResourceList>,
+    #[serde(default)]
+    capacity: Option<ResourceList>,
+}
+
+#[derive(Deserialize)]
+struct RawPdb {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: RawPdbSpec,
+    #[serde(default)]
+    status: RawPdbStatus,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPdbSpec {
+    #[serde(default)]
+    selector: Option<LabelSelector>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawPdbStatus {
+    #[serde(default)]
+    disruptions_allowed: i64,
+}
+
+#[derive(Deserialize)]
+struct RawSparkApplication {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: RawSparkSpec,
+    #[serde(default)]
+    status: RawSparkStatus,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawSparkSpec {
+    #[serde(default)]
+    spark_conf: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawSparkStatus {
+    #[serde(default)]
+    spark_application_id: Option<String>,
+    #[serde(default)]
+    application_state: Option<RawSparkState>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSparkState {
+    #[serde(default)]
+    state: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawConfigMap {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    data: BTreeMap<String, String>,
+}
+
+/// Parses a whole snapshot (JSON or YAML, List or single object).
+pub fn load_snapshot(bytes: &[u8]) -> Result<Snapshot, LoadError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| LoadError::Syntax(format!("not UTF-8 text: {e}")))?;
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') {
+        return load_json(text);
+    }
+    // YAML: decode to a JSON value, then take the same path as JSON.
+    let value: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| LoadError::Syntax(e.to_string()))?;
+    let json = serde_json::to_string(&value).map_err(|e| LoadError::Syntax(e.to_string()))?;
+    load_json(&json)
+}
+
+fn load_json(text: &str) -> Result<Snapshot, LoadError> {
+    #[derive(Deserialize)]
+    struct Document<'a> {
+        #[serde(default)]
+        kind: Option<String>,
+        #[serde(borrow, default)]
+        items: Option<Vec<&'a RawValue>>,
+    }
+    let doc: Document = serde_json::from_str(text).map_err(|e| LoadError::Syntax(e.to_string()))?;
+    let mut snapshot = Snapshot::default();
+    match doc.items {
+        Some(items) => {
+            for (index, item) in items.into_iter().enumerate() {
+                load_item(&mut snapshot, index, item.get())?;
+            }
+        }
+        None => match doc.kind.as_deref() {
+            Some(_) => load_item(&mut snapshot, 0, text)?,
+            None => {
+                return Err(LoadError::Shape(
+                    "expected a Kubernetes List (kubectl get nodes,pods,pdb -A -o json) or a single object with a kind".into(),
+                ));
+            }
+        },
+    }
+    Ok(snapshot)
+}
+
+fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), LoadError> {
+    let head: Head = serde_json::from_str(json).map_err(|e| LoadError::Item {
+        index,
+        kind: "?".into(),
+        name: "?".into(),
+        problem: e.to_string(),
+    })?;
+    let kind = head.kind.as_deref().unwrap_or("").to_string();
+    let name = if head.metadata.namespace.is_empty() {
+        head.metadata.name.clone()
+    } else {
+        format!("{}/{}", head.metadata.namespace, head.metadata.name)
+    };
+    let fail = |problem: String| LoadError::Item {
+        index,
+        kind: kind.clone(),
+        name: name.clone(),
+        problem,
+    };
+    fn decode<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+    match kind.as_str() {
+        "Pod" => snapshot
+            .pods
+            .push(convert_pod(decode(json).map_err(&fail)?).map_err(&fail)?),
+        "Node" => snapshot
+            .nodes
+            .push(convert_node(decode(json).map_err(&fail)?).map_err(&fail)?),
+        "PodDisruptionBudget" => {
+            let raw: RawPdb = decode(json).map_err(&fail)?;
+            snapshot.pdbs.push(Pdb {
+                namespace: raw.metadata.namespace,
+                name: raw.metadata.name,
+                selector: raw.spec.selector,
+                disruptions_allowed: raw.status.disruptions_allowed,
+            });
+        }
+        "SparkApplication" => {
+            let raw: RawSparkApplication = decode(json).map_err(&fail)?;
+            snapshot.spark_apps.push(SparkApp {
+                namespace: raw.metadata.namespace,
+                name: Some(raw.metadata.name),
+                app_id: raw.status.spark_application_id,
+                driver_pod: None,
+                state: raw.status.application_state.and_then(|s| s.state),
+                conf: raw.spec.spark_conf,
+            });
+        }
+        "ConfigMap" => {
+            let raw: RawConfigMap = decode(json).map_err(&fail)?;
+            if let Some(app) = spark_driver_config(raw) {
+                snapshot.spark_apps.push(app);
+            }
+        }
+        // Known, but not needed by the offline planner.
+        "NodeClaim" => {}
+        "" => return Err(fail("item has no kind".into())),
+        other => snapshot.warnings.push(format!(
+            "items[{index}] ({other} {name}): kind not used by stowage, ignored"
+        )),
+    }
+    Ok(())
+}
+
+fn resources(list: &ResourceList, path: &str) -> Result<Resources, String> {
+    let mut r = Resources::default();
+    for (name, Quantity(q)) in list {
+        let value = if name == "cpu" {
+            parse_milli(q)
+        } else {
+            parse_value(q)
+        }
+        .map_err(|e| format!("invalid quantity {q:?} in {path}.{name} ({})", e.problem))?;
+        r.set(name, value);
+    }
+    Ok(r)
+}
+
+fn container_requests(
+    c: &RawContainer,
+    path: String,
+    sidecar_allowed: bool,
+) -> Result<ContainerRequests, String> {
+    Ok(ContainerRequests {
+        requests: resources(&c.resources.requests, &format!("{path}.resources.requests"))?,
+        has_cpu: c.resources.requests.contains_key("cpu"),
+        has_memory: c.resources.requests.contains_key("memory"),
+        sidecar: sidecar_allowed && c.restart_policy.as_deref() == Some("Always"),
+    })
+}
+
+fn convert_pod(raw: RawPod) -> Result<Pod, String> {
+    let spec = raw.spec;
+    let containers = spec
+        .containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| container_requests(c, format!("containers[{i}]"), false))
+        .collect::<Result<Vec<_>, _>>()?;
+    let init = spec
+        .init_containers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| container_requests(c, format!("initContainers[{i}]"), true))
+        .collect::<Result<Vec<_>, _>>()?;
+    let pod_level = match &spec.resources {
+        Some(r) if !r.requests.is_empty() => Some(ContainerRequests {
+            requests: resources(&r.requests, "resources.requests")?,
+            has_cpu: r.requests.contains_key("cpu"),
+            has_memory: r.requests.contains_key("memory"),
+            sidecar: false,
+        }),
+        _ => None,
+    };
+    let overhead = resources(&spec.overhead, "overhead")?;
+    let requests = pod_requests(&containers, &init, pod_level.as_ref(), &overhead);
+
+    let meta = raw.metadata;
+    let annotation = |key: &str| meta.annotations.get(key).map(String::as_str);
+    let local_storage_volume = spec
+        .volumes
+        .iter()
+        .find(|v| {
+            v.host_path.is_some()
+                || v.empty_dir
+                    .as_ref()
+                    .is_some_and(|e| e.medium.as_deref() != Some("Memory"))
+        })
+        .map(|v| v.name.clone());
+    let spark = spark_labels(&meta.labels);
+    Ok(Pod {
+        controller: meta.controller(),
+        mirror: annotation("kubernetes.io/config.mirror").is_some(),
+        terminating: meta.deletion_timestamp.is_some(),
+        do_not_disrupt: annotation("karpenter.sh/do-not-disrupt") == Some("true"),
+        safe_to_evict: annotation("cluster-autoscaler.kubernetes.io/safe-to-evict")
+            .map(|v| v == "true"),
+        shuffle_free: annotation("stowage.io/shuffle-free") == Some("true"),
+        namespace: if meta.namespace.is_empty() {
+            "default".into()
+        } else {
+            meta.namespace
+        },
+        name: meta.name,
+        uid: meta.uid,
+        node_name: spec.node_name.filter(|n| !n.is_empty()),
+        phase: PodPhase::parse(raw.status.phase.as_deref().unwrap_or("")),
+        scheduler_name: spec
+            .scheduler_name
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default-scheduler".into()),
+        requests,
+        labels: meta.labels,
+        placement: Placement {
+            node_selector: spec.node_selector,
+            required_terms: spec
+                .affinity
+                .and_then(|a| a.node_affinity)
+                .and_then(|n| n.required_during_scheduling_ignored_during_execution)
+                .map(|s| s.node_selector_terms),
+            tolerations: spec.tolerations,
+        },
+        local_storage_volume,
+        spark,
+    })
+}
+
+fn spark_labels(labels: &Labels) -> Option<SparkPod> {
+    let role = match labels.get("spark-role")?.as_str() {
+        "driver" => SparkRole::Driver,
+        "executor" => SparkRole::Executor,
+        _ => return None,
+    };
+    Some(SparkPod {
+        role,
+        app_id: labels
+            .get("spark-app-selector")
+            .cloned()
+            .unwrap_or_default(),
+        app_name: labels.get("sparkoperator.k8s.io/app-name").cloned(),
+    })
+}
+
+fn convert_node(raw: RawNode) -> Result<Node, String> {
+    let (list, path) = match (&raw.status.allocatable, &raw.status.capacity) {
+        (Some(a), _) => (a, "status.allocatable"),
+        (None, Some(c)) => (c, "status.capacity"),
+        (None, None) => {
+            return Err("node has neither status.allocatable nor status.capacity".into());
+        }
+    };
+    let allocatable = resources(list, path)?;
+    let meta = raw.metadata;
+    let do_not_disrupt = [
+        "karpenter.sh/do-not-disrupt",
+        "cluster-autoscaler.kubernetes.io/scale-down-disabled",
+    ]
+    .into_iter()
+    .find(|k| meta.annotations.get(*k).map(String::as_str) == Some("true"))
+    .map(String::from);
+    Ok(Node {
+        stowage_annotations: meta
+            .annotations
+            .iter()
+            .filter(|(k, _)| k.starts_with("stowage.io/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        name: meta.name,
+        labels: meta.labels,
+        taints: raw.spec.taints,
+        unschedulable: raw.spec.unschedulable,
+        allocatable,
+        deleting: meta.deletion_timestamp.is_some(),
+        do_not_disrupt,
+        provider_id: raw.spec.provider_id,
+    })
+}
+
+/// A Spark driver's `spark-drv-…-conf-map` ConfigMap carries the app's configuration in
+/// `spark.properties`; other ConfigMaps are not Spark's and are skipped.
+fn spark_driver_config(raw: RawConfigMap) -> Option<SparkApp> {
+    let properties = raw.data.get("spark.properties")?;
+    let driver_pod = raw
+        .metadata
+        .owner_references
+        .iter()
+        .find(|o| o.kind == "Pod")
+        .map(|o| o.name.clone());
+    let conf = parse_java_properties(properties);
+    Some(SparkApp {
+        namespace: raw.metadata.namespace,
+        name: None,
+        app_id: conf.get("spark.app.id").cloned(),
+        driver_pod,
+        state: None,
+        conf,
+    })
+}
+
+/// Parses the `key=value` lines Spark writes (Java properties: `=`, `:` or whitespace
+/// separate key and value; `#`/`!` start comments; backslash escapes).
+pub fn parse_java_properties(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            continue;
+        }
+        let mut key = String::new();
+        let mut chars = line.chars();
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            if escaped {
+                key.push(c);
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '=' || c == ':' || c.is_whitespace() {
+                break;
+            } else {
+                key.push(c);
+            }
+        }
+        let rest: String = chars.collect();
+        let rest = rest.trim_start_matches([' ', '\t', '=', ':']).trim_end();
+        out.insert(key, rest.replace("\\:", ":").replace("\\=", "="));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(items: &str) -> String {
+        format!(r#"{{"apiVersion":"v1","kind":"List","items":[{items}]}}"#)
+    }
+
+    const NODE: &str = r#"{"kind":"Node","metadata":{"name":"n1","labels":{"pool":"spark"},
+        "annotations":{"karpenter.sh/do-not-disrupt":"true","stowage.io/state":"draining"}},
+        "spec":{"providerID":"aws:///us-east-1a/i-0abc","taints":[{"key":"spot","value":"true","effect":"NoSchedule"}]},
+        "status":{"allocatable":{"cpu":"7910m","memory":"31Gi","pods":"58","ephemeral-storage":"95551679124","nvidia.com/gpu":"1"}}}"#;
+
+    #[test]
+    fn reads_nodes_pods_and_pdbs() {
+        let pod = r#"{"kind":"Pod","metadata":{"name":"exec-1","namespace":"spark","uid":"u1",
+            "labels":{"spark-role":"executor","spark-app-selector":"spark-123"},
+            "annotations":{"cluster-autoscaler.kubernetes.io/safe-to-evict":"false"},
+            "ownerReferences":[{"kind":"Pod","name":"drv","controller":true,"apiVersion":"v1","uid":"x"}]},
+            "spec":{"nodeName":"n1","schedulerName":"my-scheduler",
+              "containers":[{"name":"c","resources":{"requests":{"cpu":"1.5","memory":"4Gi"}}},{"name":"d"}],
+              "initContainers":[{"name":"i","resources":{"requests":{"cpu":"3"}}}],
+              "overhead":{"cpu":"250m"},
+              "volumes":[{"name":"cfg","configMap":{"name":"x"}},{"name":"spark-local-dir-1","emptyDir":{}}]},
+            "status":{"phase":"Running"}}"#;
+        let pdb = r#"{"kind":"PodDisruptionBudget","metadata":{"name":"web","namespace":"apps"},
+            "spec":{"selector":{"matchLabels":{"app":"web"}}},"status":{"disruptionsAllowed":1}}"#;
+        let s = load_snapshot(list(&format!("{NODE},{pod},{pdb}")).as_bytes()).unwrap();
+        let n = &s.nodes[0];
+        assert_eq!(n.allocatable.cpu_milli, 7910);
+        assert_eq!(n.allocatable.memory_bytes, 31 << 30);
+        assert_eq!(n.allocatable.pods, 58);
+        assert_eq!(n.allocatable.scalar("nvidia.com/gpu"), 1);
+        assert_eq!(
+            n.do_not_disrupt.as_deref(),
+            Some("karpenter.sh/do-not-disrupt")
+        );
+        assert_eq!(n.stowage_annotations["stowage.io/state"], "draining");
+        assert_eq!(n.taints.len(), 1);
+        let p = &s.pods[0];
+        // containers: 1500m + (none) ; init 3000m ; max = 3000 ; + overhead 250
+        assert_eq!(p.requests.real.cpu_milli, 3250);
+        // non-zero: 1500 + 100 = 1600 < 3000 → 3000 + 250
+        assert_eq!(p.requests.nonzero_cpu_milli, 3250);
+        assert_eq!(p.requests.real.memory_bytes, 4 << 30);
+        assert_eq!(p.requests.nonzero_memory_bytes, (4 << 30) + (200 << 20));
+        assert_eq!(p.safe_to_evict, Some(false));
+        assert_eq!(p.local_storage_volume.as_deref(), Some("spark-local-dir-1"));
+        assert_eq!(p.spark.as_ref().unwrap().role, SparkRole::Executor);
+        assert_eq!(p.controller.as_ref().unwrap().kind, "Pod");
+        assert_eq!(s.pdbs[0].disruptions_allowed, 1);
+    }
+
+    #[test]
+    fn yaml_and_bare_numbers() {
+        let yaml = "apiVersion: v1\nkind: List\nitems:\n- kind: Node\n  metadata: {name: a}\n  status:\n    capacity: {cpu: 2, memory: 1.5Gi, pods: 110}\n";
+        let s = load_snapshot(yaml.as_bytes()).unwrap();
+        assert_eq!(s.nodes[0].allocatable.cpu_milli, 2000);
+        assert_eq!(s.nodes[0].allocatable.memory_bytes, 1_610_612_736);
+    }
+
+    #[test]
+    fn errors_name_the_item_and_field() {
+        let bad = r#"{"kind":"Pod","metadata":{"name":"exec-3","namespace":"spark"},
+            "spec":{"containers":[{"name":"c","resources":{"requests":{"memory":"12Gx"}}}]}}"#;
+        let err = load_snapshot(list(&format!("{NODE},{bad}")).as_bytes()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "items[1] (Pod spark/exec-3): invalid quantity \"12Gx\" in containers[0].resources.requests.memory (unknown suffix)"
+        );
+        let err = load_snapshot(list(r#"{"kind":"Node","metadata":{"name":"n"}}"#).as_bytes())
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("items[0] (Node n): node has neither"),
+            "{err}"
+        );
+        assert!(matches!(
+            load_snapshot(b"{not json"),
+            Err(LoadError::Syntax(_))
+        ));
+        assert!(matches!(
+            load_snapshot(b"[1, 2]"),
+            Err(LoadError::Syntax(_)) | Err(LoadError::Shape(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_kinds_warn_and_spark_config_is_read() {
+        let cm = r##"{"kind":"ConfigMap","metadata":{"name":"spark-drv-abc-conf-map","namespace":"spark",
+            "ownerReferences":[{"kind":"Pod","name":"pi-driver"}]},
+            "data":{"spark.properties":"#comment\nspark.app.id=spark-9\nspark.shuffle.manager org.apache.spark.shuffle.celeborn.SparkShuffleManager\nspark.master=k8s\\://https\\://x\n"}}"##;
+        let svc = r#"{"kind":"Service","metadata":{"name":"s","namespace":"d"}}"#;
+        let s = load_snapshot(list(&format!("{cm},{svc}")).as_bytes()).unwrap();
+        assert_eq!(s.warnings.len(), 1);
+        let app = &s.spark_apps[0];
+        assert_eq!(app.app_id.as_deref(), Some("spark-9"));
+        assert_eq!(app.driver_pod.as_deref(), Some("pi-driver"));
+        assert_eq!(
+            app.conf["spark.shuffle.manager"],
+            "org.apache.spark.shuffle.celeborn.SparkShuffleManager"
+        );
+        assert_eq!(app.conf["spark.master"], "k8s://https://x");
+    }
+
+    #[test]
+    fn sidecars_and_pod_level_requests() {
+        let pod = r#"{"kind":"Pod","metadata":{"name":"p"},"spec":{
+            "containers":[{"name":"a","resources":{"requests":{"cpu":"1","memory":"1Gi"}}}],
+            "initContainers":[
+              {"name":"side","restartPolicy":"Always","resources":{"requests":{"cpu":"500m","memory":"0"}}},
+              {"name":"init","resources":{"requests":{"cpu":"2"}}}],
+            "resources":{"requests":{"memory":"3Gi"}}}}"#;
+        let s = load_snapshot(pod.as_bytes()).unwrap();
+        let r = &s.pods[0].requests;
+        // sum = 1 + 0.5 (sidecar) = 1.5; init needs 2 + 0.5 = 2.5 → 2500
+        assert_eq!(r.real.cpu_milli, 2500);
+        // pod-level memory replaces the container total
+        assert_eq!(r.real.memory_bytes, 3 << 30);
+        assert_eq!(r.nonzero_memory_bytes, 3 << 30);
+        // non-zero: init container "init" has no memory → 200Mi + sidecar 0 → below 3Gi anyway
+        assert_eq!(r.nonzero_cpu_milli, 2500);
+        assert_eq!(s.pods[0].namespace, "default");
+        assert_eq!(s.pods[0].scheduler_name, "default-scheduler");
+    }
+}

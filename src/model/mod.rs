@@ -1,0 +1,391 @@
+//! The compact cluster snapshot that every decision is made from.
+//!
+//! `model` owns the types the planner and the scoring engine read — [`Node`], [`Pod`],
+//! [`Resources`], [`Pdb`], [`SparkApp`] — and their construction from a `kubectl get -o json`
+//! List ([`load`]). Resources are integers (milli-CPU, bytes, counts), parsed exactly
+//! ([`quantity`]). Only the fields a decision needs are kept; whole Kubernetes objects are not.
+//! This module does no I/O beyond parsing bytes it is handed and never imports `kube` or AWS.
+
+pub mod load;
+pub mod quantity;
+pub mod selector;
+
+use selector::{Labels, NodeSelectorTerm, Taint, Toleration};
+use std::collections::BTreeMap;
+
+pub use load::{LoadError, load_snapshot};
+
+/// Requested or allocatable resources as integers.
+///
+/// `scalars` holds extended resources (`nvidia.com/gpu`, `hugepages-2Mi`, …) sorted by name;
+/// most pods have none, so it costs no allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Resources {
+    pub cpu_milli: i64,
+    pub memory_bytes: i64,
+    pub ephemeral_storage_bytes: i64,
+    pub pods: i64,
+    pub scalars: Vec<(String, i64)>,
+}
+
+impl Resources {
+    /// The amount of a scalar resource, 0 when absent.
+    pub fn scalar(&self, name: &str) -> i64 {
+        self.scalars
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .map_or(0, |i| self.scalars[i].1)
+    }
+
+    fn scalar_entry(&mut self, name: &str) -> &mut i64 {
+        let i = match self.scalars.binary_search_by(|(n, _)| n.as_str().cmp(name)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.scalars.insert(i, (name.to_string(), 0));
+                i
+            }
+        };
+        &mut self.scalars[i].1
+    }
+
+    /// Sets one resource by its Kubernetes name.
+    pub fn set(&mut self, name: &str, value: i64) {
+        match name {
+            "cpu" => self.cpu_milli = value,
+            "memory" => self.memory_bytes = value,
+            "ephemeral-storage" => self.ephemeral_storage_bytes = value,
+            "pods" => self.pods = value,
+            _ => *self.scalar_entry(name) = value,
+        }
+    }
+
+    /// Reads one resource by its Kubernetes name.
+    pub fn get(&self, name: &str) -> i64 {
+        match name {
+            "cpu" => self.cpu_milli,
+            "memory" => self.memory_bytes,
+            "ephemeral-storage" => self.ephemeral_storage_bytes,
+            "pods" => self.pods,
+            _ => self.scalar(name),
+        }
+    }
+
+    /// Adds `other` resource by resource.
+    pub fn add(&mut self, other: &Resources) {
+        self.cpu_milli += other.cpu_milli;
+        self.memory_bytes += other.memory_bytes;
+        self.ephemeral_storage_bytes += other.ephemeral_storage_bytes;
+        self.pods += other.pods;
+        for (name, v) in &other.scalars {
+            *self.scalar_entry(name) += v;
+        }
+    }
+
+    /// Subtracts `other` resource by resource.
+    pub fn sub(&mut self, other: &Resources) {
+        self.cpu_milli -= other.cpu_milli;
+        self.memory_bytes -= other.memory_bytes;
+        self.ephemeral_storage_bytes -= other.ephemeral_storage_bytes;
+        self.pods -= other.pods;
+        for (name, v) in &other.scalars {
+            *self.scalar_entry(name) -= v;
+        }
+    }
+
+    /// Raises each resource to at least `other`'s amount (`maxResourceList`).
+    pub fn max_with(&mut self, other: &Resources) {
+        self.cpu_milli = self.cpu_milli.max(other.cpu_milli);
+        self.memory_bytes = self.memory_bytes.max(other.memory_bytes);
+        self.ephemeral_storage_bytes = self
+            .ephemeral_storage_bytes
+            .max(other.ephemeral_storage_bytes);
+        self.pods = self.pods.max(other.pods);
+        for (name, v) in &other.scalars {
+            let e = self.scalar_entry(name);
+            *e = (*e).max(*v);
+        }
+    }
+
+    /// True when nothing is requested.
+    pub fn is_zero(&self) -> bool {
+        self.cpu_milli == 0
+            && self.memory_bytes == 0
+            && self.ephemeral_storage_bytes == 0
+            && self.scalars.iter().all(|(_, v)| *v == 0)
+    }
+}
+
+/// A pod's requests as kube-scheduler sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct PodRequests {
+    /// `resource.PodRequests`: what Filter checks and NodeInfo.Requested sums.
+    pub real: Resources,
+    /// CPU with the 100 m default for containers that omit a cpu request (scoring only).
+    pub nonzero_cpu_milli: i64,
+    /// Memory with the 200 MiB default for containers that omit a memory request (scoring only).
+    pub nonzero_memory_bytes: i64,
+}
+
+/// `schedutil.DefaultMilliCPURequest`.
+pub const DEFAULT_MILLI_CPU_REQUEST: i64 = 100;
+/// `schedutil.DefaultMemoryRequest` (200 MiB).
+pub const DEFAULT_MEMORY_REQUEST: i64 = 200 * 1024 * 1024;
+
+/// One container's requests as parsed, remembering which of cpu/memory were given at all.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerRequests {
+    pub requests: Resources,
+    pub has_cpu: bool,
+    pub has_memory: bool,
+    /// `restartPolicy: Always` on an init container (a sidecar).
+    pub sidecar: bool,
+}
+
+impl ContainerRequests {
+    fn effective(&self, nonzero: bool) -> Resources {
+        let mut r = self.requests.clone();
+        if nonzero {
+            if !self.has_cpu {
+                r.cpu_milli = DEFAULT_MILLI_CPU_REQUEST;
+            }
+            if !self.has_memory {
+                r.memory_bytes = DEFAULT_MEMORY_REQUEST;
+            }
+        }
+        r
+    }
+}
+
+/// `resource.PodRequests` of `k8s.io/component-helpers/resource`, computed twice: once as is
+/// (Filter) and once with the non-zero defaults for missing cpu/memory keys (Score).
+///
+/// App containers are summed; init containers are walked in order: a sidecar adds to the sum and
+/// to a running sidecar total, an ordinary init container needs its own request plus the
+/// sidecars started before it; each resource is the max of the sum and every init container's
+/// need. Pod-level `spec.resources.requests` (cpu, memory) replaces the container total, then
+/// `spec.overhead` is added.
+pub fn pod_requests(
+    containers: &[ContainerRequests],
+    init_containers: &[ContainerRequests],
+    pod_level: Option<&ContainerRequests>,
+    overhead: &Resources,
+) -> PodRequests {
+    let aggregate = |nonzero: bool| {
+        let mut sum = Resources::default();
+        for c in containers {
+            sum.add(&c.effective(nonzero));
+        }
+        let mut sidecars = Resources::default();
+        let mut init_max = Resources::default();
+        for c in init_containers {
+            let own = c.effective(nonzero);
+            if c.sidecar {
+                sum.add(&own);
+                sidecars.add(&own);
+                init_max.max_with(&sidecars);
+            } else {
+                let mut need = own;
+                need.add(&sidecars);
+                init_max.max_with(&need);
+            }
+        }
+        sum.max_with(&init_max);
+        if let Some(p) = pod_level {
+            if p.has_cpu {
+                sum.cpu_milli = p.requests.cpu_milli;
+            }
+            if p.has_memory {
+                sum.memory_bytes = p.requests.memory_bytes;
+            }
+        }
+        sum.add(overhead);
+        sum
+    };
+    let real = aggregate(false);
+    let nonzero = aggregate(true);
+    PodRequests {
+        nonzero_cpu_milli: nonzero.cpu_milli,
+        nonzero_memory_bytes: nonzero.memory_bytes,
+        real,
+    }
+}
+
+/// Pod phase; only Succeeded and Failed matter (they no longer count against a node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PodPhase {
+    #[default]
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Unknown,
+}
+
+impl PodPhase {
+    /// Parses `status.phase`; an absent phase is Pending.
+    pub fn parse(s: &str) -> PodPhase {
+        match s {
+            "Running" => PodPhase::Running,
+            "Succeeded" => PodPhase::Succeeded,
+            "Failed" => PodPhase::Failed,
+            "Unknown" => PodPhase::Unknown,
+            _ => PodPhase::Pending,
+        }
+    }
+
+    /// Succeeded or Failed: the pod holds nothing and is not counted by the scheduler.
+    pub fn is_finished(self) -> bool {
+        matches!(self, PodPhase::Succeeded | PodPhase::Failed)
+    }
+}
+
+/// The controller owner of an object (`ownerReferences[?controller]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OwnerRef {
+    pub kind: String,
+    pub name: String,
+}
+
+/// What constrains where a pod may go, besides resources (shared by pods of one template).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Placement {
+    pub node_selector: Labels,
+    /// `affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms`;
+    /// `None` when the pod has no required node affinity.
+    pub required_terms: Option<Vec<NodeSelectorTerm>>,
+    pub tolerations: Vec<Toleration>,
+}
+
+/// The Spark labels of a pod, when it has them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SparkPod {
+    pub role: SparkRole,
+    /// `spark-app-selector` (the Spark application id).
+    pub app_id: String,
+    /// `sparkoperator.k8s.io/app-name`, when Spark Operator launched it.
+    pub app_name: Option<String>,
+}
+
+/// `spark-role` label value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SparkRole {
+    Driver,
+    Executor,
+}
+
+/// A pod, reduced to what scheduling and consolidation decisions read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub node_name: Option<String>,
+    pub phase: PodPhase,
+    pub scheduler_name: String,
+    pub requests: PodRequests,
+    pub labels: Labels,
+    pub placement: Placement,
+    pub controller: Option<OwnerRef>,
+    /// `kubernetes.io/config.mirror` annotation: a static pod's mirror.
+    pub mirror: bool,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    /// `karpenter.sh/do-not-disrupt: "true"`.
+    pub do_not_disrupt: bool,
+    /// `cluster-autoscaler.kubernetes.io/safe-to-evict`, when present.
+    pub safe_to_evict: Option<bool>,
+    /// `stowage.io/shuffle-free: "true"`.
+    pub shuffle_free: bool,
+    /// The first volume that keeps data on the node (hostPath, or emptyDir not in memory).
+    pub local_storage_volume: Option<String>,
+    pub spark: Option<SparkPod>,
+}
+
+impl Pod {
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Owned by a DaemonSet: it stays with its node and needs no new home.
+    pub fn is_daemonset(&self) -> bool {
+        self.controller
+            .as_ref()
+            .is_some_and(|o| o.kind == "DaemonSet")
+    }
+
+    /// Counted by kube-scheduler against its node's resources.
+    pub fn counts_on_node(&self) -> bool {
+        self.node_name.is_some() && !self.phase.is_finished()
+    }
+
+    /// Must be evicted and rescheduled for its node to become empty.
+    pub fn needs_new_home(&self) -> bool {
+        !self.is_daemonset() && !self.mirror && !self.phase.is_finished() && !self.terminating
+    }
+}
+
+/// A node, reduced to what scheduling and consolidation decisions read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    pub labels: Labels,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub allocatable: Resources,
+    /// `metadata.deletionTimestamp` is set: already going away.
+    pub deleting: bool,
+    /// `karpenter.sh/do-not-disrupt: "true"` or
+    /// `cluster-autoscaler.kubernetes.io/scale-down-disabled: "true"`.
+    pub do_not_disrupt: Option<String>,
+    pub provider_id: Option<String>,
+    /// Annotations under `stowage.io/` (state the controller recorded).
+    pub stowage_annotations: BTreeMap<String, String>,
+}
+
+/// A PodDisruptionBudget: its selector and how many disruptions it allows now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pdb {
+    pub namespace: String,
+    pub name: String,
+    /// `None` (no selector) selects no pod; an empty selector selects every pod of the namespace.
+    pub selector: Option<selector::LabelSelector>,
+    pub disruptions_allowed: i64,
+}
+
+impl Pdb {
+    /// True when the PDB covers the pod.
+    pub fn covers(&self, pod: &Pod) -> bool {
+        self.namespace == pod.namespace
+            && self
+                .selector
+                .as_ref()
+                .is_some_and(|s| s.matches(&pod.labels))
+    }
+}
+
+/// What stowage knows about a Spark application beyond its pods.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SparkApp {
+    pub namespace: String,
+    /// SparkApplication name (Spark Operator), when known.
+    pub name: Option<String>,
+    /// `spark-app-selector` value, when known.
+    pub app_id: Option<String>,
+    /// Driver pod name, when known (the ConfigMap's owner).
+    pub driver_pod: Option<String>,
+    /// `SparkApplication.status.applicationState.state` (e.g. RUNNING, COMPLETED).
+    pub state: Option<String>,
+    /// Spark configuration (`spec.sparkConf` or the driver ConfigMap's `spark.properties`).
+    pub conf: BTreeMap<String, String>,
+}
+
+/// Everything a plan is made from.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<Node>,
+    pub pods: Vec<Pod>,
+    pub pdbs: Vec<Pdb>,
+    pub spark_apps: Vec<SparkApp>,
+    /// Items that were skipped, with why (unknown kinds).
+    pub warnings: Vec<String>,
+}

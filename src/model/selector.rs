@@ -1,0 +1,277 @@
+//! Label selectors, node selector terms, taints and tolerations, with the matching rules of
+//! `k8s.io/apimachinery/pkg/labels`, `k8s.io/component-helpers/scheduling/corev1` and
+//! `k8s.io/api/core/v1/toleration.go`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Labels of an object (ordered, so output and hashing are deterministic).
+pub type Labels = BTreeMap<String, String>;
+
+/// A `metav1.LabelSelector` (PDBs, policies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: Labels,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+/// One `matchExpressions` entry of a label selector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl LabelSelector {
+    /// True when every requirement holds. An empty selector matches everything
+    /// (`metav1.LabelSelectorAsSelector`); unknown operators match nothing (safe side).
+    pub fn matches(&self, labels: &Labels) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && self.match_expressions.iter().all(|r| {
+                let value = labels.get(&r.key);
+                match r.operator.as_str() {
+                    "In" => value.is_some_and(|v| r.values.contains(v)),
+                    "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
+                    "Exists" => value.is_some(),
+                    "DoesNotExist" => value.is_none(),
+                    _ => false,
+                }
+            })
+    }
+
+    /// Checks the operators and values, so a bad policy is refused instead of matching nothing.
+    pub fn validate(&self, path: &str) -> Result<(), String> {
+        for (i, r) in self.match_expressions.iter().enumerate() {
+            let at = format!("{path}.matchExpressions[{i}]");
+            match r.operator.as_str() {
+                "In" | "NotIn" if r.values.is_empty() => {
+                    return Err(format!(
+                        "{at}.values: must be non-empty for operator {}",
+                        r.operator
+                    ));
+                }
+                "Exists" | "DoesNotExist" if !r.values.is_empty() => {
+                    return Err(format!(
+                        "{at}.values: must be empty for operator {}",
+                        r.operator
+                    ));
+                }
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+                other => {
+                    return Err(format!(
+                        "{at}.operator: unsupported value {other:?} (use In, NotIn, Exists or DoesNotExist)"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A node selector requirement (`matchExpressions` / `matchFields` of a node selector term).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// A term of `requiredDuringSchedulingIgnoredDuringExecution`: all requirements must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorTerm {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<NodeSelectorRequirement>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_fields: Vec<NodeSelectorRequirement>,
+}
+
+impl NodeSelectorRequirement {
+    fn matches_value(&self, value: Option<&str>) -> bool {
+        match self.operator.as_str() {
+            "In" => value.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            "NotIn" => value.is_none_or(|v| !self.values.iter().any(|x| x == v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            // Gt/Lt compare integers; a value that is not one does not match.
+            "Gt" | "Lt" => {
+                let (Some(v), [bound]) = (value, self.values.as_slice()) else {
+                    return false;
+                };
+                match (v.parse::<i64>(), bound.parse::<i64>()) {
+                    (Ok(v), Ok(b)) if self.operator == "Gt" => v > b,
+                    (Ok(v), Ok(b)) => v < b,
+                    _ => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+impl NodeSelectorTerm {
+    /// A term with no requirements matches no node (`nodeaffinity.NewNodeSelector`).
+    pub fn matches(&self, node_name: &str, labels: &Labels) -> bool {
+        if self.match_expressions.is_empty() && self.match_fields.is_empty() {
+            return false;
+        }
+        self.match_expressions
+            .iter()
+            .all(|r| r.matches_value(labels.get(&r.key).map(String::as_str)))
+            && self
+                .match_fields
+                .iter()
+                .all(|r| r.key == "metadata.name" && r.matches_value(Some(node_name)))
+    }
+}
+
+/// A node taint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Taint {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    pub effect: String,
+}
+
+/// A pod toleration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Toleration {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub value: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub effect: String,
+}
+
+impl Toleration {
+    /// `Toleration.ToleratesTaint`: an empty effect matches every effect, an empty key with
+    /// `Exists` matches every key, the default operator is `Equal`.
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if !self.effect.is_empty() && self.effect != taint.effect {
+            return false;
+        }
+        if !self.key.is_empty() && self.key != taint.key {
+            return false;
+        }
+        match self.operator.as_str() {
+            "Exists" => true,
+            "" | "Equal" => self.key == taint.key && self.value == taint.value,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn req(key: &str, op: &str, values: &[&str]) -> NodeSelectorRequirement {
+        NodeSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn label_selector_operators() {
+        let l = labels(&[("app", "web"), ("tier", "front")]);
+        let sel = |labels: &[(&str, &str)], exprs: Vec<LabelSelectorRequirement>| LabelSelector {
+            match_labels: self::labels(labels),
+            match_expressions: exprs,
+        };
+        let e = |k: &str, op: &str, v: &[&str]| LabelSelectorRequirement {
+            key: k.into(),
+            operator: op.into(),
+            values: v.iter().map(|x| x.to_string()).collect(),
+        };
+        assert!(sel(&[], vec![]).matches(&l));
+        assert!(sel(&[("app", "web")], vec![]).matches(&l));
+        assert!(!sel(&[("app", "db")], vec![]).matches(&l));
+        assert!(sel(&[], vec![e("tier", "In", &["front", "back"])]).matches(&l));
+        assert!(!sel(&[], vec![e("tier", "NotIn", &["front"])]).matches(&l));
+        assert!(sel(&[], vec![e("zone", "NotIn", &["a"])]).matches(&l));
+        assert!(sel(&[], vec![e("app", "Exists", &[])]).matches(&l));
+        assert!(!sel(&[], vec![e("app", "DoesNotExist", &[])]).matches(&l));
+        assert!(!sel(&[], vec![e("app", "Bogus", &[])]).matches(&l));
+        assert!(
+            sel(&[], vec![e("app", "Bogus", &[])])
+                .validate("spec.nodeSelector")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn node_selector_terms() {
+        let l = labels(&[("gen", "5"), ("pool", "spark")]);
+        let term = |exprs: Vec<NodeSelectorRequirement>| NodeSelectorTerm {
+            match_expressions: exprs,
+            match_fields: vec![],
+        };
+        assert!(
+            !term(vec![]).matches("n1", &l),
+            "empty term matches nothing"
+        );
+        assert!(term(vec![req("gen", "Gt", &["4"])]).matches("n1", &l));
+        assert!(!term(vec![req("gen", "Lt", &["4"])]).matches("n1", &l));
+        assert!(!term(vec![req("pool", "Gt", &["4"])]).matches("n1", &l));
+        assert!(
+            term(vec![
+                req("pool", "In", &["spark"]),
+                req("x", "DoesNotExist", &[])
+            ])
+            .matches("n1", &l)
+        );
+        let by_name = NodeSelectorTerm {
+            match_expressions: vec![],
+            match_fields: vec![req("metadata.name", "In", &["n1"])],
+        };
+        assert!(by_name.matches("n1", &l));
+        assert!(!by_name.matches("n2", &l));
+    }
+
+    #[test]
+    fn tolerations() {
+        let taint = Taint {
+            key: "spot".into(),
+            value: "true".into(),
+            effect: "NoSchedule".into(),
+        };
+        let t = |key: &str, op: &str, value: &str, effect: &str| Toleration {
+            key: key.into(),
+            operator: op.into(),
+            value: value.into(),
+            effect: effect.into(),
+        };
+        assert!(t("spot", "", "true", "NoSchedule").tolerates(&taint));
+        assert!(t("spot", "Equal", "true", "").tolerates(&taint));
+        assert!(!t("spot", "Equal", "false", "").tolerates(&taint));
+        assert!(t("spot", "Exists", "", "").tolerates(&taint));
+        assert!(t("", "Exists", "", "").tolerates(&taint));
+        assert!(!t("", "Exists", "", "NoExecute").tolerates(&taint));
+        assert!(!t("other", "Exists", "", "").tolerates(&taint));
+    }
+}

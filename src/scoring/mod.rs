@@ -1,0 +1,348 @@
+//! kube-scheduler's resource scoring, reimplemented score for score.
+//!
+//! `scoring` owns the NodeResourcesFit Filter and its three scoring strategies
+//! (`MostAllocated`, `LeastAllocated`, `RequestedToCapacityRatio`), the
+//! NodeResourcesBalancedAllocation score in both the ≤ 1.35 and the ≥ 1.36 formula, the
+//! taint/toleration, node selector, node affinity and unschedulable filters, and scheduler
+//! profiles read from a KubeSchedulerConfiguration ([`config`]). It mirrors
+//! `pkg/scheduler/framework/plugins/noderesources` (fit.go, resource_allocation.go,
+//! most_allocated.go, least_allocated.go, requested_to_capacity_ratio.go,
+//! balanced_allocation.go): integer arithmetic with truncating division, MaxNodeScore = 100.
+//! Pure: no I/O, no clock.
+
+pub mod config;
+pub mod filter;
+
+use crate::model::{PodRequests, Resources};
+
+pub use config::{ConfigError, Profile, Profiles, SchedulerVersion};
+pub use filter::{Infeasible, filter};
+
+/// `framework.MaxNodeScore`.
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// A resource named in a scoring configuration, resolved once so scoring compares no strings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ResourceName {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+    /// Extended, hugepages or attachable-volumes resources (`IsScalarResourceName`).
+    Scalar(String),
+    /// Anything else (`pods`, unprefixed names): kube-scheduler scores it as absent.
+    Unscored(String),
+}
+
+impl ResourceName {
+    /// Resolves a Kubernetes resource name.
+    pub fn parse(name: &str) -> ResourceName {
+        match name {
+            "cpu" => ResourceName::Cpu,
+            "memory" => ResourceName::Memory,
+            "ephemeral-storage" => ResourceName::EphemeralStorage,
+            n if is_scalar_resource_name(n) => ResourceName::Scalar(n.to_string()),
+            n => ResourceName::Unscored(n.to_string()),
+        }
+    }
+
+    /// The Kubernetes name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ResourceName::Cpu => "cpu",
+            ResourceName::Memory => "memory",
+            ResourceName::EphemeralStorage => "ephemeral-storage",
+            ResourceName::Scalar(n) | ResourceName::Unscored(n) => n,
+        }
+    }
+}
+
+/// `v1helper.IsScalarResourceName`: extended resources (a domain-prefixed name outside
+/// `kubernetes.io/`), prefixed native resources (`*kubernetes.io/*`), hugepages and attachable
+/// volumes.
+pub fn is_scalar_resource_name(name: &str) -> bool {
+    (name.contains('/') && !name.starts_with("requests."))
+        || name.starts_with("hugepages-")
+        || name.starts_with("attachable-volumes-")
+}
+
+/// What is already on a node, as kube-scheduler's `NodeInfo` tracks it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeUsage {
+    pub allocatable: Resources,
+    /// Σ `PodRequests` of the pods counted on the node (`NodeInfo.Requested`).
+    pub requested: Resources,
+    /// Σ non-zero cpu of those pods (`NodeInfo.NonZeroRequested.MilliCPU`).
+    pub nonzero_cpu_milli: i64,
+    /// Σ non-zero memory of those pods (`NodeInfo.NonZeroRequested.Memory`).
+    pub nonzero_memory_bytes: i64,
+    /// Number of pods counted on the node.
+    pub pod_count: i64,
+}
+
+impl NodeUsage {
+    /// An empty node.
+    pub fn new(allocatable: Resources) -> NodeUsage {
+        NodeUsage {
+            allocatable,
+            ..NodeUsage::default()
+        }
+    }
+
+    /// Counts a pod on the node.
+    pub fn add_pod(&mut self, pod: &PodRequests) {
+        self.requested.add(&pod.real);
+        self.nonzero_cpu_milli += pod.nonzero_cpu_milli;
+        self.nonzero_memory_bytes += pod.nonzero_memory_bytes;
+        self.pod_count += 1;
+    }
+
+    /// Stops counting a pod on the node.
+    pub fn remove_pod(&mut self, pod: &PodRequests) {
+        self.requested.sub(&pod.real);
+        self.nonzero_cpu_milli -= pod.nonzero_cpu_milli;
+        self.nonzero_memory_bytes -= pod.nonzero_memory_bytes;
+        self.pod_count -= 1;
+    }
+}
+
+/// `calculateResourceAllocatableRequest`: (allocatable, requested-with-pod) of one resource.
+///
+/// Fit strategies use the non-zero cpu/memory sums (`use_requested = false`), BalancedAllocation
+/// the real ones. A scalar resource the pod does not request, or any resource the node has none
+/// of, yields `(0, _)` and is then left out of the score and of the weights.
+fn allocatable_and_requested(
+    resource: &ResourceName,
+    node: &NodeUsage,
+    pod: &PodRequests,
+    use_requested: bool,
+) -> (i64, i64) {
+    match resource {
+        ResourceName::Cpu if use_requested => (
+            node.allocatable.cpu_milli,
+            node.requested.cpu_milli + pod.real.cpu_milli,
+        ),
+        ResourceName::Cpu => (
+            node.allocatable.cpu_milli,
+            node.nonzero_cpu_milli + pod.nonzero_cpu_milli,
+        ),
+        ResourceName::Memory if use_requested => (
+            node.allocatable.memory_bytes,
+            node.requested.memory_bytes + pod.real.memory_bytes,
+        ),
+        ResourceName::Memory => (
+            node.allocatable.memory_bytes,
+            node.nonzero_memory_bytes + pod.nonzero_memory_bytes,
+        ),
+        ResourceName::EphemeralStorage => (
+            node.allocatable.ephemeral_storage_bytes,
+            node.requested.ephemeral_storage_bytes + pod.real.ephemeral_storage_bytes,
+        ),
+        ResourceName::Scalar(name) => {
+            let wanted = pod.real.scalar(name);
+            if wanted == 0 {
+                (0, 0)
+            } else {
+                (
+                    node.allocatable.scalar(name),
+                    node.requested.scalar(name) + wanted,
+                )
+            }
+        }
+        ResourceName::Unscored(_) => (0, 0),
+    }
+}
+
+/// A point of a RequestedToCapacityRatio shape, already scaled to 0–100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShapePoint {
+    pub utilization: i64,
+    pub score: i64,
+}
+
+/// `scoringStrategy.type` of NodeResourcesFitArgs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Strategy {
+    MostAllocated,
+    LeastAllocated,
+    /// The shape with scores already multiplied by 10 (0–100).
+    RequestedToCapacityRatio(Vec<ShapePoint>),
+}
+
+/// The NodeResourcesFit score: a strategy over weighted resources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FitScoring {
+    pub strategy: Strategy,
+    pub resources: Vec<(ResourceName, i64)>,
+}
+
+impl FitScoring {
+    /// kube-scheduler's default: LeastAllocated, cpu and memory weight 1.
+    pub fn least_allocated() -> FitScoring {
+        FitScoring {
+            strategy: Strategy::LeastAllocated,
+            resources: vec![(ResourceName::Cpu, 1), (ResourceName::Memory, 1)],
+        }
+    }
+
+    /// The bin-packing scheduler's: MostAllocated, cpu and memory weight 1.
+    pub fn most_allocated() -> FitScoring {
+        FitScoring {
+            strategy: Strategy::MostAllocated,
+            ..FitScoring::least_allocated()
+        }
+    }
+
+    /// The NodeResourcesFit score of placing `pod` on `node` (0–100).
+    pub fn score(&self, node: &NodeUsage, pod: &PodRequests) -> i64 {
+        let mut node_score = 0i64;
+        let mut weight_sum = 0i64;
+        for (resource, weight) in &self.resources {
+            let (allocatable, requested) = allocatable_and_requested(resource, node, pod, false);
+            if allocatable == 0 {
+                continue;
+            }
+            let resource_score = match &self.strategy {
+                Strategy::MostAllocated => most_requested_score(requested, allocatable),
+                Strategy::LeastAllocated => least_requested_score(requested, allocatable),
+                Strategy::RequestedToCapacityRatio(shape) => {
+                    let s = ratio_resource_score(shape, requested, allocatable);
+                    // requested_to_capacity_ratio.go: only resources that score count.
+                    if s <= 0 {
+                        continue;
+                    }
+                    s
+                }
+            };
+            node_score += resource_score * weight;
+            weight_sum += weight;
+        }
+        if weight_sum == 0 {
+            return 0;
+        }
+        match self.strategy {
+            Strategy::RequestedToCapacityRatio(_) => {
+                // math.Round: half away from zero.
+                (node_score as f64 / weight_sum as f64).round() as i64
+            }
+            _ => node_score / weight_sum,
+        }
+    }
+
+    /// The node's utilisation score: this strategy applied to what the node already runs.
+    pub fn utilisation_score(&self, node: &NodeUsage) -> i64 {
+        self.score(node, &PodRequests::default())
+    }
+}
+
+/// most_allocated.go `mostRequestedScore`: requests above capacity (possible because pods
+/// without requests count the non-zero defaults) are capped at capacity.
+pub fn most_requested_score(requested: i64, capacity: i64) -> i64 {
+    if capacity == 0 {
+        return 0;
+    }
+    requested.min(capacity) * MAX_NODE_SCORE / capacity
+}
+
+/// least_allocated.go `leastRequestedScore`.
+pub fn least_requested_score(requested: i64, capacity: i64) -> i64 {
+    if capacity == 0 || requested > capacity {
+        return 0;
+    }
+    (capacity - requested) * MAX_NODE_SCORE / capacity
+}
+
+/// requested_to_capacity_ratio.go: utilisation `requested * 100 / capacity` (100 when over
+/// capacity) through the broken-linear shape (`helper.BuildBrokenLinearFunction`).
+fn ratio_resource_score(shape: &[ShapePoint], requested: i64, capacity: i64) -> i64 {
+    let utilization = if capacity == 0 || requested > capacity {
+        MAX_NODE_SCORE
+    } else {
+        requested * MAX_NODE_SCORE / capacity
+    };
+    broken_linear(shape, utilization)
+}
+
+/// `helper.BuildBrokenLinearFunction`: linear interpolation between shape points, Go integer
+/// division (truncating toward zero), flat before the first and after the last point.
+pub fn broken_linear(shape: &[ShapePoint], p: i64) -> i64 {
+    for (i, point) in shape.iter().enumerate() {
+        if p <= point.utilization {
+            if i == 0 {
+                return point.score;
+            }
+            let prev = shape[i - 1];
+            return prev.score
+                + (point.score - prev.score) * (p - prev.utilization)
+                    / (point.utilization - prev.utilization);
+        }
+    }
+    shape.last().map_or(0, |p| p.score)
+}
+
+/// The NodeResourcesBalancedAllocation score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancedScoring {
+    pub resources: Vec<ResourceName>,
+    pub version: SchedulerVersion,
+}
+
+impl BalancedScoring {
+    /// Default arguments: cpu and memory.
+    pub fn new(version: SchedulerVersion) -> BalancedScoring {
+        BalancedScoring {
+            resources: vec![ResourceName::Cpu, ResourceName::Memory],
+            version,
+        }
+    }
+
+    /// The score of placing `pod` on `node`, or `None` when the plugin skips the pod because
+    /// it requests none of the configured resources (kubernetes#129138).
+    pub fn score(&self, node: &NodeUsage, pod: &PodRequests) -> Option<i64> {
+        let pod_requests_something = self.resources.iter().any(|r| match r {
+            ResourceName::Cpu => pod.real.cpu_milli != 0,
+            ResourceName::Memory => pod.real.memory_bytes != 0,
+            ResourceName::EphemeralStorage => pod.real.ephemeral_storage_bytes != 0,
+            ResourceName::Scalar(n) => pod.real.scalar(n) != 0,
+            ResourceName::Unscored(n) => pod.real.get(n) != 0,
+        });
+        if !pod_requests_something {
+            return None;
+        }
+        let with_pod = self.balance(node, pod, pod);
+        Some(match self.version {
+            SchedulerVersion::V1_35 => with_pod,
+            SchedulerVersion::V1_36 => {
+                // kubernetes#135573: score the change in balance, mapped back into 50–100.
+                let without_pod = self.balance(node, pod, &PodRequests::default());
+                50 + (50 + with_pod - without_pod) / 2
+            }
+        })
+    }
+
+    /// `balancedResourceScorer`: `(1 - std) * 100` of the requested fractions. Which resources
+    /// take part is decided by the incoming pod (`selector`), the amounts by `added`.
+    fn balance(&self, node: &NodeUsage, selector: &PodRequests, added: &PodRequests) -> i64 {
+        let mut fractions = Vec::with_capacity(self.resources.len());
+        for resource in &self.resources {
+            let (allocatable, _) = allocatable_and_requested(resource, node, selector, true);
+            if allocatable == 0 {
+                continue;
+            }
+            let (_, requested) = allocatable_and_requested(resource, node, added, true);
+            fractions.push((requested as f64 / allocatable as f64).min(1.0));
+        }
+        let std = match fractions.as_slice() {
+            [a, b] => ((a - b) / 2.0).abs(),
+            all if all.len() > 2 => {
+                let n = all.len() as f64;
+                let mean = all.iter().sum::<f64>() / n;
+                (all.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n).sqrt()
+            }
+            _ => 0.0,
+        };
+        ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
+    }
+}
+
+#[cfg(test)]
+mod tests;
