@@ -389,3 +389,6 @@ pub struct Snapshot {
     /// Items that were skipped, with why (unknown kinds).
     pub warnings: Vec<String>,
 }
+
+#[cfg(test)]
+pub mod testing;

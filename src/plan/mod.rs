@@ -1,1 +1,639 @@
-//! placeholder
+//! The consolidation planner: which nodes can be emptied, where their pods would go, and why
+//! every other node stays.
+//!
+//! `plan` is a pure, deterministic function of a [`Snapshot`], a [`ConsolidationPolicy`], the
+//! scheduler [`Profiles`] and the time budgets are evaluated at. It
+//! 1. scores every node's utilisation with the policy's strategy (kube-scheduler's own formula);
+//! 2. keeps managed, idle nodes as candidates and blocks the rest with one reason each, in the
+//!    order `NotManaged`, `NotIdle`, `Recent`, then the guards (`ShuffleData`, `RunningDriver`,
+//!    `DoNotDisrupt`, `PodDisruptionBudget`, `NoController`, `LocalStorage`), then `NoFit`,
+//!    `Budget`;
+//! 3. simulates, candidate by candidate (empty nodes first, then from the lowest score), where
+//!    kube-scheduler would put each evicted pod — with the pod's *own* profile, so bin-packed pods
+//!    pack and default-scheduler pods spread — and keeps a node only if all its pods (and the
+//!    pods earlier drains moved onto it) find room; PDB disruptions are a budget shared by the
+//!    whole plan.
+//!
+//! It never talks to the cluster; the controller re-validates a plan before acting on it.
+
+mod index;
+
+use crate::model::{Node, Pod, Snapshot};
+use crate::policy::{ConsolidationPolicy, HoldingAction};
+use crate::scoring::{NodeUsage, Profile, Profiles, Strategy};
+use crate::shuffle::{ShuffleState, SparkIndex};
+use index::{DestinationIndex, PodToPlace};
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Why a node is not drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Reason {
+    NotManaged,
+    NotIdle,
+    Recent,
+    ShuffleData,
+    RunningDriver,
+    DoNotDisrupt,
+    PodDisruptionBudget,
+    NoController,
+    LocalStorage,
+    NoFit,
+    Budget,
+}
+
+impl Reason {
+    /// The name used in JSON, tables, events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotManaged => "NotManaged",
+            Reason::NotIdle => "NotIdle",
+            Reason::Recent => "Recent",
+            Reason::ShuffleData => "ShuffleData",
+            Reason::RunningDriver => "RunningDriver",
+            Reason::DoNotDisrupt => "DoNotDisrupt",
+            Reason::PodDisruptionBudget => "PodDisruptionBudget",
+            Reason::NoController => "NoController",
+            Reason::LocalStorage => "LocalStorage",
+            Reason::NoFit => "NoFit",
+            Reason::Budget => "Budget",
+        }
+    }
+}
+
+/// A pod that moves, and where kube-scheduler is predicted to put it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Move {
+    /// `namespace/name`.
+    pub pod: String,
+    pub to: String,
+}
+
+/// A node the plan empties.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Drain {
+    pub node: String,
+    pub pool: String,
+    pub score_before: i64,
+    pub moves: Vec<Move>,
+}
+
+/// A node the plan keeps, with the first reason that applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Blocked {
+    pub node: String,
+    pub pool: String,
+    pub reason: Reason,
+    pub detail: String,
+}
+
+/// The plan (`stowage plan -o json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    pub drain: Vec<Drain>,
+    pub blocked: Vec<Blocked>,
+    /// Utilisation score of every node under the policy's strategy.
+    pub scores: BTreeMap<String, i64>,
+    /// Things the plan could not take into account exactly.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// The node pool a node belongs to, for display.
+pub fn pool_of(node: &Node) -> String {
+    [
+        "karpenter.sh/nodepool",
+        "eks.amazonaws.com/nodegroup",
+        "alpha.eksctl.io/nodegroup-name",
+        "cloud.google.com/gke-nodepool",
+    ]
+    .iter()
+    .find_map(|k| node.labels.get(*k))
+    .cloned()
+    .unwrap_or_else(|| "-".into())
+}
+
+/// Node annotation the controller writes with the time a node first looked idle (RFC 3339).
+pub const IDLE_SINCE_ANNOTATION: &str = "stowage.io/idle-since";
+
+/// Everything a plan is made from.
+pub struct PlanInput<'a> {
+    pub snapshot: &'a Snapshot,
+    pub policy: &'a ConsolidationPolicy,
+    pub profiles: &'a Profiles,
+    /// When disruption budgets and idle times are evaluated.
+    pub now: Timestamp,
+}
+
+struct Candidate {
+    node: u32,
+    score: i64,
+    /// Indices (into snapshot.pods) of pods that need a new home.
+    evictable: Vec<u32>,
+}
+
+/// Computes the plan. Deterministic: the same input gives the same plan.
+pub fn plan(input: &PlanInput) -> Plan {
+    let snapshot = input.snapshot;
+    let policy = input.policy;
+    let spec = &policy.spec;
+
+    // Nodes sorted by name: index order is name order, which breaks score ties.
+    let mut order: Vec<usize> = (0..snapshot.nodes.len()).collect();
+    order.sort_by(|&a, &b| snapshot.nodes[a].name.cmp(&snapshot.nodes[b].name));
+    let nodes: Vec<Node> = order.iter().map(|&i| snapshot.nodes[i].clone()).collect();
+    let node_index: HashMap<&str, u32> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i as u32))
+        .collect();
+
+    // What each node runs, as kube-scheduler counts it.
+    let mut usage: Vec<NodeUsage> = nodes
+        .iter()
+        .map(|n| NodeUsage::new(n.allocatable.clone()))
+        .collect();
+    let mut pods_on: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
+    for (i, pod) in snapshot.pods.iter().enumerate() {
+        let Some(&n) = pod
+            .node_name
+            .as_deref()
+            .and_then(|name| node_index.get(name))
+        else {
+            continue;
+        };
+        if pod.counts_on_node() {
+            usage[n as usize].add_pod(&pod.requests);
+            pods_on[n as usize].push(i as u32);
+        }
+    }
+
+    // Pod order within a node must not depend on the order of the snapshot.
+    for pods in &mut pods_on {
+        pods.sort_by(|&a, &b| {
+            let (pa, pb) = (&snapshot.pods[a as usize], &snapshot.pods[b as usize]);
+            (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name))
+        });
+    }
+
+    let fit = policy.utilisation_scoring(input.profiles);
+    let scores: Vec<i64> = usage.iter().map(|u| fit.utilisation_score(u)).collect();
+    // LeastAllocated scores free space; idleness is measured on the used side.
+    let utilisation = |score: i64| match fit.strategy {
+        Strategy::LeastAllocated => 100 - score,
+        _ => score,
+    };
+
+    let spark = SparkIndex::new(snapshot, &spec.shuffle);
+    let pdbs_by_namespace = {
+        let mut m: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, pdb) in snapshot.pdbs.iter().enumerate() {
+            m.entry(pdb.namespace.as_str()).or_default().push(i);
+        }
+        m
+    };
+    let covering = |pod: &Pod| -> Vec<usize> {
+        pdbs_by_namespace
+            .get(pod.namespace.as_str())
+            .map(|list| {
+                list.iter()
+                    .copied()
+                    .filter(|&i| snapshot.pdbs[i].covers(pod))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    let mut blocked: Vec<Option<(Reason, String)>> = vec![None; nodes.len()];
+    let mut candidates = Vec::new();
+    let mut managed = 0usize;
+    let mut already_disrupting = 0usize;
+    let idle_for = policy.idle_for();
+    for (n, node) in nodes.iter().enumerate() {
+        let block = |reason, detail: String| Some((reason, detail));
+        if !spec.node_selector.matches(&node.labels) {
+            blocked[n] = block(
+                Reason::NotManaged,
+                "does not match the policy's nodeSelector".into(),
+            );
+            continue;
+        }
+        if node.deleting {
+            already_disrupting += 1;
+            blocked[n] = block(Reason::NotManaged, "node is already being deleted".into());
+            continue;
+        }
+        managed += 1;
+        let used = utilisation(scores[n]);
+        if used >= spec.idle.score_below {
+            blocked[n] = block(
+                Reason::NotIdle,
+                format!(
+                    "utilisation score {used} is not below {}",
+                    spec.idle.score_below
+                ),
+            );
+            continue;
+        }
+        if let Some(since) = node.stowage_annotations.get(IDLE_SINCE_ANNOTATION)
+            && let Ok(since) = since.parse::<Timestamp>()
+        {
+            let idle_seconds = input.now.as_second() - since.as_second();
+            if idle_seconds < idle_for.as_secs() as i64 {
+                blocked[n] = block(
+                    Reason::Recent,
+                    format!(
+                        "idle for {idle_seconds}s, less than idle.for {}",
+                        spec.idle.idle_for
+                    ),
+                );
+                continue;
+            }
+        }
+        let evictable: Vec<u32> = pods_on[n]
+            .iter()
+            .copied()
+            .filter(|&p| snapshot.pods[p as usize].needs_new_home())
+            .collect();
+        if let Some(guard) = guard(node, &evictable, snapshot, &spark, policy, &covering) {
+            blocked[n] = Some(guard);
+            continue;
+        }
+        candidates.push(Candidate {
+            node: n as u32,
+            score: scores[n],
+            evictable,
+        });
+    }
+    // Empty nodes first (they cost nothing), then from the least utilised.
+    candidates.sort_by_key(|c| (!c.evictable.is_empty(), utilisation(c.score), c.node));
+
+    // Profiles used by the pods that may move.
+    let fallback = input
+        .profiles
+        .get("default-scheduler")
+        .or_else(|| input.profiles.profiles.first());
+    let mut profile_slots: Vec<&Profile> = Vec::new();
+    let mut pod_profile: HashMap<&str, usize> = HashMap::new();
+    let mut warnings = snapshot.warnings.clone();
+    for c in &candidates {
+        for &p in &c.evictable {
+            let name = snapshot.pods[p as usize].scheduler_name.as_str();
+            if pod_profile.contains_key(name) {
+                continue;
+            }
+            let profile = match input.profiles.get(name).or(fallback) {
+                Some(profile) => profile,
+                None => continue,
+            };
+            if profile.scheduler_name != name {
+                warnings.push(format!(
+                    "no scheduler profile {name:?}: its pods are simulated with {:?}",
+                    profile.scheduler_name
+                ));
+            }
+            let slot = profile_slots
+                .iter()
+                .position(|s| std::ptr::eq(*s, profile))
+                .unwrap_or_else(|| {
+                    profile_slots.push(profile);
+                    profile_slots.len() - 1
+                });
+            pod_profile.insert(name, slot);
+        }
+    }
+
+    let mut sim = Simulation {
+        snapshot,
+        index: DestinationIndex::new(&nodes, &profile_slots),
+        usage,
+        moved_onto: vec![Vec::new(); nodes.len()],
+        home: HashMap::new(),
+        pod_profile,
+        profiles: profile_slots,
+    };
+    for (n, node) in nodes.iter().enumerate() {
+        if !node.deleting {
+            sim.index.open(n as u32, &sim.usage[n]);
+        }
+    }
+
+    let mut pdb_left: Vec<i64> = snapshot
+        .pdbs
+        .iter()
+        .map(|p| p.disruptions_allowed)
+        .collect();
+    let mut budget_left = policy.disruptions_allowed(managed, already_disrupting, input.now);
+    let budget_total = budget_left;
+    let mut drained: Vec<u32> = Vec::new();
+    for c in &candidates {
+        let n = c.node as usize;
+        // PDB disruptions are shared by the whole plan.
+        let mut needed: BTreeMap<usize, i64> = BTreeMap::new();
+        for &p in &c.evictable {
+            for pdb in covering(&snapshot.pods[p as usize]) {
+                *needed.entry(pdb).or_default() += 1;
+            }
+        }
+        if let Some((&pdb, &count)) = needed.iter().find(|(pdb, count)| **count > pdb_left[**pdb]) {
+            let b = &snapshot.pdbs[pdb];
+            blocked[n] = Some((
+                Reason::PodDisruptionBudget,
+                format!(
+                    "draining needs {count} disruption(s) of PodDisruptionBudget {}/{}, which has {} left after the rest of the plan",
+                    b.namespace, b.name, pdb_left[pdb]
+                ),
+            ));
+            continue;
+        }
+        let over_budget = budget_left == Some(0);
+        match sim.try_drain(c.node, &c.evictable, !over_budget) {
+            Err(pod) => {
+                blocked[n] = Some((
+                    Reason::NoFit,
+                    format!(
+                        "{} fits on no remaining node",
+                        snapshot.pods[pod as usize].key()
+                    ),
+                ));
+            }
+            Ok(()) if over_budget => {
+                blocked[n] = Some((
+                    Reason::Budget,
+                    format!(
+                        "the disruption budget allows {} node(s) now and the plan uses them",
+                        budget_total.unwrap_or(0)
+                    ),
+                ));
+            }
+            Ok(()) => {
+                for (pdb, count) in needed {
+                    pdb_left[pdb] -= count;
+                }
+                if let Some(left) = budget_left.as_mut() {
+                    *left -= 1;
+                }
+                drained.push(c.node);
+            }
+        }
+    }
+
+    let mut drain: Vec<Drain> = drained
+        .iter()
+        .map(|&n| {
+            let node = &nodes[n as usize];
+            let mut moves: Vec<Move> = pods_on[n as usize]
+                .iter()
+                .filter_map(|&p| {
+                    let to = sim.home.get(&p)?;
+                    Some(Move {
+                        pod: snapshot.pods[p as usize].key(),
+                        to: nodes[*to as usize].name.clone(),
+                    })
+                })
+                .collect();
+            moves.sort_by(|a, b| a.pod.cmp(&b.pod));
+            Drain {
+                node: node.name.clone(),
+                pool: pool_of(node),
+                score_before: scores[n as usize],
+                moves,
+            }
+        })
+        .collect();
+    drain.sort_by(|a, b| a.node.cmp(&b.node));
+    let blocked: Vec<Blocked> = blocked
+        .into_iter()
+        .enumerate()
+        .filter_map(|(n, b)| {
+            let (reason, detail) = b?;
+            Some(Blocked {
+                node: nodes[n].name.clone(),
+                pool: pool_of(&nodes[n]),
+                reason,
+                detail,
+            })
+        })
+        .collect();
+    Plan {
+        nodes_before: nodes.len(),
+        nodes_after: nodes.len() - drain.len(),
+        drain,
+        blocked,
+        scores: nodes
+            .iter()
+            .zip(&scores)
+            .map(|(n, s)| (n.name.clone(), *s))
+            .collect(),
+        warnings,
+    }
+}
+
+/// The first guard that keeps a node, in DESIGN.md §6 order, with the pod that triggers it.
+fn guard(
+    node: &Node,
+    evictable: &[u32],
+    snapshot: &Snapshot,
+    spark: &SparkIndex,
+    policy: &ConsolidationPolicy,
+    covering: &dyn Fn(&Pod) -> Vec<usize>,
+) -> Option<(Reason, String)> {
+    let pods = || evictable.iter().map(|&p| &snapshot.pods[p as usize]);
+    let decommission = policy.spec.shuffle.holding_action == HoldingAction::Decommission;
+    for pod in pods() {
+        if let ShuffleState::Holds {
+            app_id,
+            can_decommission,
+        } = spark.executor_state(pod)
+        {
+            if decommission && can_decommission {
+                continue;
+            }
+            let mut detail = format!("{} holds shuffle data of running app {app_id}", pod.key());
+            if decommission {
+                detail.push_str(
+                    " (holdingAction Decommission needs spark.decommission.enabled and spark.storage.decommission.shuffleBlocks.enabled)",
+                );
+            }
+            return Some((Reason::ShuffleData, detail));
+        }
+    }
+    if let Some(pod) = pods().find(|p| spark.is_running_driver(p)) {
+        let app = pod.spark.as_ref().map_or("", |s| s.app_id.as_str());
+        return Some((
+            Reason::RunningDriver,
+            format!("{} is the driver of running app {app}", pod.key()),
+        ));
+    }
+    if let Some(annotation) = &node.do_not_disrupt {
+        return Some((
+            Reason::DoNotDisrupt,
+            format!("node is annotated {annotation}=true"),
+        ));
+    }
+    for pod in pods() {
+        if pod.do_not_disrupt {
+            return Some((
+                Reason::DoNotDisrupt,
+                format!(
+                    "{} is annotated karpenter.sh/do-not-disrupt=true",
+                    pod.key()
+                ),
+            ));
+        }
+        if pod.safe_to_evict == Some(false) {
+            return Some((
+                Reason::DoNotDisrupt,
+                format!(
+                    "{} is annotated cluster-autoscaler.kubernetes.io/safe-to-evict=false",
+                    pod.key()
+                ),
+            ));
+        }
+    }
+    for pod in pods() {
+        let pdbs = covering(pod);
+        match pdbs.as_slice() {
+            [] => {}
+            [one] if snapshot.pdbs[*one].disruptions_allowed > 0 => {}
+            [one] => {
+                let b = &snapshot.pdbs[*one];
+                return Some((
+                    Reason::PodDisruptionBudget,
+                    format!(
+                        "{} is covered by PodDisruptionBudget {}/{}, which allows {} disruptions",
+                        pod.key(),
+                        b.namespace,
+                        b.name,
+                        b.disruptions_allowed
+                    ),
+                ));
+            }
+            many => {
+                let names: Vec<String> = many
+                    .iter()
+                    .map(|&i| format!("{}/{}", snapshot.pdbs[i].namespace, snapshot.pdbs[i].name))
+                    .collect();
+                return Some((
+                    Reason::PodDisruptionBudget,
+                    format!(
+                        "{} is covered by {} PodDisruptionBudgets ({}); the eviction API refuses such pods",
+                        pod.key(),
+                        many.len(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some(pod) = pods().find(|p| p.controller.is_none() && p.safe_to_evict != Some(true)) {
+        return Some((
+            Reason::NoController,
+            format!(
+                "{} has no controller and would not be recreated (annotate cluster-autoscaler.kubernetes.io/safe-to-evict=true to allow)",
+                pod.key()
+            ),
+        ));
+    }
+    if policy.spec.block_on_local_storage
+        && let Some(pod) =
+            pods().find(|p| p.local_storage_volume.is_some() && p.safe_to_evict != Some(true))
+    {
+        return Some((
+            Reason::LocalStorage,
+            format!(
+                "{} keeps data on the node (volume {})",
+                pod.key(),
+                pod.local_storage_volume.as_deref().unwrap_or("")
+            ),
+        ));
+    }
+    None
+}
+
+/// The state of the rescheduling simulation.
+struct Simulation<'a> {
+    snapshot: &'a Snapshot,
+    index: DestinationIndex<'a>,
+    usage: Vec<NodeUsage>,
+    /// Pods earlier drains moved onto each node.
+    moved_onto: Vec<Vec<u32>>,
+    /// Where each moved pod is predicted to run.
+    home: HashMap<u32, u32>,
+    pod_profile: HashMap<&'a str, usize>,
+    profiles: Vec<&'a Profile>,
+}
+
+impl Simulation<'_> {
+    /// Closes `node` and re-places its pods (and those earlier drains put there). On success
+    /// with `commit`, keeps the result; otherwise restores the state. Err names the pod that
+    /// found no room.
+    fn try_drain(&mut self, node: u32, evictable: &[u32], commit: bool) -> Result<(), u32> {
+        let pods = &self.snapshot.pods;
+        let mut to_place: Vec<u32> = evictable.to_vec();
+        to_place.extend(self.moved_onto[node as usize].iter().copied());
+        // Largest first, as a human (and Karpenter's simulation) would pack.
+        to_place.sort_by(|&a, &b| {
+            let (pa, pb) = (&pods[a as usize], &pods[b as usize]);
+            (pb.requests.real.cpu_milli, pb.requests.real.memory_bytes)
+                .cmp(&(pa.requests.real.cpu_milli, pa.requests.real.memory_bytes))
+                .then_with(|| pa.namespace.cmp(&pb.namespace))
+                .then_with(|| pa.name.cmp(&pb.name))
+        });
+        self.index.close(node);
+        let mut placed: Vec<(u32, u32)> = Vec::with_capacity(to_place.len());
+        let mut failed = None;
+        for &p in &to_place {
+            let pod = &pods[p as usize];
+            let Some(&slot) = self.pod_profile.get(pod.scheduler_name.as_str()) else {
+                failed = Some(p);
+                break;
+            };
+            let profile = self.profiles[slot];
+            let ignored = |name: &str| profile.ignores_resource(name);
+            let target = self.index.best(
+                &PodToPlace {
+                    requests: &pod.requests,
+                    placement: &pod.placement,
+                    profile: slot,
+                    ignored: &ignored,
+                },
+                &self.usage,
+            );
+            match target {
+                Some(dest) => {
+                    self.usage[dest as usize].add_pod(&pod.requests);
+                    self.index.update(dest, &self.usage[dest as usize]);
+                    placed.push((p, dest));
+                }
+                None => {
+                    failed = Some(p);
+                    break;
+                }
+            }
+        }
+        if failed.is_some() || !commit {
+            for &(p, dest) in placed.iter().rev() {
+                self.usage[dest as usize].remove_pod(&pods[p as usize].requests);
+                self.index.update(dest, &self.usage[dest as usize]);
+            }
+            self.index.open(node, &self.usage[node as usize]);
+            return failed.map_or(Ok(()), Err);
+        }
+        self.moved_onto[node as usize].clear();
+        for (p, dest) in placed {
+            self.home.insert(p, dest);
+            self.moved_onto[dest as usize].push(p);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,755 @@
-//! placeholder
+//! The ConsolidationPolicy (`stowage.io/v1alpha1`, cluster-scoped): its spec as Rust types, the
+//! defaults a user gets for every field left out, and validation with errors that name the
+//! field and say how to fix it. Also the evaluation of disruption budgets against a time the
+//! caller passes in ([`schedule`]). Pure: no clock, no I/O.
+
+pub mod schedule;
+
+use crate::model::selector::LabelSelector;
+use crate::scoring::{FitScoring, Profiles, ResourceName, ShapePoint, Strategy};
+use jiff::Timestamp;
+use schedule::{Schedule, parse_duration};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// API group/version of the CRD.
+pub const API_VERSION: &str = "stowage.io/v1alpha1";
+
+/// Why a policy was refused: the field path and what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct PolicyError {
+    pub path: String,
+    pub message: String,
+}
+
+fn error(path: &str, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        path: path.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A ConsolidationPolicy object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsolidationPolicy {
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    #[serde(default)]
+    pub metadata: PolicyMetadata,
+    #[serde(default)]
+    pub spec: PolicySpec,
+}
+
+fn default_api_version() -> String {
+    API_VERSION.into()
+}
+fn default_kind() -> String {
+    "ConsolidationPolicy".into()
+}
+
+/// The part of `metadata` stowage reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicyMetadata {
+    #[serde(default)]
+    pub name: String,
+}
+
+/// `spec` of a ConsolidationPolicy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySpec {
+    /// Nodes this policy manages; empty selects every node.
+    #[serde(default)]
+    pub node_selector: LabelSelector,
+    #[serde(default)]
+    pub scoring: ScoringSpec,
+    #[serde(default)]
+    pub idle: IdleSpec,
+    #[serde(default)]
+    pub shuffle: ShuffleSpec,
+    #[serde(default)]
+    pub disruption: DisruptionSpec,
+    /// Block nodes whose pods use hostPath or disk-backed emptyDir (Cluster Autoscaler's rule).
+    #[serde(default)]
+    pub block_on_local_storage: bool,
+    /// Plan and report, never act.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// How nodes are scored for idleness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScoringSpec {
+    /// Read the scoring strategy from the bin-packing scheduler's own configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_config_ref: Option<SchedulerConfigRef>,
+    #[serde(default)]
+    pub strategy: StrategyName,
+    #[serde(default = "default_resources")]
+    pub resources: Vec<ResourceWeight>,
+    /// Shape for `RequestedToCapacityRatio` (scores 0–10, as kube-scheduler takes them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_to_capacity_ratio: Option<RatioSpec>,
+}
+
+impl Default for ScoringSpec {
+    fn default() -> Self {
+        ScoringSpec {
+            scheduler_config_ref: None,
+            strategy: StrategyName::MostAllocated,
+            resources: default_resources(),
+            requested_to_capacity_ratio: None,
+        }
+    }
+}
+
+fn default_resources() -> Vec<ResourceWeight> {
+    vec![
+        ResourceWeight {
+            name: "cpu".into(),
+            weight: 1,
+        },
+        ResourceWeight {
+            name: "memory".into(),
+            weight: 1,
+        },
+    ]
+}
+
+/// Where the scheduler's KubeSchedulerConfiguration lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchedulerConfigRef {
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub key: String,
+    /// Profile (`schedulerName`) whose NodeResourcesFit strategy scores idleness.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+}
+
+fn default_profile() -> String {
+    "my-scheduler".into()
+}
+
+/// `scoring.strategy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StrategyName {
+    #[default]
+    MostAllocated,
+    LeastAllocated,
+    RequestedToCapacityRatio,
+}
+
+/// A resource and its weight (1–100).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceWeight {
+    pub name: String,
+    #[serde(default = "one")]
+    pub weight: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// `requestedToCapacityRatio.shape`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatioSpec {
+    pub shape: Vec<RatioPoint>,
+}
+
+/// One point of a shape: utilisation 0–100, score 0–10.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RatioPoint {
+    pub utilization: i64,
+    pub score: i64,
+}
+
+/// When a node counts as idle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IdleSpec {
+    /// A node whose utilisation score is below this is a candidate (0–100).
+    #[serde(default = "default_score_below")]
+    pub score_below: i64,
+    /// How long it must have been idle (controller; Go duration).
+    #[serde(default = "default_idle_for", rename = "for")]
+    pub idle_for: String,
+}
+
+fn default_score_below() -> i64 {
+    50
+}
+fn default_idle_for() -> String {
+    "10m".into()
+}
+
+impl Default for IdleSpec {
+    fn default() -> Self {
+        IdleSpec {
+            score_below: default_score_below(),
+            idle_for: default_idle_for(),
+        }
+    }
+}
+
+/// What to do about executors that hold shuffle data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShuffleSpec {
+    #[serde(default)]
+    pub holding_action: HoldingAction,
+    #[serde(default)]
+    pub driver_api: DriverApiSpec,
+    /// `spark.shuffle.manager` classes that keep shuffle data off the node.
+    #[serde(default = "default_remote_shuffle_managers")]
+    pub remote_shuffle_managers: Vec<String>,
+    /// Annotate shuffle holders so Karpenter and Cluster Autoscaler leave them alone too.
+    #[serde(default = "yes")]
+    pub protect_from_provisioner: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The remote shuffle services stowage knows: Apache Celeborn and Apache Uniffle.
+pub fn default_remote_shuffle_managers() -> Vec<String> {
+    [
+        "org.apache.spark.shuffle.celeborn.SparkShuffleManager",
+        "org.apache.spark.shuffle.celeborn.RssShuffleManager",
+        "org.apache.spark.shuffle.RssShuffleManager",
+        "org.apache.uniffle.spark.shuffle.RssShuffleManager",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+impl Default for ShuffleSpec {
+    fn default() -> Self {
+        ShuffleSpec {
+            holding_action: HoldingAction::Block,
+            driver_api: DriverApiSpec::default(),
+            remote_shuffle_managers: default_remote_shuffle_managers(),
+            protect_from_provisioner: true,
+        }
+    }
+}
+
+/// `shuffle.holdingAction`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HoldingAction {
+    /// Never drain a node with a shuffle holder.
+    #[default]
+    Block,
+    /// Evict gracefully so Spark migrates the blocks (only if the app enables decommissioning).
+    Decommission,
+}
+
+/// `shuffle.driverApi` (controller only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DriverApiSpec {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_port")]
+    pub port: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+}
+
+fn default_port() -> u32 {
+    4040
+}
+fn default_timeout() -> String {
+    "1s".into()
+}
+
+impl Default for DriverApiSpec {
+    fn default() -> Self {
+        DriverApiSpec {
+            enabled: false,
+            port: default_port(),
+            timeout: default_timeout(),
+        }
+    }
+}
+
+/// How nodes are disrupted and how many at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisruptionSpec {
+    #[serde(default)]
+    pub action: Action,
+    /// Limits on how many managed nodes may be disrupted; the most restrictive active one wins.
+    /// None: no limit beyond `maxConcurrentDrains`.
+    #[serde(default)]
+    pub budgets: Vec<Budget>,
+    #[serde(default = "default_max_concurrent_drains")]
+    pub max_concurrent_drains: u32,
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout: String,
+    /// Grace period for evictions (Go duration); null uses each pod's own.
+    #[serde(default)]
+    pub eviction_grace_period: Option<String>,
+}
+
+fn default_max_concurrent_drains() -> u32 {
+    2
+}
+fn default_drain_timeout() -> String {
+    "15m".into()
+}
+
+impl Default for DisruptionSpec {
+    fn default() -> Self {
+        DisruptionSpec {
+            action: Action::Drain,
+            budgets: Vec::new(),
+            max_concurrent_drains: default_max_concurrent_drains(),
+            drain_timeout: default_drain_timeout(),
+            eviction_grace_period: None,
+        }
+    }
+}
+
+/// `disruption.action`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    CordonOnly,
+    #[default]
+    Drain,
+    DrainAndTerminate,
+}
+
+/// A disruption budget: `nodes` is a count (`"3"`) or a percentage of managed nodes (`"10%"`);
+/// with `schedule` (cron, UTC) and `duration` it applies only in that window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub nodes: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+}
+
+/// A budget's `nodes` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetNodes {
+    Count(u64),
+    Percent(u64),
+}
+
+impl BudgetNodes {
+    fn parse(s: &str) -> Result<BudgetNodes, String> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let v: u64 = p
+                .parse()
+                .map_err(|_| format!("{s:?} is not a percentage (e.g. \"10%\")"))?;
+            if v > 100 {
+                return Err(format!("{s:?}: a percentage must be between 0% and 100%"));
+            }
+            Ok(BudgetNodes::Percent(v))
+        } else {
+            s.parse().map(BudgetNodes::Count).map_err(|_| {
+                format!("{s:?} is neither a node count (\"3\") nor a percentage (\"10%\")")
+            })
+        }
+    }
+
+    /// Nodes allowed out of `total`; percentages round up, as Karpenter's budgets do.
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            BudgetNodes::Count(n) => n as usize,
+            BudgetNodes::Percent(p) => (total as u64 * p).div_ceil(100) as usize,
+        }
+    }
+}
+
+impl ConsolidationPolicy {
+    /// A policy with every default, named `default`.
+    pub fn default_policy() -> ConsolidationPolicy {
+        ConsolidationPolicy {
+            api_version: default_api_version(),
+            kind: default_kind(),
+            metadata: PolicyMetadata {
+                name: "default".into(),
+            },
+            spec: PolicySpec::default(),
+        }
+    }
+
+    /// Parses a policy from YAML or JSON and validates it.
+    pub fn parse(text: &str) -> Result<ConsolidationPolicy, PolicyError> {
+        let value: serde_json::Value = serde_saphyr::from_str(text)
+            .map_err(|e| error("<document>", format!("not valid YAML: {e}")))?;
+        let policy: ConsolidationPolicy = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            error(
+                if path == "." { "<document>" } else { &path },
+                e.into_inner().to_string(),
+            )
+        })?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Checks every field; the error names the first bad one and how to fix it.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.api_version != API_VERSION {
+            return Err(error(
+                "apiVersion",
+                format!("must be {API_VERSION}, got {:?}", self.api_version),
+            ));
+        }
+        if self.kind != "ConsolidationPolicy" {
+            return Err(error(
+                "kind",
+                format!("must be ConsolidationPolicy, got {:?}", self.kind),
+            ));
+        }
+        let spec = &self.spec;
+        spec.node_selector
+            .validate("spec.nodeSelector")
+            .map_err(|e| split_path(&e))?;
+        let scoring = &spec.scoring;
+        if scoring.resources.is_empty() {
+            return Err(error(
+                "spec.scoring.resources",
+                "must name at least one resource (e.g. [{name: cpu, weight: 1}])",
+            ));
+        }
+        for (i, r) in scoring.resources.iter().enumerate() {
+            if r.name.is_empty() {
+                return Err(error(
+                    &format!("spec.scoring.resources[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if !(1..=100).contains(&r.weight) {
+                return Err(error(
+                    &format!("spec.scoring.resources[{i}].weight"),
+                    format!("must be between 1 and 100, got {}", r.weight),
+                ));
+            }
+        }
+        if let Some(ratio) = &scoring.requested_to_capacity_ratio {
+            self.ratio_shape_checked(ratio)?;
+        }
+        if let Some(r) = &scoring.scheduler_config_ref
+            && (r.name.is_empty() || r.key.is_empty())
+        {
+            return Err(error(
+                "spec.scoring.schedulerConfigRef",
+                "name and key are required (the ConfigMap holding the KubeSchedulerConfiguration)",
+            ));
+        }
+        if !(0..=100).contains(&spec.idle.score_below) {
+            return Err(error(
+                "spec.idle.scoreBelow",
+                format!("must be between 0 and 100, got {}", spec.idle.score_below),
+            ));
+        }
+        duration_field("spec.idle.for", &spec.idle.idle_for)?;
+        let api = &spec.shuffle.driver_api;
+        if !(1..=65535).contains(&api.port) {
+            return Err(error(
+                "spec.shuffle.driverApi.port",
+                format!("must be a TCP port 1-65535, got {}", api.port),
+            ));
+        }
+        duration_field("spec.shuffle.driverApi.timeout", &api.timeout)?;
+        let d = &spec.disruption;
+        for (i, b) in d.budgets.iter().enumerate() {
+            let at = format!("spec.disruption.budgets[{i}]");
+            BudgetNodes::parse(&b.nodes).map_err(|e| error(&format!("{at}.nodes"), e))?;
+            match (&b.schedule, &b.duration) {
+                (Some(s), Some(dur)) => {
+                    Schedule::parse(s).map_err(|e| error(&format!("{at}.schedule"), e))?;
+                    duration_field(&format!("{at}.duration"), dur)?;
+                }
+                (None, None) => {}
+                _ => {
+                    return Err(error(
+                        &at,
+                        "schedule and duration must be set together (e.g. schedule: \"0 8 * * mon-fri\", duration: 10h)",
+                    ));
+                }
+            }
+        }
+        if d.max_concurrent_drains == 0 {
+            return Err(error(
+                "spec.disruption.maxConcurrentDrains",
+                "must be at least 1 (use action: CordonOnly or dryRun: true to stop draining)",
+            ));
+        }
+        duration_field("spec.disruption.drainTimeout", &d.drain_timeout)?;
+        if let Some(g) = &d.eviction_grace_period {
+            duration_field("spec.disruption.evictionGracePeriod", g)?;
+        }
+        Ok(())
+    }
+
+    fn ratio_shape_checked(&self, ratio: &RatioSpec) -> Result<Vec<ShapePoint>, PolicyError> {
+        let path = "spec.scoring.requestedToCapacityRatio.shape";
+        if ratio.shape.is_empty() {
+            return Err(error(path, "needs at least one point"));
+        }
+        let mut out = Vec::new();
+        for (i, p) in ratio.shape.iter().enumerate() {
+            if !(0..=100).contains(&p.utilization)
+                || (i > 0 && p.utilization <= ratio.shape[i - 1].utilization)
+            {
+                return Err(error(
+                    &format!("{path}[{i}].utilization"),
+                    "must be 0-100 and strictly increasing",
+                ));
+            }
+            if !(0..=10).contains(&p.score) {
+                return Err(error(&format!("{path}[{i}].score"), "must be 0-10"));
+            }
+            out.push(ShapePoint {
+                utilization: p.utilization,
+                score: p.score * 10,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The strategy that computes utilisation scores: the referenced scheduler profile's
+    /// NodeResourcesFit strategy when `schedulerConfigRef` names one that exists, else the
+    /// policy's own `strategy` and `resources`.
+    pub fn utilisation_scoring(&self, profiles: &Profiles) -> FitScoring {
+        let scoring = &self.spec.scoring;
+        if let Some(profile) = scoring
+            .scheduler_config_ref
+            .as_ref()
+            .and_then(|r| profiles.get(&r.profile))
+        {
+            return profile.fit.clone();
+        }
+        let strategy = match scoring.strategy {
+            StrategyName::MostAllocated => Strategy::MostAllocated,
+            StrategyName::LeastAllocated => Strategy::LeastAllocated,
+            StrategyName::RequestedToCapacityRatio => Strategy::RequestedToCapacityRatio(
+                scoring
+                    .requested_to_capacity_ratio
+                    .as_ref()
+                    .and_then(|r| self.ratio_shape_checked(r).ok())
+                    .unwrap_or_else(|| {
+                        vec![
+                            ShapePoint {
+                                utilization: 0,
+                                score: 0,
+                            },
+                            ShapePoint {
+                                utilization: 100,
+                                score: 100,
+                            },
+                        ]
+                    }),
+            ),
+        };
+        FitScoring {
+            strategy,
+            resources: scoring
+                .resources
+                .iter()
+                .map(|r| (ResourceName::parse(&r.name), r.weight))
+                .collect(),
+        }
+    }
+
+    /// How many more managed nodes may be disrupted at `now`: the smallest active budget minus
+    /// the nodes already being disrupted; `None` when no budget applies.
+    pub fn disruptions_allowed(
+        &self,
+        managed_nodes: usize,
+        already_disrupting: usize,
+        now: Timestamp,
+    ) -> Option<usize> {
+        self.spec
+            .disruption
+            .budgets
+            .iter()
+            .filter(|b| match (&b.schedule, &b.duration) {
+                (Some(s), Some(d)) => match (Schedule::parse(s), parse_duration(d)) {
+                    (Ok(s), Ok(d)) => s.active(now, d),
+                    _ => true, // unreadable (validation refuses it): be strict
+                },
+                _ => true,
+            })
+            .map(|b| {
+                BudgetNodes::parse(&b.nodes)
+                    .map(|n| n.of(managed_nodes))
+                    .unwrap_or(0)
+            })
+            .min()
+            .map(|allowed| allowed.saturating_sub(already_disrupting))
+    }
+
+    /// `idle.for` as a duration (validated).
+    pub fn idle_for(&self) -> Duration {
+        parse_duration(&self.spec.idle.idle_for).unwrap_or(Duration::from_secs(600))
+    }
+}
+
+fn duration_field(path: &str, value: &str) -> Result<Duration, PolicyError> {
+    parse_duration(value).map_err(|e| error(path, format!("not a duration: {e}")))
+}
+
+fn split_path(message: &str) -> PolicyError {
+    match message.split_once(": ") {
+        Some((path, rest)) => error(path, rest),
+        None => error("spec", message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+apiVersion: stowage.io/v1alpha1
+kind: ConsolidationPolicy
+metadata: {name: spark-batch}
+spec:
+  nodeSelector: {matchLabels: {karpenter.sh/nodepool: spark}}
+  scoring:
+    strategy: MostAllocated
+    resources: [{name: cpu, weight: 1}, {name: memory, weight: 1}]
+  idle: {scoreBelow: 50, for: 10m}
+  shuffle: {holdingAction: Block, driverApi: {enabled: false, port: 4040, timeout: 1s}}
+  disruption:
+    action: Drain
+    budgets: [{nodes: "10%"}, {nodes: "0", schedule: "0 8 * * mon-fri", duration: 10h}]
+    maxConcurrentDrains: 2
+    drainTimeout: 15m
+    evictionGracePeriod: null
+  blockOnLocalStorage: false
+  dryRun: false
+"#;
+
+    #[test]
+    fn the_documented_shape_parses_and_defaults_fill_the_rest() {
+        let p = ConsolidationPolicy::parse(FULL).unwrap();
+        assert_eq!(p.metadata.name, "spark-batch");
+        assert_eq!(p.spec.disruption.budgets.len(), 2);
+        let minimal = ConsolidationPolicy::parse(
+            "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: x}\n",
+        )
+        .unwrap();
+        let d = &minimal.spec;
+        assert_eq!(d.idle.score_below, 50);
+        assert_eq!(d.idle.idle_for, "10m");
+        assert_eq!(d.scoring.strategy, StrategyName::MostAllocated);
+        assert_eq!(d.shuffle.holding_action, HoldingAction::Block);
+        assert_eq!(d.shuffle.driver_api.port, 4040);
+        assert!(d.shuffle.protect_from_provisioner);
+        assert_eq!(d.disruption.action, Action::Drain);
+        assert_eq!(d.disruption.max_concurrent_drains, 2);
+        assert_eq!(d.disruption.drain_timeout, "15m");
+        assert!(d.disruption.budgets.is_empty());
+        assert!(!d.block_on_local_storage && !d.dry_run);
+        assert_eq!(minimal.spec, ConsolidationPolicy::default_policy().spec);
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        let cases = [
+            ("idle: {scoreBelow: 150}", "spec.idle.scoreBelow"),
+            ("idle: {for: ten}", "spec.idle.for"),
+            (
+                "disruption: {budgets: [{nodes: \"120%\"}]}",
+                "spec.disruption.budgets[0].nodes",
+            ),
+            (
+                "disruption: {budgets: [{nodes: \"1\", schedule: \"0 8 * * *\"}]}",
+                "spec.disruption.budgets[0]",
+            ),
+            (
+                "disruption: {budgets: [{nodes: \"1\", schedule: \"0 25 * * *\", duration: 1h}]}",
+                "spec.disruption.budgets[0].schedule",
+            ),
+            (
+                "disruption: {maxConcurrentDrains: 0}",
+                "spec.disruption.maxConcurrentDrains",
+            ),
+            ("disruption: {action: Explode}", "spec.disruption.action"),
+            (
+                "scoring: {resources: [{name: cpu, weight: 0}]}",
+                "spec.scoring.resources[0].weight",
+            ),
+            ("scoring: {strategy: Packed}", "spec.scoring.strategy"),
+            ("idle: {scoreBelo: 10}", "spec.idle.scoreBelo"),
+            (
+                "nodeSelector: {matchExpressions: [{key: a, operator: Near}]}",
+                "spec.nodeSelector.matchExpressions[0].operator",
+            ),
+            (
+                "shuffle: {holdingAction: Keep}",
+                "spec.shuffle.holdingAction",
+            ),
+        ];
+        for (body, path) in cases {
+            let text = format!(
+                "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {{name: x}}\nspec:\n  {body}\n"
+            );
+            let err = ConsolidationPolicy::parse(&text).expect_err(body);
+            assert_eq!(err.path, path, "{body}: {err}");
+        }
+    }
+
+    #[test]
+    fn budgets_take_the_most_restrictive_active_one() {
+        let p = ConsolidationPolicy::parse(FULL).unwrap();
+        let monday_noon: Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
+        let monday_night: Timestamp = "2026-11-23T22:00:00Z".parse().unwrap();
+        assert_eq!(p.disruptions_allowed(40, 0, monday_noon), Some(0));
+        assert_eq!(p.disruptions_allowed(40, 0, monday_night), Some(4));
+        assert_eq!(
+            p.disruptions_allowed(41, 0, monday_night),
+            Some(5),
+            "rounds up"
+        );
+        assert_eq!(p.disruptions_allowed(40, 3, monday_night), Some(1));
+        let none = ConsolidationPolicy::default_policy();
+        assert_eq!(none.disruptions_allowed(40, 3, monday_noon), None);
+    }
+
+    #[test]
+    fn utilisation_scoring_follows_the_scheduler_profile_when_referenced() {
+        use crate::scoring::SchedulerVersion;
+        let profiles = Profiles::defaults(SchedulerVersion::V1_36);
+        let mut p = ConsolidationPolicy::default_policy();
+        p.spec.scoring.strategy = StrategyName::LeastAllocated;
+        assert_eq!(
+            p.utilisation_scoring(&profiles).strategy,
+            Strategy::LeastAllocated
+        );
+        p.spec.scoring.scheduler_config_ref = Some(SchedulerConfigRef {
+            namespace: "kube-system".into(),
+            name: "my-scheduler-config".into(),
+            key: "my-scheduler-config.yaml".into(),
+            profile: "my-scheduler".into(),
+        });
+        assert_eq!(
+            p.utilisation_scoring(&profiles),
+            FitScoring::most_allocated()
+        );
+    }
+}

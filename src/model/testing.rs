@@ -1,0 +1,159 @@
+//! Test builders: `Pod::test("exec-1").executor_of("app-1", "drv").on("n1")`.
+
+use super::selector::Taint;
+use super::*;
+
+const GI: i64 = 1 << 30;
+
+impl Node {
+    /// A 16-cpu, 64 GiB, 110-pod node in pool `spark`.
+    pub fn test(name: &str) -> Node {
+        let mut n = Node {
+            name: name.into(),
+            allocatable: Resources {
+                cpu_milli: 16_000,
+                memory_bytes: 64 * GI,
+                pods: 110,
+                ..Resources::default()
+            },
+            ..Node::default()
+        };
+        n.labels.insert("pool".into(), "spark".into());
+        n
+    }
+
+    pub fn size(mut self, cpu_milli: i64, memory_gib: i64) -> Node {
+        self.allocatable.cpu_milli = cpu_milli;
+        self.allocatable.memory_bytes = memory_gib * GI;
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Node {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn taint(mut self, key: &str, effect: &str) -> Node {
+        self.taints.push(Taint {
+            key: key.into(),
+            value: String::new(),
+            effect: effect.into(),
+        });
+        self
+    }
+
+    pub fn do_not_disrupt(mut self) -> Node {
+        self.do_not_disrupt = Some("karpenter.sh/do-not-disrupt".into());
+        self
+    }
+}
+
+impl Pod {
+    /// A running ReplicaSet pod of `my-scheduler` requesting 1 cpu and 1 GiB.
+    pub fn test(name: &str) -> Pod {
+        Pod {
+            namespace: "default".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            phase: PodPhase::Running,
+            scheduler_name: "my-scheduler".into(),
+            controller: Some(OwnerRef {
+                kind: "ReplicaSet".into(),
+                name: "rs".into(),
+            }),
+            ..Pod::default()
+        }
+        .req(1000, GI)
+    }
+
+    pub fn on(mut self, node: &str) -> Pod {
+        self.node_name = Some(node.into());
+        self
+    }
+
+    pub fn ns(mut self, namespace: &str) -> Pod {
+        self.namespace = namespace.into();
+        self
+    }
+
+    pub fn req(mut self, cpu_milli: i64, memory_bytes: i64) -> Pod {
+        self.requests = PodRequests {
+            real: Resources {
+                cpu_milli,
+                memory_bytes,
+                ..Resources::default()
+            },
+            nonzero_cpu_milli: cpu_milli,
+            nonzero_memory_bytes: memory_bytes,
+        };
+        self
+    }
+
+    pub fn cpu(self, cpu_milli: i64) -> Pod {
+        let memory = self.requests.real.memory_bytes;
+        self.req(cpu_milli, memory)
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Pod {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn scheduler(mut self, name: &str) -> Pod {
+        self.scheduler_name = name.into();
+        self
+    }
+
+    pub fn phase(mut self, phase: PodPhase) -> Pod {
+        self.phase = phase;
+        self
+    }
+
+    pub fn driver_of(mut self, app: &str) -> Pod {
+        self.controller = None;
+        self.spark = Some(SparkPod {
+            role: SparkRole::Driver,
+            app_id: app.into(),
+            app_name: None,
+        });
+        self.label("spark-role", "driver")
+            .label("spark-app-selector", app)
+    }
+
+    pub fn executor_of(mut self, app: &str, driver: &str) -> Pod {
+        self.controller = Some(OwnerRef {
+            kind: "Pod".into(),
+            name: driver.into(),
+        });
+        self.spark = Some(SparkPod {
+            role: SparkRole::Executor,
+            app_id: app.into(),
+            app_name: None,
+        });
+        self.label("spark-role", "executor")
+            .label("spark-app-selector", app)
+    }
+
+    pub fn daemonset(mut self) -> Pod {
+        self.controller = Some(OwnerRef {
+            kind: "DaemonSet".into(),
+            name: "ds".into(),
+        });
+        self
+    }
+
+    pub fn no_controller(mut self) -> Pod {
+        self.controller = None;
+        self
+    }
+
+    pub fn do_not_disrupt(mut self) -> Pod {
+        self.do_not_disrupt = true;
+        self
+    }
+
+    pub fn local_storage(mut self, volume: &str) -> Pod {
+        self.local_storage_volume = Some(volume.into());
+        self
+    }
+}

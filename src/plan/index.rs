@@ -1,0 +1,267 @@
+//! Where would kube-scheduler put this pod? A destination index that answers it exactly
+//! without scoring every node for every pod.
+//!
+//! Nodes are grouped by allocatable shape ("class") and, per scheduler profile, bucketed by
+//! their current NodeResourcesFit score without the pod (0–100). For a MostAllocated profile a
+//! node's score with the pod is at most its bucket plus a per-class bound of what the pod adds;
+//! for LeastAllocated it is at most the bucket. Buckets are visited from the best bound down and
+//! the scan stops when no remaining bucket can beat the best feasible node found, so the answer
+//! equals a full scan (highest score, ties to the lowest node name). Each bucket also keeps an
+//! upper bound of its nodes' free cpu/memory, so full nodes are skipped without being touched.
+
+use crate::model::{Node, Placement, PodRequests, Resources};
+use crate::scoring::filter::{resource_fit, static_fit};
+use crate::scoring::{NodeUsage, Profile, ResourceName, Strategy};
+use std::collections::HashMap;
+
+const KEYS: usize = 101;
+const ABSENT: u32 = u32::MAX;
+
+#[derive(Default, Clone)]
+struct Bucket {
+    nodes: Vec<u32>,
+    /// Upper bounds of free cpu/memory among `nodes` (exact after a full scan).
+    max_free_cpu: i64,
+    max_free_memory: i64,
+}
+
+/// How a profile's score with the pod relates to its bucket key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// MostAllocated: key + what the pod adds.
+    MostAllocated,
+    /// LeastAllocated: never above the key.
+    LeastAllocated,
+    /// Anything else: no pruning (one bucket, every node scored).
+    None,
+}
+
+/// The buckets of one scheduler profile.
+struct ProfileBuckets<'p> {
+    profile: &'p Profile,
+    bound: Bound,
+    /// `buckets[class * KEYS + key]`.
+    buckets: Vec<Bucket>,
+    /// Where each node sits: (bucket index, slot), or ABSENT.
+    position: Vec<(u32, u32)>,
+    /// Largest score BalancedAllocation can add.
+    balanced_max: i64,
+}
+
+impl<'p> ProfileBuckets<'p> {
+    fn new(profile: &'p Profile, classes: usize, nodes: usize) -> Self {
+        let bound = match (profile.fit_weight, &profile.fit.strategy) {
+            (Some(_), Strategy::MostAllocated) => Bound::MostAllocated,
+            (Some(_), Strategy::LeastAllocated) => Bound::LeastAllocated,
+            _ => Bound::None,
+        };
+        ProfileBuckets {
+            profile,
+            bound,
+            buckets: vec![Bucket::default(); classes * KEYS],
+            position: vec![(ABSENT, ABSENT); nodes],
+            // 1.36's formula can reach 125 with more than two resources.
+            balanced_max: profile.balanced.as_ref().map_or(0, |(_, w)| 125 * w),
+        }
+    }
+
+    fn key(&self, usage: &NodeUsage) -> usize {
+        match self.bound {
+            Bound::None => 0,
+            _ => self.profile.fit.utilisation_score(usage).clamp(0, 100) as usize,
+        }
+    }
+
+    fn insert(&mut self, node: u32, class: usize, usage: &NodeUsage) {
+        let b = class * KEYS + self.key(usage);
+        let bucket = &mut self.buckets[b];
+        bucket.max_free_cpu = bucket
+            .max_free_cpu
+            .max(usage.allocatable.cpu_milli - usage.requested.cpu_milli);
+        bucket.max_free_memory = bucket
+            .max_free_memory
+            .max(usage.allocatable.memory_bytes - usage.requested.memory_bytes);
+        bucket.nodes.push(node);
+        self.position[node as usize] = (b as u32, (bucket.nodes.len() - 1) as u32);
+    }
+
+    fn remove(&mut self, node: u32) {
+        let (b, slot) = self.position[node as usize];
+        if b == ABSENT {
+            return;
+        }
+        let bucket = &mut self.buckets[b as usize];
+        bucket.nodes.swap_remove(slot as usize);
+        if let Some(&moved) = bucket.nodes.get(slot as usize) {
+            self.position[moved as usize].1 = slot;
+        }
+        self.position[node as usize] = (ABSENT, ABSENT);
+    }
+
+    /// Upper bound of the fit score a pod adds on a node of this class.
+    fn most_allocated_delta(&self, allocatable: &Resources, pod: &PodRequests) -> Option<i64> {
+        let mut added = 0;
+        let mut weights = 0;
+        for (resource, weight) in &self.profile.fit.resources {
+            let (alloc, wanted) = match resource {
+                ResourceName::Cpu => (allocatable.cpu_milli, pod.nonzero_cpu_milli),
+                ResourceName::Memory => (allocatable.memory_bytes, pod.nonzero_memory_bytes),
+                ResourceName::EphemeralStorage => (
+                    allocatable.ephemeral_storage_bytes,
+                    pod.real.ephemeral_storage_bytes,
+                ),
+                // A requested scalar joins the score only with the pod: no cheap bound.
+                ResourceName::Scalar(name) if pod.real.scalar(name) != 0 => return None,
+                ResourceName::Scalar(_) | ResourceName::Unscored(_) => continue,
+            };
+            if alloc == 0 {
+                continue;
+            }
+            added += weight * (wanted * 100 / alloc + 1);
+            weights += weight;
+        }
+        Some(if weights == 0 { 0 } else { added / weights + 1 })
+    }
+}
+
+/// The placement oracle over a set of open nodes.
+pub struct DestinationIndex<'a> {
+    nodes: &'a [Node],
+    class_of: Vec<usize>,
+    class_allocatable: Vec<Resources>,
+    profiles: Vec<ProfileBuckets<'a>>,
+    /// Per distinct placement constraint: which nodes pass the static filters (lazily built).
+    static_ok: HashMap<&'a Placement, Vec<bool>>,
+}
+
+/// A pod to place: its requests, constraints and which profile schedules it.
+pub struct PodToPlace<'p, 'a> {
+    pub requests: &'p PodRequests,
+    /// Borrowed for the index's lifetime: it keys the static-filter cache.
+    pub placement: &'a Placement,
+    pub profile: usize,
+    pub ignored: &'p dyn Fn(&str) -> bool,
+}
+
+impl<'a> DestinationIndex<'a> {
+    /// Builds an index over `nodes` (sorted by name) for `profiles`; every node starts closed.
+    pub fn new(nodes: &'a [Node], profiles: &[&'a Profile]) -> Self {
+        let mut class_ids: HashMap<&Resources, usize> = HashMap::new();
+        let mut class_allocatable = Vec::new();
+        let class_of = nodes
+            .iter()
+            .map(|n| {
+                *class_ids.entry(&n.allocatable).or_insert_with(|| {
+                    class_allocatable.push(n.allocatable.clone());
+                    class_allocatable.len() - 1
+                })
+            })
+            .collect();
+        let classes = class_allocatable.len();
+        DestinationIndex {
+            nodes,
+            class_of,
+            class_allocatable,
+            profiles: profiles
+                .iter()
+                .map(|p| ProfileBuckets::new(p, classes, nodes.len()))
+                .collect(),
+            static_ok: HashMap::new(),
+        }
+    }
+
+    /// Lets `node` receive pods.
+    pub fn open(&mut self, node: u32, usage: &NodeUsage) {
+        let class = self.class_of[node as usize];
+        for p in &mut self.profiles {
+            p.insert(node, class, usage);
+        }
+    }
+
+    /// Stops `node` from receiving pods.
+    pub fn close(&mut self, node: u32) {
+        for p in &mut self.profiles {
+            p.remove(node);
+        }
+    }
+
+    /// Re-files `node` after its usage changed.
+    pub fn update(&mut self, node: u32, usage: &NodeUsage) {
+        self.close(node);
+        self.open(node, usage);
+    }
+
+    /// The node kube-scheduler would choose: highest score among feasible open nodes, ties to
+    /// the lowest name (the lowest index, as nodes are sorted by name).
+    pub fn best(&mut self, pod: &PodToPlace<'_, 'a>, usage: &[NodeUsage]) -> Option<u32> {
+        let nodes = self.nodes;
+        let static_ok = self.static_ok.entry(pod.placement).or_insert_with(|| {
+            nodes
+                .iter()
+                .map(|n| static_fit(n, pod.placement).is_ok())
+                .collect()
+        });
+        let buckets = &mut self.profiles[pod.profile];
+        let profile = buckets.profile;
+        let fit_weight = profile.fit_weight.unwrap_or(0);
+        let wants_cpu = pod.requests.real.cpu_milli;
+        let wants_memory = pod.requests.real.memory_bytes;
+        let mut best: Option<(i64, u32)> = None;
+        for (class, allocatable) in self.class_allocatable.iter().enumerate() {
+            let delta = match buckets.bound {
+                Bound::MostAllocated => buckets.most_allocated_delta(allocatable, pod.requests),
+                _ => Some(0),
+            };
+            let keys = if buckets.bound == Bound::None {
+                1
+            } else {
+                KEYS
+            };
+            for key in (0..keys).rev() {
+                let fit_bound = match (buckets.bound, delta) {
+                    (Bound::MostAllocated, Some(d)) => (key as i64 + d).min(100),
+                    (Bound::LeastAllocated, _) => key as i64,
+                    _ => 100,
+                };
+                let bound = fit_bound * fit_weight + buckets.balanced_max;
+                if let Some((best_score, _)) = best
+                    && bound < best_score
+                {
+                    break;
+                }
+                let bucket = &mut buckets.buckets[class * KEYS + key];
+                if bucket.nodes.is_empty()
+                    || (wants_cpu > 0 && bucket.max_free_cpu < wants_cpu)
+                    || (wants_memory > 0 && bucket.max_free_memory < wants_memory)
+                {
+                    continue;
+                }
+                let mut max_free_cpu = i64::MIN;
+                let mut max_free_memory = i64::MIN;
+                for &node in &bucket.nodes {
+                    let u = &usage[node as usize];
+                    max_free_cpu =
+                        max_free_cpu.max(u.allocatable.cpu_milli - u.requested.cpu_milli);
+                    max_free_memory =
+                        max_free_memory.max(u.allocatable.memory_bytes - u.requested.memory_bytes);
+                    if !static_ok[node as usize]
+                        || resource_fit(u, pod.requests, pod.ignored).is_err()
+                    {
+                        continue;
+                    }
+                    let score = profile.score(u, pod.requests);
+                    let better = match best {
+                        None => true,
+                        Some((s, n)) => score > s || (score == s && node < n),
+                    };
+                    if better {
+                        best = Some((score, node));
+                    }
+                }
+                bucket.max_free_cpu = max_free_cpu;
+                bucket.max_free_memory = max_free_memory;
+            }
+        }
+        best.map(|(_, node)| node)
+    }
+}

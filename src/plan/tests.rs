@@ -1,0 +1,484 @@
+//! Planner scenarios (one per rule) and property tests of its invariants.
+
+use super::*;
+use crate::model::selector::LabelSelector;
+use crate::model::{Pdb, PodPhase};
+use crate::policy::Budget;
+use crate::scoring::SchedulerVersion;
+use proptest::prelude::{ProptestConfig, prop, prop_assert, prop_assert_eq, proptest};
+use proptest::strategy::Strategy as _;
+
+const GI: i64 = 1 << 30;
+
+fn now() -> Timestamp {
+    "2026-11-23T22:00:00Z".parse().unwrap()
+}
+
+fn run(snapshot: &Snapshot, policy: &ConsolidationPolicy) -> Plan {
+    let profiles = Profiles::defaults(SchedulerVersion::V1_36);
+    plan(&PlanInput {
+        snapshot,
+        policy,
+        profiles: &profiles,
+        now: now(),
+    })
+}
+
+fn default_plan(snapshot: &Snapshot) -> Plan {
+    run(snapshot, &ConsolidationPolicy::default_policy())
+}
+
+fn reason_of(plan: &Plan, node: &str) -> Option<(Reason, String)> {
+    plan.blocked
+        .iter()
+        .find(|b| b.node == node)
+        .map(|b| (b.reason, b.detail.clone()))
+}
+
+fn drained(plan: &Plan) -> Vec<&str> {
+    plan.drain.iter().map(|d| d.node.as_str()).collect()
+}
+
+/// A busy node ("busy", 12 of 16 cpu) plus an idle one ("idle", one pod).
+fn busy_and_idle() -> Snapshot {
+    Snapshot {
+        nodes: vec![Node::test("busy"), Node::test("idle")],
+        pods: vec![
+            Pod::test("big").on("busy").req(12_000, 48 * GI),
+            Pod::test("small").on("idle"),
+        ],
+        ..Snapshot::default()
+    }
+}
+
+#[test]
+fn idle_pod_packs_onto_the_busy_node() {
+    let plan = default_plan(&busy_and_idle());
+    assert_eq!(drained(&plan), ["idle"]);
+    assert_eq!(
+        plan.drain[0].moves,
+        [Move {
+            pod: "default/small".into(),
+            to: "busy".into()
+        }]
+    );
+    assert_eq!(plan.drain[0].score_before, (6 + 1) / 2);
+    assert_eq!(reason_of(&plan, "busy").unwrap().0, Reason::NotIdle);
+    assert_eq!(plan.nodes_before, 2);
+    assert_eq!(plan.nodes_after, 1);
+    assert_eq!(plan.scores["busy"], 75);
+}
+
+#[test]
+fn empty_nodes_are_taken_first_and_daemonsets_do_not_move() {
+    let mut s = busy_and_idle();
+    s.nodes.push(Node::test("empty"));
+    s.pods.push(Pod::test("agent").on("empty").daemonset());
+    s.pods
+        .push(Pod::test("done").on("empty").phase(PodPhase::Succeeded));
+    let plan = default_plan(&s);
+    assert_eq!(drained(&plan), ["empty", "idle"]);
+    assert!(plan.drain[0].moves.is_empty());
+}
+
+#[test]
+fn each_guard_names_its_pod() {
+    let cases: Vec<(Pod, Reason, &str)> = vec![
+        (
+            Pod::test("exec-1").executor_of("spark-123", "drv"),
+            Reason::ShuffleData,
+            "default/exec-1 holds shuffle data of running app spark-123",
+        ),
+        (
+            Pod::test("drv2").driver_of("spark-9"),
+            Reason::RunningDriver,
+            "default/drv2 is the driver of running app spark-9",
+        ),
+        (
+            Pod::test("pinned").do_not_disrupt(),
+            Reason::DoNotDisrupt,
+            "default/pinned is annotated karpenter.sh/do-not-disrupt=true",
+        ),
+        (
+            Pod::test("web-1").label("app", "web"),
+            Reason::PodDisruptionBudget,
+            "default/web-1 is covered by PodDisruptionBudget default/web, which allows 0 disruptions",
+        ),
+        (
+            Pod::test("bare").no_controller(),
+            Reason::NoController,
+            "default/bare has no controller",
+        ),
+    ];
+    for (pod, reason, detail) in cases {
+        let mut s = busy_and_idle();
+        s.pods
+            .push(Pod::test("drv").driver_of("spark-123").on("busy"));
+        s.pods.push(pod.on("idle"));
+        s.pdbs.push(Pdb {
+            namespace: "default".into(),
+            name: "web".into(),
+            selector: Some(LabelSelector {
+                match_labels: [("app".to_string(), "web".to_string())].into(),
+                ..LabelSelector::default()
+            }),
+            disruptions_allowed: 0,
+        });
+        let plan = default_plan(&s);
+        let (got, got_detail) = reason_of(&plan, "idle").expect("idle is blocked");
+        assert_eq!(got, reason, "{detail}");
+        assert!(got_detail.starts_with(detail), "{got_detail}");
+    }
+}
+
+#[test]
+fn guards_apply_in_order_and_node_annotations_count() {
+    let mut s = busy_and_idle();
+    s.nodes[1] = Node::test("idle").do_not_disrupt();
+    s.pods.push(Pod::test("bare").no_controller().on("idle"));
+    let (reason, detail) = reason_of(&default_plan(&s), "idle").unwrap();
+    assert_eq!(
+        reason,
+        Reason::DoNotDisrupt,
+        "DoNotDisrupt comes before NoController"
+    );
+    assert_eq!(detail, "node is annotated karpenter.sh/do-not-disrupt=true");
+}
+
+#[test]
+fn local_storage_blocks_only_when_the_policy_says_so() {
+    let mut s = busy_and_idle();
+    s.pods[1] = Pod::test("small")
+        .on("idle")
+        .local_storage("spark-local-dir-1");
+    assert_eq!(drained(&default_plan(&s)), ["idle"]);
+    let mut policy = ConsolidationPolicy::default_policy();
+    policy.spec.block_on_local_storage = true;
+    let (reason, detail) = reason_of(&run(&s, &policy), "idle").unwrap();
+    assert_eq!(reason, Reason::LocalStorage);
+    assert!(detail.contains("spark-local-dir-1"));
+}
+
+#[test]
+fn finished_apps_and_inactive_executors_do_not_block() {
+    let mut s = busy_and_idle();
+    s.pods.push(
+        Pod::test("old-drv")
+            .driver_of("spark-1")
+            .phase(PodPhase::Succeeded)
+            .on("busy"),
+    );
+    s.pods.push(
+        Pod::test("leftover")
+            .executor_of("spark-1", "old-drv")
+            .on("idle"),
+    );
+    assert_eq!(drained(&default_plan(&s)), ["idle"]);
+}
+
+#[test]
+fn no_room_is_no_fit() {
+    let mut s = busy_and_idle();
+    s.pods[1] = Pod::test("small").on("idle").req(5_000, GI);
+    let (reason, detail) = reason_of(&default_plan(&s), "idle").unwrap();
+    assert_eq!(reason, Reason::NoFit);
+    assert_eq!(detail, "default/small fits on no remaining node");
+}
+
+#[test]
+fn pods_respect_selectors_and_taints_of_destinations() {
+    let mut s = busy_and_idle();
+    s.nodes[0] = Node::test("busy").taint("dedicated", "NoSchedule");
+    let (reason, _) = reason_of(&default_plan(&s), "idle").unwrap();
+    assert_eq!(reason, Reason::NoFit);
+}
+
+#[test]
+fn unmanaged_and_busy_nodes_are_reported() {
+    let mut s = busy_and_idle();
+    s.nodes.push(Node::test("web").label("pool", "web"));
+    let mut policy = ConsolidationPolicy::default_policy();
+    policy
+        .spec
+        .node_selector
+        .match_labels
+        .insert("pool".into(), "spark".into());
+    let plan = run(&s, &policy);
+    assert_eq!(reason_of(&plan, "web").unwrap().0, Reason::NotManaged);
+    assert_eq!(
+        reason_of(&plan, "busy").unwrap(),
+        (
+            Reason::NotIdle,
+            "utilisation score 75 is not below 50".into()
+        )
+    );
+    // Every node appears exactly once.
+    assert_eq!(plan.drain.len() + plan.blocked.len(), s.nodes.len());
+}
+
+#[test]
+fn pdb_disruptions_are_shared_by_the_plan() {
+    let mut s = Snapshot {
+        nodes: vec![
+            Node::test("busy"),
+            Node::test("idle-a"),
+            Node::test("idle-b"),
+        ],
+        pods: vec![
+            Pod::test("big").on("busy").req(8_000, 32 * GI),
+            Pod::test("web-a").label("app", "web").on("idle-a"),
+            Pod::test("web-b").label("app", "web").on("idle-b"),
+        ],
+        ..Snapshot::default()
+    };
+    s.pdbs.push(Pdb {
+        namespace: "default".into(),
+        name: "web".into(),
+        selector: Some(LabelSelector {
+            match_labels: [("app".to_string(), "web".to_string())].into(),
+            ..LabelSelector::default()
+        }),
+        disruptions_allowed: 1,
+    });
+    let plan = default_plan(&s);
+    assert_eq!(drained(&plan), ["idle-a"]);
+    let (reason, detail) = reason_of(&plan, "idle-b").unwrap();
+    assert_eq!(reason, Reason::PodDisruptionBudget);
+    assert!(detail.contains("has 0 left"), "{detail}");
+}
+
+#[test]
+fn node_budgets_limit_the_plan() {
+    let mut s = busy_and_idle();
+    s.nodes.push(Node::test("empty-1"));
+    s.nodes.push(Node::test("empty-2"));
+    let mut policy = ConsolidationPolicy::default_policy();
+    policy.spec.disruption.budgets = vec![Budget {
+        nodes: "2".into(),
+        schedule: None,
+        duration: None,
+    }];
+    let plan = run(&s, &policy);
+    assert_eq!(drained(&plan), ["empty-1", "empty-2"]);
+    assert_eq!(reason_of(&plan, "idle").unwrap().0, Reason::Budget);
+    // A business-hours budget of zero is not active at 22:00 UTC.
+    policy.spec.disruption.budgets = vec![Budget {
+        nodes: "0".into(),
+        schedule: Some("0 8 * * mon-fri".into()),
+        duration: Some("10h".into()),
+    }];
+    assert_eq!(drained(&run(&s, &policy)).len(), 3);
+}
+
+#[test]
+fn default_scheduler_pods_spread_bin_packed_pods_pack() {
+    let s = Snapshot {
+        nodes: vec![
+            Node::test("a-full"),
+            Node::test("b-half"),
+            Node::test("c-idle"),
+            Node::test("d-light"),
+        ],
+        pods: vec![
+            Pod::test("f").on("a-full").req(13_000, 52 * GI),
+            Pod::test("h").on("b-half").req(9_000, 36 * GI),
+            Pod::test("l").on("d-light").req(8_000, 32 * GI),
+            Pod::test("packer").on("c-idle"),
+            Pod::test("spreader")
+                .on("c-idle")
+                .scheduler("default-scheduler"),
+        ],
+        ..Snapshot::default()
+    };
+    let plan = default_plan(&s);
+    let moves = &plan
+        .drain
+        .iter()
+        .find(|d| d.node == "c-idle")
+        .unwrap()
+        .moves;
+    let to = |pod: &str| moves.iter().find(|m| m.pod == pod).unwrap().to.as_str();
+    assert_eq!(to("default/packer"), "a-full");
+    assert_eq!(to("default/spreader"), "d-light");
+}
+
+#[test]
+fn pods_moved_onto_a_later_drained_node_move_again() {
+    // "a" drains first; its default-scheduler pod spreads onto "b", the emptiest node, which is
+    // itself idle; when "b" drains, that pod moves again, to the busy "c".
+    let s = Snapshot {
+        nodes: vec![Node::test("a"), Node::test("b"), Node::test("c")],
+        pods: vec![
+            Pod::test("pa")
+                .on("a")
+                .req(1_000, GI)
+                .scheduler("default-scheduler"),
+            Pod::test("pb").on("b").req(3_000, 12 * GI),
+            Pod::test("pc").on("c").req(10_000, 40 * GI),
+        ],
+        ..Snapshot::default()
+    };
+    let plan = default_plan(&s);
+    assert_eq!(drained(&plan), ["a", "b"]);
+    for d in &plan.drain {
+        for m in &d.moves {
+            assert_eq!(m.to, "c", "{m:?}");
+        }
+    }
+}
+
+#[test]
+fn least_allocated_policies_measure_idleness_on_the_used_side() {
+    let mut policy = ConsolidationPolicy::default_policy();
+    policy.spec.scoring.strategy = crate::policy::StrategyName::LeastAllocated;
+    let plan = run(&busy_and_idle(), &policy);
+    assert_eq!(drained(&plan), ["idle"]);
+    assert_eq!(plan.scores["busy"], 25);
+}
+
+// ---- properties ----
+
+#[derive(Debug, Clone)]
+struct Gen {
+    nodes: Vec<(i64, i64)>,
+    pods: Vec<(usize, i64, i64, u8)>,
+    pdb_allowed: i64,
+}
+
+fn cluster() -> impl proptest::strategy::Strategy<Value = Gen> {
+    (
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![4_000i64, 8_000, 16_000]),
+                1i64..64,
+            ),
+            2..12,
+        ),
+        prop::collection::vec((0usize..12, 100i64..6_000, 1i64..24, 0u8..12), 0..40),
+        0i64..2,
+    )
+        .prop_map(|(nodes, pods, pdb_allowed)| Gen {
+            nodes,
+            pods,
+            pdb_allowed,
+        })
+}
+
+fn build(g: &Gen) -> Snapshot {
+    let mut s = Snapshot::default();
+    for (i, (cpu, mem)) in g.nodes.iter().enumerate() {
+        s.nodes
+            .push(Node::test(&format!("n{i:02}")).size(*cpu, *mem));
+    }
+    s.pods.push(
+        Pod::test("drv")
+            .driver_of("app-1")
+            .on("n00")
+            .req(100, 1 << 20),
+    );
+    for (i, (node, cpu, mem_gib, kind)) in g.pods.iter().enumerate() {
+        let node = format!("n{:02}", node % g.nodes.len());
+        let mut pod = Pod::test(&format!("p{i:02}"))
+            .on(&node)
+            .req(*cpu, mem_gib * (GI / 8));
+        pod = match kind {
+            0 => pod.executor_of("app-1", "drv"),
+            1 => pod.do_not_disrupt(),
+            2 => pod.label("app", "web"),
+            3 => pod.scheduler("default-scheduler"),
+            4 => pod.daemonset(),
+            5 => pod.executor_of("app-2", "gone"),
+            _ => pod,
+        };
+        s.pods.push(pod);
+    }
+    s.pdbs.push(Pdb {
+        namespace: "default".into(),
+        name: "web".into(),
+        selector: Some(LabelSelector {
+            match_labels: [("app".to_string(), "web".to_string())].into(),
+            ..LabelSelector::default()
+        }),
+        disruptions_allowed: g.pdb_allowed,
+    });
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn drained_pods_always_have_room(g in cluster()) {
+        let s = build(&g);
+        let plan = default_plan(&s);
+        let drained: std::collections::HashSet<&str> = drained(&plan).into_iter().collect();
+        // Re-add every move to its destination and check nothing overflows.
+        let mut used: HashMap<&str, (i64, i64, i64)> = HashMap::new();
+        for p in &s.pods {
+            let Some(n) = p.node_name.as_deref() else { continue };
+            if drained.contains(n) || !p.counts_on_node() { continue; }
+            let e = used.entry(n).or_default();
+            e.0 += p.requests.real.cpu_milli;
+            e.1 += p.requests.real.memory_bytes;
+            e.2 += 1;
+        }
+        for d in &plan.drain {
+            for m in &d.moves {
+                prop_assert!(!drained.contains(m.to.as_str()), "{} moves to drained {}", m.pod, m.to);
+                let p = s.pods.iter().find(|p| p.key() == m.pod).unwrap();
+                let e = used.entry(m.to.as_str()).or_default();
+                e.0 += p.requests.real.cpu_milli;
+                e.1 += p.requests.real.memory_bytes;
+                e.2 += 1;
+            }
+            // Every pod that needed a home got one.
+            let needing = s.pods.iter()
+                .filter(|p| p.node_name.as_deref() == Some(d.node.as_str()) && p.needs_new_home())
+                .count();
+            prop_assert_eq!(needing, d.moves.len());
+        }
+        for n in &s.nodes {
+            if drained.contains(n.name.as_str()) { continue; }
+            let before: (i64, i64) = s.pods.iter()
+                .filter(|p| p.node_name.as_deref() == Some(n.name.as_str()) && p.counts_on_node())
+                .fold((0, 0), |a, p| (a.0 + p.requests.real.cpu_milli, a.1 + p.requests.real.memory_bytes));
+            let (cpu, mem, _) = used.get(n.name.as_str()).copied().unwrap_or_default();
+            // A node may start over-committed; moves must not push it further past capacity.
+            prop_assert!(cpu <= n.allocatable.cpu_milli.max(before.0), "{} cpu {cpu}", n.name);
+            prop_assert!(mem <= n.allocatable.memory_bytes.max(before.1), "{} memory {mem}", n.name);
+        }
+    }
+
+    #[test]
+    fn guarded_nodes_are_never_drained(g in cluster()) {
+        let s = build(&g);
+        let plan = default_plan(&s);
+        for d in &plan.drain {
+            for p in s.pods.iter().filter(|p| p.node_name.as_deref() == Some(d.node.as_str()) && p.needs_new_home()) {
+                let is_holder = p.spark.as_ref().is_some_and(|sp| sp.app_id == "app-1" && sp.role == crate::model::SparkRole::Executor);
+                prop_assert!(!is_holder, "{} holds shuffle data", p.key());
+                prop_assert!(!p.do_not_disrupt, "{} is do-not-disrupt", p.key());
+                prop_assert!(p.name != "drv", "running driver evicted");
+                if g.pdb_allowed == 0 {
+                    prop_assert!(p.labels.get("app").map(String::as_str) != Some("web"));
+                }
+            }
+        }
+        let web_moves = plan.drain.iter().flat_map(|d| &d.moves).filter(|m| {
+            s.pods.iter().any(|p| p.key() == m.pod && p.labels.get("app").map(String::as_str) == Some("web"))
+        }).count();
+        prop_assert!(web_moves as i64 <= g.pdb_allowed);
+        prop_assert_eq!(plan.drain.len() + plan.blocked.len(), s.nodes.len());
+    }
+
+    #[test]
+    fn same_input_same_plan(g in cluster()) {
+        let s = build(&g);
+        let first = default_plan(&s);
+        prop_assert_eq!(&first, &default_plan(&s));
+        let mut shuffled = s.clone();
+        shuffled.nodes.reverse();
+        shuffled.pods.reverse();
+        prop_assert_eq!(&first, &default_plan(&shuffled));
+    }
+}
