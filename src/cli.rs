@@ -1,4 +1,439 @@
-//! placeholder
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The `stowage` command line (DESIGN.md §3): `plan`, `score` and `version`.
+//!
+//! Reads files, calls the pure core, prints a table or stable JSON. Every input error is one
+//! line on stderr naming the file and the field, with exit code 2; nothing here panics on bad
+//! input.
+
+use crate::demo::demo_cluster;
+use crate::model::{Node, Snapshot, load_pod, load_snapshot};
+use crate::plan::{Plan, PlanInput, plan, pool_of};
+use crate::policy::ConsolidationPolicy;
+use crate::scoring::{NodeUsage, Profiles, SchedulerVersion, filter};
+use clap::{Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "stowage",
+    version,
+    about = "Consolidates batch Kubernetes clusters next to Karpenter or Cluster Autoscaler"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show which nodes stowage would empty, where their pods would go, and why other nodes stay.
+    Plan {
+        /// `kubectl get nodes,pods,pdb -A -o json` output (JSON or YAML; `-` for stdin).
+        /// Without it, the embedded demo cluster is planned.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<PathBuf>,
+        /// A ConsolidationPolicy (YAML or JSON); defaults apply without it.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// A KubeSchedulerConfiguration; without it, `my-scheduler` (MostAllocated) and
+        /// `default-scheduler` (LeastAllocated + BalancedAllocation).
+        #[arg(long, value_name = "FILE")]
+        scheduler_config: Option<PathBuf>,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+        /// Evaluate budget schedules and idle times at this RFC 3339 time instead of now.
+        #[arg(long, value_name = "TIME")]
+        now: Option<String>,
+        /// kube-scheduler version whose BalancedAllocation formula to use (1.35 or 1.36).
+        #[arg(long, default_value = "1.36")]
+        scheduler_version: SchedulerVersion,
+    },
+    /// Score one incoming pod against every node of a snapshot as kube-scheduler would.
+    Score {
+        #[arg(long, value_name = "FILE")]
+        snapshot: PathBuf,
+        /// The incoming Pod (YAML or JSON).
+        #[arg(long, value_name = "FILE")]
+        pod: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        scheduler_config: Option<PathBuf>,
+        /// Scheduler profile; default: the pod's schedulerName, else `my-scheduler`.
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
+        #[arg(long, default_value = "1.36")]
+        scheduler_version: SchedulerVersion,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Print the version.
+    Version,
+    /// Print the embedded demo cluster (or, with --nodes, a synthetic one) as a snapshot file.
+    #[command(hide = true)]
+    Demo {
+        /// Generate a synthetic Spark cluster of this many nodes instead.
+        #[arg(long)]
+        nodes: Option<usize>,
+        /// Pods of the synthetic cluster.
+        #[arg(long, default_value_t = 150_000)]
+        pods: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+/// An input problem, reported as one line: the file, then what is wrong in it.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+struct InputError {
+    file: String,
+    message: String,
+}
+
+fn input_error(file: &Path, message: impl ToString) -> InputError {
+    InputError {
+        file: file.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, InputError> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| input_error(path, e))?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(|e| input_error(path, e))
+}
+
+fn read_snapshot(path: Option<&Path>) -> Result<Snapshot, InputError> {
+    match path {
+        Some(p) => load_snapshot(&read(p)?).map_err(|e| input_error(p, e)),
+        None => {
+            let text = serde_json::to_vec(&demo_cluster()).expect("demo cluster serialises");
+            Ok(load_snapshot(&text).expect("the demo cluster is valid"))
+        }
+    }
+}
+
+fn read_profiles(path: Option<&Path>, version: SchedulerVersion) -> Result<Profiles, InputError> {
+    match path {
+        Some(p) => {
+            let bytes = read(p)?;
+            let text = String::from_utf8(bytes).map_err(|e| input_error(p, e))?;
+            Profiles::parse(&text, version).map_err(|e| input_error(p, e))
+        }
+        None => Ok(Profiles::defaults(version)),
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let result = match cli.command {
+        Command::Plan {
+            snapshot,
+            policy,
+            scheduler_config,
+            output,
+            now,
+            scheduler_version,
+        } => run_plan(
+            snapshot.as_deref(),
+            policy.as_deref(),
+            scheduler_config.as_deref(),
+            output,
+            now.as_deref(),
+            scheduler_version,
+            &mut out,
+        ),
+        Command::Score {
+            snapshot,
+            pod,
+            scheduler_config,
+            profile,
+            scheduler_version,
+            output,
+        } => run_score(
+            &snapshot,
+            &pod,
+            scheduler_config.as_deref(),
+            profile.as_deref(),
+            scheduler_version,
+            output,
+            &mut out,
+        ),
+        Command::Version => print(
+            &mut out,
+            &format!("stowage {}\n", env!("CARGO_PKG_VERSION")),
+        ),
+        Command::Demo { nodes, pods, seed } => {
+            let cluster = match nodes {
+                Some(n) => crate::demo::synthetic_cluster(n, pods, seed),
+                None => demo_cluster(),
+            };
+            print(&mut out, &format!("{cluster}\n"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_plan(
+    snapshot_path: Option<&Path>,
+    policy_path: Option<&Path>,
+    scheduler_config: Option<&Path>,
+    output: Output,
+    now: Option<&str>,
+    version: SchedulerVersion,
+    out: &mut dyn Write,
+) -> Result<(), InputError> {
+    let snapshot = read_snapshot(snapshot_path)?;
+    let policy = match policy_path {
+        Some(p) => {
+            let text = String::from_utf8(read(p)?).map_err(|e| input_error(p, e))?;
+            ConsolidationPolicy::parse(&text).map_err(|e| input_error(p, e))?
+        }
+        None => ConsolidationPolicy::default_policy(),
+    };
+    let profiles = read_profiles(scheduler_config, version)?;
+    if let (Some(r), Some(_)) = (&policy.spec.scoring.scheduler_config_ref, scheduler_config)
+        && profiles.get(&r.profile).is_none()
+    {
+        return Err(input_error(
+            policy_path.unwrap_or(Path::new("<policy>")),
+            format!(
+                "spec.scoring.schedulerConfigRef.profile: no profile {:?} in the scheduler config (have: {})",
+                r.profile,
+                profiles.names().join(", ")
+            ),
+        ));
+    }
+    let now = match now {
+        Some(t) => t.parse::<Timestamp>().map_err(|e| {
+            input_error(
+                Path::new("--now"),
+                format!("{t:?} is not an RFC 3339 time: {e}"),
+            )
+        })?,
+        None => Timestamp::now(),
+    };
+    let result = plan(&PlanInput {
+        snapshot: &snapshot,
+        policy: &policy,
+        profiles: &profiles,
+        now,
+    });
+    for w in &result.warnings {
+        eprintln!("warning: {w}");
+    }
+    match output {
+        Output::Json => print(out, &to_json(&result)),
+        Output::Table => print(out, &plan_table(&result, &snapshot.nodes)),
+    }
+}
+
+fn to_json(value: &impl Serialize) -> String {
+    let mut text = serde_json::to_string_pretty(value).expect("plain data serialises");
+    text.push('\n');
+    text
+}
+
+fn print(out: &mut dyn Write, text: &str) -> Result<(), InputError> {
+    out.write_all(text.as_bytes())
+        .map_err(|e| input_error(Path::new("<stdout>"), e))
+}
+
+/// Renders rows as aligned columns, like `kubectl get`.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i + 1 == widths.len() {
+                l.push_str(cell);
+            } else {
+                l.push_str(&format!("{cell:<w$}   ", w = widths[i]));
+            }
+        }
+        s.push_str(l.trim_end());
+        s.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+    s
+}
+
+fn plan_table(plan: &Plan, nodes: &[Node]) -> String {
+    let pools: HashMap<&str, String> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), pool_of(n)))
+        .collect();
+    let mut rows = Vec::new();
+    for d in &plan.drain {
+        let mut targets: BTreeMap<&str, usize> = BTreeMap::new();
+        for m in &d.moves {
+            *targets.entry(m.to.as_str()).or_default() += 1;
+        }
+        let moves = if d.moves.is_empty() {
+            "empty".to_string()
+        } else {
+            let to: Vec<String> = targets.iter().map(|(n, c)| format!("{n}×{c}")).collect();
+            format!("{} pod(s) → {}", d.moves.len(), to.join(", "))
+        };
+        rows.push(vec![
+            d.node.clone(),
+            d.pool.clone(),
+            d.score_before.to_string(),
+            "drain".into(),
+            "-".into(),
+            moves,
+        ]);
+    }
+    let mut blocked: Vec<_> = plan.blocked.iter().collect();
+    blocked.sort_by(|a, b| (a.reason, &a.node).cmp(&(b.reason, &b.node)));
+    for b in blocked {
+        rows.push(vec![
+            b.node.clone(),
+            pools.get(b.node.as_str()).cloned().unwrap_or_default(),
+            plan.scores
+                .get(&b.node)
+                .map_or("-".into(), |s| s.to_string()),
+            "keep".into(),
+            b.reason.as_str().into(),
+            b.detail.clone(),
+        ]);
+    }
+    let mut s = table(
+        &["NODE", "POOL", "SCORE", "DECISION", "REASON", "DETAIL"],
+        &rows,
+    );
+    let evictions: usize = plan.drain.iter().map(|d| d.moves.len()).sum();
+    s.push_str(&format!(
+        "\n{} nodes → {} after draining {} ({} pod evictions)\n",
+        plan.nodes_before,
+        plan.nodes_after,
+        plan.drain.len(),
+        evictions
+    ));
+    s
+}
+
+#[derive(Serialize)]
+struct ScoreOutput<'a> {
+    profile: &'a str,
+    scores: BTreeMap<String, i64>,
+    infeasible: BTreeMap<String, String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_score(
+    snapshot_path: &Path,
+    pod_path: &Path,
+    scheduler_config: Option<&Path>,
+    profile_name: Option<&str>,
+    version: SchedulerVersion,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), InputError> {
+    let snapshot = read_snapshot(Some(snapshot_path))?;
+    let (pod, pod_scheduler) = load_pod(&read(pod_path)?).map_err(|e| input_error(pod_path, e))?;
+    let profiles = read_profiles(scheduler_config, version)?;
+    let name = profile_name
+        .map(String::from)
+        .or(pod_scheduler)
+        .unwrap_or_else(|| "my-scheduler".into());
+    let profile = profiles.get(&name).ok_or_else(|| {
+        input_error(
+            scheduler_config.unwrap_or(Path::new("--profile")),
+            format!(
+                "no scheduler profile {name:?} (have: {})",
+                profiles.names().join(", ")
+            ),
+        )
+    })?;
+    if !profile.unsupported_score_plugins.is_empty() {
+        let names: Vec<String> = profile
+            .unsupported_score_plugins
+            .iter()
+            .map(|(n, w)| format!("{n} (weight {w})"))
+            .collect();
+        eprintln!(
+            "warning: profile {name} also scores with {}, which stowage does not reproduce; scores cover NodeResourcesFit and NodeResourcesBalancedAllocation only",
+            names.join(", ")
+        );
+    }
+    let mut usage: HashMap<&str, NodeUsage> = snapshot
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), NodeUsage::new(n.allocatable.clone())))
+        .collect();
+    for p in &snapshot.pods {
+        if let Some(u) = p.node_name.as_deref().and_then(|n| usage.get_mut(n))
+            && p.counts_on_node()
+        {
+            u.add_pod(&p.requests);
+        }
+    }
+    let ignored = |r: &str| profile.ignores_resource(r);
+    let mut result = ScoreOutput {
+        profile: &profile.scheduler_name,
+        scores: BTreeMap::new(),
+        infeasible: BTreeMap::new(),
+    };
+    for node in &snapshot.nodes {
+        let u = &usage[node.name.as_str()];
+        result
+            .scores
+            .insert(node.name.clone(), profile.score(u, &pod.requests));
+        if let Err(why) = filter(node, u, &pod.placement, &pod.requests, &ignored) {
+            result.infeasible.insert(node.name.clone(), why.to_string());
+        }
+    }
+    match output {
+        Output::Json => print(out, &to_json(&result)),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = result
+                .scores
+                .iter()
+                .map(|(n, s)| {
+                    vec![
+                        n.clone(),
+                        s.to_string(),
+                        result
+                            .infeasible
+                            .get(n)
+                            .cloned()
+                            .unwrap_or_else(|| "feasible".into()),
+                    ]
+                })
+                .collect();
+            print(out, &table(&["NODE", "SCORE", "FILTER"], &rows))
+        }
+    }
 }

@@ -1,1 +1,683 @@
-//! placeholder
+//! The embedded demo cluster and the synthetic clusters of the benchmarks.
+//!
+//! Both are written as `kubectl get nodes,pods,pdb -A -o json` output, so they go through the
+//! same loader as a real snapshot. [`demo_cluster`] is a hand-laid Spark-on-EKS cluster that
+//! shows every decision stowage makes; [`synthetic_cluster`] generates large Spark-like clusters
+//! (deterministically, from a seed) for `cargo bench` and scale runs.
+
+use serde_json::{Value, json};
+
+/// An EKS node shape: instance type and what the kubelet reports as allocatable.
+#[derive(Clone, Copy)]
+pub struct Shape {
+    pub instance_type: &'static str,
+    pub cpu_milli: i64,
+    pub memory_mi: i64,
+    pub pods: i64,
+}
+
+/// m5.4xlarge: 16 vCPU, 64 GiB.
+pub const M5_4XLARGE: Shape = Shape {
+    instance_type: "m5.4xlarge",
+    cpu_milli: 15_890,
+    memory_mi: 57_360,
+    pods: 234,
+};
+/// r5.4xlarge: 16 vCPU, 128 GiB.
+pub const R5_4XLARGE: Shape = Shape {
+    instance_type: "r5.4xlarge",
+    cpu_milli: 15_890,
+    memory_mi: 120_040,
+    pods: 234,
+};
+/// m5.xlarge: 4 vCPU, 16 GiB.
+pub const M5_XLARGE: Shape = Shape {
+    instance_type: "m5.xlarge",
+    cpu_milli: 3_920,
+    memory_mi: 14_160,
+    pods: 58,
+};
+
+/// A node as `kubectl get node -o json` shows it (the fields stowage reads, and a few more).
+pub fn node(name: &str, pool: &str, shape: Shape, capacity_type: &str, zone: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "node.kubernetes.io/instance-type": shape.instance_type,
+                "topology.kubernetes.io/zone": zone,
+                "karpenter.sh/nodepool": pool,
+                "karpenter.sh/capacity-type": capacity_type,
+                "nodegroup-type": capacity_type,
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"providerID": format!("aws:///{zone}/i-{:017x}", fnv(name))},
+        "status": {
+            "allocatable": {
+                "cpu": format!("{}m", shape.cpu_milli),
+                "memory": format!("{}Mi", shape.memory_mi),
+                "pods": shape.pods.to_string(),
+                "ephemeral-storage": "95551679124",
+            },
+            "capacity": {
+                "cpu": format!("{}", (shape.cpu_milli + 999) / 1000),
+                "memory": format!("{}Ki", shape.memory_mi * 1024 + 700_000),
+                "pods": shape.pods.to_string(),
+            },
+        },
+    })
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// A pod as `kubectl get pod -o json` shows it, built step by step.
+pub struct PodJson {
+    value: Value,
+}
+
+impl PodJson {
+    /// A running pod with one container and no requests yet.
+    pub fn new(namespace: &str, name: &str) -> PodJson {
+        PodJson {
+            value: json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": name,
+                    "namespace": namespace,
+                    "uid": format!("{:016x}-{:04x}", fnv(namespace) ^ fnv(name), fnv(name) & 0xffff),
+                    "labels": {},
+                    "annotations": {},
+                },
+                "spec": {
+                    "schedulerName": "default-scheduler",
+                    "containers": [{"name": "main", "image": "public.ecr.aws/example/app:1", "resources": {}}],
+                    "volumes": [],
+                    "terminationGracePeriodSeconds": 30,
+                },
+                "status": {"phase": "Running"},
+            }),
+        }
+    }
+
+    fn meta(&mut self, key: &str) -> &mut serde_json::Map<String, Value> {
+        self.value["metadata"][key].as_object_mut().expect("object")
+    }
+
+    pub fn on(mut self, node: &str) -> Self {
+        self.value["spec"]["nodeName"] = json!(node);
+        self
+    }
+
+    pub fn requests(mut self, cpu_milli: i64, memory_mi: i64) -> Self {
+        self.value["spec"]["containers"][0]["resources"] = json!({
+            "requests": {"cpu": format!("{cpu_milli}m"), "memory": format!("{memory_mi}Mi")},
+            "limits": {"memory": format!("{memory_mi}Mi")},
+        });
+        self
+    }
+
+    pub fn scheduler(mut self, name: &str) -> Self {
+        self.value["spec"]["schedulerName"] = json!(name);
+        self
+    }
+
+    pub fn owner(mut self, kind: &str, name: &str) -> Self {
+        let api = match kind {
+            "Pod" => "v1",
+            "Job" => "batch/v1",
+            "SparkApplication" => "sparkoperator.k8s.io/v1beta2",
+            _ => "apps/v1",
+        };
+        self.value["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": api, "kind": kind, "name": name,
+            "uid": format!("{:016x}", fnv(name)), "controller": true, "blockOwnerDeletion": true,
+        }]);
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.meta("labels").insert(key.into(), json!(value));
+        self
+    }
+
+    pub fn annotate(mut self, key: &str, value: &str) -> Self {
+        self.meta("annotations").insert(key.into(), json!(value));
+        self
+    }
+
+    pub fn phase(mut self, phase: &str) -> Self {
+        self.value["status"]["phase"] = json!(phase);
+        self
+    }
+
+    pub fn node_selector(mut self, key: &str, value: &str) -> Self {
+        let spec = self.value["spec"].as_object_mut().expect("spec");
+        let selector = spec.entry("nodeSelector").or_insert_with(|| json!({}));
+        selector[key] = json!(value);
+        self
+    }
+
+    pub fn empty_dir(mut self, volume: &str) -> Self {
+        self.value["spec"]["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(json!({"name": volume, "emptyDir": {}}));
+        self
+    }
+
+    /// A Spark driver of Spark Operator's SparkApplication `app`.
+    pub fn spark_driver(self, app: &str, app_id: &str) -> Self {
+        self.owner("SparkApplication", app)
+            .scheduler("my-scheduler")
+            .label("spark-role", "driver")
+            .label("spark-app-selector", app_id)
+            .label("sparkoperator.k8s.io/app-name", app)
+            .node_selector("karpenter.sh/capacity-type", "on-demand")
+            .empty_dir("spark-local-dir-1")
+    }
+
+    /// A Spark executor owned by its driver pod.
+    pub fn spark_executor(self, app: &str, app_id: &str, driver: &str, exec_id: usize) -> Self {
+        self.owner("Pod", driver)
+            .scheduler("my-scheduler")
+            .label("spark-role", "executor")
+            .label("spark-app-selector", app_id)
+            .label("spark-exec-id", &exec_id.to_string())
+            .label("sparkoperator.k8s.io/app-name", app)
+            .empty_dir("spark-local-dir-1")
+    }
+
+    /// A DaemonSet pod (aws-node, kube-proxy, …).
+    pub fn daemon(self, daemonset: &str) -> Self {
+        self.owner("DaemonSet", daemonset)
+            .label("app.kubernetes.io/name", daemonset)
+    }
+
+    pub fn build(self) -> Value {
+        self.value
+    }
+}
+
+/// A PodDisruptionBudget with its status as the disruption controller reports it.
+pub fn pdb(namespace: &str, name: &str, app: &str, disruptions_allowed: i64) -> Value {
+    json!({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+        "status": {"disruptionsAllowed": disruptions_allowed, "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2},
+    })
+}
+
+fn spark_application(namespace: &str, name: &str, app_id: &str, state: &str, conf: Value) -> Value {
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"type": "Scala", "mode": "cluster", "sparkVersion": "3.5.3", "sparkConf": conf},
+        "status": {"sparkApplicationId": app_id, "applicationState": {"state": state}},
+    })
+}
+
+fn list(items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items})
+}
+
+/// The DaemonSets every EKS node runs.
+fn daemons(items: &mut Vec<Value>, node: &str) {
+    for (ds, ns, cpu, mem) in [
+        ("aws-node", "kube-system", 25, 0),
+        ("kube-proxy", "kube-system", 100, 0),
+        ("ebs-csi-node", "kube-system", 30, 120),
+    ] {
+        items.push(
+            PodJson::new(ns, &format!("{ds}-{:05x}", fnv(node) & 0xfffff))
+                .daemon(ds)
+                .requests(cpu, mem)
+                .on(node)
+                .build(),
+        );
+    }
+}
+
+/// The demo: a Spark-on-EKS cluster of 36 nodes in three pools.
+///
+/// * `spark-spot` (24 × m5.4xlarge, spot) runs executors; `spark-od` (8 × r5.4xlarge,
+///   on-demand) runs drivers and big executors; `system` (4 × m5.xlarge) runs add-ons.
+/// * `etl-nightly` (running, 24 executors) holds shuffle data: its lightly used nodes are
+///   blocked with `ShuffleData`, its driver's node with `RunningDriver`.
+/// * `sessionize` finished an hour ago but left 6 executors behind: their nodes drain.
+/// * `features-celeborn` runs with Apache Celeborn, so its executors hold nothing locally.
+/// * `adhoc-query` is running with 2 executors marked `spark-exec-inactive` by Spark.
+/// * `coredns` has a PDB that allows 1 disruption, `metrics-api` one that allows none.
+/// * A `karpenter.sh/do-not-disrupt` model-export Job, a bare debug pod, a zone-pinned
+///   pod with nowhere else to go, and a few empty spot nodes.
+pub fn demo_cluster() -> Value {
+    let mut items = Vec::new();
+    let zones = ["us-west-2a", "us-west-2b", "us-west-2c"];
+    let spot: Vec<String> = (0..24)
+        .map(|i| format!("ip-10-0-{}-{}", 32 + i / 8, 10 + i * 7))
+        .collect();
+    let od: Vec<String> = (0..8)
+        .map(|i| format!("ip-10-0-{}-{}", 64 + i / 4, 20 + i * 9))
+        .collect();
+    let system: Vec<String> = (0..4)
+        .map(|i| format!("ip-10-0-{}-{}", 96, 5 + i * 11))
+        .collect();
+    for (i, n) in spot.iter().enumerate() {
+        // The last spot node is alone in its zone (for the zone-pinned pod).
+        let zone = if i == 23 { zones[2] } else { zones[i % 2] };
+        items.push(node(n, "spark-spot", M5_4XLARGE, "spot", zone));
+    }
+    for (i, n) in od.iter().enumerate() {
+        items.push(node(n, "spark-od", R5_4XLARGE, "on-demand", zones[i % 2]));
+    }
+    for (i, n) in system.iter().enumerate() {
+        items.push(node(n, "system", M5_XLARGE, "on-demand", zones[i % 2]));
+    }
+    for n in spot.iter().chain(&od).chain(&system) {
+        daemons(&mut items, n);
+    }
+
+    // etl-nightly: running; 16 executors pack the first four spot nodes, 8 spill lightly
+    // onto spot nodes 4-7 (those hold shuffle data and stay).
+    let ns = "spark-etl";
+    let (app, id, drv) = (
+        "etl-nightly",
+        "spark-6f1c2a9e84d04f3b",
+        "etl-nightly-driver",
+    );
+    items.push(spark_application(ns, app, id, "RUNNING", json!({"spark.dynamicAllocation.enabled": "true", "spark.dynamicAllocation.shuffleTracking.enabled": "true"})));
+    items.push(
+        PodJson::new(ns, drv)
+            .spark_driver(app, id)
+            .requests(4000, 16_384)
+            .on(&od[0])
+            .build(),
+    );
+    for e in 0..24 {
+        let target = if e < 16 {
+            &spot[e / 4]
+        } else {
+            &spot[4 + (e - 16) / 2]
+        };
+        items.push(
+            PodJson::new(ns, &format!("etl-nightly-exec-{}", e + 1))
+                .spark_executor(app, id, drv, e + 1)
+                .node_selector("karpenter.sh/nodepool", "spark-spot")
+                .requests(3500, 12_800)
+                .on(target)
+                .build(),
+        );
+    }
+
+    // sessionize: finished; its driver pod Succeeded and 6 executors linger on spot 8-10.
+    let ns = "spark-analytics";
+    let (app, id, drv) = ("sessionize", "spark-0b7d9e2c11a84c55", "sessionize-driver");
+    items.push(spark_application(ns, app, id, "COMPLETED", json!({})));
+    items.push(
+        PodJson::new(ns, drv)
+            .spark_driver(app, id)
+            .requests(2000, 8192)
+            .phase("Succeeded")
+            .on(&od[1])
+            .build(),
+    );
+    for e in 0..6 {
+        items.push(
+            PodJson::new(ns, &format!("sessionize-exec-{}", e + 1))
+                .spark_executor(app, id, drv, e + 1)
+                .node_selector("karpenter.sh/nodepool", "spark-spot")
+                .requests(2000, 7168)
+                .on(&spot[8 + e / 2])
+                .build(),
+        );
+    }
+
+    // features-celeborn: running with remote shuffle; executors on spot 11-12 can move.
+    let (app, id, drv) = (
+        "features-celeborn",
+        "spark-9a3e55d07c6f4e21",
+        "features-celeborn-driver",
+    );
+    items.push(spark_application(
+        ns,
+        app,
+        id,
+        "RUNNING",
+        json!({"spark.shuffle.manager": "org.apache.spark.shuffle.celeborn.SparkShuffleManager", "spark.celeborn.master.endpoints": "celeborn-master-0.celeborn:9097"}),
+    ));
+    items.push(
+        PodJson::new(ns, drv)
+            .spark_driver(app, id)
+            .requests(2000, 8192)
+            .on(&od[2])
+            .build(),
+    );
+    for e in 0..4 {
+        items.push(
+            PodJson::new(ns, &format!("features-celeborn-exec-{}", e + 1))
+                .spark_executor(app, id, drv, e + 1)
+                .node_selector("karpenter.sh/nodepool", "spark-spot")
+                .requests(3000, 10_240)
+                .on(&spot[11 + e / 2])
+                .build(),
+        );
+    }
+
+    // adhoc-query: running; Spark marked two idle executors inactive (on spot 13).
+    let (app, id, drv) = (
+        "adhoc-query",
+        "spark-51c0f2b7e9d34a08",
+        "adhoc-query-driver",
+    );
+    items.push(
+        PodJson::new(ns, drv)
+            .spark_driver(app, id)
+            .requests(1000, 4096)
+            .on(&od[2])
+            .build(),
+    );
+    for e in 0..2 {
+        items.push(
+            PodJson::new(ns, &format!("adhoc-query-exec-{}", e + 1))
+                .spark_executor(app, id, drv, e + 1)
+                .label("spark-exec-inactive", "true")
+                .node_selector("karpenter.sh/nodepool", "spark-spot")
+                .requests(2000, 8192)
+                .on(&spot[13])
+                .build(),
+        );
+    }
+
+    // Busy on-demand nodes: big executors of a long-running streaming app (holders, but busy).
+    let (app, id, drv) = (
+        "clickstream",
+        "spark-c2d8e61f0a9b4d17",
+        "clickstream-driver",
+    );
+    items.push(
+        PodJson::new(ns, drv)
+            .spark_driver(app, id)
+            .requests(2000, 8192)
+            .on(&od[3])
+            .build(),
+    );
+    for e in 0..10 {
+        items.push(
+            PodJson::new(ns, &format!("clickstream-exec-{}", e + 1))
+                .spark_executor(app, id, drv, e + 1)
+                .requests(7000, 52_000)
+                .on(&od[3 + e / 2])
+                .build(),
+        );
+    }
+
+    // System pool: coredns (PDB allows 1), metrics-api (PDB allows 0).
+    for (i, n) in system.iter().take(2).enumerate() {
+        items.push(
+            PodJson::new(
+                "kube-system",
+                &format!("coredns-7d8f6b9c4-{}", ["x2kqp", "m9tzr"][i]),
+            )
+            .owner("ReplicaSet", "coredns-7d8f6b9c4")
+            .label("app", "coredns")
+            .requests(100, 70)
+            .on(n)
+            .build(),
+        );
+    }
+    items.push(pdb("kube-system", "coredns", "coredns", 1));
+    items.push(
+        PodJson::new("monitoring", "metrics-api-5b6c7d8e9-qwert")
+            .owner("ReplicaSet", "metrics-api-5b6c7d8e9")
+            .label("app", "metrics-api")
+            .requests(500, 1024)
+            .on(&system[2])
+            .build(),
+    );
+    items.push(pdb("monitoring", "metrics-api", "metrics-api", 0));
+    items.push(
+        PodJson::new("monitoring", "grafana-6c9b8d7f5-lk3jd")
+            .owner("ReplicaSet", "grafana-6c9b8d7f5")
+            .label("app", "grafana")
+            .requests(2800, 10_000)
+            .on(&system[3])
+            .build(),
+    );
+
+    // A model-export Job that must not be interrupted, on spot 14.
+    items.push(
+        PodJson::new("ml", "model-export-28971340-8xk2f")
+            .owner("Job", "model-export-28971340")
+            .annotate("karpenter.sh/do-not-disrupt", "true")
+            .requests(2000, 8192)
+            .on(&spot[14])
+            .build(),
+    );
+    // A bare debug pod someone left on spot 15.
+    items.push(
+        PodJson::new("default", "debug-shell")
+            .requests(250, 256)
+            .on(&spot[15])
+            .build(),
+    );
+    // Busy spot nodes 16-19: a batch Deployment of the bin-packing scheduler.
+    for i in 0..16 {
+        items.push(
+            PodJson::new("batch", &format!("scorer-7f9d6c5b8-{i:02}"))
+                .owner("ReplicaSet", "scorer-7f9d6c5b8")
+                .scheduler("my-scheduler")
+                .label("app", "scorer")
+                .requests(3900, 14_000)
+                .on(&spot[16 + i / 4])
+                .build(),
+        );
+    }
+    // A zone-pinned reporting pod on the only us-west-2c spot node: nowhere else to go.
+    items.push(
+        PodJson::new("batch", "report-us-west-2c-6f7d8-abcde")
+            .owner("ReplicaSet", "report-us-west-2c-6f7d8")
+            .scheduler("my-scheduler")
+            .node_selector("topology.kubernetes.io/zone", "us-west-2c")
+            .requests(1500, 4096)
+            .on(&spot[23])
+            .build(),
+    );
+    // A default-scheduler web API on spot 20 (spreads when moved); spot 21-22 are empty.
+    items.push(
+        PodJson::new("apps", "catalog-api-84c9f7d6b-h2k9s")
+            .owner("ReplicaSet", "catalog-api-84c9f7d6b")
+            .label("app", "catalog-api")
+            .requests(1000, 2048)
+            .on(&spot[20])
+            .build(),
+    );
+    list(items)
+}
+
+/// A small deterministic PRNG (xorshift64*), so generated clusters are the same everywhere.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545F4914F6CDD1D)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// A synthetic Spark-like cluster of `nodes` nodes and about `pods` pods: ~30 % of the nodes
+/// busy (80–95 % requested), the rest fragmented (5–40 %), executors of running and finished
+/// apps, drivers, DaemonSets and default-scheduler services.
+pub fn synthetic_cluster(nodes: usize, pods: usize, seed: u64) -> Value {
+    let mut rng = Rng::new(seed);
+    let mut items = Vec::with_capacity(nodes + pods + 16);
+    let shapes = [
+        M5_4XLARGE,
+        R5_4XLARGE,
+        Shape {
+            instance_type: "m5.8xlarge",
+            cpu_milli: 31_850,
+            memory_mi: 118_000,
+            pods: 234,
+        },
+    ];
+    let names: Vec<String> = (0..nodes)
+        .map(|i| format!("ip-10-{}-{}-{}", i / 65536, (i / 256) % 256, i % 256))
+        .collect();
+    let mut free: Vec<(i64, i64)> = Vec::with_capacity(nodes);
+    let mut target: Vec<f64> = Vec::with_capacity(nodes);
+    for (i, name) in names.iter().enumerate() {
+        let shape = shapes[i % 3];
+        let pool = if i % 3 == 1 { "spark-od" } else { "spark-spot" };
+        let capacity = if pool == "spark-od" {
+            "on-demand"
+        } else {
+            "spot"
+        };
+        items.push(node(
+            name,
+            pool,
+            shape,
+            capacity,
+            ["us-west-2a", "us-west-2b", "us-west-2c"][i % 3],
+        ));
+        free.push((shape.cpu_milli, shape.memory_mi));
+        let busy = rng.below(100) < 30;
+        target.push(if busy {
+            0.80 + rng.below(15) as f64 / 100.0
+        } else {
+            0.05 + rng.below(35) as f64 / 100.0
+        });
+    }
+    // DaemonSets: three per node.
+    let mut count = 0;
+    for (i, name) in names.iter().enumerate() {
+        for (ds, cpu, mem) in [
+            ("aws-node", 25, 0),
+            ("kube-proxy", 100, 0),
+            ("ebs-csi-node", 30, 120),
+        ] {
+            items.push(
+                PodJson::new("kube-system", &format!("{ds}-{i:06}"))
+                    .daemon(ds)
+                    .requests(cpu, mem)
+                    .on(name)
+                    .build(),
+            );
+            free[i].0 -= cpu;
+            free[i].1 -= mem;
+            count += 1;
+        }
+    }
+    // Applications: each has a driver and executors spread over nodes until the pod budget is
+    // spent; a third of the apps have finished (their executors linger).
+    let app_pods = pods.saturating_sub(count);
+    let per_node = app_pods as f64 / nodes as f64;
+    let mut app = 0usize;
+    let mut exec_in_app = 0usize;
+    let mut driver = String::new();
+    for (i, name) in names.iter().enumerate() {
+        let shape = shapes[i % 3];
+        let budget_cpu = (shape.cpu_milli as f64 * target[i]) as i64;
+        // Pod sizes chosen so the node reaches its target with about `per_node` pods.
+        let n_pods = ((per_node * target[i] / 0.40).round() as usize).max(1);
+        let cpu_each = (budget_cpu / n_pods as i64).clamp(50, 8000);
+        let mem_each = cpu_each * shape.memory_mi / shape.cpu_milli * 9 / 10;
+        for _ in 0..n_pods {
+            if count >= pods || free[i].0 < cpu_each || free[i].1 < mem_each {
+                break;
+            }
+            if exec_in_app == 0 {
+                app += 1;
+                let finished = rng.below(3) == 0;
+                driver = format!("app-{app:05}-driver");
+                items.push(
+                    PodJson::new("spark", &driver)
+                        .spark_driver(&format!("app-{app:05}"), &format!("spark-{app:08x}"))
+                        .requests(cpu_each.min(2000), mem_each.min(8192))
+                        .phase(if finished { "Succeeded" } else { "Running" })
+                        .on(name)
+                        .build(),
+                );
+                count += 1;
+                if !finished {
+                    free[i].0 -= cpu_each.min(2000);
+                    free[i].1 -= mem_each.min(8192);
+                }
+                exec_in_app = 8 + rng.below(40) as usize;
+                continue;
+            }
+            let kind = rng.below(20);
+            let pod = if kind == 0 {
+                PodJson::new("apps", &format!("svc-{count:07}"))
+                    .owner("ReplicaSet", &format!("svc-{}", count % 97))
+                    .label("app", &format!("svc-{}", count % 97))
+            } else {
+                PodJson::new("spark", &format!("app-{app:05}-exec-{exec_in_app}")).spark_executor(
+                    &format!("app-{app:05}"),
+                    &format!("spark-{app:08x}"),
+                    &driver,
+                    exec_in_app,
+                )
+            };
+            items.push(pod.requests(cpu_each, mem_each).on(name).build());
+            free[i].0 -= cpu_each;
+            free[i].1 -= mem_each;
+            count += 1;
+            exec_in_app -= 1;
+        }
+    }
+    list(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::load_snapshot;
+
+    #[test]
+    fn demo_cluster_loads_and_has_what_the_readme_promises() {
+        let text = serde_json::to_string(&demo_cluster()).unwrap();
+        let s = load_snapshot(text.as_bytes()).unwrap();
+        assert_eq!(s.nodes.len(), 36);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        assert_eq!(s.pdbs.len(), 2);
+        assert_eq!(s.spark_apps.len(), 3);
+    }
+
+    #[test]
+    fn synthetic_cluster_is_deterministic_and_close_to_the_asked_size() {
+        let a = serde_json::to_string(&synthetic_cluster(100, 3000, 7)).unwrap();
+        let b = serde_json::to_string(&synthetic_cluster(100, 3000, 7)).unwrap();
+        assert_eq!(a, b);
+        let s = load_snapshot(a.as_bytes()).unwrap();
+        assert_eq!(s.nodes.len(), 100);
+        assert!(
+            s.pods.len() > 2000 && s.pods.len() <= 3000,
+            "{}",
+            s.pods.len()
+        );
+    }
+}

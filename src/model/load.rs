@@ -317,6 +317,46 @@ pub fn load_snapshot(bytes: &[u8]) -> Result<Snapshot, LoadError> {
     load_json(&json)
 }
 
+/// Parses one Pod (YAML or JSON) for `stowage score`; `kind` may be left out. Also returns
+/// `spec.schedulerName` when the file sets it.
+pub fn load_pod(bytes: &[u8]) -> Result<(Pod, Option<String>), LoadError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| LoadError::Syntax(format!("not UTF-8 text: {e}")))?;
+    let mut value: serde_json::Value =
+        serde_saphyr::from_str(text).map_err(|e| LoadError::Syntax(e.to_string()))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err(LoadError::Shape("expected a Pod object".into()));
+    };
+    match object.get("kind").and_then(|k| k.as_str()) {
+        None => {
+            object.insert("kind".into(), "Pod".into());
+        }
+        Some("Pod") => {}
+        Some(other) => return Err(LoadError::Shape(format!("expected kind Pod, got {other}"))),
+    }
+    let scheduler = value
+        .pointer("/spec/schedulerName")
+        .and_then(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+        .map(String::from);
+    let json = serde_json::to_string(&value).map_err(|e| LoadError::Syntax(e.to_string()))?;
+    let mut snapshot = Snapshot::default();
+    load_item(&mut snapshot, 0, &json).map_err(|e| match e {
+        LoadError::Item {
+            kind,
+            name,
+            problem,
+            ..
+        } => LoadError::Shape(format!("{kind} {name}: {problem}")),
+        other => other,
+    })?;
+    let pod = snapshot
+        .pods
+        .pop()
+        .ok_or_else(|| LoadError::Shape("expected a Pod".into()))?;
+    Ok((pod, scheduler))
+}
+
 fn load_json(text: &str) -> Result<Snapshot, LoadError> {
     #[derive(Deserialize)]
     struct Document<'a> {

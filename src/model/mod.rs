@@ -13,7 +13,7 @@ pub mod selector;
 use selector::{Labels, NodeSelectorTerm, Taint, Toleration};
 use std::collections::BTreeMap;
 
-pub use load::{LoadError, load_snapshot};
+pub use load::{LoadError, load_pod, load_snapshot};
 
 /// Requested or allocatable resources as integers.
 ///

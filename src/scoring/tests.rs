@@ -318,7 +318,8 @@ fn broken_linear_function() {
             .map(|&(utilization, score)| ShapePoint { utilization, score })
             .collect()
     };
-    let cases: &[(&[(i64, i64)], &[(i64, i64)])] = &[
+    type Points<'a> = &'a [(i64, i64)];
+    let cases: &[(Points, Points)] = &[
         (
             &[(10, 1), (90, 9)],
             &[
@@ -484,14 +485,15 @@ fn pod_request_calculation_table() {
     let one = || c(&[("cpu", "1"), ("memory", "1Mi")]);
     let overhead = list(&[("cpu", "1"), ("memory", "1Mi")]);
     let none = Resources::default();
-    let cases: Vec<(
-        &str,
+    type Case<'a> = (
+        &'a str,
         Vec<ContainerRequests>,
         Vec<ContainerRequests>,
-        &Resources,
+        &'a Resources,
         i64,
         i64,
-    )> = vec![
+    );
+    let cases: Vec<Case> = vec![
         ("overhead only", vec![], vec![], &overhead, 1000, MI),
         (
             "1x requestless container",

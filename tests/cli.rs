@@ -1,0 +1,359 @@
+//! The `stowage` binary as a user runs it: the demo plan, `score` on upstream's scoring tables
+//! written as files, and one-line errors with exit code 2 for bad input.
+
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn stowage(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(args)
+        .output()
+        .expect("run stowage")
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("stowage-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str, content: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stowage failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+#[test]
+fn demo_plan_frees_nodes_and_explains_every_other_one() {
+    let plan = stdout_json(&stowage(&[
+        "plan",
+        "-o",
+        "json",
+        "--now",
+        "2026-11-23T22:00:00Z",
+    ]));
+    let before = plan["nodesBefore"].as_u64().unwrap();
+    let drained = plan["drain"].as_array().unwrap();
+    let blocked = plan["blocked"].as_array().unwrap();
+    assert_eq!(before, 36);
+    assert!(drained.len() >= 8, "{} drained", drained.len());
+    assert_eq!(
+        plan["nodesAfter"].as_u64().unwrap(),
+        before - drained.len() as u64
+    );
+    assert_eq!(drained.len() + blocked.len(), before as usize);
+    let reasons: BTreeSet<&str> = blocked
+        .iter()
+        .map(|b| b["reason"].as_str().unwrap())
+        .collect();
+    for r in [
+        "NotIdle",
+        "ShuffleData",
+        "RunningDriver",
+        "DoNotDisrupt",
+        "PodDisruptionBudget",
+        "NoController",
+        "NoFit",
+    ] {
+        assert!(reasons.contains(r), "demo shows {r}: {reasons:?}");
+    }
+    for d in drained {
+        assert!(d["scoreBefore"].is_i64());
+        for m in d["moves"].as_array().unwrap() {
+            assert!(m["pod"].as_str().unwrap().contains('/'));
+            let to = m["to"].as_str().unwrap();
+            assert!(
+                !drained.iter().any(|x| x["node"] == to),
+                "moves onto drained {to}"
+            );
+        }
+    }
+    assert_eq!(plan["scores"].as_object().unwrap().len(), 36);
+
+    let table = stowage(&["plan"]);
+    assert!(table.status.success());
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(text.starts_with("NODE"), "{text}");
+    assert!(text.contains("ShuffleData") && text.contains("drain"));
+}
+
+#[test]
+fn the_plan_reads_its_own_demo_snapshot_and_a_policy() {
+    let dir = TempDir::new("policy");
+    let snapshot = String::from_utf8(stowage(&["demo"]).stdout).unwrap();
+    let snap = dir.file("snap.json", &snapshot);
+    let policy = dir.file(
+        "policy.yaml",
+        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: spot}\nspec:\n  nodeSelector: {matchLabels: {karpenter.sh/nodepool: spark-spot}}\n  disruption: {budgets: [{nodes: \"2\"}]}\n",
+    );
+    let plan = stdout_json(&stowage(&[
+        "plan",
+        "--snapshot",
+        &snap,
+        "--policy",
+        &policy,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(plan["drain"].as_array().unwrap().len(), 2);
+    let reasons: Vec<&str> = plan["blocked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"Budget") && reasons.contains(&"NotManaged"),
+        "{reasons:?}"
+    );
+}
+
+fn node(name: &str, allocatable: Value) -> Value {
+    json!({"kind": "Node", "metadata": {"name": name}, "status": {"allocatable": allocatable}})
+}
+
+fn pod_on(node: &str, name: &str, containers: Value) -> Value {
+    json!({"kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": node, "containers": containers}, "status": {"phase": "Running"}})
+}
+
+fn containers(requests: &[Value]) -> Value {
+    Value::Array(
+        requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| json!({"name": format!("c{i}"), "resources": {"requests": r}}))
+            .collect(),
+    )
+}
+
+fn score(dir: &TempDir, items: Vec<Value>, pod: Value, config: Option<&str>) -> Value {
+    let snap = dir.file(
+        "snap.json",
+        &json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string(),
+    );
+    let pod = dir.file("pod.json", &pod.to_string());
+    let mut args = vec!["score", "--snapshot", &snap, "--pod", &pod, "-o", "json"];
+    let config_path;
+    if let Some(c) = config {
+        config_path = dir.file("config.yaml", c);
+        args.extend(["--scheduler-config", &config_path]);
+    }
+    stdout_json(&stowage(&args))
+}
+
+#[test]
+fn score_reproduces_upstream_most_allocated_tables() {
+    let dir = TempDir::new("score");
+    let small_pair = containers(&[
+        json!({"cpu": "1000", "memory": "2000"}),
+        json!({"cpu": "2000", "memory": "3000"}),
+    ]);
+    let incoming = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "in"},
+                          "spec": {"schedulerName": "my-scheduler", "containers": small_pair}});
+    // nothing scheduled, resources requested, differently sized nodes → 62, 50
+    let out = score(
+        &dir,
+        vec![
+            node("node1", json!({"cpu": "4000", "memory": "10000"})),
+            node("node2", json!({"cpu": "6000", "memory": "10000"})),
+        ],
+        incoming.clone(),
+        None,
+    );
+    assert_eq!(out["scores"], json!({"node1": 62, "node2": 50}));
+    // No pod capacity: Filter rejects, Score is still reported.
+    assert_eq!(out["infeasible"]["node1"], "Too many pods");
+    // resources requested, pods scheduled with resources → 42, 55
+    let out = score(
+        &dir,
+        vec![
+            node(
+                "node1",
+                json!({"cpu": "10000", "memory": "20000", "pods": "110"}),
+            ),
+            node(
+                "node2",
+                json!({"cpu": "10000", "memory": "20000", "pods": "110"}),
+            ),
+            pod_on(
+                "node1",
+                "a",
+                containers(&[json!({"cpu": "3000", "memory": "0"})]),
+            ),
+            pod_on(
+                "node2",
+                "b",
+                containers(&[json!({"cpu": "3000", "memory": "5000"})]),
+            ),
+        ],
+        incoming.clone(),
+        None,
+    );
+    assert_eq!(out["scores"], json!({"node1": 42, "node2": 55}));
+    assert_eq!(out["infeasible"], json!({}));
+    // requestless containers count the non-zero defaults: 80, 30
+    let out = score(
+        &dir,
+        vec![
+            node("node1", json!({"cpu": "250m", "memory": "1000Mi"})),
+            node("node2", json!({"cpu": "250m", "memory": "1000Mi"})),
+            pod_on("node1", "a", json!([{"name": "c"}])),
+            pod_on("node1", "b", json!([{"name": "c"}])),
+        ],
+        json!({"kind": "Pod", "metadata": {"name": "in"}, "spec": {"schedulerName": "my-scheduler", "containers": [{"name": "c"}]}}),
+        None,
+    );
+    assert_eq!(out["scores"], json!({"node1": 80, "node2": 30}));
+    // weights from a scheduler config: memory 2, cpu 1 → 58, 50; profile from the pod.
+    let config = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: packer\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: NodeResourcesFit}]}}\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: MostAllocated, resources: [{name: memory, weight: 2}, {name: cpu, weight: 1}]}}\n";
+    let mut p = incoming.clone();
+    p["spec"]["schedulerName"] = json!("packer");
+    let out = score(
+        &dir,
+        vec![
+            node("node1", json!({"cpu": "4000", "memory": "10000"})),
+            node("node2", json!({"cpu": "6000", "memory": "10000"})),
+        ],
+        p,
+        Some(config),
+    );
+    assert_eq!(out["profile"], "packer");
+    assert_eq!(out["scores"], json!({"node1": 58, "node2": 50}));
+}
+
+#[test]
+fn score_default_profile_sums_fit_and_balanced() {
+    let dir = TempDir::new("score-default");
+    let pod = json!({"kind": "Pod", "metadata": {"name": "in"},
+                     "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "3", "memory": "5000"}}}]}});
+    let items = vec![node(
+        "n",
+        json!({"cpu": "10", "memory": "20000", "pods": "110"}),
+    )];
+    let v135 = {
+        let snap = dir.file(
+            "s.json",
+            &json!({"kind": "List", "items": items}).to_string(),
+        );
+        let podf = dir.file("p.json", &pod.to_string());
+        stdout_json(&stowage(&[
+            "score",
+            "--snapshot",
+            &snap,
+            "--pod",
+            &podf,
+            "--profile",
+            "default-scheduler",
+            "--scheduler-version",
+            "1.35",
+            "-o",
+            "json",
+        ]))
+    };
+    // LeastAllocated (70 + 75) / 2 = 72; BalancedAllocation |0.3 - 0.25| / 2 → 97.
+    assert_eq!(v135["scores"]["n"], 72 + 97);
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = stowage(args);
+    assert_eq!(out.status.code(), Some(2), "exit code for {args:?}");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(needle),
+        "stderr {err:?} should contain {needle:?}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn bad_input_is_one_line_naming_file_and_field() {
+    let dir = TempDir::new("errors");
+    let snap = dir.file(
+        "snap.json",
+        r#"{"kind":"List","items":[{"kind":"Node","metadata":{"name":"n"},"status":{"allocatable":{"cpu":"4"}}},
+            {"kind":"Pod","metadata":{"name":"exec-3","namespace":"spark"},"spec":{"containers":[{"name":"c","resources":{"requests":{"memory":"12Gx"}}}]}}]}"#,
+    );
+    fails_with(
+        &["plan", "--snapshot", &snap],
+        "snap.json: items[1] (Pod spark/exec-3): invalid quantity \"12Gx\" in containers[0].resources.requests.memory",
+    );
+    fails_with(
+        &["plan", "--snapshot", "/nonexistent/snap.json"],
+        "/nonexistent/snap.json",
+    );
+    let garbage = dir.file("garbage.json", "{\"items\": [1,");
+    fails_with(
+        &["plan", "--snapshot", &garbage],
+        "garbage.json: not valid JSON or YAML",
+    );
+    let policy = dir.file(
+        "policy.yaml",
+        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: x}\nspec: {idle: {scoreBelow: 150}}\n",
+    );
+    fails_with(
+        &["plan", "--policy", &policy],
+        "policy.yaml: spec.idle.scoreBelow: must be between 0 and 100",
+    );
+    let config = dir.file(
+        "sched.yaml",
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: MostAllocated, resources: [{name: cpu, weight: 0}]}}\n",
+    );
+    fails_with(
+        &["plan", "--scheduler-config", &config],
+        "profiles[0].pluginConfig[0].args.scoringStrategy.resources[0].weight",
+    );
+    let pod = dir.file(
+        "pod.yaml",
+        "kind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: c}]}\n",
+    );
+    let good_snap = dir.file("good.json", r#"{"kind":"List","items":[]}"#);
+    fails_with(
+        &[
+            "score",
+            "--snapshot",
+            &good_snap,
+            "--pod",
+            &pod,
+            "--profile",
+            "nope",
+        ],
+        "no scheduler profile \"nope\"",
+    );
+    fails_with(
+        &["plan", "--now", "yesterday"],
+        "\"yesterday\" is not an RFC 3339 time",
+    );
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = stowage(&["version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("stowage {}", env!("CARGO_PKG_VERSION"))
+    );
+}
