@@ -595,10 +595,14 @@ fn convert_node(raw: RawNode) -> Result<Node, String> {
             .collect(),
         name: meta.name,
         labels: meta.labels,
-        taints: raw.spec.taints,
+        taints: raw.spec.taints.clone(),
         unschedulable: raw.spec.unschedulable,
         allocatable,
-        deleting: meta.deletion_timestamp.is_some(),
+        // Being removed: deleted, or tainted by Cluster Autoscaler / Karpenter for removal.
+        deleting: meta.deletion_timestamp.is_some()
+            || raw.spec.taints.iter().any(|t| {
+                t.key == "ToBeDeletedByClusterAutoscaler" || t.key == "karpenter.sh/disrupted"
+            }),
         do_not_disrupt,
         provider_id: raw.spec.provider_id,
     })
@@ -707,6 +711,21 @@ mod tests {
         assert_eq!(p.spark.as_ref().unwrap().role, SparkRole::Executor);
         assert_eq!(p.controller.as_ref().unwrap().kind, "Pod");
         assert_eq!(s.pdbs[0].disruptions_allowed, 1);
+    }
+
+    #[test]
+    fn nodes_the_provisioner_is_removing_count_as_deleting() {
+        for taint in ["ToBeDeletedByClusterAutoscaler", "karpenter.sh/disrupted"] {
+            let node = format!(
+                r#"{{"kind":"Node","metadata":{{"name":"n"}},"spec":{{"taints":[{{"key":"{taint}","effect":"NoSchedule"}}]}},"status":{{"capacity":{{"cpu":"1"}}}}}}"#
+            );
+            assert!(
+                load_snapshot(node.as_bytes()).unwrap().nodes[0].deleting,
+                "{taint}"
+            );
+        }
+        let s = load_snapshot(list(NODE).as_bytes()).unwrap();
+        assert!(!s.nodes[0].deleting);
     }
 
     #[test]

@@ -332,7 +332,8 @@ pub struct Node {
     pub taints: Vec<Taint>,
     pub unschedulable: bool,
     pub allocatable: Resources,
-    /// `metadata.deletionTimestamp` is set: already going away.
+    /// Already going away: `metadata.deletionTimestamp` is set, or Cluster Autoscaler
+    /// (`ToBeDeletedByClusterAutoscaler`) or Karpenter (`karpenter.sh/disrupted`) tainted it.
     pub deleting: bool,
     /// `karpenter.sh/do-not-disrupt: "true"` or
     /// `cluster-autoscaler.kubernetes.io/scale-down-disabled: "true"`.
