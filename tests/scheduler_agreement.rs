@@ -1,0 +1,243 @@
+//! stowage's scoring engine against the real kube-scheduler (v1.36, built from its Go module).
+//!
+//! 50 kwok nodes of three shapes are pre-loaded with pods of varied requests (none, cpu only,
+//! init containers, sidecars, RuntimeClass overhead). Then pods are submitted one at a time;
+//! before each is bound, stowage computes the set of feasible nodes with the top score for the
+//! pod's profile; the node the real scheduler binds it to must be in that set (upstream breaks
+//! ties at random, hence set membership). 300 pods go through the bin-packing `my-scheduler`
+//! profile, 100 through `default-scheduler` (LeastAllocated + BalancedAllocation; its other score
+//! plugins score every node alike for these bare, untolerating, unaffine pods).
+
+mod support;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, PostParams};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+use stowage::demo::Rng;
+use stowage::model::{Node, load_pod, load_snapshot};
+use stowage::scoring::{NodeUsage, Profile, Profiles, SchedulerVersion, filter};
+use support::ControlPlane;
+
+const NODES: usize = 50;
+
+fn node_manifest(i: usize) -> String {
+    let (cpu, memory, pods) = [
+        ("4", "16Gi", "30"),
+        ("8", "32Gi", "110"),
+        ("16", "64Gi", "110"),
+    ][i % 3];
+    format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: agree-{i:02}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: agree, kubernetes.io/hostname: agree-{i:02}}}\nstatus:\n  allocatable: {{cpu: \"{cpu}\", memory: {memory}, pods: \"{pods}\"}}\n  capacity: {{cpu: \"{cpu}\", memory: {memory}, pods: \"{pods}\"}}\n---\n"
+    )
+}
+
+/// A pod of one of several request shapes kube-scheduler computes differently.
+fn pod_manifest(ns: &str, name: &str, scheduler: &str, rng: &mut Rng, node: Option<&str>) -> Value {
+    let cpu = |rng: &mut Rng| format!("{}m", 50 + rng.below(20) * 50);
+    let mem = |rng: &mut Rng| format!("{}Mi", 64 + rng.below(24) * 64);
+    let requests = |rng: &mut Rng| json!({"requests": {"cpu": cpu(rng), "memory": mem(rng)}});
+    let container = |name: &str, resources: Value| json!({"name": name, "image": "fake", "resources": resources});
+    let mut spec = json!({
+        "schedulerName": scheduler,
+        "nodeSelector": {"pool": "agree"},
+        "containers": [container("main", requests(rng))],
+    });
+    match rng.below(8) {
+        // no requests at all: the scheduler scores 100m / 200Mi
+        0 => spec["containers"] = json!([container("main", json!({}))]),
+        // cpu only; memory counts as 200Mi when scoring
+        1 => {
+            spec["containers"] = json!([container("main", json!({"requests": {"cpu": cpu(rng)}}))])
+        }
+        // a big init container
+        2 => {
+            spec["initContainers"] = json!([container(
+                "init",
+                json!({"requests": {"cpu": "1500m", "memory": "3Gi"}})
+            )])
+        }
+        // a sidecar (restartPolicy Always) then an init container
+        3 => {
+            let mut side = container("sidecar", requests(rng));
+            side["restartPolicy"] = json!("Always");
+            spec["initContainers"] = json!([side, container("init", requests(rng))]);
+        }
+        // RuntimeClass overhead, added by admission
+        4 => spec["runtimeClassName"] = json!("fake-overhead"),
+        // two containers, one without a memory request
+        5 => {
+            spec["containers"] = json!([
+                container("a", requests(rng)),
+                container("b", json!({"requests": {"cpu": cpu(rng)}}))
+            ])
+        }
+        _ => {}
+    }
+    if let Some(n) = node {
+        spec["nodeName"] = json!(n);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+}
+
+struct Cluster {
+    nodes: Vec<Node>,
+    usage: HashMap<String, NodeUsage>,
+}
+
+impl Cluster {
+    fn read(cp: &ControlPlane) -> Cluster {
+        let json = cp.kubectl(&["get", "nodes,pods", "-A", "-o", "json"]);
+        let snapshot = load_snapshot(json.as_bytes()).expect("snapshot of the test cluster");
+        let mut usage: HashMap<String, NodeUsage> = snapshot
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), NodeUsage::new(n.allocatable.clone())))
+            .collect();
+        for p in &snapshot.pods {
+            if let Some(u) = p.node_name.as_ref().and_then(|n| usage.get_mut(n))
+                && p.counts_on_node()
+            {
+                u.add_pod(&p.requests);
+            }
+        }
+        Cluster {
+            nodes: snapshot.nodes,
+            usage,
+        }
+    }
+
+    /// The feasible nodes with the highest score, and that score.
+    fn best(&self, profile: &Profile, pod: &stowage::model::Pod) -> (BTreeSet<String>, i64) {
+        let mut best = (BTreeSet::new(), i64::MIN);
+        let ignored = |r: &str| profile.ignores_resource(r);
+        for node in &self.nodes {
+            let u = &self.usage[&node.name];
+            if filter(node, u, &pod.placement, &pod.requests, &ignored).is_err() {
+                continue;
+            }
+            let score = profile.score(u, &pod.requests);
+            if score > best.1 {
+                best = (BTreeSet::new(), score);
+            }
+            if score == best.1 {
+                best.0.insert(node.name.clone());
+            }
+        }
+        best
+    }
+}
+
+async fn bound_node(pods: &Api<Pod>, name: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pod = pods.get(name).await.expect("get pod");
+        if let Some(node) = pod.spec.and_then(|s| s.node_name) {
+            return node;
+        }
+        assert!(Instant::now() < deadline, "{name} was not bound within 30s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn agree(
+    cp: &ControlPlane,
+    cluster: &mut Cluster,
+    ns: &str,
+    scheduler: &str,
+    count: usize,
+    seed: u64,
+) {
+    let profiles = Profiles::defaults(SchedulerVersion::V1_36);
+    let profile = profiles.get(scheduler).expect("profile");
+    let pods: Api<Pod> = Api::namespaced(cp.client().await, ns);
+    let mut rng = Rng::new(seed);
+    let mut disagreements = Vec::new();
+    for i in 0..count {
+        let name = format!("{scheduler}-{i:03}");
+        let manifest = pod_manifest(ns, &name, scheduler, &mut rng, None);
+        let created: Pod = serde_json::from_value(manifest).unwrap();
+        let created = pods
+            .create(&PostParams::default(), &created)
+            .await
+            .expect("create pod");
+        // The pod as the API server stored it (overhead added by admission), in stowage's model.
+        let stored = serde_json::to_vec(&created).unwrap();
+        let (pod, _) = load_pod(&stored).expect("stowage reads the pod");
+        let (expected, score) = cluster.best(profile, &pod);
+        let node = bound_node(&pods, &name).await;
+        if !expected.contains(&node) {
+            disagreements.push(format!(
+                "{name}: bound to {node}, stowage's best ({score}): {expected:?}"
+            ));
+        }
+        cluster
+            .usage
+            .get_mut(&node)
+            .expect("bound to a known node")
+            .add_pod(&pod.requests);
+    }
+    assert!(
+        disagreements.is_empty(),
+        "{scheduler}: {} of {count} pods disagree:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+    eprintln!("{scheduler}: {count} of {count} pods bound to a node stowage ranked best");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stowage_picks_the_nodes_kube_scheduler_picks() {
+    let cp = ControlPlane::shared();
+    let ns = cp.namespace("agree");
+    let nodes: String = (0..NODES).map(node_manifest).collect();
+    cp.apply(&nodes);
+    cp.apply("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: fake-overhead}\nhandler: fake\noverhead:\n  podFixed: {cpu: 250m, memory: 120Mi}\n");
+
+    // Pre-load: pods bound directly, of every shape, spread over the nodes.
+    let mut rng = Rng::new(7);
+    let mut preload = String::new();
+    for i in 0..150 {
+        let node = format!("agree-{:02}", rng.below(NODES as u64));
+        let pod = pod_manifest(
+            &ns,
+            &format!("preload-{i:03}"),
+            "my-scheduler",
+            &mut rng,
+            Some(&node),
+        );
+        preload.push_str(&format!("{pod}\n---\n"));
+    }
+    cp.apply(&preload);
+    // Let the scheduler's informers see every pre-loaded pod.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let phases = cp.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ]);
+        if phases
+            .split_whitespace()
+            .filter(|p| *p == "Running")
+            .count()
+            == 150
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pre-loaded pods did not all run: {phases}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut cluster = Cluster::read(cp);
+    agree(cp, &mut cluster, &ns, "my-scheduler", 300, 11).await;
+    agree(cp, &mut cluster, &ns, "default-scheduler", 100, 13).await;
+}

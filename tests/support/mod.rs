@@ -1,0 +1,608 @@
+//! A real Kubernetes control plane for tests, started from the binaries that
+//! `tests/harness/build.sh` builds from Kubernetes' own Go modules: etcd, kube-apiserver (RBAC,
+//! service-account keys, PodSecurity admission), kube-scheduler with the users' bin-packing
+//! profile `my-scheduler` next to `default-scheduler`, kube-controller-manager and kwok (fake
+//! kubelets for nodes annotated `kwok.x-k8s.io/node: fake`).
+//!
+//! Everything listens on free ports of 127.0.0.1 and lives in a temporary directory. Each process
+//! runs under `tests/harness/supervise.sh`, which stops it when the control plane is dropped,
+//! when the test panics, or when the test process dies for any reason — nothing is left running.
+//! `ControlPlane::shared()` gives one control plane per test binary; tests take a namespace each.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The users' bin-packing profile, as reference/my-scheduler-config.yaml configures it.
+pub const BIN_PACKING_PROFILE: &str = "my-scheduler";
+
+/// Annotation that hands a node to kwok.
+pub const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
+
+const ADMIN_TOKEN: &str = "stowage-test-admin-token";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding the built components, or a panic message saying how to build them.
+pub fn bin_dir() -> PathBuf {
+    let script = repo().join("tests/harness/build.sh");
+    let out = Command::new(&script)
+        .arg("--dir")
+        .output()
+        .expect("run tests/harness/build.sh --dir");
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    if !dir.join(".complete").exists() {
+        panic!(
+            "the test control plane's binaries are not built; run `tests/harness/build.sh` \
+             (about 15 minutes cold, cached in ~/.cache/stowage/bin) — expected them in {}",
+            dir.display()
+        );
+    }
+    dir
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// A process under `supervise.sh`; dropping it stops the process.
+pub struct Supervised {
+    name: String,
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Supervised {
+    pub fn spawn(name: &str, dir: &Path, program: &Path, args: &[String]) -> Supervised {
+        Supervised::spawn_owning(name, dir, program, args, false)
+    }
+
+    /// Like `spawn`; with `owns_dir`, `dir` is removed when the test process is gone.
+    pub fn spawn_owning(
+        name: &str,
+        dir: &Path,
+        program: &Path,
+        args: &[String],
+        owns_dir: bool,
+    ) -> Supervised {
+        let log = dir.join(format!("{name}.log"));
+        let mut cmd = Command::new(repo().join("tests/harness/supervise.sh"));
+        cmd.arg(std::process::id().to_string()).arg(&log);
+        if owns_dir {
+            cmd.arg("--remove").arg(dir);
+        }
+        let child = cmd
+            .arg("--")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Supervised {
+            name: name.into(),
+            child,
+            log,
+        }
+    }
+
+    /// The last lines of the process's log, for failure messages.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    procs: &mut [Supervised],
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready() {
+            return;
+        }
+        for p in procs.iter_mut() {
+            if p.exited() {
+                panic!("{} exited while waiting for {what}:\n{}", p.name, p.tail());
+            }
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = procs
+                .iter()
+                .map(|p| format!("--- {}:\n{}", p.name, p.tail()))
+                .collect();
+            panic!(
+                "timed out after {timeout:?} waiting for {what}\n{}",
+                logs.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    pub bin: PathBuf,
+    /// Admin kubeconfig (user in `system:masters`).
+    pub kubeconfig: PathBuf,
+    /// `https://127.0.0.1:<port>`.
+    pub server: String,
+    // Dropped in reverse start order: kwok, controller-manager, scheduler, apiserver, etcd.
+    procs: Vec<Supervised>,
+    pub dir: TempDir,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        while let Some(p) = self.procs.pop() {
+            drop(p);
+        }
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn kubeconfig(server: &str, ca: &Path, token: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority: {}\nusers:\n- name: user\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: user}}\ncurrent-context: test\n",
+        ca.display()
+    )
+}
+
+impl ControlPlane {
+    /// One control plane per test binary, started on first use.
+    pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+        SHARED.get_or_init(ControlPlane::start)
+    }
+
+    /// Starts etcd, kube-apiserver, kube-scheduler, kube-controller-manager and kwok.
+    pub fn start() -> ControlPlane {
+        let started = Instant::now();
+        let bin = bin_dir();
+        let dir = TempDir::new("stowage-control-plane");
+        let d = dir.0.clone();
+        let mut procs = Vec::new();
+
+        // Certificates: a CA, the apiserver's serving certificate, the service-account key.
+        let ca_key = d.join("ca.key");
+        let ca = d.join("ca.crt");
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=stowage-test-ca",
+            ])
+            .arg("-keyout")
+            .arg(&ca_key)
+            .arg("-out")
+            .arg(&ca)
+            .stderr(Stdio::null()));
+        let serving_key = d.join("apiserver.key");
+        let csr = d.join("apiserver.csr");
+        let serving = d.join("apiserver.crt");
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=kube-apiserver",
+            ])
+            .arg("-keyout")
+            .arg(&serving_key)
+            .arg("-out")
+            .arg(&csr)
+            .stderr(Stdio::null()));
+        let ext = d.join("san.ext");
+        write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc,IP:10.96.0.1\n",
+        );
+        run(Command::new("openssl")
+            .args(["x509", "-req", "-days", "2", "-CAcreateserial"])
+            .arg("-in")
+            .arg(&csr)
+            .arg("-CA")
+            .arg(&ca)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-extfile")
+            .arg(&ext)
+            .arg("-out")
+            .arg(&serving)
+            .stderr(Stdio::null()));
+        let sa_key = d.join("sa.key");
+        let sa_pub = d.join("sa.pub");
+        run(Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(&sa_key)
+            .arg("2048")
+            .stderr(Stdio::null()));
+        run(Command::new("openssl")
+            .args(["rsa", "-pubout", "-in"])
+            .arg(&sa_key)
+            .arg("-out")
+            .arg(&sa_pub)
+            .stderr(Stdio::null()));
+
+        // Identities: admin and kwok in system:masters; the scheduler and the controller
+        // manager as their own users with the bootstrap RBAC roles.
+        let tokens = d.join("tokens.csv");
+        write(
+            &tokens,
+            &format!(
+                "{ADMIN_TOKEN},admin,uid-admin,\"system:masters\"\n\
+                 stowage-test-scheduler,system:kube-scheduler,uid-scheduler\n\
+                 stowage-test-kcm,system:kube-controller-manager,uid-kcm\n\
+                 stowage-test-kwok,kwok,uid-kwok,\"system:masters\"\n"
+            ),
+        );
+
+        let etcd_port = free_port();
+        let etcd_peer = free_port();
+        procs.push(Supervised::spawn_owning(
+            "etcd",
+            &d,
+            &bin.join("etcd"),
+            &[
+                "--name=default".into(),
+                format!("--data-dir={}", d.join("etcd").display()),
+                format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+                format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+                format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+                format!("--initial-cluster=default=http://127.0.0.1:{etcd_peer}"),
+                "--unsafe-no-fsync=true".into(),
+                "--log-level=warn".into(),
+            ],
+            true,
+        ));
+        let etcd_health = format!("http://127.0.0.1:{etcd_port}/health");
+        wait_for("etcd", Duration::from_secs(30), &mut procs, || {
+            curl(&["-sf", &etcd_health]).is_some_and(|b| b.contains("true"))
+        });
+
+        let api_port = free_port();
+        let server = format!("https://127.0.0.1:{api_port}");
+        procs.push(Supervised::spawn(
+            "kube-apiserver",
+            &d,
+            &bin.join("kube-apiserver"),
+            &[
+                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+                "--bind-address=127.0.0.1".into(),
+                "--advertise-address=127.0.0.1".into(),
+                format!("--secure-port={api_port}"),
+                format!("--tls-cert-file={}", serving.display()),
+                format!("--tls-private-key-file={}", serving_key.display()),
+                format!("--client-ca-file={}", ca.display()),
+                format!("--token-auth-file={}", tokens.display()),
+                "--authorization-mode=Node,RBAC".into(),
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+                format!("--service-account-key-file={}", sa_pub.display()),
+                format!("--service-account-signing-key-file={}", sa_key.display()),
+                "--service-cluster-ip-range=10.96.0.0/16".into(),
+                "--enable-admission-plugins=NodeRestriction,PodSecurity".into(),
+                // No node-lifecycle controller runs (kwok fakes kubelets without heartbeats), so
+                // nothing would lift the not-ready taint this plugin puts on new nodes.
+                "--disable-admission-plugins=TaintNodesByCondition".into(),
+                "--allow-privileged=true".into(),
+                "--profiling=false".into(),
+                "--v=1".into(),
+            ],
+        ));
+        let kubeconfig_for = |name: &str, token: &str| {
+            let path = d.join(format!("{name}.kubeconfig"));
+            write(&path, &kubeconfig(&server, &ca, token));
+            path
+        };
+        // The flags of a component's own HTTPS endpoint (delegated authn/authz).
+        let serving = |kubeconfig: &Path| -> Vec<String> {
+            vec![
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={}", free_port()),
+                format!("--authentication-kubeconfig={}", kubeconfig.display()),
+                format!("--authorization-kubeconfig={}", kubeconfig.display()),
+                "--v=1".into(),
+            ]
+        };
+        let admin_kubeconfig = kubeconfig_for("admin", ADMIN_TOKEN);
+        let readyz = format!("{server}/readyz");
+        let ca_arg = ca.display().to_string();
+        let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}");
+        wait_for(
+            "kube-apiserver /readyz",
+            Duration::from_secs(90),
+            &mut procs,
+            || {
+                curl(&["-sf", "--cacert", &ca_arg, "-H", &bearer, &readyz])
+                    .is_some_and(|b| b.trim() == "ok")
+            },
+        );
+
+        // kube-scheduler: the bin-packing profile plus the upstream default profile.
+        let sched_kubeconfig = kubeconfig_for("scheduler", "stowage-test-scheduler");
+        let sched_config = d.join("scheduler-config.yaml");
+        write(&sched_config, &scheduler_config(&sched_kubeconfig));
+        procs.push(Supervised::spawn(
+            "kube-scheduler",
+            &d,
+            &bin.join("kube-scheduler"),
+            &[
+                vec![format!("--config={}", sched_config.display())],
+                serving(&sched_kubeconfig),
+            ]
+            .concat(),
+        ));
+
+        let kcm_kubeconfig = kubeconfig_for("kcm", "stowage-test-kcm");
+        procs.push(Supervised::spawn(
+            "kube-controller-manager",
+            &d,
+            &bin.join("kube-controller-manager"),
+            &[
+                serving(&kcm_kubeconfig),
+                vec![
+                format!("--kubeconfig={}", kcm_kubeconfig.display()),
+                "--controllers=serviceaccount-token-controller,serviceaccount-controller,replicaset-controller,deployment-controller,job-controller,daemonset-controller,statefulset-controller,garbage-collector-controller,disruption-controller,namespace-controller".into(),
+                "--use-service-account-credentials=true".into(),
+                format!("--service-account-private-key-file={}", sa_key.display()),
+                format!("--root-ca-file={}", ca.display()),
+                "--leader-elect=false".into(),
+                ],
+            ]
+            .concat(),
+        ));
+
+        let kwok_kubeconfig = kubeconfig_for("kwok", "stowage-test-kwok");
+        procs.push(Supervised::spawn(
+            "kwok",
+            &d,
+            &bin.join("kwok"),
+            &[
+                format!("--kubeconfig={}", kwok_kubeconfig.display()),
+                format!("--config={}", bin.join("kwok-stages.yaml").display()),
+                "--manage-all-nodes=false".into(),
+                format!("--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake"),
+                "--cidr=10.0.0.1/16".into(),
+                "--node-ip=127.0.0.1".into(),
+                format!("--server-address=127.0.0.1:{}", free_port()),
+            ],
+        ));
+
+        let mut plane = ControlPlane {
+            bin,
+            kubeconfig: admin_kubeconfig,
+            server,
+            procs,
+            dir,
+        };
+        plane.wait_ready(started);
+        plane
+    }
+
+    /// Ready when the scheduler holds its lease and the controller manager has made the
+    /// default service account.
+    fn wait_ready(&mut self, started: Instant) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let lease = self.kubectl_output(&[
+                "get",
+                "lease",
+                "-n",
+                "kube-system",
+                "kube-scheduler",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ]);
+            let sa = self.kubectl_output(&[
+                "get",
+                "serviceaccount",
+                "default",
+                "-n",
+                "default",
+                "-o",
+                "name",
+            ]);
+            if lease.is_some_and(|h| !h.trim().is_empty()) && sa.is_some() {
+                eprintln!(
+                    "control plane ready in {:.1}s at {}",
+                    started.elapsed().as_secs_f64(),
+                    self.server
+                );
+                return;
+            }
+            for p in self.procs.iter_mut() {
+                if p.exited() {
+                    panic!("{} exited during start-up:\n{}", p.name, p.tail());
+                }
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self
+                    .procs
+                    .iter()
+                    .map(|p| format!("--- {}:\n{}", p.name, p.tail()))
+                    .collect();
+                panic!("control plane not ready after 90s\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// Runs kubectl with the admin kubeconfig; None when it fails.
+    pub fn kubectl_output(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new(self.bin.join("kubectl"))
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs kubectl and panics with its stderr when it fails.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        run(Command::new(self.bin.join("kubectl"))
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(args))
+    }
+
+    /// Applies a manifest given as text.
+    pub fn apply(&self, manifest: &str) {
+        let path = self.dir.0.join(format!("apply-{}.yaml", free_port()));
+        write(&path, manifest);
+        self.kubectl(&["apply", "-f", &path.display().to_string()]);
+        let _ = std::fs::remove_file(path);
+    }
+
+    /// A fresh namespace for one test.
+    pub fn namespace(&self, prefix: &str) -> String {
+        let name = format!("{prefix}-{}", free_port());
+        self.kubectl(&["create", "namespace", &name]);
+        name
+    }
+
+    /// A kube client with admin rights.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .expect("kubeconfig");
+        kube::Client::try_from(config).expect("client")
+    }
+}
+
+fn curl(args: &[&str]) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["--max-time", "2"])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The scheduler configuration of the test control plane.
+fn scheduler_config(kubeconfig: &Path) -> String {
+    format!(
+        r#"apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: {}
+  qps: 100
+  burst: 200
+leaderElection:
+  leaderElect: true
+  resourceNamespace: kube-system
+  resourceName: kube-scheduler
+percentageOfNodesToScore: 100
+profiles:
+  - schedulerName: {BIN_PACKING_PROFILE}
+    pluginConfig:
+      - name: NodeResourcesFit
+        args:
+          apiVersion: kubescheduler.config.k8s.io/v1
+          kind: NodeResourcesFitArgs
+          scoringStrategy:
+            type: MostAllocated
+            resources:
+              - name: cpu
+                weight: 1
+              - name: memory
+                weight: 1
+    plugins:
+      score:
+        enabled:
+          - name: NodeResourcesFit
+            weight: 1
+        disabled:
+          - name: "*"
+      multiPoint:
+        enabled:
+          - name: NodeResourcesFit
+            weight: 1
+  - schedulerName: default-scheduler
+"#,
+        kubeconfig.display()
+    )
+}
