@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod moto;
+
 /// The users' bin-packing profile, as reference/my-scheduler-config.yaml configures it.
 pub const BIN_PACKING_PROFILE: &str = "my-scheduler";
 
@@ -542,6 +544,7 @@ impl ControlPlane {
 
     /// A kube client with admin rights.
     pub async fn client(&self) -> kube::Client {
+        install_crypto_provider();
         let kubeconfig =
             kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
         let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
@@ -551,7 +554,12 @@ impl ControlPlane {
     }
 }
 
-fn curl(args: &[&str]) -> Option<String> {
+/// kube's rustls (ring) and the AWS SDK's (aws-lc) are both linked into the tests: pick one.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn curl(args: &[&str]) -> Option<String> {
     let out = Command::new("curl")
         .args(["--max-time", "2"])
         .args(args)

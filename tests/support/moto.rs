@@ -1,0 +1,127 @@
+//! moto, the AWS emulator, for tests of the AWS code: one `moto_server` per test binary on a
+//! free port of 127.0.0.1 (installed by `tests/harness/moto.sh`), fake credentials, a region, and
+//! a fresh state for each test (`POST /moto-api/reset`) — tests that use it take turns.
+
+use super::{Supervised, TempDir, curl, free_port};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The region tests use.
+pub const REGION: &str = "us-east-1";
+
+/// A running moto server.
+pub struct Moto {
+    /// `http://127.0.0.1:<port>`, what `AWS_ENDPOINT_URL` points at.
+    pub endpoint: String,
+    _process: Supervised,
+    _dir: TempDir,
+}
+
+/// Exclusive use of the shared moto server, with state reset at the start.
+pub struct MotoSession {
+    pub moto: &'static Moto,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl std::ops::Deref for MotoSession {
+    type Target = Moto;
+    fn deref(&self) -> &Moto {
+        self.moto
+    }
+}
+
+fn moto_server() -> PathBuf {
+    let venv = std::env::var_os("STOWAGE_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/stowage/venv")
+        });
+    let server = venv.join("bin/moto_server");
+    if !server.exists() {
+        panic!(
+            "moto is not installed; run `tests/harness/moto.sh` (it installs moto[server] into {})",
+            venv.display()
+        );
+    }
+    server
+}
+
+impl Moto {
+    /// Starts a moto server.
+    pub fn start() -> Moto {
+        let server = moto_server();
+        let dir = TempDir::new("stowage-moto");
+        let port = free_port();
+        let mut process = Supervised::spawn_owning(
+            "moto",
+            &dir.0,
+            &server,
+            &[
+                "-H".into(),
+                "127.0.0.1".into(),
+                "-p".into(),
+                port.to_string(),
+            ],
+            true,
+        );
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while curl(&["-sf", &format!("{endpoint}/moto-api/data.json")]).is_none() {
+            if process.exited() || Instant::now() > deadline {
+                panic!("moto_server did not start:\n{}", process.tail());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto {
+            endpoint,
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    /// The shared server of this test binary, for exclusive use, reset.
+    pub fn session() -> MotoSession {
+        static SHARED: OnceLock<Moto> = OnceLock::new();
+        static TURN: Mutex<()> = Mutex::new(());
+        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let moto = SHARED.get_or_init(Moto::start);
+        moto.reset();
+        MotoSession { moto, _turn: turn }
+    }
+
+    /// Forgets every resource (`POST /moto-api/reset`).
+    pub fn reset(&self) {
+        curl(&[
+            "-sf",
+            "-X",
+            "POST",
+            &format!("{}/moto-api/reset", self.endpoint),
+        ])
+        .expect("reset moto");
+    }
+
+    /// The environment a stowage process needs to use this server: the standard variables the
+    /// AWS SDK reads.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", REGION.into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// An SDK configuration for this server, for in-process clients.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(aws_config::Region::new(REGION))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "moto",
+            ))
+            .load()
+            .await
+    }
+}
