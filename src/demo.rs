@@ -531,6 +531,17 @@ impl Rng {
 /// busy (80–95 % requested), the rest fragmented (5–40 %), executors of running and finished
 /// apps, drivers, DaemonSets and default-scheduler services.
 pub fn synthetic_cluster(nodes: usize, pods: usize, seed: u64) -> Value {
+    synthetic_cluster_with(nodes, pods, seed, 33)
+}
+
+/// [`synthetic_cluster`] with `finished_percent` of the Spark apps finished (their executors
+/// hold nothing); 100 makes every pod movable, for measuring plan quality.
+pub fn synthetic_cluster_with(
+    nodes: usize,
+    pods: usize,
+    seed: u64,
+    finished_percent: u64,
+) -> Value {
     let mut rng = Rng::new(seed);
     let mut items = Vec::with_capacity(nodes + pods + 16);
     let shapes = [
@@ -611,7 +622,7 @@ pub fn synthetic_cluster(nodes: usize, pods: usize, seed: u64) -> Value {
             }
             if exec_in_app == 0 {
                 app += 1;
-                let finished = rng.below(3) == 0;
+                let finished = rng.below(100) < finished_percent;
                 driver = format!("app-{app:05}-driver");
                 items.push(
                     PodJson::new("spark", &driver)

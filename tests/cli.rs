@@ -357,3 +357,30 @@ fn version_prints_the_crate_version() {
         format!("stowage {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn example_policies_are_valid_and_plan_the_demo() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let plan = stdout_json(&stowage(&[
+            "plan",
+            "--policy",
+            path.to_str().unwrap(),
+            "--now",
+            "2026-11-23T12:00:00Z",
+            "-o",
+            "json",
+        ]));
+        let drained = plan["drain"].as_array().unwrap().len();
+        match path.file_stem().unwrap().to_str().unwrap() {
+            // Monday noon: inside the business-hours window, nothing may be disrupted.
+            "business-hours" => assert_eq!(drained, 0),
+            "conservative" => assert_eq!(drained, 1),
+            _ => assert!(drained > 0, "{}", path.display()),
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 4);
+}
