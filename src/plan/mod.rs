@@ -20,7 +20,7 @@ mod index;
 
 use crate::model::{Node, Pod, Snapshot};
 use crate::policy::{ConsolidationPolicy, HoldingAction};
-use crate::scoring::{NodeUsage, Profile, Profiles, Strategy};
+use crate::scoring::{FitScoring, NodeUsage, Profile, Profiles, Strategy};
 use crate::shuffle::{ShuffleState, SparkIndex};
 use index::{DestinationIndex, PodToPlace};
 use jiff::Timestamp;
@@ -133,112 +133,154 @@ pub struct PlanInput<'a> {
 
 struct Candidate {
     node: u32,
-    score: i64,
     /// Indices (into snapshot.pods) of pods that need a new home.
     evictable: Vec<u32>,
 }
 
 /// Computes the plan. Deterministic: the same input gives the same plan.
 pub fn plan(input: &PlanInput) -> Plan {
-    let snapshot = input.snapshot;
-    let policy = input.policy;
-    let spec = &policy.spec;
+    let cluster = Cluster::new(input.snapshot, input.policy, input.profiles);
+    let mut classes = classify(&cluster, input);
+    let mut warnings = input.snapshot.warnings.clone();
+    let drained = select(&cluster, input, &mut classes, &mut warnings);
+    assemble(&cluster, drained, classes.blocked, warnings)
+}
 
-    // Nodes sorted by name: index order is name order, which breaks score ties.
-    let mut order: Vec<usize> = (0..snapshot.nodes.len()).collect();
-    order.sort_by(|&a, &b| snapshot.nodes[a].name.cmp(&snapshot.nodes[b].name));
-    let nodes: Vec<Node> = order.iter().map(|&i| snapshot.nodes[i].clone()).collect();
-    let node_index: HashMap<&str, u32> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i as u32))
-        .collect();
+/// The snapshot arranged for planning: nodes sorted by name (index order is name order, which
+/// breaks score ties), what each runs as kube-scheduler counts it, and utilisation scores.
+struct Cluster<'a> {
+    snapshot: &'a Snapshot,
+    nodes: Vec<Node>,
+    usage: Vec<NodeUsage>,
+    /// Pods counted on each node, sorted by namespace/name (independent of snapshot order).
+    pods_on: Vec<Vec<u32>>,
+    scores: Vec<i64>,
+    fit: FitScoring,
+    /// PDBs per namespace.
+    pdbs_by_namespace: HashMap<&'a str, Vec<usize>>,
+}
 
-    // What each node runs, as kube-scheduler counts it.
-    let mut usage: Vec<NodeUsage> = nodes
-        .iter()
-        .map(|n| NodeUsage::new(n.allocatable.clone()))
-        .collect();
-    let mut pods_on: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
-    for (i, pod) in snapshot.pods.iter().enumerate() {
-        let Some(&n) = pod
-            .node_name
-            .as_deref()
-            .and_then(|name| node_index.get(name))
-        else {
-            continue;
-        };
-        if pod.counts_on_node() {
-            usage[n as usize].add_pod(&pod.requests);
-            pods_on[n as usize].push(i as u32);
+impl<'a> Cluster<'a> {
+    fn new(snapshot: &'a Snapshot, policy: &ConsolidationPolicy, profiles: &Profiles) -> Self {
+        let mut nodes = snapshot.nodes.clone();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let node_index: HashMap<&str, u32> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i as u32))
+            .collect();
+        let mut usage: Vec<NodeUsage> = nodes
+            .iter()
+            .map(|n| NodeUsage::new(n.allocatable.clone()))
+            .collect();
+        let mut pods_on: Vec<Vec<u32>> = vec![Vec::new(); nodes.len()];
+        for (i, pod) in snapshot.pods.iter().enumerate() {
+            let Some(&n) = pod
+                .node_name
+                .as_deref()
+                .and_then(|name| node_index.get(name))
+            else {
+                continue;
+            };
+            if pod.counts_on_node() {
+                usage[n as usize].add_pod(&pod.requests);
+                pods_on[n as usize].push(i as u32);
+            }
         }
-    }
-
-    // Pod order within a node must not depend on the order of the snapshot.
-    for pods in &mut pods_on {
-        pods.sort_by(|&a, &b| {
-            let (pa, pb) = (&snapshot.pods[a as usize], &snapshot.pods[b as usize]);
-            (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name))
-        });
-    }
-
-    let fit = policy.utilisation_scoring(input.profiles);
-    let scores: Vec<i64> = usage.iter().map(|u| fit.utilisation_score(u)).collect();
-    // LeastAllocated scores free space; idleness is measured on the used side.
-    let utilisation = |score: i64| match fit.strategy {
-        Strategy::LeastAllocated => 100 - score,
-        _ => score,
-    };
-
-    let spark = SparkIndex::new(snapshot, &spec.shuffle);
-    let pdbs_by_namespace = {
-        let mut m: HashMap<&str, Vec<usize>> = HashMap::new();
+        for pods in &mut pods_on {
+            pods.sort_by(|&a, &b| {
+                let (pa, pb) = (&snapshot.pods[a as usize], &snapshot.pods[b as usize]);
+                (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name))
+            });
+        }
+        let fit = policy.utilisation_scoring(profiles);
+        let scores = usage.iter().map(|u| fit.utilisation_score(u)).collect();
+        let mut pdbs_by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, pdb) in snapshot.pdbs.iter().enumerate() {
-            m.entry(pdb.namespace.as_str()).or_default().push(i);
+            pdbs_by_namespace
+                .entry(pdb.namespace.as_str())
+                .or_default()
+                .push(i);
         }
-        m
-    };
-    let covering = |pod: &Pod| -> Vec<usize> {
-        pdbs_by_namespace
+        Cluster {
+            snapshot,
+            nodes,
+            usage,
+            pods_on,
+            scores,
+            fit,
+            pdbs_by_namespace,
+        }
+    }
+
+    /// How used a node is on the policy's scale: LeastAllocated scores free space, so idleness
+    /// is measured on the used side.
+    fn utilisation(&self, node: usize) -> i64 {
+        match self.fit.strategy {
+            Strategy::LeastAllocated => 100 - self.scores[node],
+            _ => self.scores[node],
+        }
+    }
+
+    /// The PDBs that cover a pod.
+    fn covering(&self, pod: &Pod) -> Vec<usize> {
+        self.pdbs_by_namespace
             .get(pod.namespace.as_str())
             .map(|list| {
                 list.iter()
                     .copied()
-                    .filter(|&i| snapshot.pdbs[i].covers(pod))
+                    .filter(|&i| self.snapshot.pdbs[i].covers(pod))
                     .collect()
             })
             .unwrap_or_default()
-    };
+    }
+}
 
-    let mut blocked: Vec<Option<(Reason, String)>> = vec![None; nodes.len()];
-    let mut candidates = Vec::new();
-    let mut managed = 0usize;
-    let mut already_disrupting = 0usize;
-    let idle_for = policy.idle_for();
-    for (n, node) in nodes.iter().enumerate() {
-        let block = |reason, detail: String| Some((reason, detail));
+/// Nodes sorted into candidates and blocked ones.
+struct Classes {
+    blocked: Vec<Option<(Reason, String)>>,
+    /// Empty first, then from the least utilised.
+    candidates: Vec<Candidate>,
+    managed: usize,
+    already_disrupting: usize,
+}
+
+/// Step 1–3: managed, idle, recent, guards.
+fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
+    let snapshot = cluster.snapshot;
+    let spec = &input.policy.spec;
+    let spark = SparkIndex::new(snapshot, &spec.shuffle);
+    let idle_for = input.policy.idle_for();
+    let mut classes = Classes {
+        blocked: vec![None; cluster.nodes.len()],
+        candidates: Vec::new(),
+        managed: 0,
+        already_disrupting: 0,
+    };
+    for (n, node) in cluster.nodes.iter().enumerate() {
+        let blocked = &mut classes.blocked[n];
         if !spec.node_selector.matches(&node.labels) {
-            blocked[n] = block(
+            *blocked = Some((
                 Reason::NotManaged,
                 "does not match the policy's nodeSelector".into(),
-            );
+            ));
             continue;
         }
         if node.deleting {
-            already_disrupting += 1;
-            blocked[n] = block(Reason::NotManaged, "node is already being deleted".into());
+            classes.already_disrupting += 1;
+            *blocked = Some((Reason::NotManaged, "node is already being deleted".into()));
             continue;
         }
-        managed += 1;
-        let used = utilisation(scores[n]);
+        classes.managed += 1;
+        let used = cluster.utilisation(n);
         if used >= spec.idle.score_below {
-            blocked[n] = block(
+            *blocked = Some((
                 Reason::NotIdle,
                 format!(
                     "utilisation score {used} is not below {}",
                     spec.idle.score_below
                 ),
-            );
+            ));
             continue;
         }
         if let Some(since) = node.stowage_annotations.get(IDLE_SINCE_ANNOTATION)
@@ -246,51 +288,61 @@ pub fn plan(input: &PlanInput) -> Plan {
         {
             let idle_seconds = input.now.as_second() - since.as_second();
             if idle_seconds < idle_for.as_secs() as i64 {
-                blocked[n] = block(
+                *blocked = Some((
                     Reason::Recent,
                     format!(
                         "idle for {idle_seconds}s, less than idle.for {}",
                         spec.idle.idle_for
                     ),
-                );
+                ));
                 continue;
             }
         }
-        let evictable: Vec<u32> = pods_on[n]
+        let evictable: Vec<u32> = cluster.pods_on[n]
             .iter()
             .copied()
             .filter(|&p| snapshot.pods[p as usize].needs_new_home())
             .collect();
-        if let Some(guard) = guard(node, &evictable, snapshot, &spark, policy, &covering) {
-            blocked[n] = Some(guard);
+        if let Some(reason) = guard(node, &evictable, cluster, &spark, input.policy) {
+            *blocked = Some(reason);
             continue;
         }
-        candidates.push(Candidate {
+        classes.candidates.push(Candidate {
             node: n as u32,
-            score: scores[n],
             evictable,
         });
     }
-    // Empty nodes first (they cost nothing), then from the least utilised.
-    candidates.sort_by_key(|c| (!c.evictable.is_empty(), utilisation(c.score), c.node));
+    classes.candidates.sort_by_key(|c| {
+        (
+            !c.evictable.is_empty(),
+            cluster.utilisation(c.node as usize),
+            c.node,
+        )
+    });
+    classes
+}
 
-    // Profiles used by the pods that may move.
-    let fallback = input
-        .profiles
+/// The scheduler profiles of the pods that may move, each given a slot in the index; pods of a
+/// scheduler without a profile use `default-scheduler` (with a warning).
+fn profile_slots<'p>(
+    cluster: &Cluster<'p>,
+    candidates: &[Candidate],
+    profiles: &'p Profiles,
+    warnings: &mut Vec<String>,
+) -> (Vec<&'p Profile>, HashMap<&'p str, usize>) {
+    let fallback = profiles
         .get("default-scheduler")
-        .or_else(|| input.profiles.profiles.first());
-    let mut profile_slots: Vec<&Profile> = Vec::new();
+        .or_else(|| profiles.profiles.first());
+    let mut slots: Vec<&Profile> = Vec::new();
     let mut pod_profile: HashMap<&str, usize> = HashMap::new();
-    let mut warnings = snapshot.warnings.clone();
-    for c in &candidates {
+    for c in candidates {
         for &p in &c.evictable {
-            let name = snapshot.pods[p as usize].scheduler_name.as_str();
+            let name = cluster.snapshot.pods[p as usize].scheduler_name.as_str();
             if pod_profile.contains_key(name) {
                 continue;
             }
-            let profile = match input.profiles.get(name).or(fallback) {
-                Some(profile) => profile,
-                None => continue,
+            let Some(profile) = profiles.get(name).or(fallback) else {
+                continue;
             };
             if profile.scheduler_name != name {
                 warnings.push(format!(
@@ -298,27 +350,41 @@ pub fn plan(input: &PlanInput) -> Plan {
                     profile.scheduler_name
                 ));
             }
-            let slot = profile_slots
+            let slot = slots
                 .iter()
                 .position(|s| std::ptr::eq(*s, profile))
                 .unwrap_or_else(|| {
-                    profile_slots.push(profile);
-                    profile_slots.len() - 1
+                    slots.push(profile);
+                    slots.len() - 1
                 });
             pod_profile.insert(name, slot);
         }
     }
+    (slots, pod_profile)
+}
 
+/// Steps 4–5: try each candidate in order; keep it when its pods (and those earlier drains put
+/// on it) all find room, the plan's PDB disruptions allow it and the node budget has room.
+/// Returns the drained nodes and their pods' predicted homes.
+fn select<'a>(
+    cluster: &'a Cluster<'a>,
+    input: &'a PlanInput,
+    classes: &mut Classes,
+    warnings: &mut Vec<String>,
+) -> Drained {
+    let snapshot = cluster.snapshot;
+    let (slots, pod_profile) =
+        profile_slots(cluster, &classes.candidates, input.profiles, warnings);
     let mut sim = Simulation {
         snapshot,
-        index: DestinationIndex::new(&nodes, &profile_slots),
-        usage,
-        moved_onto: vec![Vec::new(); nodes.len()],
+        index: DestinationIndex::new(&cluster.nodes, &slots),
+        usage: cluster.usage.clone(),
+        moved_onto: vec![Vec::new(); cluster.nodes.len()],
         home: HashMap::new(),
         pod_profile,
-        profiles: profile_slots,
+        profiles: slots,
     };
-    for (n, node) in nodes.iter().enumerate() {
+    for (n, node) in cluster.nodes.iter().enumerate() {
         if !node.deleting {
             sim.index.open(n as u32, &sim.usage[n]);
         }
@@ -329,21 +395,24 @@ pub fn plan(input: &PlanInput) -> Plan {
         .iter()
         .map(|p| p.disruptions_allowed)
         .collect();
-    let mut budget_left = policy.disruptions_allowed(managed, already_disrupting, input.now);
-    let budget_total = budget_left;
-    let mut drained: Vec<u32> = Vec::new();
-    for c in &candidates {
+    let budget_total =
+        input
+            .policy
+            .disruptions_allowed(classes.managed, classes.already_disrupting, input.now);
+    let mut budget_left = budget_total;
+    let mut nodes = Vec::new();
+    for c in &classes.candidates {
         let n = c.node as usize;
         // PDB disruptions are shared by the whole plan.
         let mut needed: BTreeMap<usize, i64> = BTreeMap::new();
         for &p in &c.evictable {
-            for pdb in covering(&snapshot.pods[p as usize]) {
+            for pdb in cluster.covering(&snapshot.pods[p as usize]) {
                 *needed.entry(pdb).or_default() += 1;
             }
         }
         if let Some((&pdb, &count)) = needed.iter().find(|(pdb, count)| **count > pdb_left[**pdb]) {
             let b = &snapshot.pdbs[pdb];
-            blocked[n] = Some((
+            classes.blocked[n] = Some((
                 Reason::PodDisruptionBudget,
                 format!(
                     "draining needs {count} disruption(s) of PodDisruptionBudget {}/{}, which has {} left after the rest of the plan",
@@ -355,7 +424,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         let over_budget = budget_left == Some(0);
         match sim.try_drain(c.node, &c.evictable, !over_budget) {
             Err(pod) => {
-                blocked[n] = Some((
+                classes.blocked[n] = Some((
                     Reason::NoFit,
                     format!(
                         "{} fits on no remaining node",
@@ -364,7 +433,7 @@ pub fn plan(input: &PlanInput) -> Plan {
                 ));
             }
             Ok(()) if over_budget => {
-                blocked[n] = Some((
+                classes.blocked[n] = Some((
                     Reason::Budget,
                     format!(
                         "the disruption budget allows {} node(s) now and the plan uses them",
@@ -379,30 +448,51 @@ pub fn plan(input: &PlanInput) -> Plan {
                 if let Some(left) = budget_left.as_mut() {
                     *left -= 1;
                 }
-                drained.push(c.node);
+                nodes.push(c.node);
             }
         }
     }
+    Drained {
+        nodes,
+        home: sim.home,
+    }
+}
 
+/// What `select` decided.
+struct Drained {
+    nodes: Vec<u32>,
+    /// Predicted node of every moved pod.
+    home: HashMap<u32, u32>,
+}
+
+/// The plan as reported: drains sorted by node, every other node with its reason.
+fn assemble(
+    cluster: &Cluster,
+    drained: Drained,
+    blocked: Vec<Option<(Reason, String)>>,
+    warnings: Vec<String>,
+) -> Plan {
+    let nodes = &cluster.nodes;
+    let pods = &cluster.snapshot.pods;
     let mut drain: Vec<Drain> = drained
+        .nodes
         .iter()
         .map(|&n| {
-            let node = &nodes[n as usize];
-            let mut moves: Vec<Move> = pods_on[n as usize]
+            let mut moves: Vec<Move> = cluster.pods_on[n as usize]
                 .iter()
-                .filter_map(|&p| {
-                    let to = sim.home.get(&p)?;
+                .filter_map(|p| {
+                    let to = drained.home.get(p)?;
                     Some(Move {
-                        pod: snapshot.pods[p as usize].key(),
+                        pod: pods[*p as usize].key(),
                         to: nodes[*to as usize].name.clone(),
                     })
                 })
                 .collect();
             moves.sort_by(|a, b| a.pod.cmp(&b.pod));
             Drain {
-                node: node.name.clone(),
-                pool: pool_of(node),
-                score_before: scores[n as usize],
+                node: nodes[n as usize].name.clone(),
+                pool: pool_of(&nodes[n as usize]),
+                score_before: cluster.scores[n as usize],
                 moves,
             }
         })
@@ -428,22 +518,21 @@ pub fn plan(input: &PlanInput) -> Plan {
         blocked,
         scores: nodes
             .iter()
-            .zip(&scores)
+            .zip(&cluster.scores)
             .map(|(n, s)| (n.name.clone(), *s))
             .collect(),
         warnings,
     }
 }
 
-/// The first guard that keeps a node, in DESIGN.md §6 order, with the pod that triggers it.
 fn guard(
     node: &Node,
     evictable: &[u32],
-    snapshot: &Snapshot,
+    cluster: &Cluster,
     spark: &SparkIndex,
     policy: &ConsolidationPolicy,
-    covering: &dyn Fn(&Pod) -> Vec<usize>,
 ) -> Option<(Reason, String)> {
+    let snapshot = cluster.snapshot;
     let pods = || evictable.iter().map(|&p| &snapshot.pods[p as usize]);
     let decommission = policy.spec.shuffle.holding_action == HoldingAction::Decommission;
     for pod in pods() {
@@ -498,7 +587,7 @@ fn guard(
         }
     }
     for pod in pods() {
-        let pdbs = covering(pod);
+        let pdbs = cluster.covering(pod);
         match pdbs.as_slice() {
             [] => {}
             [one] if snapshot.pdbs[*one].disruptions_allowed > 0 => {}
