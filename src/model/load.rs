@@ -311,10 +311,19 @@ pub fn load_snapshot(bytes: &[u8]) -> Result<Snapshot, LoadError> {
         return load_json(text);
     }
     // YAML: decode to a JSON value, then take the same path as JSON.
-    let value: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| LoadError::Syntax(e.to_string()))?;
+    let value: serde_json::Value = parse_yaml(text)?;
     let json = serde_json::to_string(&value).map_err(|e| LoadError::Syntax(e.to_string()))?;
     load_json(&json)
+}
+
+/// YAML to a JSON value. A snapshot of a large cluster is millions of YAML nodes, far past
+/// serde-saphyr's default budget (meant for untrusted input); the alias limits still apply.
+/// Only `true`/`false` are booleans, so names such as `n` or `on` stay strings.
+fn parse_yaml(text: &str) -> Result<serde_json::Value, LoadError> {
+    let mut options = serde_saphyr::Options::default();
+    options.budget = None;
+    options.strict_booleans = true;
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| LoadError::Syntax(e.to_string()))
 }
 
 /// Parses one Pod (YAML or JSON) for `stowage score`; `kind` may be left out. Also returns
@@ -322,8 +331,7 @@ pub fn load_snapshot(bytes: &[u8]) -> Result<Snapshot, LoadError> {
 pub fn load_pod(bytes: &[u8]) -> Result<(Pod, Option<String>), LoadError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| LoadError::Syntax(format!("not UTF-8 text: {e}")))?;
-    let mut value: serde_json::Value =
-        serde_saphyr::from_str(text).map_err(|e| LoadError::Syntax(e.to_string()))?;
+    let mut value: serde_json::Value = parse_yaml(text)?;
     let Some(object) = value.as_object_mut() else {
         return Err(LoadError::Shape("expected a Pod object".into()));
     };
@@ -734,6 +742,20 @@ mod tests {
         let s = load_snapshot(yaml.as_bytes()).unwrap();
         assert_eq!(s.nodes[0].allocatable.cpu_milli, 2000);
         assert_eq!(s.nodes[0].allocatable.memory_bytes, 1_610_612_736);
+    }
+
+    #[test]
+    fn large_yaml_snapshots_are_not_refused() {
+        // 60,000 items of five YAML nodes each: past serde-saphyr's default node budget.
+        let mut yaml = String::from("apiVersion: v1\nkind: List\nitems:\n");
+        for i in 0..60_000 {
+            yaml.push_str(&format!(
+                "- {{kind: ConfigMap, metadata: {{name: c{i}}}}}\n"
+            ));
+        }
+        yaml.push_str("- {kind: Node, metadata: {name: n}, status: {capacity: {cpu: 1}}}\n");
+        let s = load_snapshot(yaml.as_bytes()).unwrap();
+        assert_eq!(s.nodes.len(), 1);
     }
 
     #[test]
