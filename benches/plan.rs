@@ -4,6 +4,7 @@
 //! too. The cluster comes from `stowage::demo::synthetic_cluster`, deterministic per seed.
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use std::collections::HashMap;
 use std::hint::black_box;
 use std::time::Duration;
 use stowage::model::{Snapshot, load_snapshot};
@@ -19,7 +20,7 @@ fn cluster_json() -> String {
 }
 
 fn usage_of(snapshot: &Snapshot) -> Vec<NodeUsage> {
-    let index: std::collections::HashMap<&str, usize> = snapshot
+    let index: HashMap<&str, usize> = snapshot
         .nodes
         .iter()
         .enumerate()
@@ -40,69 +41,79 @@ fn usage_of(snapshot: &Snapshot) -> Vec<NodeUsage> {
     usage
 }
 
-/// The fewest nodes that could hold every pod that is not a DaemonSet's: the largest nodes first,
-/// each contributing its allocatable minus its DaemonSet pods, until cpu and memory both fit.
+/// DESIGN.md §13's lower bound: per node shape (allocatable), ceil(Σ requests of the pods on
+/// nodes of that shape / what one such node offers after its DaemonSets), cpu or memory,
+/// whichever needs more; summed over shapes.
 fn lower_bound(snapshot: &Snapshot) -> usize {
-    let (mut cpu, mut memory) = (0i64, 0i64);
-    let mut daemons: std::collections::HashMap<&str, (i64, i64)> = Default::default();
-    for p in snapshot.pods.iter().filter(|p| p.counts_on_node()) {
-        let r = &p.requests.real;
-        if p.is_daemonset() {
-            let e = daemons.entry(p.node_name.as_deref().unwrap()).or_default();
-            e.0 += r.cpu_milli;
-            e.1 += r.memory_bytes;
-        } else {
-            cpu += r.cpu_milli;
-            memory += r.memory_bytes;
-        }
-    }
-    let mut room: Vec<(i64, i64)> = snapshot
+    let shape_of: HashMap<&str, (i64, i64)> = snapshot
         .nodes
         .iter()
         .map(|n| {
-            let d = daemons.get(n.name.as_str()).copied().unwrap_or_default();
             (
-                n.allocatable.cpu_milli - d.0,
-                n.allocatable.memory_bytes - d.1,
+                n.name.as_str(),
+                (n.allocatable.cpu_milli, n.allocatable.memory_bytes),
             )
         })
         .collect();
-    room.sort_by(|a, b| b.cmp(a));
-    let (mut c, mut m) = (0, 0);
-    for (i, (rc, rm)) in room.iter().enumerate() {
-        if c >= cpu && m >= memory {
-            return i;
+    // Per shape: Σ cpu, Σ memory of movable pods; DaemonSet cpu and memory of one node.
+    let mut shapes: HashMap<(i64, i64), (i64, i64, i64, i64)> = HashMap::new();
+    let mut daemons: HashMap<&str, (i64, i64)> = HashMap::new();
+    for p in snapshot.pods.iter().filter(|p| p.counts_on_node()) {
+        let Some(node) = p.node_name.as_deref() else {
+            continue;
+        };
+        let Some(&shape) = shape_of.get(node) else {
+            continue;
+        };
+        let r = &p.requests.real;
+        if p.is_daemonset() {
+            let d = daemons.entry(node).or_default();
+            d.0 += r.cpu_milli;
+            d.1 += r.memory_bytes;
+        } else {
+            let e = shapes.entry(shape).or_default();
+            e.0 += r.cpu_milli;
+            e.1 += r.memory_bytes;
         }
-        c += rc;
-        m += rm;
     }
-    room.len()
+    for (node, d) in &daemons {
+        let e = shapes.entry(shape_of[node]).or_default();
+        e.2 = e.2.max(d.0);
+        e.3 = e.3.max(d.1);
+    }
+    shapes
+        .iter()
+        .map(|((cpu, mem), (want_cpu, want_mem, ds_cpu, ds_mem))| {
+            let by_cpu = (want_cpu + cpu - ds_cpu - 1) / (cpu - ds_cpu);
+            let by_mem = (want_mem + mem - ds_mem - 1) / (mem - ds_mem);
+            by_cpu.max(by_mem) as usize
+        })
+        .sum()
 }
 
-/// Plan quality on a cluster where every pod may move (all Spark apps finished).
-fn report_quality(profiles: &Profiles, policy: &ConsolidationPolicy) {
+/// Plan quality on a cluster where every pod may move (all Spark apps finished), with the
+/// default policy and with every node a candidate (`idle.scoreBelow: 100`).
+fn report_quality(profiles: &Profiles) {
     let json = serde_json::to_string(&stowage::demo::synthetic_cluster_with(NODES, PODS, 42, 100))
         .unwrap();
     let snapshot = load_snapshot(json.as_bytes()).unwrap();
-    let result = plan(&PlanInput {
-        snapshot: &snapshot,
-        policy,
-        profiles,
-        now: "2026-11-23T22:00:00Z".parse().unwrap(),
-    });
     let bound = lower_bound(&snapshot);
-    eprintln!(
-        "quality (all pods movable): {} nodes → {} after the plan; lower bound {} (ratio {:.2}); {} nodes busier than idle.scoreBelow stay by design",
-        result.nodes_before,
-        result.nodes_after,
-        bound,
-        result.nodes_after as f64 / bound as f64,
-        result
-            .blocked
-            .iter()
-            .filter(|b| b.reason == stowage::plan::Reason::NotIdle)
-            .count(),
-    );
+    for score_below in [50, 100] {
+        let mut policy = ConsolidationPolicy::default_policy();
+        policy.spec.idle.score_below = score_below;
+        let result = plan(&PlanInput {
+            snapshot: &snapshot,
+            policy: &policy,
+            profiles,
+            now: "2026-11-23T22:00:00Z".parse().unwrap(),
+        });
+        eprintln!(
+            "quality (all pods movable, idle.scoreBelow {score_below}): {} nodes -> {} after the plan; per-shape lower bound {bound} (ratio {:.2})",
+            result.nodes_before,
+            result.nodes_after,
+            result.nodes_after as f64 / bound as f64,
+        );
+    }
 }
 
 fn benches(c: &mut Criterion) {
@@ -129,7 +140,7 @@ fn benches(c: &mut Criterion) {
         result.blocked.len()
     );
 
-    report_quality(&profiles, &policy);
+    report_quality(&profiles);
 
     let mut group = c.benchmark_group("5000-nodes-150000-pods");
     group
