@@ -157,3 +157,18 @@ impl Pod {
         self
     }
 }
+
+impl Pdb {
+    /// A PDB in `default` selecting `app: <app>` that allows `disruptions_allowed`.
+    pub fn test(app: &str, disruptions_allowed: i64) -> Pdb {
+        Pdb {
+            namespace: "default".into(),
+            name: app.into(),
+            selector: Some(super::selector::LabelSelector {
+                match_labels: [("app".to_string(), app.to_string())].into(),
+                ..Default::default()
+            }),
+            disruptions_allowed,
+        }
+    }
+}

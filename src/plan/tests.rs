@@ -1,7 +1,6 @@
 //! Planner scenarios (one per rule) and property tests of its invariants.
 
 use super::*;
-use crate::model::selector::LabelSelector;
 use crate::model::{Pdb, PodPhase};
 use crate::policy::Budget;
 use crate::scoring::SchedulerVersion;
@@ -115,15 +114,7 @@ fn each_guard_names_its_pod() {
         s.pods
             .push(Pod::test("drv").driver_of("spark-123").on("busy"));
         s.pods.push(pod.on("idle"));
-        s.pdbs.push(Pdb {
-            namespace: "default".into(),
-            name: "web".into(),
-            selector: Some(LabelSelector {
-                match_labels: [("app".to_string(), "web".to_string())].into(),
-                ..LabelSelector::default()
-            }),
-            disruptions_allowed: 0,
-        });
+        s.pdbs.push(Pdb::test("web", 0));
         let plan = default_plan(&s);
         let (got, got_detail) = reason_of(&plan, "idle").expect("idle is blocked");
         assert_eq!(got, reason, "{detail}");
@@ -231,15 +222,7 @@ fn pdb_disruptions_are_shared_by_the_plan() {
         ],
         ..Snapshot::default()
     };
-    s.pdbs.push(Pdb {
-        namespace: "default".into(),
-        name: "web".into(),
-        selector: Some(LabelSelector {
-            match_labels: [("app".to_string(), "web".to_string())].into(),
-            ..LabelSelector::default()
-        }),
-        disruptions_allowed: 1,
-    });
+    s.pdbs.push(Pdb::test("web", 1));
     let plan = default_plan(&s);
     assert_eq!(drained(&plan), ["idle-a"]);
     let (reason, detail) = reason_of(&plan, "idle-b").unwrap();
@@ -392,15 +375,7 @@ fn build(g: &Gen) -> Snapshot {
         };
         s.pods.push(pod);
     }
-    s.pdbs.push(Pdb {
-        namespace: "default".into(),
-        name: "web".into(),
-        selector: Some(LabelSelector {
-            match_labels: [("app".to_string(), "web".to_string())].into(),
-            ..LabelSelector::default()
-        }),
-        disruptions_allowed: g.pdb_allowed,
-    });
+    s.pdbs.push(Pdb::test("web", g.pdb_allowed));
     s
 }
 
