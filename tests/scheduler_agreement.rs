@@ -31,17 +31,21 @@ fn node_manifest(i: usize) -> String {
         ("8", "32Gi", "110"),
         ("16", "64Gi", "110"),
     ][i % 3];
-    let fpga = if i % 5 == 0 {
+    let fpga = if i.is_multiple_of(5) {
         ", example.com/fpga: \"6\""
     } else {
         ""
     };
-    let taints = if i % 7 == 0 {
+    let taints = if i.is_multiple_of(7) {
         "  taints: [{key: dedicated, value: batch, effect: NoSchedule}]\n"
     } else {
         ""
     };
-    let cordon = if i == 13 { "  unschedulable: true\n" } else { "" };
+    let cordon = if i == 13 {
+        "  unschedulable: true\n"
+    } else {
+        ""
+    };
     format!(
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: agree-{i:02}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: agree, kubernetes.io/hostname: agree-{i:02}}}\nspec:\n{taints}{cordon}status:\n  allocatable: {{cpu: \"{cpu}\", memory: {memory}, pods: \"{pods}\"{fpga}}}\n  capacity: {{cpu: \"{cpu}\", memory: {memory}, pods: \"{pods}\"{fpga}}}\n---\n"
     )
