@@ -306,6 +306,11 @@ struct RawConfigMap {
 pub fn load_snapshot(bytes: &[u8]) -> Result<Snapshot, LoadError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| LoadError::Syntax(format!("not UTF-8 text: {e}")))?;
+    if text.trim().is_empty() {
+        return Err(LoadError::Shape(
+            "the file is empty (expected kubectl get nodes,pods,pdb -A -o json output)".into(),
+        ));
+    }
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
         return load_json(text);
@@ -413,7 +418,18 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
         problem,
     };
     fn decode<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
-        serde_json::from_str(json).map_err(|e| e.to_string())
+        serde_json::from_str(json).map_err(|e| {
+            // Decode again, tracking the path, only to say which field is wrong.
+            let mut de = serde_json::Deserializer::from_str(json);
+            match serde_path_to_error::deserialize::<_, T>(&mut de) {
+                Err(traced) => {
+                    let message = traced.inner().to_string();
+                    let message = message.split(" at line ").next().unwrap_or_default();
+                    format!("{}: {message}", traced.path())
+                }
+                Ok(_) => e.to_string(),
+            }
+        })
     }
     match kind.as_str() {
         "Pod" => snapshot
@@ -766,6 +782,15 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "items[1] (Pod spark/exec-3): invalid quantity \"12Gx\" in containers[0].resources.requests.memory (unknown suffix)"
+        );
+        let err = load_snapshot(
+            list(r#"{"kind":"Pod","metadata":{"name":"x"},"spec":{"containers":"oops"}}"#)
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "items[0] (Pod x): spec.containers: invalid type: string \"oops\", expected a sequence"
         );
         let err = load_snapshot(list(r#"{"kind":"Node","metadata":{"name":"n"}}"#).as_bytes())
             .unwrap_err();
