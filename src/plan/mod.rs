@@ -239,7 +239,7 @@ impl<'a> Cluster<'a> {
 /// Nodes sorted into candidates and blocked ones.
 struct Classes {
     blocked: Vec<Option<(Reason, String)>>,
-    /// Empty first, then from the least utilised.
+    /// In the order they are tried.
     candidates: Vec<Candidate>,
     managed: usize,
     already_disrupting: usize,
@@ -312,10 +312,12 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
             evictable,
         });
     }
+    // Empty nodes first (they cost nothing), then the least utilised, then the fewest evictions.
     classes.candidates.sort_by_key(|c| {
         (
             !c.evictable.is_empty(),
             cluster.utilisation(c.node as usize),
+            c.evictable.len(),
             c.node,
         )
     });
