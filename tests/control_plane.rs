@@ -6,16 +6,8 @@ mod support;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
-use std::time::{Duration, Instant};
-use support::ControlPlane;
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use std::time::Duration;
+use support::{ControlPlane, wait_until};
 
 fn kwok_node(name: &str, cpu: &str, memory: &str) -> String {
     format!(

@@ -8,25 +8,17 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use stowage::model::load_snapshot;
 use stowage::plan::{PlanInput, Reason, plan};
 use stowage::policy::ConsolidationPolicy;
 use stowage::scoring::{Profiles, SchedulerVersion};
-use support::ControlPlane;
+use support::{ControlPlane, wait_until};
 
 fn node(name: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: e2e, kubernetes.io/hostname: {name}}}\nstatus:\n  allocatable: {{cpu: \"8\", memory: 32Gi, pods: \"110\"}}\n  capacity: {{cpu: \"8\", memory: 32Gi, pods: \"110\"}}\n---\n"
     )
-}
-
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// `name=node` of every pod in the namespace.

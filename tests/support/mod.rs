@@ -48,6 +48,32 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+/// Polls `check` every 200 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The controllers the test control plane runs (kube-controller-manager `--controllers`).
+const CONTROLLERS: &[&str] = &[
+    "serviceaccount-token-controller",
+    "serviceaccount-controller",
+    "replicaset-controller",
+    "deployment-controller",
+    "job-controller",
+    "daemonset-controller",
+    "statefulset-controller",
+    "garbage-collector-controller",
+    "disruption-controller",
+    "namespace-controller",
+];
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -422,12 +448,12 @@ impl ControlPlane {
             &[
                 serving(&kcm_kubeconfig),
                 vec![
-                format!("--kubeconfig={}", kcm_kubeconfig.display()),
-                "--controllers=serviceaccount-token-controller,serviceaccount-controller,replicaset-controller,deployment-controller,job-controller,daemonset-controller,statefulset-controller,garbage-collector-controller,disruption-controller,namespace-controller".into(),
-                "--use-service-account-credentials=true".into(),
-                format!("--service-account-private-key-file={}", sa_key.display()),
-                format!("--root-ca-file={}", ca.display()),
-                "--leader-elect=false".into(),
+                    format!("--kubeconfig={}", kcm_kubeconfig.display()),
+                    format!("--controllers={}", CONTROLLERS.join(",")),
+                    "--use-service-account-credentials=true".into(),
+                    format!("--service-account-private-key-file={}", sa_key.display()),
+                    format!("--root-ca-file={}", ca.display()),
+                    "--leader-elect=false".into(),
                 ],
             ]
             .concat(),
