@@ -309,11 +309,14 @@ struct RawBalancedArgs {
     resources: Vec<RawResourceSpec>,
 }
 
-/// The score plugins of the v1 default multiPoint set, with their default weights.
+/// The plugins of the v1 default multiPoint set that implement Score, in order, with their
+/// default weights (VolumeBinding has none, so 1; it scores 0 unless storage-capacity scoring is
+/// on).
 const DEFAULT_SCORE_PLUGINS: &[(&str, i64)] = &[
     ("TaintToleration", 3),
     ("NodeAffinity", 2),
     ("NodeResourcesFit", 1),
+    ("VolumeBinding", 1),
     ("PodTopologySpread", 2),
     ("InterPodAffinity", 2),
     ("NodeResourcesBalancedAllocation", 1),
@@ -696,6 +699,7 @@ mod tests {
             [
                 "TaintToleration:3",
                 "NodeAffinity:2",
+                "VolumeBinding:1",
                 "PodTopologySpread:2",
                 "InterPodAffinity:2",
                 "ImageLocality:1"
