@@ -418,9 +418,11 @@ fn run_score(
     match output {
         Output::Json => print(out, &to_json(&result)),
         Output::Table => {
-            let rows: Vec<Vec<String>> = result
-                .scores
-                .iter()
+            // Feasible nodes first, best first: the order kube-scheduler would consider them.
+            let mut ranked: Vec<(&String, &i64)> = result.scores.iter().collect();
+            ranked.sort_by_key(|(n, s)| (result.infeasible.contains_key(*n), -**s, *n));
+            let rows: Vec<Vec<String>> = ranked
+                .into_iter()
                 .map(|(n, s)| {
                     vec![
                         n.clone(),
