@@ -132,7 +132,9 @@ fn read_profiles(path: Option<&Path>, version: SchedulerVersion) -> Result<Profi
         Some(p) => {
             let bytes = read(p)?;
             let text = String::from_utf8(bytes).map_err(|e| input_error(p, e))?;
-            Profiles::parse(&text, version).map_err(|e| input_error(p, e))
+            Profiles::parse(&text, version)
+                .map(|profiles| profiles.with_default_scheduler(version))
+                .map_err(|e| input_error(p, e))
         }
         None => Ok(Profiles::defaults(version)),
     }

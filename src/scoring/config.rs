@@ -175,6 +175,21 @@ impl Profiles {
         Ok(Profiles { profiles })
     }
 
+    /// Adds upstream's `default-scheduler` profile when the configuration has none: a second,
+    /// bin-packing scheduler's file (like the users' my-scheduler-config.yaml) describes only
+    /// itself, while the cluster's main kube-scheduler keeps scheduling everything else.
+    pub fn with_default_scheduler(mut self, version: SchedulerVersion) -> Profiles {
+        if self.get("default-scheduler").is_none()
+            && let Some(upstream) = Profiles::defaults(version)
+                .profiles
+                .into_iter()
+                .find(|p| p.scheduler_name == "default-scheduler")
+        {
+            self.profiles.push(upstream);
+        }
+        self
+    }
+
     /// The profile of a scheduler name.
     pub fn get(&self, scheduler_name: &str) -> Option<&Profile> {
         self.profiles
@@ -706,6 +721,19 @@ mod tests {
             ]
         );
         assert_eq!(profiles.names(), ["my-scheduler", "default-scheduler"]);
+    }
+
+    #[test]
+    fn a_second_schedulers_file_keeps_the_main_default_scheduler() {
+        let text = include_str!("../../tests/data/my-scheduler-config.yaml");
+        let profiles = parse(text).unwrap();
+        assert_eq!(profiles.names(), ["my-scheduler"]);
+        let both = profiles.with_default_scheduler(SchedulerVersion::V1_36);
+        assert_eq!(both.names(), ["my-scheduler", "default-scheduler"]);
+        assert_eq!(
+            both.get("default-scheduler").unwrap().fit,
+            FitScoring::least_allocated()
+        );
     }
 
     #[test]
