@@ -687,6 +687,7 @@ pub fn parse_java_properties(text: &str) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy as _;
 
     fn list(items: &str) -> String {
         format!(r#"{{"apiVersion":"v1","kind":"List","items":[{items}]}}"#)
@@ -758,6 +759,28 @@ mod tests {
         let s = load_snapshot(yaml.as_bytes()).unwrap();
         assert_eq!(s.nodes[0].allocatable.cpu_milli, 2000);
         assert_eq!(s.nodes[0].allocatable.memory_bytes, 1_610_612_736);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Garbage in any field position is an error, never a panic.
+        #[test]
+        fn arbitrary_values_never_panic(
+            field in proptest::sample::select(vec!["cpu", "memory", "pods", "nvidia.com/gpu"]),
+            value in proptest::prop_oneof![
+                "\\PC{0,12}".prop_map(|s| serde_json::Value::String(s)),
+                proptest::num::i64::ANY.prop_map(serde_json::Value::from),
+                proptest::num::f64::ANY.prop_map(serde_json::Value::from),
+                proptest::bool::ANY.prop_map(serde_json::Value::from),
+            ],
+        ) {
+            let doc = serde_json::json!({"kind": "List", "items": [
+                {"kind": "Node", "metadata": {"name": "n"}, "status": {"allocatable": {field: value.clone()}}},
+                {"kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "resources": {"requests": {field: value}}}]}}
+            ]});
+            let _ = load_snapshot(doc.to_string().as_bytes());
+        }
     }
 
     #[test]

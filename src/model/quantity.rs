@@ -251,6 +251,23 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_string_parses_or_errs_without_panicking(s in "\\PC{0,24}") {
+            let _ = parse_value(&s);
+            let _ = parse_milli(&s);
+        }
+
+        #[test]
+        fn decimal_suffixes_scale_exactly(n in 0i64..1_000_000, suffix in 0usize..5) {
+            let (text, factor) = [("", 1), ("k", 1_000), ("M", 1_000_000), ("Ki", 1024), ("Mi", 1 << 20)][suffix];
+            proptest::prop_assert_eq!(parse_value(&format!("{n}{text}")), Ok(n * factor));
+            proptest::prop_assert_eq!(parse_milli(&format!("{n}m")), Ok(n));
+            // A thousandth more than a whole number rounds Value() up.
+            proptest::prop_assert_eq!(parse_value(&format!("{n}.001")), Ok(n + 1));
+        }
+    }
+
     #[test]
     fn formats_round_trip() {
         assert_eq!(format_milli(1500), "1500m");
