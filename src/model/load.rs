@@ -769,7 +769,7 @@ mod tests {
         fn arbitrary_values_never_panic(
             field in proptest::sample::select(vec!["cpu", "memory", "pods", "nvidia.com/gpu"]),
             value in proptest::prop_oneof![
-                "\\PC{0,12}".prop_map(|s| serde_json::Value::String(s)),
+                "\\PC{0,12}".prop_map(serde_json::Value::String),
                 proptest::num::i64::ANY.prop_map(serde_json::Value::from),
                 proptest::num::f64::ANY.prop_map(serde_json::Value::from),
                 proptest::bool::ANY.prop_map(serde_json::Value::from),
