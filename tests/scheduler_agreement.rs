@@ -7,12 +7,14 @@
 //! pod's profile; the node the real scheduler binds it to must be in that set (upstream breaks
 //! ties at random, hence set membership). 300 pods go through the bin-packing `my-scheduler`
 //! profile, 100 through `default-scheduler` (LeastAllocated + BalancedAllocation; its other score
-//! plugins score every node alike for these bare, untolerating, unaffine pods).
+//! plugins score every node alike for these bare, unaffine pods) and 100 through
+//! `ratio-scheduler` (RequestedToCapacityRatio, weighted, plus BalancedAllocation). stowage parses
+//! the same KubeSchedulerConfiguration the scheduler runs with.
 
 mod support;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -104,7 +106,10 @@ fn pod_manifest(ns: &str, name: &str, scheduler: &str, rng: &mut Rng, node: Opti
     if let Some(n) = node {
         spec["nodeName"] = json!(n);
     }
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns}, "spec": spec})
+    spec["terminationGracePeriodSeconds"] = json!(0);
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": ns, "labels": {"agree-phase": scheduler}},
+           "spec": spec})
 }
 
 struct Cluster {
@@ -178,7 +183,10 @@ async fn agree(
     count: usize,
     seed: u64,
 ) {
-    let profiles = Profiles::defaults(SchedulerVersion::V1_36);
+    // stowage reads the very configuration the real scheduler runs with.
+    let text = support::scheduler_config(std::path::Path::new("unused"));
+    let profiles =
+        Profiles::parse(&text, SchedulerVersion::V1_36).expect("stowage reads the config");
     let profile = profiles.get(scheduler).expect("profile");
     let pods: Api<Pod> = Api::namespaced(cp.client().await, ns);
     let mut rng = Rng::new(seed);
@@ -287,4 +295,22 @@ async fn stowage_picks_the_nodes_kube_scheduler_picks() {
     let mut cluster = Cluster::read(cp);
     agree(cp, &mut cluster, &ns, "my-scheduler", 300, 11).await;
     agree(cp, &mut cluster, &ns, "default-scheduler", 100, 13).await;
+    // Make room again: remove the pods of the last two rounds (one DeleteCollection call), wait
+    // until they are gone, and let the scheduler see it.
+    let pods: Api<Pod> = Api::namespaced(cp.client().await, &ns);
+    let earlier = ListParams::default().labels("agree-phase in (my-scheduler,default-scheduler)");
+    pods.delete_collection(&DeleteParams::default().grace_period(0), &earlier)
+        .await
+        .expect("delete earlier rounds");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pods.list(&earlier).await.expect("list").items.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "earlier rounds' pods were not deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut cluster = Cluster::read(cp);
+    agree(cp, &mut cluster, &ns, "ratio-scheduler", 100, 17).await;
 }

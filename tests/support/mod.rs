@@ -597,7 +597,11 @@ pub fn curl(args: &[&str]) -> Option<String> {
 }
 
 /// The scheduler configuration of the test control plane.
-fn scheduler_config(kubeconfig: &Path) -> String {
+/// The scheduler configuration of the test control plane: the users' bin-packing profile, the
+/// upstream default profile, and `ratio-scheduler`, a RequestedToCapacityRatio profile with
+/// unequal weights that scores with BalancedAllocation too (so every strategy meets the real
+/// scheduler). Tests parse this same text with stowage's own configuration reader.
+pub fn scheduler_config(kubeconfig: &Path) -> String {
     format!(
         r#"apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -636,6 +640,19 @@ profiles:
           - name: NodeResourcesFit
             weight: 1
   - schedulerName: default-scheduler
+  - schedulerName: ratio-scheduler
+    pluginConfig:
+      - name: NodeResourcesFit
+        args:
+          scoringStrategy:
+            type: RequestedToCapacityRatio
+            resources: [{{name: cpu, weight: 3}}, {{name: memory, weight: 1}}]
+            requestedToCapacityRatio:
+              shape: [{{utilization: 0, score: 0}}, {{utilization: 60, score: 9}}, {{utilization: 100, score: 4}}]
+    plugins:
+      score:
+        disabled: [{{name: "*"}}]
+        enabled: [{{name: NodeResourcesFit, weight: 2}}, {{name: NodeResourcesBalancedAllocation, weight: 1}}]
 "#,
         kubeconfig.display()
     )
