@@ -384,3 +384,69 @@ fn example_policies_are_valid_and_plan_the_demo() {
     }
     assert_eq!(seen, 4);
 }
+
+#[test]
+fn score_reproduces_upstream_balanced_allocation_with_a_scalar_resource() {
+    let dir = TempDir::new("score-balanced");
+    let config = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: balanced\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: NodeResourcesBalancedAllocation}]}}\n  pluginConfig:\n  - name: NodeResourcesBalancedAllocation\n    args: {resources: [{name: cpu, weight: 1}, {name: memory, weight: 1}, {name: nvidia.com/gpu, weight: 1}]}\n";
+    let milli_node = |name: &str| {
+        node(
+            name,
+            json!({"cpu": "3500m", "memory": "40000", "nvidia.com/gpu": "8"}),
+        )
+    };
+    let cpu_and_memory = containers(&[
+        json!({"cpu": "1000m", "memory": "2000"}),
+        json!({"cpu": "2000m", "memory": "3000"}),
+    ]);
+    let with_gpu = containers(&[
+        json!({"cpu": "1000m", "memory": "2000"}),
+        json!({"cpu": "2000m", "memory": "3000", "nvidia.com/gpu": "3"}),
+    ]);
+    let incoming = json!({"kind": "Pod", "metadata": {"name": "in"},
+        "spec": {"schedulerName": "balanced", "containers": [{"name": "c", "resources": {"requests": {"memory": "0", "nvidia.com/gpu": "1"}}}]}});
+    let items = vec![
+        milli_node("node1"),
+        milli_node("node2"),
+        pod_on("node2", "a", cpu_and_memory),
+        pod_on("node1", "b", with_gpu),
+    ];
+    let snap = dir.file(
+        "snap.json",
+        &json!({"kind": "List", "items": items}).to_string(),
+    );
+    let pod = dir.file("pod.json", &incoming.to_string());
+    let cfg = dir.file("config.yaml", config);
+    let out = stdout_json(&stowage(&[
+        "score",
+        "--snapshot",
+        &snap,
+        "--pod",
+        &pod,
+        "--scheduler-config",
+        &cfg,
+        "--scheduler-version",
+        "1.35",
+        "-o",
+        "json",
+    ]));
+    // balanced_allocation_test.go "include scalar resource on a node for balanced resource allocation"
+    assert_eq!(out["scores"], json!({"node1": 70, "node2": 65}));
+    // A best-effort pod is skipped by the plugin: it adds nothing anywhere.
+    let best_effort = dir.file(
+        "be.json",
+        &json!({"kind": "Pod", "metadata": {"name": "be"}, "spec": {"schedulerName": "balanced", "containers": [{"name": "c"}]}}).to_string(),
+    );
+    let out = stdout_json(&stowage(&[
+        "score",
+        "--snapshot",
+        &snap,
+        "--pod",
+        &best_effort,
+        "--scheduler-config",
+        &cfg,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(out["scores"], json!({"node1": 0, "node2": 0}));
+}
