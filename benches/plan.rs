@@ -10,35 +10,13 @@ use std::time::Duration;
 use stowage::model::{Snapshot, load_snapshot};
 use stowage::plan::{PlanInput, plan};
 use stowage::policy::ConsolidationPolicy;
-use stowage::scoring::{NodeUsage, Profiles, SchedulerVersion};
+use stowage::scoring::{Profiles, SchedulerVersion, node_usages};
 
 const NODES: usize = 5_000;
 const PODS: usize = 150_000;
 
 fn cluster_json() -> String {
     serde_json::to_string(&stowage::demo::synthetic_cluster(NODES, PODS, 42)).unwrap()
-}
-
-fn usage_of(snapshot: &Snapshot) -> Vec<NodeUsage> {
-    let index: HashMap<&str, usize> = snapshot
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
-    let mut usage: Vec<NodeUsage> = snapshot
-        .nodes
-        .iter()
-        .map(|n| NodeUsage::new(n.allocatable.clone()))
-        .collect();
-    for p in &snapshot.pods {
-        if let Some(&i) = p.node_name.as_deref().and_then(|n| index.get(n))
-            && p.counts_on_node()
-        {
-            usage[i].add_pod(&p.requests);
-        }
-    }
-    usage
 }
 
 /// DESIGN.md §13's lower bound: per node shape (allocatable), ceil(Σ requests of the pods on
@@ -152,7 +130,7 @@ fn benches(c: &mut Criterion) {
     });
     group.finish();
 
-    let usage = usage_of(&snapshot);
+    let usage = node_usages(&snapshot);
     let packer = profiles.get("my-scheduler").unwrap();
     let spreader = profiles.get("default-scheduler").unwrap();
     let pod = &snapshot

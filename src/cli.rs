@@ -8,7 +8,7 @@ use crate::demo::demo_cluster;
 use crate::model::{Node, Snapshot, load_pod, load_snapshot};
 use crate::plan::{Plan, PlanInput, plan, pool_of};
 use crate::policy::ConsolidationPolicy;
-use crate::scoring::{NodeUsage, Profiles, SchedulerVersion, filter};
+use crate::scoring::{Profiles, SchedulerVersion, filter, node_usages};
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -390,26 +390,14 @@ fn run_score(
             names.join(", ")
         );
     }
-    let mut usage: HashMap<&str, NodeUsage> = snapshot
-        .nodes
-        .iter()
-        .map(|n| (n.name.as_str(), NodeUsage::new(n.allocatable.clone())))
-        .collect();
-    for p in &snapshot.pods {
-        if let Some(u) = p.node_name.as_deref().and_then(|n| usage.get_mut(n))
-            && p.counts_on_node()
-        {
-            u.add_pod(&p.requests);
-        }
-    }
+    let usage = node_usages(&snapshot);
     let ignored = |r: &str| profile.ignores_resource(r);
     let mut result = ScoreOutput {
         profile: &profile.scheduler_name,
         scores: BTreeMap::new(),
         infeasible: BTreeMap::new(),
     };
-    for node in &snapshot.nodes {
-        let u = &usage[node.name.as_str()];
+    for (node, u) in snapshot.nodes.iter().zip(&usage) {
         result
             .scores
             .insert(node.name.clone(), profile.score(u, &pod.requests));

@@ -20,8 +20,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use stowage::demo::Rng;
 use stowage::model::{Node, load_pod, load_snapshot};
-use stowage::scoring::{NodeUsage, Profile, Profiles, SchedulerVersion, filter};
-use support::ControlPlane;
+use stowage::scoring::{NodeUsage, Profile, Profiles, SchedulerVersion, filter, node_usages};
+use support::{ControlPlane, wait_until};
 
 const NODES: usize = 50;
 
@@ -121,18 +121,12 @@ impl Cluster {
     fn read(cp: &ControlPlane) -> Cluster {
         let json = cp.kubectl(&["get", "nodes,pods", "-A", "-o", "json"]);
         let snapshot = load_snapshot(json.as_bytes()).expect("snapshot of the test cluster");
-        let mut usage: HashMap<String, NodeUsage> = snapshot
+        let usage = snapshot
             .nodes
             .iter()
-            .map(|n| (n.name.clone(), NodeUsage::new(n.allocatable.clone())))
+            .map(|n| n.name.clone())
+            .zip(node_usages(&snapshot))
             .collect();
-        for p in &snapshot.pods {
-            if let Some(u) = p.node_name.as_ref().and_then(|n| usage.get_mut(n))
-                && p.counts_on_node()
-            {
-                u.add_pod(&p.requests);
-            }
-        }
         Cluster {
             nodes: snapshot.nodes,
             usage,
@@ -266,30 +260,24 @@ async fn stowage_picks_the_nodes_kube_scheduler_picks() {
     }
     cp.apply(&preload);
     // Let the scheduler's informers see every pre-loaded pod.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let phases = cp.kubectl(&[
-            "get",
-            "pods",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.items[*].status.phase}",
-        ]);
-        if phases
+    wait_until(
+        "150 pre-loaded pods Running",
+        Duration::from_secs(60),
+        || {
+            cp.kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.items[*].status.phase}",
+            ])
             .split_whitespace()
             .filter(|p| *p == "Running")
             .count()
-            == 150
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pre-loaded pods did not all run: {phases}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+                == 150
+        },
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut cluster = Cluster::read(cp);

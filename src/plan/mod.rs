@@ -135,6 +135,8 @@ struct Candidate {
     node: u32,
     /// Indices (into snapshot.pods) of pods that need a new home.
     evictable: Vec<u32>,
+    /// Disruptions draining the node takes from each PDB (index into snapshot.pdbs).
+    pdb_needs: BTreeMap<usize, i64>,
 }
 
 /// Computes the plan. Deterministic: the same input gives the same plan.
@@ -303,13 +305,23 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
             .copied()
             .filter(|&p| snapshot.pods[p as usize].needs_new_home())
             .collect();
-        if let Some(reason) = guard(node, &evictable, cluster, &spark, input.policy) {
+        // The PDBs covering each evictable pod, found once for the guard and the plan's budget.
+        let covering: Vec<Vec<usize>> = evictable
+            .iter()
+            .map(|&p| cluster.covering(&snapshot.pods[p as usize]))
+            .collect();
+        if let Some(reason) = guard(node, &evictable, &covering, cluster, &spark, input.policy) {
             *blocked = Some(reason);
             continue;
+        }
+        let mut pdb_needs = BTreeMap::new();
+        for pdb in covering.into_iter().flatten() {
+            *pdb_needs.entry(pdb).or_default() += 1;
         }
         classes.candidates.push(Candidate {
             node: n as u32,
             evictable,
+            pdb_needs,
         });
     }
     // Empty nodes first (they cost nothing), then the least utilised, then the fewest evictions.
@@ -406,12 +418,7 @@ fn select<'a>(
     for c in &classes.candidates {
         let n = c.node as usize;
         // PDB disruptions are shared by the whole plan.
-        let mut needed: BTreeMap<usize, i64> = BTreeMap::new();
-        for &p in &c.evictable {
-            for pdb in cluster.covering(&snapshot.pods[p as usize]) {
-                *needed.entry(pdb).or_default() += 1;
-            }
-        }
+        let needed = &c.pdb_needs;
         if let Some((&pdb, &count)) = needed.iter().find(|(pdb, count)| **count > pdb_left[**pdb]) {
             let b = &snapshot.pdbs[pdb];
             classes.blocked[n] = Some((
@@ -444,7 +451,7 @@ fn select<'a>(
                 ));
             }
             Ok(()) => {
-                for (pdb, count) in needed {
+                for (&pdb, &count) in needed {
                     pdb_left[pdb] -= count;
                 }
                 if let Some(left) = budget_left.as_mut() {
@@ -527,9 +534,12 @@ fn assemble(
     }
 }
 
+/// The first guard that keeps a node, in DESIGN.md §6 order, with the pod that triggers it.
+/// `covering[i]` lists the PDBs that cover `evictable[i]`.
 fn guard(
     node: &Node,
     evictable: &[u32],
+    covering: &[Vec<usize>],
     cluster: &Cluster,
     spark: &SparkIndex,
     policy: &ConsolidationPolicy,
@@ -588,8 +598,7 @@ fn guard(
             ));
         }
     }
-    for pod in pods() {
-        let pdbs = cluster.covering(pod);
+    for (pod, pdbs) in pods().zip(covering) {
         match pdbs.as_slice() {
             [] => {}
             [one] if snapshot.pdbs[*one].disruptions_allowed > 0 => {}

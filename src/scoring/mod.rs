@@ -13,7 +13,7 @@
 pub mod config;
 pub mod filter;
 
-use crate::model::{PodRequests, Resources};
+use crate::model::{PodRequests, Resources, Snapshot};
 
 pub use config::{ConfigError, Profile, Profiles, SchedulerVersion};
 pub use filter::{Infeasible, filter};
@@ -103,6 +103,30 @@ impl NodeUsage {
         self.nonzero_memory_bytes -= pod.nonzero_memory_bytes;
         self.pod_count -= 1;
     }
+}
+
+/// What each node of `snapshot` runs, in `snapshot.nodes` order: its allocatable plus every pod
+/// counted on it (assigned and not finished). Pods on nodes the snapshot lacks are skipped.
+pub fn node_usages(snapshot: &Snapshot) -> Vec<NodeUsage> {
+    let index: std::collections::HashMap<&str, usize> = snapshot
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut usage: Vec<NodeUsage> = snapshot
+        .nodes
+        .iter()
+        .map(|n| NodeUsage::new(n.allocatable.clone()))
+        .collect();
+    for pod in &snapshot.pods {
+        if let Some(&i) = pod.node_name.as_deref().and_then(|n| index.get(n))
+            && pod.counts_on_node()
+        {
+            usage[i].add_pod(&pod.requests);
+        }
+    }
+    usage
 }
 
 /// `calculateResourceAllocatableRequest`: (allocatable, requested-with-pod) of one resource.
