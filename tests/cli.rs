@@ -432,6 +432,21 @@ fn score_reproduces_upstream_balanced_allocation_with_a_scalar_resource() {
     ]));
     // balanced_allocation_test.go "include scalar resource on a node for balanced resource allocation"
     assert_eq!(out["scores"], json!({"node1": 70, "node2": 65}));
+    // The same row under 1.36's formula: node1's own GPUs count with and without the pod.
+    let out = stdout_json(&stowage(&[
+        "score",
+        "--snapshot",
+        &snap,
+        "--pod",
+        &pod,
+        "--scheduler-config",
+        &cfg,
+        "--scheduler-version",
+        "1.36",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(out["scores"], json!({"node1": 75, "node2": 76}));
     // A best-effort pod is skipped by the plugin: it adds nothing anywhere.
     let best_effort = dir.file(
         "be.json",

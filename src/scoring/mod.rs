@@ -129,51 +129,58 @@ pub fn node_usages(snapshot: &Snapshot) -> Vec<NodeUsage> {
     usage
 }
 
-/// `calculateResourceAllocatableRequest`: (allocatable, requested-with-pod) of one resource.
+/// `calculateNodeAllocatableRequest` for one resource: (allocatable, what the node's pods
+/// request, what the pod requests), or `None` when the resource takes no part in the score.
 ///
 /// Fit strategies use the non-zero cpu/memory sums (`use_requested = false`), BalancedAllocation
 /// the real ones. A scalar resource the pod does not request, or any resource the node has none
-/// of, yields `(0, _)` and is then left out of the score and of the weights.
-fn allocatable_and_requested(
+/// of, is left out of the score and of the weights.
+fn resource_amounts(
     resource: &ResourceName,
     node: &NodeUsage,
     pod: &PodRequests,
     use_requested: bool,
-) -> (i64, i64) {
-    match resource {
+) -> Option<(i64, i64, i64)> {
+    let (allocatable, on_node, wanted) = match resource {
         ResourceName::Cpu if use_requested => (
             node.allocatable.cpu_milli,
-            node.requested.cpu_milli + pod.real.cpu_milli,
+            node.requested.cpu_milli,
+            pod.real.cpu_milli,
         ),
         ResourceName::Cpu => (
             node.allocatable.cpu_milli,
-            node.nonzero_cpu_milli + pod.nonzero_cpu_milli,
+            node.nonzero_cpu_milli,
+            pod.nonzero_cpu_milli,
         ),
         ResourceName::Memory if use_requested => (
             node.allocatable.memory_bytes,
-            node.requested.memory_bytes + pod.real.memory_bytes,
+            node.requested.memory_bytes,
+            pod.real.memory_bytes,
         ),
         ResourceName::Memory => (
             node.allocatable.memory_bytes,
-            node.nonzero_memory_bytes + pod.nonzero_memory_bytes,
+            node.nonzero_memory_bytes,
+            pod.nonzero_memory_bytes,
         ),
         ResourceName::EphemeralStorage => (
             node.allocatable.ephemeral_storage_bytes,
-            node.requested.ephemeral_storage_bytes + pod.real.ephemeral_storage_bytes,
+            node.requested.ephemeral_storage_bytes,
+            pod.real.ephemeral_storage_bytes,
         ),
         ResourceName::Scalar(name) => {
             let wanted = pod.real.scalar(name);
             if wanted == 0 {
-                (0, 0)
-            } else {
-                (
-                    node.allocatable.scalar(name),
-                    node.requested.scalar(name) + wanted,
-                )
+                return None;
             }
+            (
+                node.allocatable.scalar(name),
+                node.requested.scalar(name),
+                wanted,
+            )
         }
-        ResourceName::Unscored(_) => (0, 0),
-    }
+        ResourceName::Unscored(_) => return None,
+    };
+    (allocatable != 0).then_some((allocatable, on_node, wanted))
 }
 
 /// A point of a RequestedToCapacityRatio shape, already scaled to 0–100.
@@ -221,10 +228,11 @@ impl FitScoring {
         let mut node_score = 0i64;
         let mut weight_sum = 0i64;
         for (resource, weight) in &self.resources {
-            let (allocatable, requested) = allocatable_and_requested(resource, node, pod, false);
-            if allocatable == 0 {
+            let Some((allocatable, on_node, wanted)) = resource_amounts(resource, node, pod, false)
+            else {
                 continue;
-            }
+            };
+            let requested = on_node + wanted;
             let resource_score = match &self.strategy {
                 Strategy::MostAllocated => most_requested_score(requested, allocatable),
                 Strategy::LeastAllocated => least_requested_score(requested, allocatable),
@@ -332,40 +340,42 @@ impl BalancedScoring {
         if !pod_requests_something {
             return None;
         }
-        let with_pod = self.balance(node, pod, pod);
+        let (with_pod, without_pod) = self.balance(node, pod);
         Some(match self.version {
             SchedulerVersion::V1_35 => with_pod,
-            SchedulerVersion::V1_36 => {
-                // kubernetes#135573: score the change in balance, mapped back into 50–100.
-                let without_pod = self.balance(node, pod, &PodRequests::default());
-                50 + (50 + with_pod - without_pod) / 2
-            }
+            // kubernetes#135573: score the change in balance, mapped back into 50–100.
+            SchedulerVersion::V1_36 => 50 + (50 + with_pod - without_pod) / 2,
         })
     }
 
-    /// `balancedResourceScorer`: `(1 - std) * 100` of the requested fractions. Which resources
-    /// take part is decided by the incoming pod (`selector`), the amounts by `added`.
-    fn balance(&self, node: &NodeUsage, selector: &PodRequests, added: &PodRequests) -> i64 {
-        let mut fractions = Vec::with_capacity(self.resources.len());
+    /// `balancedResourceScore` with and without the pod, over the same resources: those the
+    /// node has and, for scalars, the pod requests (`calculateNodeAllocatableRequest`).
+    fn balance(&self, node: &NodeUsage, pod: &PodRequests) -> (i64, i64) {
+        let mut with_pod = Vec::with_capacity(self.resources.len());
+        let mut without_pod = Vec::with_capacity(self.resources.len());
         for resource in &self.resources {
-            let (allocatable, _) = allocatable_and_requested(resource, node, selector, true);
-            if allocatable == 0 {
-                continue;
+            if let Some((allocatable, on_node, wanted)) = resource_amounts(resource, node, pod, true)
+            {
+                with_pod.push(((on_node + wanted) as f64 / allocatable as f64).min(1.0));
+                without_pod.push((on_node as f64 / allocatable as f64).min(1.0));
             }
-            let (_, requested) = allocatable_and_requested(resource, node, added, true);
-            fractions.push((requested as f64 / allocatable as f64).min(1.0));
         }
-        let std = match fractions.as_slice() {
-            [a, b] => ((a - b) / 2.0).abs(),
-            all if all.len() > 2 => {
-                let n = all.len() as f64;
-                let mean = all.iter().sum::<f64>() / n;
-                (all.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n).sqrt()
-            }
-            _ => 0.0,
-        };
-        ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
+        (balance_score(&with_pod), balance_score(&without_pod))
     }
+}
+
+/// `(1 - std) * 100` of requested fractions: |f0 − f1| / 2 for two, population std for more.
+fn balance_score(fractions: &[f64]) -> i64 {
+    let std = match fractions {
+        [a, b] => ((a - b) / 2.0).abs(),
+        all if all.len() > 2 => {
+            let n = all.len() as f64;
+            let mean = all.iter().sum::<f64>() / n;
+            (all.iter().map(|f| (f - mean) * (f - mean)).sum::<f64>() / n).sqrt()
+        }
+        _ => 0.0,
+    };
+    ((1.0 - std) * MAX_NODE_SCORE as f64) as i64
 }
 
 #[cfg(test)]

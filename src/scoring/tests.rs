@@ -439,11 +439,20 @@ fn balanced_allocation_table() {
     nodes[0].add_pod(&cpu_only);
     nodes[1].add_pod(&cpu_and_memory);
     assert_eq!(scores(&v135, &nodes, &cpu_and_memory), [Some(82), Some(80)]);
+    assert_eq!(scores(&v136, &nodes, &cpu_and_memory), [Some(73), Some(70)]);
+
+    // "nodes to reach min/max score": a memory-only pod evens out a cpu-only node.
+    let mut nodes = [milli_node(3000, 5000, 0), milli_node(3000, 5000, 0)];
+    nodes[0].add_pod(&cpu_only);
+    let memory_only = pod(&[&[("memory", "2000")], &[("memory", "3000")]]);
+    assert_eq!(scores(&v135, &nodes, &memory_only), [Some(100), Some(50)]);
+    assert_eq!(scores(&v136, &nodes, &memory_only), [Some(100), Some(50)]);
 
     let mut nodes = [milli_node(6000, 10000, 0), milli_node(6000, 10000, 0)];
     nodes[0].add_pod(&cpu_only);
     nodes[1].add_pod(&cpu_and_memory);
     assert_eq!(scores(&v135, &nodes, &cpu_only), [Some(50), Some(75)]);
+    assert_eq!(scores(&v136, &nodes, &cpu_only), [Some(62), Some(62)]);
 
     // A scalar resource the pod requests joins the balance (population std over three).
     let mut nodes = [milli_node(3500, 40000, 8), milli_node(3500, 40000, 8)];
@@ -454,12 +463,21 @@ fn balanced_allocation_table() {
         scores(&with_gpu(SchedulerVersion::V1_35), &nodes, &gpu_pod),
         [Some(70), Some(65)]
     );
+    // 1.36: node1's own 3 GPUs count without the pod too (69 → 70), node2's 0 → 1/8 (62 → 65).
+    assert_eq!(
+        scores(&with_gpu(SchedulerVersion::V1_36), &nodes, &gpu_pod),
+        [Some(75), Some(76)]
+    );
 
     // ... and is skipped when the pod does not request it.
     let nodes = [milli_node(3500, 40000, 8), milli_node(3500, 40000, 0)];
     assert_eq!(
         scores(&with_gpu(SchedulerVersion::V1_35), &nodes, &cpu_and_memory),
         [Some(63), Some(63)]
+    );
+    assert_eq!(
+        scores(&with_gpu(SchedulerVersion::V1_36), &nodes, &cpu_and_memory),
+        [Some(56), Some(56)]
     );
 }
 
