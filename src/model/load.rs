@@ -8,7 +8,13 @@
 //! `items[12] (Pod spark/exec-3): invalid quantity "12Gx" in containers[0].resources.requests.memory`.
 
 use super::quantity::{parse_milli, parse_value};
-use super::selector::{LabelSelector, Labels, NodeSelectorTerm, Taint, Toleration};
+use super::constraints::{
+    AffinityTerm, Claim, Constraints, Controller, CsiNode, HostPort, InlineDisk, Namespace,
+    SpreadConstraint, StorageClass, Volume, WeightedTerm,
+};
+use super::selector::{
+    LabelSelector, LabelSelectorRequirement, Labels, NodeSelectorTerm, Taint, Toleration,
+};
 use super::{
     ContainerRequests, Node, OwnerRef, Pdb, Placement, Pod, PodPhase, Resources, Snapshot,
     SparkApp, SparkPod, SparkRole, pod_requests,
@@ -149,6 +155,10 @@ struct RawPodSpec {
     tolerations: Vec<Toleration>,
     #[serde(default)]
     volumes: Vec<RawVolume>,
+    #[serde(default)]
+    topology_spread_constraints: Vec<RawSpreadConstraint>,
+    #[serde(default)]
+    resource_claims: Vec<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
@@ -158,6 +168,75 @@ struct RawContainer {
     resources: RawRequirements,
     #[serde(default)]
     restart_policy: Option<String>,
+    #[serde(default)]
+    ports: Vec<RawContainerPort>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawContainerPort {
+    #[serde(default)]
+    host_port: Option<i64>,
+    #[serde(default, rename = "hostIP")]
+    host_ip: Option<String>,
+    #[serde(default)]
+    protocol: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawSpreadConstraint {
+    #[serde(default)]
+    max_skew: i64,
+    #[serde(default)]
+    topology_key: String,
+    #[serde(default)]
+    when_unsatisfiable: String,
+    #[serde(default)]
+    label_selector: Option<LabelSelector>,
+    #[serde(default)]
+    min_domains: Option<i64>,
+    #[serde(default)]
+    node_affinity_policy: Option<String>,
+    #[serde(default)]
+    node_taints_policy: Option<String>,
+    #[serde(default)]
+    match_label_keys: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawPodAffinity {
+    #[serde(default)]
+    required_during_scheduling_ignored_during_execution: Vec<RawAffinityTerm>,
+    #[serde(default)]
+    preferred_during_scheduling_ignored_during_execution: Vec<RawWeightedTerm>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawAffinityTerm {
+    #[serde(default)]
+    label_selector: Option<LabelSelector>,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(default)]
+    namespace_selector: Option<LabelSelector>,
+    #[serde(default)]
+    topology_key: String,
+    #[serde(default)]
+    match_label_keys: Vec<String>,
+    #[serde(default)]
+    mismatch_label_keys: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawWeightedTerm {
+    #[serde(default)]
+    weight: i64,
+    #[serde(default)]
+    pod_affinity_term: RawAffinityTerm,
 }
 
 #[derive(Deserialize, Default)]
@@ -171,6 +250,10 @@ struct RawRequirements {
 struct RawAffinity {
     #[serde(default)]
     node_affinity: Option<RawNodeAffinity>,
+    #[serde(default)]
+    pod_affinity: Option<RawPodAffinity>,
+    #[serde(default)]
+    pod_anti_affinity: Option<RawPodAffinity>,
 }
 
 #[derive(Deserialize, Default)]
@@ -196,6 +279,48 @@ struct RawVolume {
     host_path: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     empty_dir: Option<RawEmptyDir>,
+    #[serde(default)]
+    persistent_volume_claim: Option<RawClaimSource>,
+    #[serde(default)]
+    ephemeral: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    aws_elastic_block_store: Option<RawEbsSource>,
+    #[serde(default)]
+    gce_persistent_disk: Option<RawGcePdSource>,
+    #[serde(default)]
+    iscsi: Option<RawIscsiSource>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawClaimSource {
+    #[serde(default)]
+    claim_name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawEbsSource {
+    #[serde(default, rename = "volumeID")]
+    volume_id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawGcePdSource {
+    #[serde(default)]
+    pd_name: String,
+    #[serde(default)]
+    read_only: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawIscsiSource {
+    #[serde(default)]
+    iqn: String,
+    #[serde(default)]
+    read_only: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -302,6 +427,154 @@ struct RawConfigMap {
     data: BTreeMap<String, String>,
 }
 
+#[derive(Deserialize)]
+struct RawClaim {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: RawClaimSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawClaimSpec {
+    #[serde(default)]
+    volume_name: Option<String>,
+    #[serde(default)]
+    storage_class_name: Option<String>,
+    #[serde(default)]
+    access_modes: Vec<String>,
+    #[serde(default)]
+    resources: RawRequirements,
+}
+
+#[derive(Deserialize)]
+struct RawVolumeObject {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: RawVolumeSpec,
+    #[serde(default)]
+    status: RawPodStatus,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawVolumeSpec {
+    #[serde(default)]
+    node_affinity: Option<RawVolumeNodeAffinity>,
+    #[serde(default)]
+    storage_class_name: Option<String>,
+    #[serde(default)]
+    csi: Option<RawCsiSource>,
+    #[serde(default)]
+    aws_elastic_block_store: Option<RawEbsSource>,
+    #[serde(default)]
+    claim_ref: Option<HeadMeta>,
+    #[serde(default)]
+    capacity: ResourceList,
+    #[serde(default)]
+    access_modes: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawVolumeNodeAffinity {
+    #[serde(default)]
+    required: Option<RawNodeSelector>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawCsiSource {
+    #[serde(default)]
+    driver: String,
+    #[serde(default)]
+    volume_handle: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawStorageClass {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    provisioner: String,
+    #[serde(default)]
+    volume_binding_mode: Option<String>,
+    #[serde(default)]
+    allowed_topologies: Vec<RawTopologyTerm>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawTopologyTerm {
+    #[serde(default)]
+    match_label_expressions: Vec<RawTopologyRequirement>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTopologyRequirement {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    values: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RawCsiNode {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: RawCsiNodeSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCsiNodeSpec {
+    #[serde(default)]
+    drivers: Vec<RawCsiNodeDriver>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCsiNodeDriver {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    allocatable: Option<RawCsiAllocatable>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCsiAllocatable {
+    #[serde(default)]
+    count: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct RawController {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: RawControllerSpec,
+}
+
+#[derive(Deserialize, Default)]
+struct RawControllerSpec {
+    #[serde(default)]
+    template: RawTemplate,
+}
+
+#[derive(Deserialize, Default)]
+struct RawTemplate {
+    #[serde(default)]
+    spec: RawTemplateSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawTemplateSpec {
+    #[serde(default)]
+    node_name: Option<String>,
+}
+
 /// Parses a whole snapshot (JSON or YAML, List or single object).
 pub fn load_snapshot(bytes: &[u8]) -> Result<Snapshot, LoadError> {
     let text = std::str::from_utf8(bytes)
@@ -395,7 +668,47 @@ fn load_json(text: &str) -> Result<Snapshot, LoadError> {
             }
         },
     }
+    pin_to_template_nodes(&mut snapshot);
     Ok(snapshot)
+}
+
+/// A controller whose pod template sets `spec.nodeName` recreates its pods bound to that node:
+/// record the pin on each of its pods (the NodeName filter then allows only that node).
+fn pin_to_template_nodes(snapshot: &mut Snapshot) {
+    if snapshot
+        .controllers
+        .iter()
+        .all(|c| c.template_node_name.is_none())
+    {
+        return;
+    }
+    let pins: std::collections::HashMap<(&str, &str, &str), &str> = snapshot
+        .controllers
+        .iter()
+        .filter_map(|c| {
+            let node = c.template_node_name.as_deref()?;
+            Some(((c.kind.as_str(), c.namespace.as_str(), c.name.as_str()), node))
+        })
+        .collect();
+    for pod in &mut snapshot.pods {
+        if let Some(owner) = &pod.controller
+            && let Some(node) = pins.get(&(owner.kind.as_str(), pod.namespace.as_str(), owner.name.as_str()))
+        {
+            pod.placement.node_name = Some(node.to_string());
+        }
+    }
+}
+
+/// The CSI driver in-tree `awsElasticBlockStore` volumes migrate to.
+const EBS_CSI_DRIVER: &str = "ebs.csi.aws.com";
+
+/// csi-translation-lib's EBS handle: the volume id without an `aws://<zone>/` prefix.
+fn ebs_volume_handle(ebs: &RawEbsSource) -> String {
+    ebs.volume_id
+        .rsplit('/')
+        .next()
+        .unwrap_or(&ebs.volume_id)
+        .to_string()
 }
 
 fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), LoadError> {
@@ -464,6 +777,118 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
                 snapshot.spark_apps.push(app);
             }
         }
+        "PersistentVolumeClaim" => {
+            let raw: RawClaim = decode(json).map_err(&fail)?;
+            let storage = raw.spec.resources.requests.get("storage");
+            snapshot.claims.push(Claim {
+                storage_class: raw.spec.storage_class_name.or_else(|| {
+                    raw.metadata
+                        .annotations
+                        .get("volume.beta.kubernetes.io/storage-class")
+                        .cloned()
+                }),
+                namespace: raw.metadata.namespace,
+                name: raw.metadata.name,
+                volume_name: raw.spec.volume_name.filter(|v| !v.is_empty()),
+                access_modes: raw.spec.access_modes,
+                storage_bytes: match storage {
+                    Some(Quantity(q)) => parse_value(q).map_err(|e| {
+                        fail(format!(
+                            "invalid quantity {q:?} in spec.resources.requests.storage ({})",
+                            e.problem
+                        ))
+                    })?,
+                    None => 0,
+                },
+            });
+        }
+        "PersistentVolume" => {
+            let raw: RawVolumeObject = decode(json).map_err(&fail)?;
+            let spec = raw.spec;
+            let capacity = match spec.capacity.get("storage") {
+                Some(Quantity(q)) => parse_value(q).map_err(|e| {
+                    fail(format!(
+                        "invalid quantity {q:?} in spec.capacity.storage ({})",
+                        e.problem
+                    ))
+                })?,
+                None => 0,
+            };
+            snapshot.volumes.push(Volume {
+                name: raw.metadata.name,
+                labels: raw.metadata.labels,
+                node_affinity: spec
+                    .node_affinity
+                    .and_then(|a| a.required)
+                    .map(|r| r.node_selector_terms),
+                storage_class: spec.storage_class_name.unwrap_or_default(),
+                csi: match (spec.csi, spec.aws_elastic_block_store) {
+                    (Some(c), _) => Some((c.driver, c.volume_handle)),
+                    // CSI migration (csi-translation-lib): in-tree EBS is ebs.csi.aws.com.
+                    (None, Some(ebs)) => Some((EBS_CSI_DRIVER.into(), ebs_volume_handle(&ebs))),
+                    (None, None) => None,
+                },
+                claim_ref: spec
+                    .claim_ref
+                    .map(|c| format!("{}/{}", c.namespace, c.name)),
+                phase: raw.status.phase.unwrap_or_default(),
+                capacity_bytes: capacity,
+                access_modes: spec.access_modes,
+            });
+        }
+        "StorageClass" => {
+            let raw: RawStorageClass = decode(json).map_err(&fail)?;
+            snapshot.storage_classes.push(StorageClass {
+                name: raw.metadata.name,
+                provisioner: raw.provisioner,
+                wait_for_first_consumer: raw
+                    .volume_binding_mode
+                    .map(|m| m == "WaitForFirstConsumer"),
+                allowed_topologies: raw
+                    .allowed_topologies
+                    .into_iter()
+                    .map(|t| {
+                        t.match_label_expressions
+                            .into_iter()
+                            .map(|r| LabelSelectorRequirement {
+                                key: r.key,
+                                operator: "In".into(),
+                                values: r.values,
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            });
+        }
+        "CSINode" => {
+            let raw: RawCsiNode = decode(json).map_err(&fail)?;
+            snapshot.csi_nodes.push(CsiNode {
+                node: raw.metadata.name,
+                drivers: raw.spec.drivers.iter().map(|d| d.name.clone()).collect(),
+                limits: raw
+                    .spec
+                    .drivers
+                    .into_iter()
+                    .filter_map(|d| Some((d.name, d.allocatable?.count?)))
+                    .collect(),
+            });
+        }
+        "Namespace" => {
+            let raw: RawController = decode(json).map_err(&fail)?;
+            snapshot.namespaces.push(Namespace {
+                name: raw.metadata.name,
+                labels: raw.metadata.labels,
+            });
+        }
+        "ReplicaSet" | "StatefulSet" | "Job" | "DaemonSet" => {
+            let raw: RawController = decode(json).map_err(&fail)?;
+            snapshot.controllers.push(Controller {
+                kind: kind.clone(),
+                namespace: raw.metadata.namespace,
+                name: raw.metadata.name,
+                template_node_name: raw.spec.template.spec.node_name.filter(|n| !n.is_empty()),
+            });
+        }
         // Known, but not needed by the offline planner.
         "NodeClaim" => {}
         "" => return Err(fail("item has no kind".into())),
@@ -528,6 +953,11 @@ fn convert_pod(raw: RawPod) -> Result<Pod, String> {
     let requests = pod_requests(&containers, &init, pod_level.as_ref(), &overhead);
 
     let meta = raw.metadata;
+    let namespace = if meta.namespace.is_empty() {
+        "default".to_string()
+    } else {
+        meta.namespace.clone()
+    };
     let annotation = |key: &str| meta.annotations.get(key).map(String::as_str);
     let local_storage_volume = spec
         .volumes
@@ -540,6 +970,22 @@ fn convert_pod(raw: RawPod) -> Result<Pod, String> {
         })
         .map(|v| v.name.clone());
     let spark = spark_labels(&meta.labels);
+    let (node_affinity, pod_affinity, pod_anti_affinity) = match spec.affinity {
+        Some(a) => (a.node_affinity, a.pod_affinity, a.pod_anti_affinity),
+        None => (None, None, None),
+    };
+    let constraints = pod_constraints(
+        &meta.name,
+        &namespace,
+        &meta.labels,
+        &spec.containers,
+        &spec.init_containers,
+        pod_affinity,
+        pod_anti_affinity,
+        spec.topology_spread_constraints,
+        &spec.volumes,
+        !spec.resource_claims.is_empty(),
+    )?;
     Ok(Pod {
         controller: meta.controller(),
         mirror: annotation("kubernetes.io/config.mirror").is_some(),
@@ -548,11 +994,7 @@ fn convert_pod(raw: RawPod) -> Result<Pod, String> {
         safe_to_evict: annotation("cluster-autoscaler.kubernetes.io/safe-to-evict")
             .map(|v| v == "true"),
         shuffle_free: annotation("stowage.io/shuffle-free") == Some("true"),
-        namespace: if meta.namespace.is_empty() {
-            "default".into()
-        } else {
-            meta.namespace
-        },
+        namespace,
         name: meta.name,
         uid: meta.uid,
         node_name: spec.node_name.filter(|n| !n.is_empty()),
@@ -565,16 +1007,205 @@ fn convert_pod(raw: RawPod) -> Result<Pod, String> {
         labels: meta.labels,
         placement: Placement {
             node_selector: spec.node_selector,
-            required_terms: spec
-                .affinity
-                .and_then(|a| a.node_affinity)
+            required_terms: node_affinity
                 .and_then(|n| n.required_during_scheduling_ignored_during_execution)
                 .map(|s| s.node_selector_terms),
             tolerations: spec.tolerations,
+            node_name: None,
         },
         local_storage_volume,
         spark,
+        constraints: (!constraints.is_empty()).then(|| Box::new(constraints)),
     })
+}
+
+/// Host ports, pod (anti-)affinity, spread constraints and volumes of a pod spec.
+#[allow(clippy::too_many_arguments)]
+fn pod_constraints(
+    pod_name: &str,
+    namespace: &str,
+    labels: &Labels,
+    containers: &[RawContainer],
+    init_containers: &[RawContainer],
+    pod_affinity: Option<RawPodAffinity>,
+    pod_anti_affinity: Option<RawPodAffinity>,
+    spread: Vec<RawSpreadConstraint>,
+    volumes: &[RawVolume],
+    has_resource_claims: bool,
+) -> Result<Constraints, String> {
+    let mut c = Constraints::default();
+    // util.GetHostPorts: sidecars (restartPolicy Always) and app containers.
+    let running = init_containers
+        .iter()
+        .filter(|i| i.restart_policy.as_deref() == Some("Always"))
+        .chain(containers);
+    for container in running {
+        for port in &container.ports {
+            let Some(host_port) = port.host_port.filter(|p| *p > 0) else {
+                continue;
+            };
+            c.host_ports.push(HostPort {
+                ip: port
+                    .host_ip
+                    .clone()
+                    .filter(|ip| !ip.is_empty())
+                    .unwrap_or_else(|| super::constraints::ANY_IP.into()),
+                protocol: port
+                    .protocol
+                    .clone()
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or_else(|| "TCP".into()),
+                port: host_port,
+            });
+        }
+    }
+    let term = |raw: RawAffinityTerm, path: &str| -> Result<AffinityTerm, String> {
+        if raw.topology_key.is_empty() {
+            return Err(format!("{path}.topologyKey: must be set"));
+        }
+        let selector = raw.label_selector.map(|mut s| {
+            merge_label_keys(&mut s, &raw.match_label_keys, "In", labels);
+            merge_label_keys(&mut s, &raw.mismatch_label_keys, "NotIn", labels);
+            s
+        });
+        let namespaces = if raw.namespaces.is_empty() && raw.namespace_selector.is_none() {
+            vec![namespace.to_string()]
+        } else {
+            raw.namespaces
+        };
+        Ok(AffinityTerm {
+            selector,
+            namespaces,
+            namespace_selector: raw.namespace_selector,
+            topology_key: raw.topology_key,
+        })
+    };
+    for (raw, anti) in [(pod_affinity, false), (pod_anti_affinity, true)] {
+        let Some(raw) = raw else { continue };
+        let field = if anti { "podAntiAffinity" } else { "podAffinity" };
+        for (i, t) in raw
+            .required_during_scheduling_ignored_during_execution
+            .into_iter()
+            .enumerate()
+        {
+            let t = term(
+                t,
+                &format!("affinity.{field}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"),
+            )?;
+            if anti {
+                c.affinity.required_anti.push(t);
+            } else {
+                c.affinity.required.push(t);
+            }
+        }
+        for (i, w) in raw
+            .preferred_during_scheduling_ignored_during_execution
+            .into_iter()
+            .enumerate()
+        {
+            let t = WeightedTerm {
+                weight: w.weight,
+                term: term(
+                    w.pod_affinity_term,
+                    &format!(
+                        "affinity.{field}.preferredDuringSchedulingIgnoredDuringExecution[{i}].podAffinityTerm"
+                    ),
+                )?,
+            };
+            if anti {
+                c.affinity.preferred_anti.push(t);
+            } else {
+                c.affinity.preferred.push(t);
+            }
+        }
+    }
+    for (i, raw) in spread.into_iter().enumerate() {
+        let at = format!("topologySpreadConstraints[{i}]");
+        if raw.topology_key.is_empty() {
+            return Err(format!("{at}.topologyKey: must be set"));
+        }
+        let do_not_schedule = match raw.when_unsatisfiable.as_str() {
+            "DoNotSchedule" => true,
+            "ScheduleAnyway" => false,
+            other => {
+                return Err(format!(
+                    "{at}.whenUnsatisfiable: unsupported value {other:?} (DoNotSchedule or ScheduleAnyway)"
+                ));
+            }
+        };
+        let honor = |policy: &Option<String>, default: bool, field: &str| match policy.as_deref() {
+            None => Ok(default),
+            Some("Honor") => Ok(true),
+            Some("Ignore") => Ok(false),
+            Some(other) => Err(format!(
+                "{at}.{field}: unsupported value {other:?} (Honor or Ignore)"
+            )),
+        };
+        c.spread.push(SpreadConstraint {
+            max_skew: raw.max_skew,
+            honor_node_affinity: honor(&raw.node_affinity_policy, true, "nodeAffinityPolicy")?,
+            honor_node_taints: honor(&raw.node_taints_policy, false, "nodeTaintsPolicy")?,
+            topology_key: raw.topology_key,
+            do_not_schedule,
+            selector: raw.label_selector.map(|mut s| {
+                // filterTopologySpreadConstraints: matchLabelKeys join as key=value.
+                for key in &raw.match_label_keys {
+                    if let Some(value) = labels.get(key) {
+                        s.match_labels.insert(key.clone(), value.clone());
+                    }
+                }
+                s
+            }),
+            min_domains: raw.min_domains.unwrap_or(1),
+        });
+    }
+    for v in volumes {
+        if let Some(claim) = &v.persistent_volume_claim {
+            c.claims.push(claim.claim_name.clone());
+        } else if v.ephemeral.is_some() {
+            // ephemeral.VolumeClaimName: <pod name>-<volume name>.
+            c.claims.push(format!("{pod_name}-{}", v.name));
+        }
+        if let Some(ebs) = &v.aws_elastic_block_store {
+            c.inline_disks.push(InlineDisk::AwsEbs(ebs.volume_id.clone()));
+            c.inline_attachable
+                .push((EBS_CSI_DRIVER.into(), ebs_volume_handle(ebs)));
+        }
+        if let Some(pd) = &v.gce_persistent_disk {
+            c.inline_disks.push(InlineDisk::GcePd {
+                name: pd.pd_name.clone(),
+                read_only: pd.read_only,
+            });
+        }
+        if let Some(iscsi) = &v.iscsi {
+            c.inline_disks.push(InlineDisk::Iscsi {
+                iqn: iscsi.iqn.clone(),
+                read_only: iscsi.read_only,
+            });
+        }
+    }
+    if has_resource_claims {
+        c.unsupported = Some(
+            "uses DRA resource claims (spec.resourceClaims), which stowage cannot evaluate".into(),
+        );
+    }
+    Ok(c)
+}
+
+/// `applyLabelKeysToLabelSelector`: each key the pod has becomes `key <op> (value)`; a
+/// requirement already there (the API server merged it on create) is not added twice.
+fn merge_label_keys(selector: &mut LabelSelector, keys: &[String], operator: &str, labels: &Labels) {
+    for key in keys {
+        let Some(value) = labels.get(key) else { continue };
+        let requirement = LabelSelectorRequirement {
+            key: key.clone(),
+            operator: operator.into(),
+            values: vec![value.clone()],
+        };
+        if !selector.match_expressions.contains(&requirement) {
+            selector.match_expressions.push(requirement);
+        }
+    }
 }
 
 fn spark_labels(labels: &Labels) -> Option<SparkPod> {

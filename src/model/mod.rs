@@ -6,9 +6,14 @@
 //! ([`quantity`]). Only the fields a decision needs are kept; whole Kubernetes objects are not.
 //! This module does no I/O beyond parsing bytes it is handed and never imports `kube` or AWS.
 
+pub mod constraints;
 pub mod load;
 pub mod quantity;
 pub mod selector;
+
+pub use constraints::{
+    AffinityTerm, Claim, Constraints, Controller, CsiNode, Namespace, StorageClass, Volume,
+};
 
 use selector::{Labels, NodeSelectorTerm, Taint, Toleration};
 use std::collections::BTreeMap;
@@ -253,6 +258,9 @@ pub struct Placement {
     /// `None` when the pod has no required node affinity.
     pub required_terms: Option<Vec<NodeSelectorTerm>>,
     pub tolerations: Vec<Toleration>,
+    /// `spec.nodeName` of the pod's controller template: its replacement is bound to that node
+    /// without being scheduled (the NodeName filter).
+    pub node_name: Option<String>,
 }
 
 /// The Spark labels of a pod, when it has them.
@@ -298,6 +306,8 @@ pub struct Pod {
     /// The first volume that keeps data on the node (hostPath, or emptyDir not in memory).
     pub local_storage_volume: Option<String>,
     pub spark: Option<SparkPod>,
+    /// Host ports, pod affinity, spread constraints and volumes; `None` for most pods.
+    pub constraints: Option<Box<Constraints>>,
 }
 
 impl Pod {
@@ -316,6 +326,14 @@ impl Pod {
     /// Counted by kube-scheduler against its node's resources.
     pub fn counts_on_node(&self) -> bool {
         self.node_name.is_some() && !self.phase.is_finished()
+    }
+
+    /// The pod's constraints, or an empty set.
+    pub fn constraints(&self) -> &Constraints {
+        static NONE: std::sync::OnceLock<Constraints> = std::sync::OnceLock::new();
+        self.constraints
+            .as_deref()
+            .unwrap_or_else(|| NONE.get_or_init(Constraints::default))
     }
 
     /// Must be evicted and rescheduled for its node to become empty.
@@ -387,6 +405,14 @@ pub struct Snapshot {
     pub pods: Vec<Pod>,
     pub pdbs: Vec<Pdb>,
     pub spark_apps: Vec<SparkApp>,
+    pub claims: Vec<Claim>,
+    pub volumes: Vec<Volume>,
+    pub storage_classes: Vec<StorageClass>,
+    pub csi_nodes: Vec<CsiNode>,
+    /// Namespaces, when the List holds them (their labels serve `namespaceSelector`).
+    pub namespaces: Vec<Namespace>,
+    /// ReplicaSets, StatefulSets, Jobs and DaemonSets, when the List holds them.
+    pub controllers: Vec<Controller>,
     /// Items that were skipped, with why (unknown kinds).
     pub warnings: Vec<String>,
 }

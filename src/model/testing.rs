@@ -42,6 +42,12 @@ impl Node {
         self
     }
 
+    pub fn zone(self, zone: &str) -> Node {
+        let name = self.name.clone();
+        self.label("topology.kubernetes.io/zone", zone)
+            .label("kubernetes.io/hostname", &name)
+    }
+
     pub fn do_not_disrupt(mut self) -> Node {
         self.do_not_disrupt = Some("karpenter.sh/do-not-disrupt".into());
         self
@@ -155,6 +161,116 @@ impl Pod {
     pub fn local_storage(mut self, volume: &str) -> Pod {
         self.local_storage_volume = Some(volume.into());
         self
+    }
+
+    fn constraints_mut(&mut self) -> &mut Constraints {
+        self.constraints.get_or_insert_with(Default::default)
+    }
+
+    /// Required anti-affinity against pods labelled `app: <app>` over `topology_key`.
+    pub fn anti_affinity(mut self, app: &str, topology_key: &str) -> Pod {
+        let term = AffinityTerm::test(&self.namespace, app, topology_key);
+        self.constraints_mut().affinity.required_anti.push(term);
+        self
+    }
+
+    /// Required affinity to pods labelled `app: <app>` over `topology_key`.
+    pub fn affinity(mut self, app: &str, topology_key: &str) -> Pod {
+        let term = AffinityTerm::test(&self.namespace, app, topology_key);
+        self.constraints_mut().affinity.required.push(term);
+        self
+    }
+
+    /// A DoNotSchedule spread constraint over pods labelled `app: <app>`.
+    pub fn spread(mut self, app: &str, topology_key: &str, max_skew: i64) -> Pod {
+        self.constraints_mut().spread.push(SpreadConstraint {
+            max_skew,
+            topology_key: topology_key.into(),
+            do_not_schedule: true,
+            selector: Some(app_selector(app)),
+            min_domains: 1,
+            honor_node_affinity: true,
+            honor_node_taints: false,
+        });
+        self
+    }
+
+    pub fn host_port(mut self, port: i64) -> Pod {
+        self.constraints_mut().host_ports.push(HostPort {
+            ip: constraints::ANY_IP.into(),
+            protocol: "TCP".into(),
+            port,
+        });
+        self
+    }
+
+    pub fn claim(mut self, name: &str) -> Pod {
+        self.constraints_mut().claims.push(name.into());
+        self
+    }
+
+    pub fn unsupported(mut self, why: &str) -> Pod {
+        self.constraints_mut().unsupported = Some(why.into());
+        self
+    }
+}
+
+use super::constraints::{self, HostPort, SpreadConstraint};
+
+fn app_selector(app: &str) -> super::selector::LabelSelector {
+    super::selector::LabelSelector {
+        match_labels: [("app".to_string(), app.to_string())].into(),
+        ..Default::default()
+    }
+}
+
+impl AffinityTerm {
+    /// A term selecting `app: <app>` in `namespace`.
+    pub fn test(namespace: &str, app: &str, topology_key: &str) -> AffinityTerm {
+        AffinityTerm {
+            selector: Some(app_selector(app)),
+            namespaces: vec![namespace.into()],
+            namespace_selector: None,
+            topology_key: topology_key.into(),
+        }
+    }
+}
+
+impl Claim {
+    /// A claim in `default` bound to volume `volume`.
+    pub fn bound(name: &str, volume: &str) -> Claim {
+        Claim {
+            namespace: "default".into(),
+            name: name.into(),
+            volume_name: Some(volume.into()),
+            storage_class: Some("gp3".into()),
+            access_modes: vec!["ReadWriteOnce".into()],
+            storage_bytes: GI,
+        }
+    }
+}
+
+impl Volume {
+    /// An EBS-like volume in `zone` (zone label and node affinity, as the EBS CSI driver sets).
+    pub fn zonal(name: &str, zone: &str) -> Volume {
+        Volume {
+            name: name.into(),
+            labels: [("topology.kubernetes.io/zone".to_string(), zone.to_string())].into(),
+            node_affinity: Some(vec![super::selector::NodeSelectorTerm {
+                match_expressions: vec![super::selector::NodeSelectorRequirement {
+                    key: "topology.kubernetes.io/zone".into(),
+                    operator: "In".into(),
+                    values: vec![zone.into()],
+                }],
+                match_fields: vec![],
+            }]),
+            storage_class: "gp3".into(),
+            csi: Some(("ebs.csi.aws.com".into(), format!("vol-{name}"))),
+            claim_ref: Some(format!("default/{name}")),
+            phase: "Bound".into(),
+            capacity_bytes: GI,
+            access_modes: vec!["ReadWriteOnce".into()],
+        }
     }
 }
 

@@ -141,6 +141,8 @@ pub struct PodToPlace<'p, 'a> {
     pub placement: &'a Placement,
     pub profile: usize,
     pub ignored: &'p dyn Fn(&str) -> bool,
+    /// The filters that read other pods (`ClusterState::check`): a node must pass them too.
+    pub allowed: &'p dyn Fn(u32) -> bool,
 }
 
 impl<'a> DestinationIndex<'a> {
@@ -183,6 +185,13 @@ impl<'a> DestinationIndex<'a> {
         for p in &mut self.profiles {
             p.remove(node);
         }
+    }
+
+    /// True when `node` may receive pods.
+    pub fn is_open(&self, node: u32) -> bool {
+        self.profiles
+            .first()
+            .is_some_and(|p| p.position[node as usize].0 != ABSENT)
     }
 
     /// Re-files `node` after its usage changed.
@@ -246,6 +255,7 @@ impl<'a> DestinationIndex<'a> {
                         max_free_memory.max(u.allocatable.memory_bytes - u.requested.memory_bytes);
                     if !static_ok[node as usize]
                         || resource_fit(u, pod.requests, pod.ignored).is_err()
+                        || !(pod.allowed)(node)
                     {
                         continue;
                     }

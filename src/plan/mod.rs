@@ -20,7 +20,8 @@ mod index;
 
 use crate::model::{Node, Pod, Snapshot};
 use crate::policy::{ConsolidationPolicy, HoldingAction};
-use crate::scoring::{FitScoring, NodeUsage, Profile, Profiles, Strategy};
+use crate::scoring::filter::{resource_fit, static_fit};
+use crate::scoring::{ClusterState, FitScoring, Infeasible, NodeUsage, Profile, Profiles, Strategy};
 use crate::shuffle::{ShuffleState, SparkIndex};
 use index::{DestinationIndex, PodToPlace};
 use jiff::Timestamp;
@@ -389,8 +390,15 @@ fn select<'a>(
     let snapshot = cluster.snapshot;
     let (slots, pod_profile) =
         profile_slots(cluster, &classes.candidates, input.profiles, warnings);
+    let movers: Vec<u32> = classes
+        .candidates
+        .iter()
+        .flat_map(|c| c.evictable.iter().copied())
+        .collect();
     let mut sim = Simulation {
         snapshot,
+        nodes: &cluster.nodes,
+        state: ClusterState::new(snapshot, &cluster.nodes, &movers),
         index: DestinationIndex::new(&cluster.nodes, &slots),
         usage: cluster.usage.clone(),
         moved_onto: vec![Vec::new(); cluster.nodes.len()],
@@ -432,14 +440,8 @@ fn select<'a>(
         }
         let over_budget = budget_left == Some(0);
         match sim.try_drain(c.node, &c.evictable, !over_budget) {
-            Err(pod) => {
-                classes.blocked[n] = Some((
-                    Reason::NoFit,
-                    format!(
-                        "{} fits on no remaining node",
-                        snapshot.pods[pod as usize].key()
-                    ),
-                ));
+            Err(why) => {
+                classes.blocked[n] = Some((Reason::NoFit, why));
             }
             Ok(()) if over_budget => {
                 classes.blocked[n] = Some((
@@ -660,6 +662,9 @@ fn guard(
 /// The state of the rescheduling simulation.
 struct Simulation<'a> {
     snapshot: &'a Snapshot,
+    nodes: &'a [Node],
+    /// Where every pod runs, for the filters that read other pods.
+    state: ClusterState<'a>,
     index: DestinationIndex<'a>,
     usage: Vec<NodeUsage>,
     /// Pods earlier drains moved onto each node.
@@ -671,10 +676,10 @@ struct Simulation<'a> {
 }
 
 impl Simulation<'_> {
-    /// Closes `node` and re-places its pods (and those earlier drains put there). On success
-    /// with `commit`, keeps the result; otherwise restores the state. Err names the pod that
-    /// found no room.
-    fn try_drain(&mut self, node: u32, evictable: &[u32], commit: bool) -> Result<(), u32> {
+    /// Closes `node` and re-places its pods (and those earlier drains put there), all evicted
+    /// at once, largest first. On success with `commit`, keeps the result; otherwise restores
+    /// the state. Err says which pod found no room and why.
+    fn try_drain(&mut self, node: u32, evictable: &[u32], commit: bool) -> Result<(), String> {
         let pods = &self.snapshot.pods;
         let mut to_place: Vec<u32> = evictable.to_vec();
         to_place.extend(self.moved_onto[node as usize].iter().copied());
@@ -687,33 +692,16 @@ impl Simulation<'_> {
                 .then_with(|| pa.name.cmp(&pb.name))
         });
         self.index.close(node);
+        for &p in &to_place {
+            self.state.remove(p);
+        }
         let mut placed: Vec<(u32, u32)> = Vec::with_capacity(to_place.len());
         let mut failed = None;
         for &p in &to_place {
-            let pod = &pods[p as usize];
-            let Some(&slot) = self.pod_profile.get(pod.scheduler_name.as_str()) else {
-                failed = Some(p);
-                break;
-            };
-            let profile = self.profiles[slot];
-            let ignored = |name: &str| profile.ignores_resource(name);
-            let target = self.index.best(
-                &PodToPlace {
-                    requests: &pod.requests,
-                    placement: &pod.placement,
-                    profile: slot,
-                    ignored: &ignored,
-                },
-                &self.usage,
-            );
-            match target {
-                Some(dest) => {
-                    self.usage[dest as usize].add_pod(&pod.requests);
-                    self.index.update(dest, &self.usage[dest as usize]);
-                    placed.push((p, dest));
-                }
-                None => {
-                    failed = Some(p);
+            match self.place(p) {
+                Ok(dest) => placed.push((p, dest)),
+                Err(why) => {
+                    failed = Some(why);
                     break;
                 }
             }
@@ -722,6 +710,10 @@ impl Simulation<'_> {
             for &(p, dest) in placed.iter().rev() {
                 self.usage[dest as usize].remove_pod(&pods[p as usize].requests);
                 self.index.update(dest, &self.usage[dest as usize]);
+                self.state.remove(p);
+            }
+            for &p in &to_place {
+                self.state.place(p, node);
             }
             self.index.open(node, &self.usage[node as usize]);
             return failed.map_or(Ok(()), Err);
@@ -732,6 +724,80 @@ impl Simulation<'_> {
             self.moved_onto[dest as usize].push(p);
         }
         Ok(())
+    }
+
+    /// Where kube-scheduler would put pod `p` now; records it there.
+    fn place(&mut self, p: u32) -> Result<u32, String> {
+        let pod = &self.snapshot.pods[p as usize];
+        let Some(&slot) = self.pod_profile.get(pod.scheduler_name.as_str()) else {
+            return Err(format!(
+                "{}: no scheduler profile {:?} to predict it with",
+                pod.key(),
+                pod.scheduler_name
+            ));
+        };
+        let profile = self.profiles[slot];
+        let ignored = |name: &str| profile.ignores_resource(name);
+        let prepared = self.state.prepare(p);
+        let state = &self.state;
+        let target = self.index.best(
+            &PodToPlace {
+                requests: &pod.requests,
+                placement: &pod.placement,
+                profile: slot,
+                ignored: &ignored,
+                allowed: &|n| state.check(&prepared, n).is_ok(),
+            },
+            &self.usage,
+        );
+        let Some(dest) = target else {
+            return Err(self.why_no_room(pod, &prepared, &ignored));
+        };
+        self.usage[dest as usize].add_pod(&pod.requests);
+        self.index.update(dest, &self.usage[dest as usize]);
+        self.state.place(p, dest);
+        Ok(dest)
+    }
+
+    /// Why no open node takes the pod, as kube-scheduler sums it up: each reason with the
+    /// number of nodes it rejected, the most common first.
+    fn why_no_room(
+        &self,
+        pod: &Pod,
+        prepared: &crate::scoring::Prepared,
+        ignored: &dyn Fn(&str) -> bool,
+    ) -> String {
+        let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+        let mut open = 0;
+        for (n, node) in self.nodes.iter().enumerate() {
+            if !self.index.is_open(n as u32) {
+                continue;
+            }
+            open += 1;
+            let why = static_fit(node, &pod.placement)
+                .and_then(|()| resource_fit(&self.usage[n], &pod.requests, ignored))
+                .and_then(|()| self.state.check(prepared, n as u32));
+            match why {
+                // Nothing stowage can evaluate: say so, whatever the other nodes say.
+                Err(Infeasible::Unsupported(what)) => {
+                    return format!(
+                        "{}: {what}; its node is kept rather than guessed",
+                        pod.key()
+                    );
+                }
+                Err(why) => *reasons.entry(why.to_string()).or_default() += 1,
+                Ok(()) => {}
+            }
+        }
+        let mut sorted: Vec<(String, usize)> = reasons.into_iter().collect();
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let summary: Vec<String> = sorted.iter().map(|(r, c)| format!("{c} {r}")).collect();
+        // The wording of kube-scheduler's FitError, which `kubectl describe pod` shows.
+        format!(
+            "{}: 0/{open} nodes are available: {}.",
+            pod.key(),
+            summary.join(", ")
+        )
     }
 }
 

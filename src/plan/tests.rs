@@ -173,7 +173,10 @@ fn no_room_is_no_fit() {
     s.pods[1] = Pod::test("small").on("idle").req(5_000, GI);
     let (reason, detail) = reason_of(&default_plan(&s), "idle").unwrap();
     assert_eq!(reason, Reason::NoFit);
-    assert_eq!(detail, "default/small fits on no remaining node");
+    assert_eq!(
+        detail,
+        "default/small: 0/1 nodes are available: 1 Insufficient cpu."
+    );
 }
 
 #[test]
@@ -455,5 +458,245 @@ proptest! {
         shuffled.nodes.reverse();
         shuffled.pods.reverse();
         prop_assert_eq!(&first, &default_plan(&shuffled));
+    }
+}
+
+/// Scenarios for the filters that read other pods: each strands a pod if ignored (the node is
+/// then `NoFit`, naming the pod and kube-scheduler's reason), and each has a legal home that
+/// the plan must find rather than refusing every pod with a constraint.
+mod stateful_filters {
+    use super::*;
+    use crate::model::{Claim, CsiNode, Volume};
+
+    const HOST: &str = "kubernetes.io/hostname";
+    const ZONE: &str = "topology.kubernetes.io/zone";
+
+    /// "busy" (12 of 16 cpu, zone a) where bin-packing wants to put everything, and "idle"
+    /// (zone b) holding `pod`; with `spare`, a third node "spare" (10 of 16 cpu, zone b) that
+    /// is not idle.
+    fn scene(on_busy: Vec<Pod>, pod: Pod, spare: bool) -> Snapshot {
+        let mut s = Snapshot {
+            nodes: vec![Node::test("busy").zone("a"), Node::test("idle").zone("b")],
+            pods: vec![Pod::test("big").on("busy").req(11_000, 44 * GI)],
+            ..Snapshot::default()
+        };
+        s.pods.extend(on_busy.into_iter().map(|p| p.on("busy")));
+        s.pods.push(pod.on("idle"));
+        if spare {
+            s.nodes.push(Node::test("spare").zone("b"));
+            s.pods
+                .push(Pod::test("filler").on("spare").req(10_000, 40 * GI));
+        }
+        s
+    }
+
+    fn no_fit(s: &Snapshot) -> String {
+        let plan = default_plan(s);
+        let (reason, detail) = reason_of(&plan, "idle").expect("idle is kept");
+        assert_eq!(reason, Reason::NoFit, "{detail}");
+        detail
+    }
+
+    fn moved_to(s: &Snapshot, pod: &str) -> String {
+        let plan = default_plan(s);
+        let drain = plan
+            .drain
+            .iter()
+            .find(|d| d.node == "idle")
+            .unwrap_or_else(|| panic!("idle is drained: {:?}", reason_of(&plan, "idle")));
+        let m = drain.moves.iter().find(|m| m.pod == pod).expect("pod moves");
+        m.to.clone()
+    }
+
+    fn web(name: &str) -> Pod {
+        Pod::test(name).label("app", "web")
+    }
+
+    #[test]
+    fn hostname_anti_affinity() {
+        let replica = |n| web(n).anti_affinity("web", HOST);
+        let s = scene(vec![replica("web-1")], replica("web-2"), false);
+        assert_eq!(
+            no_fit(&s),
+            "default/web-2: 0/1 nodes are available: 1 node(s) didn't match pod anti-affinity rules."
+        );
+        let s = scene(vec![replica("web-1")], replica("web-2"), true);
+        assert_eq!(moved_to(&s, "default/web-2"), "spare");
+    }
+
+    #[test]
+    fn existing_pods_anti_affinity_against_the_mover() {
+        let guard = Pod::test("guard").anti_affinity("api", HOST);
+        let api = || Pod::test("api-1").label("app", "api");
+        assert!(
+            no_fit(&scene(vec![guard.clone()], api(), false))
+                .contains("1 node(s) didn't satisfy existing pods anti-affinity rules")
+        );
+        assert_eq!(
+            moved_to(&scene(vec![guard], api(), true), "default/api-1"),
+            "spare"
+        );
+    }
+
+    #[test]
+    fn zone_anti_affinity_counts_the_whole_zone() {
+        // web-1 runs on "other" in zone a: no replica may join zone a, busy included.
+        let replica = |n| web(n).anti_affinity("web", ZONE);
+        let mut s = scene(vec![], replica("web-2"), false);
+        s.nodes.push(Node::test("other").zone("a"));
+        s.pods
+            .push(replica("web-1").on("other").req(10_000, 40 * GI));
+        assert!(no_fit(&s).contains("2 node(s) didn't match pod anti-affinity rules"));
+        // A zone-b node that is not idle takes it.
+        s.nodes.push(Node::test("spare").zone("b"));
+        s.pods
+            .push(Pod::test("filler").on("spare").req(10_000, 40 * GI));
+        assert_eq!(moved_to(&s, "default/web-2"), "spare");
+    }
+
+    #[test]
+    fn required_affinity_follows_its_sibling() {
+        let db = Pod::test("db-1").label("app", "db").req(10_000, 40 * GI);
+        let cache = Pod::test("cache-1").affinity("db", HOST);
+        let mut s = scene(vec![], cache.clone(), false);
+        s.nodes.push(Node::test("db-node").zone("b").size(10_500, 64));
+        s.pods.push(db.clone().on("db-node"));
+        // db-node has 500m left; the cache needs 1 cpu, and busy has no db.
+        let detail = no_fit(&s);
+        assert!(
+            detail.contains("node(s) didn't match pod affinity rules"),
+            "{detail}"
+        );
+        s.nodes[2] = Node::test("db-node").zone("b");
+        assert_eq!(moved_to(&s, "default/cache-1"), "db-node");
+    }
+
+    #[test]
+    fn hostname_spread_keeps_the_drained_node_as_an_empty_domain() {
+        // After web-2 leaves, idle holds 0 replicas and busy 1: busy would make the skew 2.
+        let replica = |n| web(n).spread("web", HOST, 1);
+        let s = scene(vec![replica("web-1")], replica("web-2"), false);
+        assert_eq!(
+            no_fit(&s),
+            "default/web-2: 0/1 nodes are available: 1 node(s) didn't match pod topology spread constraints."
+        );
+        let s = scene(vec![replica("web-1")], replica("web-2"), true);
+        assert_eq!(moved_to(&s, "default/web-2"), "spare");
+    }
+
+    #[test]
+    fn zone_spread_sends_the_replica_back_to_its_zone() {
+        // Zones a and b hold one replica each; the one leaving idle (zone b) must stay in b.
+        let replica = |n| web(n).spread("web", ZONE, 1);
+        let s = scene(vec![replica("web-1")], replica("web-2"), true);
+        assert_eq!(moved_to(&s, "default/web-2"), "spare");
+        let s = scene(vec![replica("web-1")], replica("web-2"), false);
+        assert!(no_fit(&s).contains("didn't match pod topology spread constraints"));
+    }
+
+    #[test]
+    fn host_ports() {
+        let agent = |n| Pod::test(n).host_port(9100);
+        assert_eq!(
+            no_fit(&scene(vec![agent("exporter-1")], agent("exporter-2"), false)),
+            "default/exporter-2: 0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."
+        );
+        let other_port = Pod::test("exporter-2").host_port(9200);
+        assert_eq!(
+            moved_to(
+                &scene(vec![agent("exporter-1")], other_port, false),
+                "default/exporter-2"
+            ),
+            "busy"
+        );
+    }
+
+    #[test]
+    fn a_zonal_volume_pins_its_pod_to_the_zone() {
+        let pod = Pod::test("db-0").claim("data-db-0");
+        let mut s = scene(vec![], pod.clone(), false);
+        s.claims.push(Claim::bound("data-db-0", "pv-b"));
+        s.volumes.push(Volume::zonal("pv-b", "b"));
+        assert!(
+            no_fit(&s).contains("1 node(s) didn't match PersistentVolume's node affinity"),
+            "{}",
+            no_fit(&s)
+        );
+        // Zone labels alone (no node affinity) are VolumeZone's.
+        s.volumes[0].node_affinity = None;
+        assert!(no_fit(&s).contains("1 node(s) had no available volume zone"));
+        let mut s = scene(vec![], pod, true);
+        s.claims.push(Claim::bound("data-db-0", "pv-b"));
+        s.volumes.push(Volume::zonal("pv-b", "b"));
+        assert_eq!(moved_to(&s, "default/db-0"), "spare");
+    }
+
+    #[test]
+    fn volume_attach_limits() {
+        let mut s = scene(
+            vec![Pod::test("db-0").claim("c0")],
+            Pod::test("db-1").claim("c1"),
+            false,
+        );
+        for (claim, pv) in [("c0", "pv-0"), ("c1", "pv-1")] {
+            s.claims.push(Claim::bound(claim, pv));
+            let mut v = Volume::zonal(pv, "a");
+            v.node_affinity = None;
+            v.labels.clear();
+            s.volumes.push(v);
+        }
+        s.csi_nodes.push(CsiNode {
+            node: "busy".into(),
+            drivers: vec!["ebs.csi.aws.com".into()],
+            limits: vec![("ebs.csi.aws.com".into(), 1)],
+        });
+        assert!(no_fit(&s).contains("1 node(s) exceed max volume count"));
+        s.csi_nodes[0].limits[0].1 = 2;
+        assert_eq!(moved_to(&s, "default/db-1"), "busy");
+    }
+
+    #[test]
+    fn a_read_write_once_pod_claim_moves_with_its_pod() {
+        let mut s = scene(vec![], Pod::test("solo").claim("c"), false);
+        let mut claim = Claim::bound("c", "pv");
+        claim.access_modes = vec!["ReadWriteOncePod".into()];
+        s.claims.push(claim);
+        let mut v = Volume::zonal("pv", "a");
+        v.node_affinity = None;
+        v.labels.clear();
+        s.volumes.push(v);
+        assert_eq!(moved_to(&s, "default/solo"), "busy");
+        // A second, pending user of the claim does not change where the running one goes.
+        s.pods.push(Pod {
+            node_name: None,
+            phase: PodPhase::Pending,
+            ..Pod::test("second").claim("c")
+        });
+        assert_eq!(moved_to(&s, "default/solo"), "busy");
+    }
+
+    #[test]
+    fn a_template_bound_to_its_node_cannot_move() {
+        let mut pod = Pod::test("pinned");
+        pod.placement.node_name = Some("idle".into());
+        assert_eq!(
+            no_fit(&scene(vec![], pod, false)),
+            "default/pinned: 0/1 nodes are available: 1 node(s) didn't match the requested node name."
+        );
+    }
+
+    #[test]
+    fn what_stowage_cannot_evaluate_keeps_the_node() {
+        let pod = Pod::test("gpu").unsupported("uses DRA resource claims (spec.resourceClaims), which stowage cannot evaluate");
+        assert_eq!(
+            no_fit(&scene(vec![], pod, true)),
+            "default/gpu: uses DRA resource claims (spec.resourceClaims), which stowage cannot evaluate; its node is kept rather than guessed"
+        );
+    }
+
+    #[test]
+    fn claims_missing_from_the_snapshot_are_not_guessed() {
+        let detail = no_fit(&scene(vec![], Pod::test("db-0").claim("data"), true));
+        assert!(detail.contains("the snapshot has no PersistentVolumeClaims"), "{detail}");
     }
 }

@@ -1,6 +1,7 @@
-//! The Filter plugins that decide whether a pod may go to a node at all: NodeUnschedulable,
-//! TaintToleration, NodeAffinity (nodeSelector and required affinity) and NodeResourcesFit,
-//! with kube-scheduler's reason strings.
+//! The Filter plugins that decide whether a pod may go to a node from the node alone:
+//! NodeUnschedulable, NodeName, TaintToleration, NodeAffinity (nodeSelector and required
+//! affinity) and NodeResourcesFit, with kube-scheduler's reason strings. The filters that read
+//! other pods live in [`super::cluster`].
 
 use super::NodeUsage;
 use crate::model::selector::Taint;
@@ -18,6 +19,22 @@ pub enum Infeasible {
     Affinity,
     /// NodeResourcesFit: the reasons, in kube-scheduler's order.
     Resources(Vec<String>),
+    /// NodeName: the pod (its controller's template) is bound to another node.
+    NodeName,
+    /// NodePorts: a host port is taken.
+    Ports,
+    /// VolumeRestrictions, NodeVolumeLimits, VolumeBinding, VolumeZone: upstream's reason.
+    Volume(String),
+    /// PodTopologySpread (DoNotSchedule): upstream's reason.
+    Spread(&'static str),
+    /// InterPodAffinity: the pod's required affinity has no match in the node's domain.
+    PodAffinity,
+    /// InterPodAffinity: the pod's required anti-affinity matches a pod in the node's domain.
+    PodAntiAffinity,
+    /// InterPodAffinity: a pod in the node's domain has anti-affinity against this pod.
+    ExistingAntiAffinity,
+    /// Something kube-scheduler would check that stowage cannot evaluate.
+    Unsupported(String),
 }
 
 impl fmt::Display for Infeasible {
@@ -35,6 +52,19 @@ impl fmt::Display for Infeasible {
                 f.write_str("node(s) didn't match Pod's node affinity/selector")
             }
             Infeasible::Resources(reasons) => f.write_str(&reasons.join(", ")),
+            Infeasible::NodeName => f.write_str("node(s) didn't match the requested node name"),
+            Infeasible::Ports => {
+                f.write_str("node(s) didn't have free ports for the requested pod ports")
+            }
+            Infeasible::Volume(reason) | Infeasible::Unsupported(reason) => f.write_str(reason),
+            Infeasible::Spread(reason) => f.write_str(reason),
+            Infeasible::PodAffinity => f.write_str("node(s) didn't match pod affinity rules"),
+            Infeasible::PodAntiAffinity => {
+                f.write_str("node(s) didn't match pod anti-affinity rules")
+            }
+            Infeasible::ExistingAntiAffinity => {
+                f.write_str("node(s) didn't satisfy existing pods anti-affinity rules")
+            }
         }
     }
 }
@@ -52,6 +82,9 @@ pub fn static_fit(node: &Node, placement: &Placement) -> Result<(), Infeasible> 
         if !tolerated {
             return Err(Infeasible::Unschedulable);
         }
+    }
+    if placement.node_name.as_ref().is_some_and(|n| *n != node.name) {
+        return Err(Infeasible::NodeName);
     }
     if let Some(taint) = node.taints.iter().find(|taint| {
         (taint.effect == "NoSchedule" || taint.effect == "NoExecute")

@@ -10,11 +10,13 @@
 //! balanced_allocation.go): integer arithmetic with truncating division, MaxNodeScore = 100.
 //! Pure: no I/O, no clock.
 
+pub mod cluster;
 pub mod config;
 pub mod filter;
 
 use crate::model::{PodRequests, Resources, Snapshot};
 
+pub use cluster::{ClusterState, Prepared};
 pub use config::{ConfigError, Profile, Profiles, SchedulerVersion};
 pub use filter::{Infeasible, filter};
 

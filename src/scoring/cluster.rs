@@ -1,0 +1,954 @@
+//! The Filter plugins whose answer depends on what already runs where: NodePorts,
+//! InterPodAffinity (required affinity and anti-affinity, both directions), PodTopologySpread
+//! (`DoNotSchedule`), VolumeRestrictions, NodeVolumeLimits, and the volume checks of
+//! VolumeBinding and VolumeZone that read the snapshot's claims and volumes.
+//!
+//! [`ClusterState`] is kube-scheduler's `PreFilter` state kept incrementally: it knows where each
+//! pod runs now, and counts, per topology domain, the pods that match each selector the pods to
+//! place carry. Placing or removing a pod updates those counts (the `AddPod`/`RemovePod`
+//! extensions of upstream), so a simulation that moves thousands of pods never rescans the
+//! cluster. [`ClusterState::prepare`] is PreFilter for one pod; [`ClusterState::check`] is
+//! Filter for one node. Upstream's files: `interpodaffinity/filtering.go`,
+//! `podtopologyspread/filtering.go` and `common.go`, `nodeports/node_ports.go`,
+//! `volumerestrictions/volume_restrictions.go`, `nodevolumelimits/csi.go`,
+//! `volumebinding/binder.go`, `volumezone/volume_zone.go`.
+
+use super::filter::Infeasible;
+use crate::model::constraints::{NAMESPACE_NAME_LABEL, NO_PROVISIONER, SpreadConstraint};
+use crate::model::selector::{LabelSelector, Labels, NodeSelectorTerm, Taint};
+use crate::model::{AffinityTerm, Claim, Node, Placement, Pod, Snapshot, StorageClass, Volume};
+use std::collections::{HashMap, HashSet};
+
+const ABSENT: u32 = u32::MAX;
+
+/// Node label values of one topology key, interned: `value_of[node]` or ABSENT.
+struct TopologyKey {
+    value_of: Vec<u32>,
+    values: usize,
+}
+
+/// Pods matching a selector, counted per topology domain.
+struct Counter {
+    kind: CounterKind,
+    /// Topology key ids, and per key the count of matching pods per value id.
+    keys: Vec<(usize, Vec<i64>)>,
+    /// Matching pods in the whole cluster (any node with or without the keys).
+    total: i64,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone)]
+enum CounterKind {
+    /// Pods matching every required affinity term of a pod (`podMatchesAllAffinityTerms`).
+    Affinity(Vec<AffinityTerm>),
+    /// Pods matching one required anti-affinity term of a pod.
+    AntiAffinity(AffinityTerm),
+    /// Pods of `namespace` matching a spread constraint, on nodes the constraint counts.
+    Spread {
+        namespace: String,
+        selector: LabelSelector,
+        /// Index into `ClusterState::spread_nodes`.
+        nodes: usize,
+    },
+}
+
+/// Which nodes a spread constraint counts (node inclusion policies, all topology keys present).
+#[derive(Hash, PartialEq, Eq, Clone)]
+struct SpreadNodes {
+    keys: Vec<String>,
+    /// The pod's node selector and required affinity, when `nodeAffinityPolicy: Honor`.
+    affinity: Option<Placement>,
+    /// The pod's tolerations (in a Placement), when `nodeTaintsPolicy: Honor`.
+    taints: Option<Placement>,
+}
+
+/// A distinct required anti-affinity term held by placed pods, with how many hold it per
+/// domain of its topology key (`existingAntiAffinityCounts`).
+struct HeldAntiTerm {
+    term: AffinityTerm,
+    key: usize,
+    holders: Vec<i64>,
+}
+
+/// What PreFilter resolved for one pod.
+#[derive(Default)]
+pub struct Prepared {
+    /// Why the pod fits nowhere, before looking at any node.
+    nowhere: Option<Infeasible>,
+    host_ports: Vec<crate::model::constraints::HostPort>,
+    /// Affinity counter, term topology keys, and whether the pod may start a new group.
+    affinity: Option<(usize, Vec<usize>, bool)>,
+    anti: Vec<(usize, usize)>,
+    /// Held anti-affinity terms that match this pod.
+    existing_anti: Vec<usize>,
+    /// (counter, key id, max skew, min match, self match).
+    spread: Vec<(usize, usize, i64, i64, i64)>,
+    volumes: VolumeNeeds,
+}
+
+/// What the pod's volumes require of a node.
+#[derive(Default)]
+struct VolumeNeeds {
+    /// Bound volumes' node affinity: each must match (VolumeBinding).
+    bound_affinity: Vec<Vec<NodeSelectorTerm>>,
+    /// Bound volumes' zone/region labels: key → allowed values (VolumeZone).
+    zones: Vec<(String, Vec<String>)>,
+    /// Unbound WaitForFirstConsumer claims: a node must offer a matching free volume or let
+    /// the class provision there.
+    unbound: Vec<Unbound>,
+    /// Volumes a CSI driver attaches: unique name → driver (NodeVolumeLimits).
+    attachable: Vec<(String, String)>,
+    inline_disks: Vec<crate::model::constraints::InlineDisk>,
+}
+
+enum Unbound {
+    /// Only pre-created volumes can satisfy the claim: these, by node affinity.
+    Static(Vec<Option<Vec<NodeSelectorTerm>>>),
+    /// Dynamic provisioning, limited by the class's allowedTopologies.
+    Provision(Vec<Vec<crate::model::selector::LabelSelectorRequirement>>),
+}
+
+/// Where every pod runs, and the per-domain counts the stateful filters read.
+pub struct ClusterState<'a> {
+    snapshot: &'a Snapshot,
+    nodes: &'a [Node],
+    node_index: HashMap<&'a str, u32>,
+    /// Per snapshot pod: the node it runs on in this state, or ABSENT.
+    node_of: Vec<u32>,
+    keys: Vec<TopologyKey>,
+    key_ids: HashMap<String, usize>,
+    namespace_labels: HashMap<String, Labels>,
+    counters: Vec<Counter>,
+    counter_ids: HashMap<CounterKind, usize>,
+    spread_nodes: Vec<(SpreadNodes, Vec<bool>)>,
+    spread_node_ids: HashMap<SpreadNodes, usize>,
+    /// Per pod (that matches any counter): the counters it is counted in.
+    counted_in: HashMap<u32, Vec<usize>>,
+    /// Pods by label value, per label key a counter probed (built on first use).
+    label_index: HashMap<String, HashMap<String, Vec<u32>>>,
+    held_anti: Vec<HeldAntiTerm>,
+    held_anti_ids: HashMap<AffinityTerm, usize>,
+    /// Pods with host ports or inline disks, per node.
+    port_pods: HashMap<u32, Vec<u32>>,
+    disk_pods: HashMap<u32, Vec<u32>>,
+    /// Users of each ReadWriteOncePod claim (`namespace/name`).
+    rwop_users: HashMap<String, i64>,
+    /// Per node with CSINode limits: attached volume → (driver, users).
+    attached: HashMap<u32, HashMap<String, (String, i64)>>,
+    limits: HashMap<u32, HashMap<String, i64>>,
+    claims: HashMap<(&'a str, &'a str), &'a Claim>,
+    volumes: HashMap<&'a str, &'a Volume>,
+    classes: HashMap<&'a str, &'a StorageClass>,
+    /// Volumes that can still be bound, by storage class.
+    free_volumes: HashMap<&'a str, Vec<&'a Volume>>,
+}
+
+impl<'a> ClusterState<'a> {
+    /// The state of `snapshot` as it runs now, over `nodes` (the index order the caller uses),
+    /// ready to place `movers` (pods that will be placed, whose constraints need counters).
+    pub fn new(snapshot: &'a Snapshot, nodes: &'a [Node], movers: &[u32]) -> Self {
+        let node_index: HashMap<&str, u32> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i as u32))
+            .collect();
+        let mut namespace_labels: HashMap<String, Labels> = snapshot
+            .namespaces
+            .iter()
+            .map(|n| (n.name.clone(), n.labels.clone()))
+            .collect();
+        for pod in &snapshot.pods {
+            namespace_labels.entry(pod.namespace.clone()).or_default();
+        }
+        for (name, labels) in &mut namespace_labels {
+            labels.insert(NAMESPACE_NAME_LABEL.into(), name.clone());
+        }
+        let running: Vec<u32> = snapshot
+            .pods
+            .iter()
+            .map(|pod| {
+                pod.node_name
+                    .as_deref()
+                    .filter(|_| pod.counts_on_node())
+                    .and_then(|n| node_index.get(n).copied())
+                    .unwrap_or(ABSENT)
+            })
+            .collect();
+        let mut free_volumes: HashMap<&str, Vec<&Volume>> = HashMap::new();
+        for v in &snapshot.volumes {
+            if v.claim_ref.is_none() && (v.phase.is_empty() || v.phase == "Available") {
+                free_volumes.entry(v.storage_class.as_str()).or_default().push(v);
+            }
+        }
+        let mut limits: HashMap<u32, HashMap<String, i64>> = HashMap::new();
+        for c in &snapshot.csi_nodes {
+            if let Some(&n) = node_index.get(c.node.as_str())
+                && !c.limits.is_empty()
+            {
+                limits.insert(n, c.limits.iter().cloned().collect());
+            }
+        }
+        let mut state = ClusterState {
+            snapshot,
+            nodes,
+            node_index,
+            node_of: vec![ABSENT; snapshot.pods.len()],
+            keys: Vec::new(),
+            key_ids: HashMap::new(),
+            namespace_labels,
+            counters: Vec::new(),
+            counter_ids: HashMap::new(),
+            spread_nodes: Vec::new(),
+            spread_node_ids: HashMap::new(),
+            counted_in: HashMap::new(),
+            label_index: HashMap::new(),
+            held_anti: Vec::new(),
+            held_anti_ids: HashMap::new(),
+            port_pods: HashMap::new(),
+            disk_pods: HashMap::new(),
+            rwop_users: HashMap::new(),
+            attached: HashMap::new(),
+            limits,
+            claims: snapshot
+                .claims
+                .iter()
+                .map(|c| ((c.namespace.as_str(), c.name.as_str()), c))
+                .collect(),
+            volumes: snapshot.volumes.iter().map(|v| (v.name.as_str(), v)).collect(),
+            classes: snapshot
+                .storage_classes
+                .iter()
+                .map(|c| (c.name.as_str(), c))
+                .collect(),
+            free_volumes,
+        };
+        for (p, &n) in running.iter().enumerate() {
+            if n != ABSENT {
+                state.place(p as u32, n);
+            }
+        }
+        for &m in movers {
+            state.add_counters_for(m);
+        }
+        state
+    }
+
+    /// The node `pod` runs on in this state.
+    pub fn node_of(&self, pod: u32) -> Option<u32> {
+        let n = self.node_of[pod as usize];
+        (n != ABSENT).then_some(n)
+    }
+
+    fn key_id(&mut self, key: &str) -> usize {
+        if let Some(&id) = self.key_ids.get(key) {
+            return id;
+        }
+        let mut values: HashMap<&str, u32> = HashMap::new();
+        let value_of = self
+            .nodes
+            .iter()
+            .map(|n| match n.labels.get(key) {
+                Some(v) => {
+                    let next = values.len() as u32;
+                    *values.entry(v.as_str()).or_insert(next)
+                }
+                None => ABSENT,
+            })
+            .collect();
+        let id = self.keys.len();
+        self.keys.push(TopologyKey {
+            value_of,
+            values: values.len(),
+        });
+        self.key_ids.insert(key.to_string(), id);
+        id
+    }
+
+    /// The counter of `kind`, created on first use with every matching pod counted where it
+    /// runs now.
+    fn counter(&mut self, kind: CounterKind, keys: &[String]) -> usize {
+        if let Some(&id) = self.counter_ids.get(&kind) {
+            return id;
+        }
+        let keys = keys
+            .iter()
+            .map(|k| {
+                let id = self.key_id(k);
+                (id, vec![0; self.keys[id].values])
+            })
+            .collect();
+        let id = self.counters.len();
+        self.counters.push(Counter {
+            kind: kind.clone(),
+            keys,
+            total: 0,
+        });
+        self.counter_ids.insert(kind.clone(), id);
+        for p in self.pods_matching(&kind) {
+            self.counted_in.entry(p).or_default().push(id);
+            let node = self.node_of[p as usize];
+            if node != ABSENT {
+                self.count(id, node, 1);
+            }
+        }
+        id
+    }
+
+    /// Pods a counter counts, found through the label index when its selector names a label.
+    fn pods_matching(&mut self, kind: &CounterKind) -> Vec<u32> {
+        let pods = &self.snapshot.pods;
+        let probe = match kind {
+            CounterKind::Affinity(terms) => terms.first().and_then(|t| t.selector.as_ref()),
+            CounterKind::AntiAffinity(t) => t.selector.as_ref(),
+            CounterKind::Spread { selector, .. } => Some(selector),
+        }
+        .and_then(probe_label);
+        let candidates: Vec<u32> = match probe {
+            Some((key, values)) => {
+                let index = self.label_index.entry(key.to_string()).or_insert_with(|| {
+                    let mut index: HashMap<String, Vec<u32>> = HashMap::new();
+                    for (i, pod) in pods.iter().enumerate() {
+                        if let Some(v) = pod.labels.get(key) {
+                            index.entry(v.clone()).or_default().push(i as u32);
+                        }
+                    }
+                    index
+                });
+                let mut list: Vec<u32> = values
+                    .iter()
+                    .flat_map(|v| index.get(v.as_str()).into_iter().flatten().copied())
+                    .collect();
+                list.sort_unstable();
+                list.dedup();
+                list
+            }
+            None => (0..pods.len() as u32).collect(),
+        };
+        candidates
+            .into_iter()
+            .filter(|&p| self.kind_matches(kind, &pods[p as usize]))
+            .collect()
+    }
+
+    fn count(&mut self, id: usize, node: u32, delta: i64) {
+        let counter = &mut self.counters[id];
+        if let CounterKind::Spread { nodes, .. } = &counter.kind
+            && !self.spread_nodes[*nodes].1[node as usize]
+        {
+            return;
+        }
+        counter.total += delta;
+        for (key, counts) in &mut counter.keys {
+            let v = self.keys[*key].value_of[node as usize];
+            if v != ABSENT {
+                counts[v as usize] += delta;
+            }
+        }
+    }
+
+    fn spread_nodes_id(&mut self, spec: SpreadNodes) -> usize {
+        if let Some(&id) = self.spread_node_ids.get(&spec) {
+            return id;
+        }
+        let eligible = self
+            .nodes
+            .iter()
+            .map(|node| {
+                spec.keys.iter().all(|k| node.labels.contains_key(k))
+                    && spec.affinity.as_ref().is_none_or(|p| node_affinity_ok(node, p))
+                    && spec.taints.as_ref().is_none_or(|p| taints_tolerated(node, p))
+            })
+            .collect();
+        let id = self.spread_nodes.len();
+        self.spread_nodes.push((spec.clone(), eligible));
+        self.spread_node_ids.insert(spec, id);
+        id
+    }
+
+    fn spread_counter(&mut self, pod: &Pod, c: &SpreadConstraint, all: &[&SpreadConstraint]) -> Option<usize> {
+        let selector = c.selector.clone()?;
+        let nodes = self.spread_nodes_id(SpreadNodes {
+            keys: all.iter().map(|c| c.topology_key.clone()).collect(),
+            affinity: c.honor_node_affinity.then(|| Placement {
+                node_selector: pod.placement.node_selector.clone(),
+                required_terms: pod.placement.required_terms.clone(),
+                ..Placement::default()
+            }),
+            taints: c.honor_node_taints.then(|| Placement {
+                tolerations: pod.placement.tolerations.clone(),
+                ..Placement::default()
+            }),
+        });
+        Some(self.counter(
+            CounterKind::Spread {
+                namespace: pod.namespace.clone(),
+                selector,
+                nodes,
+            },
+            std::slice::from_ref(&c.topology_key),
+        ))
+    }
+
+    /// Creates the counters a pod to place will read.
+    fn add_counters_for(&mut self, p: u32) {
+        let snapshot = self.snapshot;
+        let pod = &snapshot.pods[p as usize];
+        let c = pod.constraints();
+        if !c.affinity.required.is_empty() {
+            let keys: Vec<String> = c
+                .affinity
+                .required
+                .iter()
+                .map(|t| t.topology_key.clone())
+                .collect();
+            self.counter(CounterKind::Affinity(c.affinity.required.clone()), &keys);
+        }
+        for t in &c.affinity.required_anti {
+            self.counter(
+                CounterKind::AntiAffinity(t.clone()),
+                std::slice::from_ref(&t.topology_key),
+            );
+        }
+        let hard: Vec<&SpreadConstraint> = c.spread.iter().filter(|s| s.do_not_schedule).collect();
+        for s in &hard {
+            self.spread_counter(pod, s, &hard);
+        }
+    }
+
+    fn kind_matches(&self, kind: &CounterKind, pod: &Pod) -> bool {
+        let ns_labels = &self.namespace_labels[&pod.namespace];
+        match kind {
+            CounterKind::Affinity(terms) => terms
+                .iter()
+                .all(|t| t.matches(&pod.namespace, &pod.labels, ns_labels)),
+            CounterKind::AntiAffinity(t) => t.matches(&pod.namespace, &pod.labels, ns_labels),
+            // countPodsMatchSelector: same namespace, not terminating.
+            CounterKind::Spread {
+                namespace,
+                selector,
+                ..
+            } => *namespace == pod.namespace && !pod.terminating && selector.matches(&pod.labels),
+        }
+    }
+
+    /// Records `pod` running on `node` (AddPod).
+    pub fn place(&mut self, pod: u32, node: u32) {
+        debug_assert_eq!(self.node_of[pod as usize], ABSENT);
+        self.node_of[pod as usize] = node;
+        self.account(pod, node, 1);
+    }
+
+    /// Records that `pod` no longer runs anywhere (RemovePod).
+    pub fn remove(&mut self, pod: u32) {
+        let node = self.node_of[pod as usize];
+        if node == ABSENT {
+            return;
+        }
+        self.account(pod, node, -1);
+        self.node_of[pod as usize] = ABSENT;
+    }
+
+    fn account(&mut self, p: u32, node: u32, delta: i64) {
+        let snapshot = self.snapshot;
+        let pod = &snapshot.pods[p as usize];
+        if let Some(ids) = self.counted_in.get(&p) {
+            for id in ids.clone() {
+                self.count(id, node, delta);
+            }
+        }
+        let Some(c) = pod.constraints.as_deref() else {
+            return;
+        };
+        for t in &c.affinity.required_anti {
+            let id = match self.held_anti_ids.get(t) {
+                Some(&id) => id,
+                None => {
+                    let key = self.key_id(&t.topology_key);
+                    self.held_anti.push(HeldAntiTerm {
+                        term: t.clone(),
+                        key,
+                        holders: vec![0; self.keys[key].values],
+                    });
+                    self.held_anti_ids.insert(t.clone(), self.held_anti.len() - 1);
+                    self.held_anti.len() - 1
+                }
+            };
+            let held = &mut self.held_anti[id];
+            let v = self.keys[held.key].value_of[node as usize];
+            if v != ABSENT {
+                held.holders[v as usize] += delta;
+            }
+        }
+        let list_update = |map: &mut HashMap<u32, Vec<u32>>| {
+            let list = map.entry(node).or_default();
+            if delta > 0 {
+                list.push(p);
+            } else {
+                list.retain(|&x| x != p);
+            }
+        };
+        if !c.host_ports.is_empty() {
+            list_update(&mut self.port_pods);
+        }
+        if !c.inline_disks.is_empty() {
+            list_update(&mut self.disk_pods);
+        }
+        for claim in &c.claims {
+            if let Some(cl) = self.claims.get(&(pod.namespace.as_str(), claim.as_str()))
+                && cl.read_write_once_pod()
+            {
+                *self
+                    .rwop_users
+                    .entry(format!("{}/{claim}", pod.namespace))
+                    .or_default() += delta;
+            }
+        }
+        if self.limits.contains_key(&node) {
+            let attachable = self.attachable_volumes(pod);
+            let attached = self.attached.entry(node).or_default();
+            for (unique, driver) in attachable {
+                let entry = attached.entry(unique.clone()).or_insert((driver, 0));
+                entry.1 += delta;
+                if entry.1 <= 0 {
+                    attached.remove(&unique);
+                }
+            }
+        }
+    }
+
+    /// `filterAttachableVolumes`: the pod's volumes a CSI driver attaches, as unique name →
+    /// driver. Claims or volumes missing from the snapshot are not counted, as upstream skips
+    /// what it cannot look up for existing pods.
+    fn attachable_volumes(&self, pod: &Pod) -> Vec<(String, String)> {
+        let c = pod.constraints();
+        let mut out: Vec<(String, String)> = c
+            .inline_attachable
+            .iter()
+            .map(|(driver, handle)| (format!("{driver}/{handle}"), driver.clone()))
+            .collect();
+        for claim in &c.claims {
+            let Some(cl) = self.claims.get(&(pod.namespace.as_str(), claim.as_str())) else {
+                continue;
+            };
+            let bound = cl.volume_name.as_deref().and_then(|v| self.volumes.get(v));
+            match bound {
+                Some(v) => {
+                    if let Some((driver, handle)) = &v.csi {
+                        out.push((format!("{driver}/{handle}"), driver.clone()));
+                    }
+                }
+                None => {
+                    // getCSIDriverInfoFromSC: the class's provisioner, one volume per claim.
+                    if let Some(class) = cl.storage_class.as_deref().and_then(|s| self.classes.get(s))
+                        && !class.provisioner.is_empty()
+                    {
+                        out.push((
+                            format!("{}/claim:{}/{}", class.provisioner, cl.namespace, cl.name),
+                            class.provisioner.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// PreFilter for `pod` (a snapshot pod, not placed in this state).
+    pub fn prepare(&mut self, p: u32) -> Prepared {
+        let snapshot = self.snapshot;
+        let pod = &snapshot.pods[p as usize];
+        let mut prepared = Prepared::default();
+        let Some(c) = pod.constraints.as_deref() else {
+            prepared.existing_anti = self.existing_anti_matching(pod);
+            return prepared;
+        };
+        if let Some(why) = &c.unsupported {
+            prepared.nowhere = Some(Infeasible::Unsupported(why.clone()));
+            return prepared;
+        }
+        if let Some(t) = c
+            .affinity
+            .required
+            .iter()
+            .chain(&c.affinity.required_anti)
+            .find(|t| t.needs_namespace_labels() && snapshot.namespaces.is_empty())
+        {
+            prepared.nowhere = Some(Infeasible::Unsupported(format!(
+                "a pod affinity term selects namespaces by labels ({:?}) and the snapshot has no Namespaces (add namespaces to kubectl get)",
+                t.namespace_selector
+            )));
+            return prepared;
+        }
+        prepared.host_ports = c.host_ports.clone();
+        self.add_counters_for(p);
+        let ns_labels = &self.namespace_labels[&pod.namespace];
+        if !c.affinity.required.is_empty() {
+            let kind = CounterKind::Affinity(c.affinity.required.clone());
+            let id = self.counter_ids[&kind];
+            let keys = self.counters[id].keys.iter().map(|(k, _)| *k).collect();
+            let self_match = c
+                .affinity
+                .required
+                .iter()
+                .all(|t| t.matches(&pod.namespace, &pod.labels, ns_labels));
+            prepared.affinity = Some((id, keys, self_match));
+        }
+        for t in &c.affinity.required_anti {
+            let id = self.counter_ids[&CounterKind::AntiAffinity(t.clone())];
+            prepared.anti.push((id, self.counters[id].keys[0].0));
+        }
+        prepared.existing_anti = self.existing_anti_matching(pod);
+        let hard: Vec<&SpreadConstraint> = c.spread.iter().filter(|s| s.do_not_schedule).collect();
+        for s in &hard {
+            let Some(id) = self.spread_counter(pod, s, &hard) else {
+                // No labelSelector matches no pod: every domain holds 0, the pod adds 0.
+                continue;
+            };
+            let CounterKind::Spread { nodes, .. } = &self.counters[id].kind else {
+                unreachable!("spread counters are Spread");
+            };
+            let eligible = &self.spread_nodes[*nodes].1;
+            let (key, counts) = &self.counters[id].keys[0];
+            let values = &self.keys[*key].value_of;
+            let mut domains: HashSet<u32> = HashSet::new();
+            let mut min = i64::MAX;
+            for (n, &ok) in eligible.iter().enumerate() {
+                let v = values[n];
+                if ok && v != ABSENT && domains.insert(v) {
+                    min = min.min(counts[v as usize]);
+                }
+            }
+            if (domains.len() as i64) < s.min_domains || min == i64::MAX {
+                min = 0;
+            }
+            let self_match = s.selector.as_ref().is_some_and(|sel| sel.matches(&pod.labels)) as i64;
+            prepared.spread.push((id, *key, s.max_skew, min, self_match));
+        }
+        match self.volume_needs(pod) {
+            Ok(needs) => prepared.volumes = needs,
+            Err(why) => prepared.nowhere = Some(why),
+        }
+        prepared
+    }
+
+    fn existing_anti_matching(&self, pod: &Pod) -> Vec<usize> {
+        let ns_labels = &self.namespace_labels[&pod.namespace];
+        self.held_anti
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| {
+                h.holders.iter().any(|&c| c > 0)
+                    && h.term.matches(&pod.namespace, &pod.labels, ns_labels)
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Resolves the pod's claims to what they require of a node.
+    fn volume_needs(&self, pod: &Pod) -> Result<VolumeNeeds, Infeasible> {
+        let c = pod.constraints();
+        let mut needs = VolumeNeeds {
+            inline_disks: c.inline_disks.clone(),
+            ..VolumeNeeds::default()
+        };
+        let snapshot = self.snapshot;
+        for claim_name in &c.claims {
+            let Some(claim) = self.claims.get(&(pod.namespace.as_str(), claim_name.as_str())) else {
+                if snapshot.claims.is_empty() {
+                    return Err(Infeasible::Unsupported(format!(
+                        "uses PersistentVolumeClaim {claim_name} and the snapshot has no PersistentVolumeClaims (add pvc,pv,storageclass to kubectl get)"
+                    )));
+                }
+                return Err(Infeasible::Volume(format!(
+                    "persistentvolumeclaim \"{claim_name}\" not found"
+                )));
+            };
+            if claim.read_write_once_pod()
+                && self
+                    .rwop_users
+                    .get(&format!("{}/{claim_name}", pod.namespace))
+                    .is_some_and(|&n| n > 0)
+            {
+                return Err(Infeasible::Volume(
+                    "node(s) unavailable due to PersistentVolumeClaim with ReadWriteOncePod access mode already in-use by another pod".into(),
+                ));
+            }
+            match claim.volume_name.as_deref() {
+                Some(pv_name) => {
+                    let Some(pv) = self.volumes.get(pv_name) else {
+                        if snapshot.volumes.is_empty() {
+                            return Err(Infeasible::Unsupported(format!(
+                                "uses PersistentVolume {pv_name} and the snapshot has no PersistentVolumes (add pv to kubectl get)"
+                            )));
+                        }
+                        return Err(Infeasible::Volume(
+                            "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)".into(),
+                        ));
+                    };
+                    if let Some(terms) = &pv.node_affinity {
+                        needs.bound_affinity.push(terms.clone());
+                    }
+                    // volume_zone.go getPVTopologies: zone/region labels, values split on "__".
+                    for key in ZONE_LABELS {
+                        if let Some(v) = pv.labels.get(*key) {
+                            needs
+                                .zones
+                                .push((key.to_string(), v.split("__").map(String::from).collect()));
+                        }
+                    }
+                }
+                None => {
+                    let Some(class_name) = claim.storage_class.as_deref().filter(|s| !s.is_empty())
+                    else {
+                        return Err(Infeasible::Volume(
+                            "PersistentVolumeClaim had no pv name and storageClass name".into(),
+                        ));
+                    };
+                    let Some(class) = self.classes.get(class_name) else {
+                        if snapshot.storage_classes.is_empty() {
+                            return Err(Infeasible::Unsupported(format!(
+                                "uses unbound PersistentVolumeClaim {claim_name} and the snapshot has no StorageClasses (add storageclass to kubectl get)"
+                            )));
+                        }
+                        return Err(Infeasible::Volume(format!(
+                            "storageclass.storage.k8s.io \"{class_name}\" not found"
+                        )));
+                    };
+                    match class.wait_for_first_consumer {
+                        None => {
+                            return Err(Infeasible::Volume(format!(
+                                "VolumeBindingMode not set for StorageClass \"{class_name}\""
+                            )));
+                        }
+                        Some(false) => {
+                            return Err(Infeasible::Volume(
+                                "pod has unbound immediate PersistentVolumeClaims".into(),
+                            ));
+                        }
+                        Some(true) => {}
+                    }
+                    let matching: Vec<Option<Vec<NodeSelectorTerm>>> = self
+                        .free_volumes
+                        .get(class_name)
+                        .into_iter()
+                        .flatten()
+                        .filter(|v| {
+                            v.capacity_bytes >= claim.storage_bytes
+                                && claim.access_modes.iter().all(|m| v.access_modes.contains(m))
+                        })
+                        .map(|v| v.node_affinity.clone())
+                        .collect();
+                    if class.provisioner.is_empty() || class.provisioner == NO_PROVISIONER {
+                        needs.unbound.push(Unbound::Static(matching));
+                    } else if matching.is_empty() {
+                        needs
+                            .unbound
+                            .push(Unbound::Provision(class.allowed_topologies.clone()));
+                    } else {
+                        // A free volume may bind, or the class may provision: either will do.
+                        needs.unbound.push(Unbound::Static(matching));
+                        if let Some(Unbound::Static(list)) = needs.unbound.last_mut()
+                            && class.allowed_topologies.is_empty()
+                        {
+                            list.push(None);
+                        }
+                    }
+                }
+            }
+        }
+        needs.attachable = self.attachable_volumes(pod);
+        Ok(needs)
+    }
+
+    /// Filter for one node, given the pod's PreFilter result. Plugins in kube-scheduler's
+    /// order: NodePorts, VolumeRestrictions, NodeVolumeLimits, VolumeBinding, VolumeZone,
+    /// PodTopologySpread, InterPodAffinity.
+    pub fn check(&self, prepared: &Prepared, node: u32) -> Result<(), Infeasible> {
+        if let Some(why) = &prepared.nowhere {
+            return Err(why.clone());
+        }
+        let pods = &self.snapshot.pods;
+        let n = &self.nodes[node as usize];
+        if !prepared.host_ports.is_empty()
+            && let Some(on) = self.port_pods.get(&node)
+            && on.iter().any(|&p| {
+                pods[p as usize]
+                    .constraints()
+                    .host_ports
+                    .iter()
+                    .any(|used| prepared.host_ports.iter().any(|want| want.conflicts(used)))
+            })
+        {
+            return Err(Infeasible::Ports);
+        }
+        let v = &prepared.volumes;
+        if !v.inline_disks.is_empty()
+            && let Some(on) = self.disk_pods.get(&node)
+            && on.iter().any(|&p| {
+                pods[p as usize]
+                    .constraints()
+                    .inline_disks
+                    .iter()
+                    .any(|used| v.inline_disks.iter().any(|want| want.conflicts(used)))
+            })
+        {
+            return Err(Infeasible::Volume("node(s) had no available disk".into()));
+        }
+        if !v.attachable.is_empty()
+            && let Some(limits) = self.limits.get(&node)
+        {
+            let attached = self.attached.get(&node);
+            let mut new_per_driver: HashMap<&str, i64> = HashMap::new();
+            for (unique, driver) in &v.attachable {
+                if attached.is_none_or(|a| !a.contains_key(unique)) {
+                    *new_per_driver.entry(driver.as_str()).or_default() += 1;
+                }
+            }
+            for (driver, new) in new_per_driver {
+                if let Some(&limit) = limits.get(driver) {
+                    let used = attached.map_or(0, |a| a.values().filter(|(d, _)| d == driver).count())
+                        as i64;
+                    if used + new > limit {
+                        return Err(Infeasible::Volume("node(s) exceed max volume count".into()));
+                    }
+                }
+            }
+        }
+        // volume.CheckNodeAffinity matches labels only (the node it builds has no name).
+        if v.bound_affinity
+            .iter()
+            .any(|terms| !terms.iter().any(|t| t.matches("", &n.labels)))
+        {
+            return Err(Infeasible::Volume(
+                "node(s) didn't match PersistentVolume's node affinity".into(),
+            ));
+        }
+        for need in &v.unbound {
+            let ok = match need {
+                Unbound::Static(volumes) => volumes.iter().any(|affinity| {
+                    affinity
+                        .as_ref()
+                        .is_none_or(|terms| terms.iter().any(|t| t.matches("", &n.labels)))
+                }),
+                Unbound::Provision(topologies) => {
+                    topologies.is_empty()
+                        || topologies.iter().any(|term| {
+                            term.iter().all(|r| {
+                                n.labels.get(&r.key).is_some_and(|v| r.values.contains(v))
+                            })
+                        })
+                }
+            };
+            if !ok {
+                return Err(Infeasible::Volume(
+                    "node(s) didn't find available persistent volumes to bind".into(),
+                ));
+            }
+        }
+        if !v.zones.is_empty() && ZONE_LABELS.iter().any(|k| n.labels.contains_key(*k)) {
+            for (key, values) in &v.zones {
+                let value = n.labels.get(key).or_else(|| n.labels.get(ga_label(key)));
+                if value.is_none_or(|value| !values.contains(value)) {
+                    return Err(Infeasible::Volume("node(s) had no available volume zone".into()));
+                }
+            }
+        }
+        for &(counter, key, max_skew, min, self_match) in &prepared.spread {
+            let value = self.keys[key].value_of[node as usize];
+            if value == ABSENT {
+                return Err(Infeasible::Spread(
+                    "node(s) didn't match pod topology spread constraints (missing required label)",
+                ));
+            }
+            let count = self.counters[counter].keys[0].1[value as usize];
+            if count + self_match - min > max_skew {
+                return Err(Infeasible::Spread(
+                    "node(s) didn't match pod topology spread constraints",
+                ));
+            }
+        }
+        if let Some((counter, keys, self_match)) = &prepared.affinity {
+            let c = &self.counters[*counter];
+            let mut pods_exist = true;
+            for (i, &key) in keys.iter().enumerate() {
+                let value = self.keys[key].value_of[node as usize];
+                if value == ABSENT {
+                    return Err(Infeasible::PodAffinity);
+                }
+                if c.keys[i].1[value as usize] <= 0 {
+                    pods_exist = false;
+                }
+            }
+            // satisfyPodAffinity: the first pod of a group that matches its own terms may go
+            // anywhere when no pod matches them yet.
+            if !pods_exist && !(c.total == 0 && *self_match) {
+                return Err(Infeasible::PodAffinity);
+            }
+        }
+        for &(counter, key) in &prepared.anti {
+            let value = self.keys[key].value_of[node as usize];
+            if value != ABSENT && self.counters[counter].keys[0].1[value as usize] > 0 {
+                return Err(Infeasible::PodAntiAffinity);
+            }
+        }
+        for &held in &prepared.existing_anti {
+            let h = &self.held_anti[held];
+            let value = self.keys[h.key].value_of[node as usize];
+            if value != ABSENT && h.holders[value as usize] > 0 {
+                return Err(Infeasible::ExistingAntiAffinity);
+            }
+        }
+        Ok(())
+    }
+
+    /// The node index of a node name.
+    pub fn node_named(&self, name: &str) -> Option<u32> {
+        self.node_index.get(name).copied()
+    }
+}
+
+/// volume_zone.go `topologyLabels`.
+const ZONE_LABELS: &[&str] = &[
+    "failure-domain.beta.kubernetes.io/zone",
+    "failure-domain.beta.kubernetes.io/region",
+    "topology.kubernetes.io/zone",
+    "topology.kubernetes.io/region",
+];
+
+/// volume_zone.go `translateToGALabel`.
+fn ga_label(key: &str) -> &str {
+    match key {
+        "failure-domain.beta.kubernetes.io/zone" => "topology.kubernetes.io/zone",
+        "failure-domain.beta.kubernetes.io/region" => "topology.kubernetes.io/region",
+        other => other,
+    }
+}
+
+/// A label the selector requires to be one of a few values, to find candidate pods by.
+fn probe_label(selector: &LabelSelector) -> Option<(&str, Vec<&String>)> {
+    if let Some((k, v)) = selector.match_labels.iter().next() {
+        return Some((k.as_str(), vec![v]));
+    }
+    selector
+        .match_expressions
+        .iter()
+        .find(|r| r.operator == "In")
+        .map(|r| (r.key.as_str(), r.values.iter().collect()))
+}
+
+/// `RequiredNodeAffinity.Match`: nodeSelector and required node affinity.
+fn node_affinity_ok(node: &Node, p: &Placement) -> bool {
+    p.node_selector
+        .iter()
+        .all(|(k, v)| node.labels.get(k) == Some(v))
+        && p.required_terms
+            .as_ref()
+            .is_none_or(|terms| terms.iter().any(|t| t.matches(&node.name, &node.labels)))
+}
+
+/// No NoSchedule/NoExecute taint the tolerations leave untolerated.
+fn taints_tolerated(node: &Node, p: &Placement) -> bool {
+    node.taints.iter().all(|taint: &Taint| {
+        !(taint.effect == "NoSchedule" || taint.effect == "NoExecute")
+            || p.tolerations.iter().any(|t| t.tolerates(taint))
+    })
+}
