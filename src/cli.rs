@@ -8,7 +8,7 @@ use crate::demo::demo_cluster;
 use crate::model::{Node, Snapshot, load_pod, load_snapshot};
 use crate::plan::{Plan, PlanInput, plan, pool_of};
 use crate::policy::ConsolidationPolicy;
-use crate::scoring::{Profiles, SchedulerVersion, filter, node_usages};
+use crate::scoring::{ClusterState, Profiles, SchedulerVersion, filter, node_usages};
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 use serde::Serialize;
@@ -363,8 +363,11 @@ fn run_score(
     output: Output,
     out: &mut dyn Write,
 ) -> Result<(), InputError> {
-    let snapshot = read_snapshot(Some(snapshot_path))?;
-    let (pod, pod_scheduler) = load_pod(&read(pod_path)?).map_err(|e| input_error(pod_path, e))?;
+    let mut snapshot = read_snapshot(Some(snapshot_path))?;
+    let (mut pod, pod_scheduler) =
+        load_pod(&read(pod_path)?).map_err(|e| input_error(pod_path, e))?;
+    // The incoming pod is not placed yet; a nodeName it sets is the NodeName filter's.
+    pod.placement.node_name = pod.node_name.take();
     let profiles = read_profiles(scheduler_config, version)?;
     let name = profile_name
         .map(String::from)
@@ -391,17 +394,24 @@ fn run_score(
         );
     }
     let usage = node_usages(&snapshot);
+    snapshot.pods.push(pod);
+    let incoming = (snapshot.pods.len() - 1) as u32;
+    let mut state = ClusterState::new(&snapshot, &snapshot.nodes, &[incoming]);
+    let prepared = state.prepare(incoming);
+    let pod = &snapshot.pods[incoming as usize];
     let ignored = |r: &str| profile.ignores_resource(r);
     let mut result = ScoreOutput {
         profile: &profile.scheduler_name,
         scores: BTreeMap::new(),
         infeasible: BTreeMap::new(),
     };
-    for (node, u) in snapshot.nodes.iter().zip(&usage) {
+    for (n, (node, u)) in snapshot.nodes.iter().zip(&usage).enumerate() {
         result
             .scores
             .insert(node.name.clone(), profile.score(u, &pod.requests));
-        if let Err(why) = filter(node, u, &pod.placement, &pod.requests, &ignored) {
+        if let Err(why) = filter(node, u, &pod.placement, &pod.requests, &ignored)
+            .and_then(|()| state.check(&prepared, n as u32))
+        {
             result.infeasible.insert(node.name.clone(), why.to_string());
         }
     }

@@ -13,14 +13,16 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use stowage::demo::Rng;
 use stowage::model::{Node, load_pod, load_snapshot};
-use stowage::scoring::{NodeUsage, Profile, Profiles, SchedulerVersion, filter, node_usages};
+use stowage::scoring::{
+    ClusterState, NodeUsage, Profile, Profiles, SchedulerVersion, filter, node_usages,
+};
 use support::{ControlPlane, wait_until};
 
 const NODES: usize = 50;
@@ -301,4 +303,392 @@ async fn stowage_picks_the_nodes_kube_scheduler_picks() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut cluster = Cluster::read(cp);
     agree(cp, &mut cluster, &ns, "ratio-scheduler", 100, 17).await;
+}
+
+/// Nodes of the filter round: three zones, CSINode attach limits on some.
+const FILTER_NODES: usize = 18;
+
+fn zone(i: usize) -> &'static str {
+    ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3]
+}
+
+/// The filter round's cluster: nodes in three zones, bound zonal EBS-like volumes, a
+/// ReadWriteOncePod claim, WaitForFirstConsumer classes (one provisioning in two zones only, one
+/// with pre-created local volumes), and CSINodes that cap attachments.
+fn filter_cluster(ns: &str, tag: &str) -> String {
+    let mut y = String::new();
+    for i in 0..FILTER_NODES {
+        let name = format!("fid{tag}-{i:02}");
+        let z = zone(i);
+        y.push_str(&format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: fidelity-{tag}, kubernetes.io/hostname: {name}, topology.kubernetes.io/zone: {z}}}\nstatus:\n  allocatable: {{cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n  capacity: {{cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n---\n"
+        ));
+        if i % 4 == 1 {
+            y.push_str(&format!(
+                "apiVersion: storage.k8s.io/v1\nkind: CSINode\nmetadata: {{name: {name}}}\nspec:\n  drivers: [{{name: ebs.csi.aws.com, nodeID: {name}, allocatable: {{count: 1}}}}]\n---\n"
+            ));
+        }
+    }
+    y.push_str(&format!("apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: fid{tag}-gp3}}\nprovisioner: ebs.csi.aws.com\nvolumeBindingMode: WaitForFirstConsumer\nallowedTopologies: [{{matchLabelExpressions: [{{key: topology.kubernetes.io/zone, values: [us-east-1a, us-east-1b]}}]}}]\n---\n"));
+    y.push_str(&format!("apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: fid{tag}-local}}\nprovisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: WaitForFirstConsumer\n---\n"));
+    y.push_str(&format!("apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {{name: fid{tag}-immediate}}\nprovisioner: ebs.csi.aws.com\nvolumeBindingMode: Immediate\n---\n"));
+    // Bound zonal volumes (as the EBS CSI driver creates them), one claim each.
+    for i in 0..12 {
+        let z = zone(i);
+        y.push_str(&format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: fid{tag}-pv-{i}\n  labels: {{topology.kubernetes.io/zone: {z}}}\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [{mode}]\n  storageClassName: fid{tag}-gp3\n  claimRef: {{namespace: {ns}, name: fid-data-{i}}}\n  csi: {{driver: ebs.csi.aws.com, volumeHandle: vol{tag}-{i}}}\n  nodeAffinity:\n    required:\n      nodeSelectorTerms: [{{matchExpressions: [{{key: topology.kubernetes.io/zone, operator: In, values: [{z}]}}]}}]\n---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: fid-data-{i}\n  namespace: {ns}\n  annotations: {{pv.kubernetes.io/bind-completed: \"yes\"}}\nspec:\n  accessModes: [{mode}]\n  storageClassName: fid{tag}-gp3\n  volumeName: fid{tag}-pv-{i}\n  resources: {{requests: {{storage: 1Gi}}}}\n---\n",
+            mode = if i == 11 { "ReadWriteOncePod" } else { "ReadWriteOnce" },
+        ));
+    }
+    // Pre-created local volumes on two nodes, for claims of the no-provisioner class.
+    for node in [format!("fid{tag}-03"), format!("fid{tag}-04")] {
+        y.push_str(&format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: fid-local-{node}}}\nspec:\n  capacity: {{storage: 10Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: fid{tag}-local\n  local: {{path: /mnt/disk}}\n  nodeAffinity:\n    required:\n      nodeSelectorTerms: [{{matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [{node}]}}]}}]\n---\n"
+        ));
+    }
+    for (name, class) in [
+        ("fid-wffc-0", "gp3"),
+        ("fid-wffc-1", "gp3"),
+        ("fid-local-0", "local"),
+        ("fid-imm-0", "immediate"),
+    ] {
+        y.push_str(&format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: fid{tag}-{class}\n  resources: {{requests: {{storage: 1Gi}}}}\n---\n"
+        ));
+    }
+    y
+}
+
+/// The filter round's pods, in submission order: each group exercises one filter.
+fn filter_pods(ns: &str, tag: &str, scheduler: &str, rng: &mut Rng) -> Vec<Value> {
+    let mut pods = Vec::new();
+    let mut pod = |name: String, labels: Value, extra: Value, rng: &mut Rng| {
+        let cpu = format!("{}m", 100 + rng.below(12) * 100);
+        let mut spec = json!({
+            "schedulerName": scheduler,
+            "nodeSelector": {"pool": format!("fidelity-{tag}")},
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "main", "image": "fake",
+                            "resources": {"requests": {"cpu": cpu, "memory": "256Mi"}}}],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        pods.push(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{scheduler}-{name}"), "namespace": ns, "labels": labels},
+            "spec": spec}));
+    };
+    let term = |app: &str, key: &str| json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key});
+    let host = "kubernetes.io/hostname";
+    let zone_key = "topology.kubernetes.io/zone";
+    // Hostname anti-affinity, one replica per node (more replicas than nodes: some pend).
+    for i in 0..20 {
+        pod(
+            format!("anti-host-{i}"),
+            json!({"app": "anti-host"}),
+            json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("anti-host", host)]}}}),
+            rng,
+        );
+    }
+    // Zone anti-affinity: three fit, the fourth pends.
+    for i in 0..4 {
+        pod(
+            format!("anti-zone-{i}"),
+            json!({"app": "anti-zone"}),
+            json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("anti-zone", zone_key)]}}}),
+            rng,
+        );
+    }
+    // Existing pods' anti-affinity: guards repel "victim" pods from their zone.
+    pod(
+        "guard-0".into(),
+        json!({"app": "guard"}),
+        json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("victim", zone_key)]}}}),
+        rng,
+    );
+    for i in 0..3 {
+        pod(
+            format!("victim-{i}"),
+            json!({"app": "victim"}),
+            json!({}),
+            rng,
+        );
+    }
+    // Required affinity to a sibling: the first follower pends (no leader, not its own match),
+    // the leader goes anywhere, the next followers join its node; zone affinity joins its zone.
+    pod(
+        "follower-0".into(),
+        json!({"app": "follower"}),
+        json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("leader", host)]}}}),
+        rng,
+    );
+    pod("leader-0".into(), json!({"app": "leader"}), json!({}), rng);
+    for i in 1..4 {
+        pod(
+            format!("follower-{i}"),
+            json!({"app": "follower"}),
+            json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("leader", host)]}}}),
+            rng,
+        );
+        pod(
+            format!("zone-follower-{i}"),
+            json!({"app": "zone-follower"}),
+            json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("leader", zone_key)]}}}),
+            rng,
+        );
+    }
+    // Self-affine group: the first may start it anywhere, the rest join its zone.
+    for i in 0..4 {
+        pod(
+            format!("herd-{i}"),
+            json!({"app": "herd"}),
+            json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("herd", zone_key)]}}}),
+            rng,
+        );
+    }
+    // Topology spread: zones (maxSkew 1), hostnames (maxSkew 1, minDomains above the node count
+    // so the global minimum is 0), with matchLabelKeys.
+    for i in 0..9 {
+        pod(
+            format!("spread-zone-{i}"),
+            json!({"app": "spread-zone", "rev": "1"}),
+            json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": zone_key, "whenUnsatisfiable": "DoNotSchedule",
+                   "labelSelector": {"matchLabels": {"app": "spread-zone"}}, "matchLabelKeys": ["rev"]}]}),
+            rng,
+        );
+    }
+    for i in 0..6 {
+        pod(
+            format!("spread-host-{i}"),
+            json!({"app": "spread-host"}),
+            json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": host, "whenUnsatisfiable": "DoNotSchedule",
+                   "minDomains": 40, "labelSelector": {"matchLabels": {"app": "spread-host"}}}]}),
+            rng,
+        );
+    }
+    // Host ports: one per node and protocol; UDP shares the port number.
+    for i in 0..20 {
+        let protocol = if i % 5 == 4 { "UDP" } else { "TCP" };
+        pod(
+            format!("port-{i}"),
+            json!({"app": "port"}),
+            json!({"containers": [{"name": "main", "image": "fake", "resources": {"requests": {"cpu": "100m"}},
+                   "ports": [{"containerPort": 9100, "hostPort": 9100, "protocol": protocol}]}]}),
+            rng,
+        );
+    }
+    // Volumes: bound zonal claims (the RWOP one twice), WaitForFirstConsumer claims, local
+    // volumes on two nodes, an immediate unbound claim (pends), and attach limits (CSINodes).
+    for i in 0..12 {
+        pod(
+            format!("vol-{i}"),
+            json!({"app": "vol"}),
+            json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("fid-data-{i}")}}]}),
+            rng,
+        );
+    }
+    pod(
+        "vol-rwop-again".into(),
+        json!({"app": "vol"}),
+        json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "fid-data-11"}}]}),
+        rng,
+    );
+    for claim in ["fid-wffc-0", "fid-wffc-1", "fid-local-0", "fid-imm-0"] {
+        pod(
+            format!("claim-{claim}"),
+            json!({"app": "claim"}),
+            json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}),
+            rng,
+        );
+    }
+    pods
+}
+
+/// A snapshot of the whole test cluster that follows the pods as they are bound.
+struct Tracked {
+    snapshot: stowage::model::Snapshot,
+}
+
+impl Tracked {
+    fn read(cp: &ControlPlane) -> Tracked {
+        let json = cp.kubectl(&[
+            "get",
+            "nodes,pods,pvc,pv,storageclass,csinode,namespaces",
+            "-A",
+            "-o",
+            "json",
+        ]);
+        Tracked {
+            snapshot: load_snapshot(json.as_bytes()).expect("snapshot of the test cluster"),
+        }
+    }
+
+    /// stowage's Filter (every plugin) and Score for an incoming pod: the feasible nodes with
+    /// the top score, that score, and every node's filter verdict.
+    fn best(&mut self, profile: &Profile, pod: &stowage::model::Pod) -> (BTreeSet<String>, i64) {
+        let s = &mut self.snapshot;
+        s.pods.push(pod.clone());
+        let incoming = (s.pods.len() - 1) as u32;
+        let usage = node_usages(s);
+        let mut state = ClusterState::new(s, &s.nodes, &[incoming]);
+        let prepared = state.prepare(incoming);
+        let ignored = |r: &str| profile.ignores_resource(r);
+        let mut best = (BTreeSet::new(), i64::MIN);
+        for (n, node) in s.nodes.iter().enumerate() {
+            let feasible = filter(node, &usage[n], &pod.placement, &pod.requests, &ignored)
+                .and_then(|()| state.check(&prepared, n as u32));
+            if feasible.is_err() {
+                continue;
+            }
+            let score = profile.score(&usage[n], &pod.requests);
+            if score > best.1 {
+                best = (BTreeSet::new(), score);
+            }
+            if score == best.1 {
+                best.0.insert(node.name.clone());
+            }
+        }
+        drop(state);
+        s.pods.pop();
+        best
+    }
+
+    fn bind(&mut self, mut pod: stowage::model::Pod, node: &str) {
+        pod.node_name = Some(node.to_string());
+        self.snapshot.pods.push(pod);
+    }
+}
+
+/// The node the scheduler chose for a pod. A pod with an unbound WaitForFirstConsumer claim
+/// stays in PreBind (nothing provisions or completes binding here), so its choice shows on the
+/// claim (`volume.kubernetes.io/selected-node`, for provisioning) or on the free volume the
+/// scheduler bound to the claim (its node affinity names the node).
+async fn chosen_node(
+    pods: &Api<Pod>,
+    claims: &Api<PersistentVolumeClaim>,
+    volumes: &Api<PersistentVolume>,
+    name: &str,
+    pod: &stowage::model::Pod,
+    wait: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + wait;
+    let claim_names = &pod.constraints().claims;
+    loop {
+        let p = pods.get(name).await.expect("get pod");
+        if let Some(node) = p.spec.and_then(|s| s.node_name) {
+            return Some(node);
+        }
+        for claim in claim_names {
+            let c = claims.get(claim).await.expect("get claim");
+            if let Some(node) = c
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("volume.kubernetes.io/selected-node"))
+            {
+                return Some(node.clone());
+            }
+            for v in volumes
+                .list(&ListParams::default())
+                .await
+                .expect("list pvs")
+            {
+                let spec = v.spec.unwrap_or_default();
+                let claim_ref = spec.claim_ref.as_ref();
+                if claim_ref.and_then(|r| r.name.as_deref()) == Some(claim.as_str())
+                    && claim_ref.and_then(|r| r.namespace.as_deref())
+                        == Some(pod.namespace.as_str())
+                    && spec
+                        .storage_class_name
+                        .as_deref()
+                        .is_some_and(|c| c.ends_with("-local"))
+                {
+                    let terms = spec
+                        .node_affinity
+                        .and_then(|a| a.required)
+                        .unwrap_or_default();
+                    let value = terms.node_selector_terms.first().and_then(|t| {
+                        t.match_expressions
+                            .as_ref()?
+                            .first()?
+                            .values
+                            .as_ref()?
+                            .first()
+                            .cloned()
+                    });
+                    if value.is_some() {
+                        return value;
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_filter_agrees_with_kube_scheduler() {
+    let cp = ControlPlane::shared();
+    for (scheduler, tag) in [("my-scheduler", "m"), ("default-scheduler", "d")] {
+        let ns = cp.namespace("fidelity");
+        cp.apply(&filter_cluster(&ns, tag));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let text = support::scheduler_config(std::path::Path::new("unused"));
+        let profiles =
+            Profiles::parse(&text, SchedulerVersion::V1_36).expect("stowage reads the config");
+        let profile = profiles.get(scheduler).expect("profile");
+        let mut cluster = Tracked::read(cp);
+        let client = cp.client().await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+        let volumes: Api<PersistentVolume> = Api::all(client);
+        let mut rng = Rng::new(23);
+        let manifests = filter_pods(&ns, tag, scheduler, &mut rng);
+        let total = manifests.len();
+        let (mut bound, mut pending, mut disagreements) = (0, 0, Vec::new());
+        for manifest in manifests {
+            let created: Pod = serde_json::from_value(manifest).unwrap();
+            let name = created.metadata.name.clone().unwrap();
+            let created = pods
+                .create(&PostParams::default(), &created)
+                .await
+                .expect("create pod");
+            let (pod, _) = load_pod(&serde_json::to_vec(&created).unwrap()).expect("read pod");
+            let (expected, score) = cluster.best(profile, &pod);
+            let wait = Duration::from_secs(if expected.is_empty() { 3 } else { 30 });
+            match chosen_node(&pods, &claims, &volumes, &name, &pod, wait).await {
+                Some(node) => {
+                    bound += 1;
+                    if !expected.contains(&node) {
+                        disagreements.push(format!(
+                            "{name}: bound to {node}, stowage's best ({score}): {expected:?}"
+                        ));
+                    }
+                    cluster.bind(pod, &node);
+                }
+                None if expected.is_empty() => {
+                    // Delete it, so it cannot bind later behind stowage's back.
+                    pending += 1;
+                    pods.delete(&name, &DeleteParams::default().grace_period(0))
+                        .await
+                        .expect("delete pending pod");
+                }
+                None => disagreements.push(format!(
+                    "{name}: left pending, but stowage finds it fits on {expected:?} (score {score})"
+                )),
+            }
+        }
+        assert!(
+            disagreements.is_empty(),
+            "{scheduler}: {} of {total} pods disagree:\n{}",
+            disagreements.len(),
+            disagreements.join("\n")
+        );
+        eprintln!(
+            "{scheduler} filters: {total} of {total} pods agree ({bound} bound to a node stowage ranked best, {pending} left pending where stowage finds no feasible node)"
+        );
+    }
 }

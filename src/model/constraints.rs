@@ -180,8 +180,11 @@ impl Constraints {
 pub struct Claim {
     pub namespace: String,
     pub name: String,
-    /// `spec.volumeName`: the PersistentVolume it is bound to.
+    /// `spec.volumeName`: the PersistentVolume it is bound (or pre-bound) to.
     pub volume_name: Option<String>,
+    /// The PV controller finished binding (`pv.kubernetes.io/bind-completed`); a claim with a
+    /// volume name but without it is pre-bound, which the scheduler treats as unbound.
+    pub bind_completed: bool,
     /// `spec.storageClassName` (or the beta annotation).
     pub storage_class: Option<String>,
     pub access_modes: Vec<String>,

@@ -7,11 +7,11 @@
 //! [`super`] model, where quantities are parsed exactly. Every error names the item:
 //! `items[12] (Pod spark/exec-3): invalid quantity "12Gx" in containers[0].resources.requests.memory`.
 
-use super::quantity::{parse_milli, parse_value};
 use super::constraints::{
     AffinityTerm, Claim, Constraints, Controller, CsiNode, HostPort, InlineDisk, Namespace,
     SpreadConstraint, StorageClass, Volume, WeightedTerm,
 };
+use super::quantity::{parse_milli, parse_value};
 use super::selector::{
     LabelSelector, LabelSelectorRequirement, Labels, NodeSelectorTerm, Taint, Toleration,
 };
@@ -687,12 +687,19 @@ fn pin_to_template_nodes(snapshot: &mut Snapshot) {
         .iter()
         .filter_map(|c| {
             let node = c.template_node_name.as_deref()?;
-            Some(((c.kind.as_str(), c.namespace.as_str(), c.name.as_str()), node))
+            Some((
+                (c.kind.as_str(), c.namespace.as_str(), c.name.as_str()),
+                node,
+            ))
         })
         .collect();
     for pod in &mut snapshot.pods {
         if let Some(owner) = &pod.controller
-            && let Some(node) = pins.get(&(owner.kind.as_str(), pod.namespace.as_str(), owner.name.as_str()))
+            && let Some(node) = pins.get(&(
+                owner.kind.as_str(),
+                pod.namespace.as_str(),
+                owner.name.as_str(),
+            ))
         {
             pod.placement.node_name = Some(node.to_string());
         }
@@ -790,6 +797,10 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
                 namespace: raw.metadata.namespace,
                 name: raw.metadata.name,
                 volume_name: raw.spec.volume_name.filter(|v| !v.is_empty()),
+                bind_completed: raw
+                    .metadata
+                    .annotations
+                    .contains_key("pv.kubernetes.io/bind-completed"),
                 access_modes: raw.spec.access_modes,
                 storage_bytes: match storage {
                     Some(Quantity(q)) => parse_value(q).map_err(|e| {
@@ -1082,7 +1093,11 @@ fn pod_constraints(
     };
     for (raw, anti) in [(pod_affinity, false), (pod_anti_affinity, true)] {
         let Some(raw) = raw else { continue };
-        let field = if anti { "podAntiAffinity" } else { "podAffinity" };
+        let field = if anti {
+            "podAntiAffinity"
+        } else {
+            "podAffinity"
+        };
         for (i, t) in raw
             .required_during_scheduling_ignored_during_execution
             .into_iter()
@@ -1167,7 +1182,8 @@ fn pod_constraints(
             c.claims.push(format!("{pod_name}-{}", v.name));
         }
         if let Some(ebs) = &v.aws_elastic_block_store {
-            c.inline_disks.push(InlineDisk::AwsEbs(ebs.volume_id.clone()));
+            c.inline_disks
+                .push(InlineDisk::AwsEbs(ebs.volume_id.clone()));
             c.inline_attachable
                 .push((EBS_CSI_DRIVER.into(), ebs_volume_handle(ebs)));
         }
@@ -1194,9 +1210,16 @@ fn pod_constraints(
 
 /// `applyLabelKeysToLabelSelector`: each key the pod has becomes `key <op> (value)`; a
 /// requirement already there (the API server merged it on create) is not added twice.
-fn merge_label_keys(selector: &mut LabelSelector, keys: &[String], operator: &str, labels: &Labels) {
+fn merge_label_keys(
+    selector: &mut LabelSelector,
+    keys: &[String],
+    operator: &str,
+    labels: &Labels,
+) {
     for key in keys {
-        let Some(value) = labels.get(key) else { continue };
+        let Some(value) = labels.get(key) else {
+            continue;
+        };
         let requirement = LabelSelectorRequirement {
             key: key.clone(),
             operator: operator.into(),

@@ -243,6 +243,7 @@ impl Claim {
             namespace: "default".into(),
             name: name.into(),
             volume_name: Some(volume.into()),
+            bind_completed: true,
             storage_class: Some("gp3".into()),
             access_modes: vec!["ReadWriteOnce".into()],
             storage_bytes: GI,

@@ -21,7 +21,9 @@ mod index;
 use crate::model::{Node, Pod, Snapshot};
 use crate::policy::{ConsolidationPolicy, HoldingAction};
 use crate::scoring::filter::{resource_fit, static_fit};
-use crate::scoring::{ClusterState, FitScoring, Infeasible, NodeUsage, Profile, Profiles, Strategy};
+use crate::scoring::{
+    ClusterState, FitScoring, Infeasible, NodeUsage, Profile, Profiles, Strategy,
+};
 use crate::shuffle::{ShuffleState, SparkIndex};
 use index::{DestinationIndex, PodToPlace};
 use jiff::Timestamp;

@@ -504,7 +504,11 @@ mod stateful_filters {
             .iter()
             .find(|d| d.node == "idle")
             .unwrap_or_else(|| panic!("idle is drained: {:?}", reason_of(&plan, "idle")));
-        let m = drain.moves.iter().find(|m| m.pod == pod).expect("pod moves");
+        let m = drain
+            .moves
+            .iter()
+            .find(|m| m.pod == pod)
+            .expect("pod moves");
         m.to.clone()
     }
 
@@ -559,7 +563,8 @@ mod stateful_filters {
         let db = Pod::test("db-1").label("app", "db").req(10_000, 40 * GI);
         let cache = Pod::test("cache-1").affinity("db", HOST);
         let mut s = scene(vec![], cache.clone(), false);
-        s.nodes.push(Node::test("db-node").zone("b").size(10_500, 64));
+        s.nodes
+            .push(Node::test("db-node").zone("b").size(10_500, 64));
         s.pods.push(db.clone().on("db-node"));
         // db-node has 500m left; the cache needs 1 cpu, and busy has no db.
         let detail = no_fit(&s);
@@ -598,7 +603,11 @@ mod stateful_filters {
     fn host_ports() {
         let agent = |n| Pod::test(n).host_port(9100);
         assert_eq!(
-            no_fit(&scene(vec![agent("exporter-1")], agent("exporter-2"), false)),
+            no_fit(&scene(
+                vec![agent("exporter-1")],
+                agent("exporter-2"),
+                false
+            )),
             "default/exporter-2: 0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."
         );
         let other_port = Pod::test("exporter-2").host_port(9200);
@@ -687,7 +696,9 @@ mod stateful_filters {
 
     #[test]
     fn what_stowage_cannot_evaluate_keeps_the_node() {
-        let pod = Pod::test("gpu").unsupported("uses DRA resource claims (spec.resourceClaims), which stowage cannot evaluate");
+        let pod = Pod::test("gpu").unsupported(
+            "uses DRA resource claims (spec.resourceClaims), which stowage cannot evaluate",
+        );
         assert_eq!(
             no_fit(&scene(vec![], pod, true)),
             "default/gpu: uses DRA resource claims (spec.resourceClaims), which stowage cannot evaluate; its node is kept rather than guessed"
@@ -697,6 +708,9 @@ mod stateful_filters {
     #[test]
     fn claims_missing_from_the_snapshot_are_not_guessed() {
         let detail = no_fit(&scene(vec![], Pod::test("db-0").claim("data"), true));
-        assert!(detail.contains("the snapshot has no PersistentVolumeClaims"), "{detail}");
+        assert!(
+            detail.contains("the snapshot has no PersistentVolumeClaims"),
+            "{detail}"
+        );
     }
 }

@@ -100,11 +100,13 @@ struct VolumeNeeds {
     inline_disks: Vec<crate::model::constraints::InlineDisk>,
 }
 
-enum Unbound {
-    /// Only pre-created volumes can satisfy the claim: these, by node affinity.
-    Static(Vec<Option<Vec<NodeSelectorTerm>>>),
-    /// Dynamic provisioning, limited by the class's allowedTopologies.
-    Provision(Vec<Vec<crate::model::selector::LabelSelectorRequirement>>),
+/// An unbound WaitForFirstConsumer claim: a node passes when a free volume of the class can
+/// bind there (`findMatchingVolumes`) or the class can provision there (`checkVolumeProvisions`).
+struct Unbound {
+    /// Free volumes that fit the claim, by node affinity (`None` = any node).
+    free_volumes: Vec<Option<Vec<NodeSelectorTerm>>>,
+    /// The class's allowedTopologies when it provisions dynamically (empty = anywhere).
+    provision: Option<Vec<Vec<crate::model::selector::LabelSelectorRequirement>>>,
 }
 
 /// Where every pod runs, and the per-domain counts the stateful filters read.
@@ -176,7 +178,10 @@ impl<'a> ClusterState<'a> {
         let mut free_volumes: HashMap<&str, Vec<&Volume>> = HashMap::new();
         for v in &snapshot.volumes {
             if v.claim_ref.is_none() && (v.phase.is_empty() || v.phase == "Available") {
-                free_volumes.entry(v.storage_class.as_str()).or_default().push(v);
+                free_volumes
+                    .entry(v.storage_class.as_str())
+                    .or_default()
+                    .push(v);
             }
         }
         let mut limits: HashMap<u32, HashMap<String, i64>> = HashMap::new();
@@ -213,7 +218,11 @@ impl<'a> ClusterState<'a> {
                 .iter()
                 .map(|c| ((c.namespace.as_str(), c.name.as_str()), c))
                 .collect(),
-            volumes: snapshot.volumes.iter().map(|v| (v.name.as_str(), v)).collect(),
+            volumes: snapshot
+                .volumes
+                .iter()
+                .map(|v| (v.name.as_str(), v))
+                .collect(),
             classes: snapshot
                 .storage_classes
                 .iter()
@@ -354,8 +363,14 @@ impl<'a> ClusterState<'a> {
             .iter()
             .map(|node| {
                 spec.keys.iter().all(|k| node.labels.contains_key(k))
-                    && spec.affinity.as_ref().is_none_or(|p| node_affinity_ok(node, p))
-                    && spec.taints.as_ref().is_none_or(|p| taints_tolerated(node, p))
+                    && spec
+                        .affinity
+                        .as_ref()
+                        .is_none_or(|p| node_affinity_ok(node, p))
+                    && spec
+                        .taints
+                        .as_ref()
+                        .is_none_or(|p| taints_tolerated(node, p))
             })
             .collect();
         let id = self.spread_nodes.len();
@@ -364,7 +379,12 @@ impl<'a> ClusterState<'a> {
         id
     }
 
-    fn spread_counter(&mut self, pod: &Pod, c: &SpreadConstraint, all: &[&SpreadConstraint]) -> Option<usize> {
+    fn spread_counter(
+        &mut self,
+        pod: &Pod,
+        c: &SpreadConstraint,
+        all: &[&SpreadConstraint],
+    ) -> Option<usize> {
         let selector = c.selector.clone()?;
         let nodes = self.spread_nodes_id(SpreadNodes {
             keys: all.iter().map(|c| c.topology_key.clone()).collect(),
@@ -468,7 +488,8 @@ impl<'a> ClusterState<'a> {
                         key,
                         holders: vec![0; self.keys[key].values],
                     });
-                    self.held_anti_ids.insert(t.clone(), self.held_anti.len() - 1);
+                    self.held_anti_ids
+                        .insert(t.clone(), self.held_anti.len() - 1);
                     self.held_anti.len() - 1
                 }
             };
@@ -538,7 +559,10 @@ impl<'a> ClusterState<'a> {
                 }
                 None => {
                     // getCSIDriverInfoFromSC: the class's provisioner, one volume per claim.
-                    if let Some(class) = cl.storage_class.as_deref().and_then(|s| self.classes.get(s))
+                    if let Some(class) = cl
+                        .storage_class
+                        .as_deref()
+                        .and_then(|s| self.classes.get(s))
                         && !class.provisioner.is_empty()
                     {
                         out.push((
@@ -620,8 +644,13 @@ impl<'a> ClusterState<'a> {
             if (domains.len() as i64) < s.min_domains || min == i64::MAX {
                 min = 0;
             }
-            let self_match = s.selector.as_ref().is_some_and(|sel| sel.matches(&pod.labels)) as i64;
-            prepared.spread.push((id, *key, s.max_skew, min, self_match));
+            let self_match = s
+                .selector
+                .as_ref()
+                .is_some_and(|sel| sel.matches(&pod.labels)) as i64;
+            prepared
+                .spread
+                .push((id, *key, s.max_skew, min, self_match));
         }
         match self.volume_needs(pod) {
             Ok(needs) => prepared.volumes = needs,
@@ -652,7 +681,10 @@ impl<'a> ClusterState<'a> {
         };
         let snapshot = self.snapshot;
         for claim_name in &c.claims {
-            let Some(claim) = self.claims.get(&(pod.namespace.as_str(), claim_name.as_str())) else {
+            let Some(claim) = self
+                .claims
+                .get(&(pod.namespace.as_str(), claim_name.as_str()))
+            else {
                 if snapshot.claims.is_empty() {
                     return Err(Infeasible::Unsupported(format!(
                         "uses PersistentVolumeClaim {claim_name} and the snapshot has no PersistentVolumeClaims (add pvc,pv,storageclass to kubectl get)"
@@ -672,7 +704,10 @@ impl<'a> ClusterState<'a> {
                     "node(s) unavailable due to PersistentVolumeClaim with ReadWriteOncePod access mode already in-use by another pod".into(),
                 ));
             }
+            let immediate =
+                || Infeasible::Volume("pod has unbound immediate PersistentVolumeClaims".into());
             match claim.volume_name.as_deref() {
+                Some(_) if !claim.bind_completed => return Err(immediate()),
                 Some(pv_name) => {
                     let Some(pv) = self.volumes.get(pv_name) else {
                         if snapshot.volumes.is_empty() {
@@ -697,11 +732,11 @@ impl<'a> ClusterState<'a> {
                     }
                 }
                 None => {
+                    // IsDelayBindingMode: no class, or a class that does not exist, binds
+                    // immediately, and an immediate claim should already be bound.
                     let Some(class_name) = claim.storage_class.as_deref().filter(|s| !s.is_empty())
                     else {
-                        return Err(Infeasible::Volume(
-                            "PersistentVolumeClaim had no pv name and storageClass name".into(),
-                        ));
+                        return Err(immediate());
                     };
                     let Some(class) = self.classes.get(class_name) else {
                         if snapshot.storage_classes.is_empty() {
@@ -709,9 +744,7 @@ impl<'a> ClusterState<'a> {
                                 "uses unbound PersistentVolumeClaim {claim_name} and the snapshot has no StorageClasses (add storageclass to kubectl get)"
                             )));
                         }
-                        return Err(Infeasible::Volume(format!(
-                            "storageclass.storage.k8s.io \"{class_name}\" not found"
-                        )));
+                        return Err(immediate());
                     };
                     match class.wait_for_first_consumer {
                         None => {
@@ -719,11 +752,7 @@ impl<'a> ClusterState<'a> {
                                 "VolumeBindingMode not set for StorageClass \"{class_name}\""
                             )));
                         }
-                        Some(false) => {
-                            return Err(Infeasible::Volume(
-                                "pod has unbound immediate PersistentVolumeClaims".into(),
-                            ));
-                        }
+                        Some(false) => return Err(immediate()),
                         Some(true) => {}
                     }
                     let matching: Vec<Option<Vec<NodeSelectorTerm>>> = self
@@ -733,25 +762,19 @@ impl<'a> ClusterState<'a> {
                         .flatten()
                         .filter(|v| {
                             v.capacity_bytes >= claim.storage_bytes
-                                && claim.access_modes.iter().all(|m| v.access_modes.contains(m))
+                                && claim
+                                    .access_modes
+                                    .iter()
+                                    .all(|m| v.access_modes.contains(m))
                         })
                         .map(|v| v.node_affinity.clone())
                         .collect();
-                    if class.provisioner.is_empty() || class.provisioner == NO_PROVISIONER {
-                        needs.unbound.push(Unbound::Static(matching));
-                    } else if matching.is_empty() {
-                        needs
-                            .unbound
-                            .push(Unbound::Provision(class.allowed_topologies.clone()));
-                    } else {
-                        // A free volume may bind, or the class may provision: either will do.
-                        needs.unbound.push(Unbound::Static(matching));
-                        if let Some(Unbound::Static(list)) = needs.unbound.last_mut()
-                            && class.allowed_topologies.is_empty()
-                        {
-                            list.push(None);
-                        }
-                    }
+                    let provisions =
+                        !class.provisioner.is_empty() && class.provisioner != NO_PROVISIONER;
+                    needs.unbound.push(Unbound {
+                        free_volumes: matching,
+                        provision: provisions.then(|| class.allowed_topologies.clone()),
+                    });
                 }
             }
         }
@@ -805,7 +828,8 @@ impl<'a> ClusterState<'a> {
             }
             for (driver, new) in new_per_driver {
                 if let Some(&limit) = limits.get(driver) {
-                    let used = attached.map_or(0, |a| a.values().filter(|(d, _)| d == driver).count())
+                    let used = attached
+                        .map_or(0, |a| a.values().filter(|(d, _)| d == driver).count())
                         as i64;
                     if used + new > limit {
                         return Err(Infeasible::Volume("node(s) exceed max volume count".into()));
@@ -823,22 +847,19 @@ impl<'a> ClusterState<'a> {
             ));
         }
         for need in &v.unbound {
-            let ok = match need {
-                Unbound::Static(volumes) => volumes.iter().any(|affinity| {
-                    affinity
-                        .as_ref()
-                        .is_none_or(|terms| terms.iter().any(|t| t.matches("", &n.labels)))
-                }),
-                Unbound::Provision(topologies) => {
-                    topologies.is_empty()
-                        || topologies.iter().any(|term| {
-                            term.iter().all(|r| {
-                                n.labels.get(&r.key).is_some_and(|v| r.values.contains(v))
-                            })
-                        })
-                }
-            };
-            if !ok {
+            let binds = need.free_volumes.iter().any(|affinity| {
+                affinity
+                    .as_ref()
+                    .is_none_or(|terms| terms.iter().any(|t| t.matches("", &n.labels)))
+            });
+            let provisions = need.provision.as_ref().is_some_and(|topologies| {
+                topologies.is_empty()
+                    || topologies.iter().any(|term| {
+                        term.iter()
+                            .all(|r| n.labels.get(&r.key).is_some_and(|v| r.values.contains(v)))
+                    })
+            });
+            if !binds && !provisions {
                 return Err(Infeasible::Volume(
                     "node(s) didn't find available persistent volumes to bind".into(),
                 ));
@@ -848,7 +869,9 @@ impl<'a> ClusterState<'a> {
             for (key, values) in &v.zones {
                 let value = n.labels.get(key).or_else(|| n.labels.get(ga_label(key)));
                 if value.is_none_or(|value| !values.contains(value)) {
-                    return Err(Infeasible::Volume("node(s) had no available volume zone".into()));
+                    return Err(Infeasible::Volume(
+                        "node(s) had no available volume zone".into(),
+                    ));
                 }
             }
         }
@@ -880,7 +903,8 @@ impl<'a> ClusterState<'a> {
             }
             // satisfyPodAffinity: the first pod of a group that matches its own terms may go
             // anywhere when no pod matches them yet.
-            if !pods_exist && !(c.total == 0 && *self_match) {
+            let first_of_group = c.total == 0 && *self_match;
+            if !pods_exist && !first_of_group {
                 return Err(Infeasible::PodAffinity);
             }
         }

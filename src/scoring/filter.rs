@@ -83,7 +83,11 @@ pub fn static_fit(node: &Node, placement: &Placement) -> Result<(), Infeasible> 
             return Err(Infeasible::Unschedulable);
         }
     }
-    if placement.node_name.as_ref().is_some_and(|n| *n != node.name) {
+    if placement
+        .node_name
+        .as_ref()
+        .is_some_and(|n| *n != node.name)
+    {
         return Err(Infeasible::NodeName);
     }
     if let Some(taint) = node.taints.iter().find(|taint| {

@@ -356,7 +356,8 @@ impl BalancedScoring {
         let mut with_pod = Vec::with_capacity(self.resources.len());
         let mut without_pod = Vec::with_capacity(self.resources.len());
         for resource in &self.resources {
-            if let Some((allocatable, on_node, wanted)) = resource_amounts(resource, node, pod, true)
+            if let Some((allocatable, on_node, wanted)) =
+                resource_amounts(resource, node, pod, true)
             {
                 with_pod.push(((on_node + wanted) as f64 / allocatable as f64).min(1.0));
                 without_pod.push((on_node as f64 / allocatable as f64).min(1.0));
