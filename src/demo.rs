@@ -175,6 +175,33 @@ impl PodJson {
         self
     }
 
+    /// Required anti-affinity against pods labelled `app: <app>` over `topology_key`.
+    pub fn anti_affinity(mut self, app: &str, topology_key: &str) -> Self {
+        self.value["spec"]["affinity"] = json!({"podAntiAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": [
+            {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": topology_key}
+        ]}});
+        self
+    }
+
+    /// A DoNotSchedule topology spread constraint over pods labelled `app: <app>`.
+    pub fn spread(mut self, app: &str, topology_key: &str, max_skew: i64) -> Self {
+        self.value["spec"]["topologySpreadConstraints"] = json!([{
+            "maxSkew": max_skew, "topologyKey": topology_key, "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": app}},
+        }]);
+        self
+    }
+
+    /// A volume of PersistentVolumeClaim `claim`.
+    pub fn claim(mut self, claim: &str) -> Self {
+        self.value["spec"]["volumes"]
+            .as_array_mut()
+            .expect("volumes")
+            .push(json!({"name": "data", "persistentVolumeClaim": {"claimName": claim}}));
+        self
+    }
+
     /// A Spark driver of Spark Operator's SparkApplication `app`.
     pub fn spark_driver(self, app: &str, app_id: &str) -> Self {
         self.owner("SparkApplication", app)
@@ -226,6 +253,35 @@ fn spark_application(namespace: &str, name: &str, app_id: &str, state: &str, con
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"type": "Scala", "mode": "cluster", "sparkVersion": "3.5.3", "sparkConf": conf},
         "status": {"sparkApplicationId": app_id, "applicationState": {"state": state}},
+    })
+}
+
+/// An EBS volume as the CSI driver provisions it: zone label and node affinity.
+fn zonal_volume(namespace: &str, claim: &str, name: &str, zone: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": {"topology.kubernetes.io/zone": zone}},
+        "spec": {
+            "capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "gp3",
+            "claimRef": {"namespace": namespace, "name": claim},
+            "csi": {"driver": "ebs.csi.aws.com", "volumeHandle": format!("vol-{:017x}", fnv(name))},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]}]}]}},
+        },
+        "status": {"phase": "Bound"},
+    })
+}
+
+/// A claim the PV controller bound to `volume`.
+fn bound_claim(namespace: &str, name: &str, volume: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": namespace,
+                     "annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp3", "volumeName": volume,
+                 "resources": {"requests": {"storage": "20Gi"}}},
+        "status": {"phase": "Bound"},
     })
 }
 
@@ -640,11 +696,33 @@ pub fn synthetic_cluster_with(
                 exec_in_app = 8 + rng.below(40) as usize;
                 continue;
             }
-            let kind = rng.below(20);
-            let pod = if kind == 0 {
-                PodJson::new("apps", &format!("svc-{count:07}"))
-                    .owner("ReplicaSet", &format!("svc-{}", count % 97))
-                    .label("app", &format!("svc-{}", count % 97))
+            // About one pod in eight belongs to a service with placement constraints: replicas
+            // that avoid each other's nodes, replicas spread over zones, and StatefulSet
+            // replicas whose EBS volume pins them to their zone.
+            let kind = rng.below(40);
+            let pod = if kind < 2 {
+                let app = format!("web-{}", count % 97);
+                PodJson::new("apps", &format!("web-{count:07}"))
+                    .owner("ReplicaSet", &app)
+                    .label("app", &app)
+                    .anti_affinity(&app, "kubernetes.io/hostname")
+            } else if kind < 4 {
+                let app = format!("api-{}", count % 89);
+                PodJson::new("apps", &format!("api-{count:07}"))
+                    .owner("ReplicaSet", &app)
+                    .label("app", &app)
+                    .spread(&app, "topology.kubernetes.io/zone", 1)
+            } else if kind < 5 {
+                let app = format!("db-{}", count % 83);
+                let name = format!("{app}-{count}");
+                let claim = format!("data-{name}");
+                let zone = ["us-west-2a", "us-west-2b", "us-west-2c"][i % 3];
+                items.push(zonal_volume("apps", &claim, &format!("pv-{name}"), zone));
+                items.push(bound_claim("apps", &claim, &format!("pv-{name}")));
+                PodJson::new("apps", &name)
+                    .owner("StatefulSet", &app)
+                    .label("app", &app)
+                    .claim(&claim)
             } else {
                 PodJson::new("spark", &format!("app-{app:05}-exec-{exec_in_app}")).spark_executor(
                     &format!("app-{app:05}"),

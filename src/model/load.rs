@@ -1505,6 +1505,124 @@ mod tests {
     }
 
     #[test]
+    fn reads_what_the_placement_filters_need() {
+        let pod = r#"{"kind":"Pod","metadata":{"name":"web-1","namespace":"apps","labels":{"app":"web","pod-template-hash":"abc"},
+            "ownerReferences":[{"kind":"ReplicaSet","name":"web-abc","controller":true}]},
+            "spec":{"nodeName":"n1",
+              "initContainers":[{"name":"side","restartPolicy":"Always","ports":[{"containerPort":1,"hostPort":9000}]},
+                                {"name":"init","ports":[{"containerPort":2,"hostPort":9001}]}],
+              "containers":[{"name":"c","ports":[{"containerPort":80},{"containerPort":53,"hostPort":53,"protocol":"UDP","hostIP":"10.0.0.1"}]}],
+              "affinity":{"podAntiAffinity":{"requiredDuringSchedulingIgnoredDuringExecution":[
+                  {"labelSelector":{"matchLabels":{"app":"web"}},"topologyKey":"kubernetes.io/hostname","matchLabelKeys":["pod-template-hash"]}],
+                "preferredDuringSchedulingIgnoredDuringExecution":[{"weight":10,"podAffinityTerm":
+                  {"labelSelector":{"matchLabels":{"app":"db"}},"namespaceSelector":{},"topologyKey":"topology.kubernetes.io/zone"}}]}},
+              "topologySpreadConstraints":[{"maxSkew":1,"topologyKey":"topology.kubernetes.io/zone","whenUnsatisfiable":"DoNotSchedule",
+                  "labelSelector":{"matchLabels":{"app":"web"}},"matchLabelKeys":["pod-template-hash"],"nodeTaintsPolicy":"Honor"}],
+              "volumes":[{"name":"data","persistentVolumeClaim":{"claimName":"data-web-1"}},
+                         {"name":"scratch","ephemeral":{"volumeClaimTemplate":{}}},
+                         {"name":"old","awsElasticBlockStore":{"volumeID":"aws://us-east-1a/vol-1"}}]}}"#;
+        let others = r#"{"kind":"PersistentVolumeClaim","metadata":{"name":"data-web-1","namespace":"apps",
+              "annotations":{"pv.kubernetes.io/bind-completed":"yes"}},
+              "spec":{"volumeName":"pv-1","storageClassName":"gp3","accessModes":["ReadWriteOncePod"],"resources":{"requests":{"storage":"10Gi"}}}},
+            {"kind":"PersistentVolume","metadata":{"name":"pv-1","labels":{"topology.kubernetes.io/zone":"us-east-1a"}},
+              "spec":{"capacity":{"storage":"10Gi"},"storageClassName":"gp3","claimRef":{"namespace":"apps","name":"data-web-1"},
+                "awsElasticBlockStore":{"volumeID":"aws://us-east-1a/vol-9"},
+                "nodeAffinity":{"required":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"topology.kubernetes.io/zone","operator":"In","values":["us-east-1a"]}]}]}}},
+              "status":{"phase":"Bound"}},
+            {"kind":"StorageClass","metadata":{"name":"gp3"},"provisioner":"ebs.csi.aws.com","volumeBindingMode":"WaitForFirstConsumer",
+              "allowedTopologies":[{"matchLabelExpressions":[{"key":"topology.kubernetes.io/zone","values":["us-east-1a"]}]}]},
+            {"kind":"CSINode","metadata":{"name":"n1"},"spec":{"drivers":[{"name":"ebs.csi.aws.com","nodeID":"i-1","allocatable":{"count":25}}]}},
+            {"kind":"Namespace","metadata":{"name":"apps","labels":{"team":"a"}}},
+            {"kind":"ReplicaSet","metadata":{"name":"web-abc","namespace":"apps"},"spec":{"template":{"spec":{"nodeName":"n1"}}}}"#;
+        let s = load_snapshot(list(&format!("{NODE},{pod},{others}")).as_bytes()).unwrap();
+        let p = &s.pods[0];
+        let c = p.constraints();
+        // Sidecar and app container host ports; not the ordinary init container's.
+        assert_eq!(
+            c.host_ports,
+            [
+                HostPort {
+                    ip: "0.0.0.0".into(),
+                    protocol: "TCP".into(),
+                    port: 9000
+                },
+                HostPort {
+                    ip: "10.0.0.1".into(),
+                    protocol: "UDP".into(),
+                    port: 53
+                },
+            ]
+        );
+        let anti = &c.affinity.required_anti[0];
+        assert_eq!(anti.namespaces, ["apps"]);
+        assert_eq!(
+            anti.selector.as_ref().unwrap().match_expressions,
+            [LabelSelectorRequirement {
+                key: "pod-template-hash".into(),
+                operator: "In".into(),
+                values: vec!["abc".into()]
+            }]
+        );
+        // An empty namespaceSelector: every namespace, none listed.
+        let preferred = &c.affinity.preferred_anti[0];
+        assert_eq!(preferred.weight, 10);
+        assert!(preferred.term.namespaces.is_empty());
+        assert!(preferred.term.matches_namespace("other", &Labels::new()));
+        let spread = &c.spread[0];
+        assert!(spread.do_not_schedule && spread.honor_node_affinity && spread.honor_node_taints);
+        assert_eq!(spread.min_domains, 1);
+        assert_eq!(
+            spread.selector.as_ref().unwrap().match_labels["pod-template-hash"],
+            "abc"
+        );
+        assert_eq!(c.claims, ["data-web-1", "web-1-scratch"]);
+        assert_eq!(
+            c.inline_disks,
+            [InlineDisk::AwsEbs("aws://us-east-1a/vol-1".into())]
+        );
+        assert_eq!(
+            c.inline_attachable,
+            [("ebs.csi.aws.com".into(), "vol-1".into())]
+        );
+        // The ReplicaSet's template binds its pods to n1.
+        assert_eq!(p.placement.node_name.as_deref(), Some("n1"));
+        let claim = &s.claims[0];
+        assert!(claim.bind_completed && claim.read_write_once_pod());
+        assert_eq!(claim.storage_bytes, 10 << 30);
+        let pv = &s.volumes[0];
+        assert_eq!(pv.csi, Some(("ebs.csi.aws.com".into(), "vol-9".into())));
+        assert_eq!(pv.claim_ref.as_deref(), Some("apps/data-web-1"));
+        assert_eq!(pv.node_affinity.as_ref().unwrap().len(), 1);
+        let sc = &s.storage_classes[0];
+        assert_eq!(sc.wait_for_first_consumer, Some(true));
+        assert_eq!(sc.allowed_topologies[0][0].values, ["us-east-1a"]);
+        assert_eq!(s.csi_nodes[0].limits, [("ebs.csi.aws.com".into(), 25)]);
+        assert_eq!(s.namespaces[0].labels["team"], "a");
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    }
+
+    #[test]
+    fn placement_errors_name_the_field() {
+        let bad = r#"{"kind":"Pod","metadata":{"name":"p"},"spec":{"topologySpreadConstraints":[
+            {"maxSkew":1,"topologyKey":"zone","whenUnsatisfiable":"Sometimes"}]}}"#;
+        assert_eq!(
+            load_snapshot(bad.as_bytes()).unwrap_err().to_string(),
+            "items[0] (Pod p): topologySpreadConstraints[0].whenUnsatisfiable: unsupported value \"Sometimes\" (DoNotSchedule or ScheduleAnyway)"
+        );
+        let dra =
+            r#"{"kind":"Pod","metadata":{"name":"p"},"spec":{"resourceClaims":[{"name":"gpu"}]}}"#;
+        let s = load_snapshot(dra.as_bytes()).unwrap();
+        assert!(
+            s.pods[0]
+                .constraints()
+                .unsupported
+                .as_deref()
+                .unwrap()
+                .contains("DRA")
+        );
+    }
+
+    #[test]
     fn sidecars_and_pod_level_requests() {
         let pod = r#"{"kind":"Pod","metadata":{"name":"p"},"spec":{
             "containers":[{"name":"a","resources":{"requests":{"cpu":"1","memory":"1Gi"}}}],

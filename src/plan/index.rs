@@ -44,8 +44,6 @@ struct ProfileBuckets<'p> {
     buckets: Vec<Bucket>,
     /// Where each node sits: (bucket index, slot), or ABSENT.
     position: Vec<(u32, u32)>,
-    /// Largest score BalancedAllocation can add.
-    balanced_max: i64,
 }
 
 impl<'p> ProfileBuckets<'p> {
@@ -60,8 +58,6 @@ impl<'p> ProfileBuckets<'p> {
             bound,
             buckets: vec![Bucket::default(); classes * KEYS],
             position: vec![(ABSENT, ABSENT); nodes],
-            // 1.36's formula can reach 125 with more than two resources.
-            balanced_max: profile.balanced.as_ref().map_or(0, |(_, w)| 125 * w),
         }
     }
 
@@ -221,6 +217,10 @@ impl<'a> DestinationIndex<'a> {
                 Bound::MostAllocated => buckets.most_allocated_delta(allocatable, pod.requests),
                 _ => Some(0),
             };
+            let balanced_bound = profile
+                .balanced
+                .as_ref()
+                .map_or(0, |(b, w)| b.upper_bound(allocatable, pod.requests) * w);
             let keys = if buckets.bound == Bound::None {
                 1
             } else {
@@ -232,7 +232,7 @@ impl<'a> DestinationIndex<'a> {
                     (Bound::LeastAllocated, _) => key as i64,
                     _ => 100,
                 };
-                let bound = fit_bound * fit_weight + buckets.balanced_max;
+                let bound = fit_bound * fit_weight + balanced_bound;
                 if let Some((best_score, _)) = best
                     && bound < best_score
                 {

@@ -17,7 +17,7 @@ use super::filter::Infeasible;
 use crate::model::constraints::{NAMESPACE_NAME_LABEL, NO_PROVISIONER, SpreadConstraint};
 use crate::model::selector::{LabelSelector, Labels, NodeSelectorTerm, Taint};
 use crate::model::{AffinityTerm, Claim, Node, Placement, Pod, Snapshot, StorageClass, Volume};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 const ABSENT: u32 = u32::MAX;
 
@@ -34,6 +34,8 @@ struct Counter {
     keys: Vec<(usize, Vec<i64>)>,
     /// Matching pods in the whole cluster (any node with or without the keys).
     total: i64,
+    /// Spread counters: the domains (values of the counted nodes).
+    domains: Vec<u32>,
 }
 
 #[derive(Hash, PartialEq, Eq, Clone)]
@@ -67,6 +69,8 @@ struct HeldAntiTerm {
     term: AffinityTerm,
     key: usize,
     holders: Vec<i64>,
+    /// Σ holders: a term nobody holds any more costs nothing.
+    held: i64,
 }
 
 /// What PreFilter resolved for one pod.
@@ -98,10 +102,27 @@ struct VolumeNeeds {
     /// Volumes a CSI driver attaches: unique name → driver (NodeVolumeLimits).
     attachable: Vec<(String, String)>,
     inline_disks: Vec<crate::model::constraints::InlineDisk>,
+    /// The node-only checks above, evaluated once per distinct requirement: per node, `OK`
+    /// or which check failed.
+    verdicts: Option<std::rc::Rc<Vec<u8>>>,
 }
+
+/// What [`VolumeNeeds::verdicts`] holds per node.
+const OK: u8 = 0;
+const PV_AFFINITY: u8 = 1;
+const NO_VOLUME_TO_BIND: u8 = 2;
+const NO_VOLUME_ZONE: u8 = 3;
+
+/// The key of a cached verdict vector: bound volumes' affinity, unbound claims, zones.
+type VolumeKey = (
+    Vec<Vec<NodeSelectorTerm>>,
+    Vec<Unbound>,
+    Vec<(String, Vec<String>)>,
+);
 
 /// An unbound WaitForFirstConsumer claim: a node passes when a free volume of the class can
 /// bind there (`findMatchingVolumes`) or the class can provision there (`checkVolumeProvisions`).
+#[derive(Clone, PartialEq, Eq, Hash)]
 struct Unbound {
     /// Free volumes that fit the claim, by node affinity (`None` = any node).
     free_volumes: Vec<Option<Vec<NodeSelectorTerm>>>,
@@ -129,6 +150,9 @@ pub struct ClusterState<'a> {
     label_index: HashMap<String, HashMap<String, Vec<u32>>>,
     held_anti: Vec<HeldAntiTerm>,
     held_anti_ids: HashMap<AffinityTerm, usize>,
+    /// Held terms by the namespace they name; terms with a namespace selector apply to any.
+    held_anti_by_namespace: HashMap<String, Vec<usize>>,
+    held_anti_any_namespace: Vec<usize>,
     /// Pods with host ports or inline disks, per node.
     port_pods: HashMap<u32, Vec<u32>>,
     disk_pods: HashMap<u32, Vec<u32>>,
@@ -142,6 +166,7 @@ pub struct ClusterState<'a> {
     classes: HashMap<&'a str, &'a StorageClass>,
     /// Volumes that can still be bound, by storage class.
     free_volumes: HashMap<&'a str, Vec<&'a Volume>>,
+    volume_verdicts: HashMap<VolumeKey, std::rc::Rc<Vec<u8>>>,
 }
 
 impl<'a> ClusterState<'a> {
@@ -159,7 +184,9 @@ impl<'a> ClusterState<'a> {
             .map(|n| (n.name.clone(), n.labels.clone()))
             .collect();
         for pod in &snapshot.pods {
-            namespace_labels.entry(pod.namespace.clone()).or_default();
+            if !namespace_labels.contains_key(&pod.namespace) {
+                namespace_labels.insert(pod.namespace.clone(), Labels::new());
+            }
         }
         for (name, labels) in &mut namespace_labels {
             labels.insert(NAMESPACE_NAME_LABEL.into(), name.clone());
@@ -208,6 +235,8 @@ impl<'a> ClusterState<'a> {
             label_index: HashMap::new(),
             held_anti: Vec::new(),
             held_anti_ids: HashMap::new(),
+            held_anti_by_namespace: HashMap::new(),
+            held_anti_any_namespace: Vec::new(),
             port_pods: HashMap::new(),
             disk_pods: HashMap::new(),
             rwop_users: HashMap::new(),
@@ -229,6 +258,7 @@ impl<'a> ClusterState<'a> {
                 .map(|c| (c.name.as_str(), c))
                 .collect(),
             free_volumes,
+            volume_verdicts: HashMap::new(),
         };
         for (p, &n) in running.iter().enumerate() {
             if n != ABSENT {
@@ -278,18 +308,36 @@ impl<'a> ClusterState<'a> {
         if let Some(&id) = self.counter_ids.get(&kind) {
             return id;
         }
-        let keys = keys
+        let keys: Vec<(usize, Vec<i64>)> = keys
             .iter()
             .map(|k| {
                 let id = self.key_id(k);
                 (id, vec![0; self.keys[id].values])
             })
             .collect();
+        let domains = match &kind {
+            CounterKind::Spread { nodes, .. } => {
+                let key: &(usize, Vec<i64>) = &keys[0];
+                let values = &self.keys[key.0].value_of;
+                let mut seen = vec![false; self.keys[key.0].values];
+                let mut domains = Vec::new();
+                for (n, &counted) in self.spread_nodes[*nodes].1.iter().enumerate() {
+                    let v = values[n];
+                    if counted && v != ABSENT && !seen[v as usize] {
+                        seen[v as usize] = true;
+                        domains.push(v);
+                    }
+                }
+                domains
+            }
+            _ => Vec::new(),
+        };
         let id = self.counters.len();
         self.counters.push(Counter {
             kind: kind.clone(),
             keys,
             total: 0,
+            domains,
         });
         self.counter_ids.insert(kind.clone(), id);
         for p in self.pods_matching(&kind) {
@@ -487,16 +535,27 @@ impl<'a> ClusterState<'a> {
                         term: t.clone(),
                         key,
                         holders: vec![0; self.keys[key].values],
+                        held: 0,
                     });
-                    self.held_anti_ids
-                        .insert(t.clone(), self.held_anti.len() - 1);
-                    self.held_anti.len() - 1
+                    let id = self.held_anti.len() - 1;
+                    self.held_anti_ids.insert(t.clone(), id);
+                    if t.namespace_selector.is_some() {
+                        self.held_anti_any_namespace.push(id);
+                    }
+                    for ns in &t.namespaces {
+                        self.held_anti_by_namespace
+                            .entry(ns.clone())
+                            .or_default()
+                            .push(id);
+                    }
+                    id
                 }
             };
             let held = &mut self.held_anti[id];
             let v = self.keys[held.key].value_of[node as usize];
             if v != ABSENT {
                 held.holders[v as usize] += delta;
+                held.held += delta;
             }
         }
         let list_update = |map: &mut HashMap<u32, Vec<u32>>| {
@@ -627,23 +686,16 @@ impl<'a> ClusterState<'a> {
                 // No labelSelector matches no pod: every domain holds 0, the pod adds 0.
                 continue;
             };
-            let CounterKind::Spread { nodes, .. } = &self.counters[id].kind else {
-                unreachable!("spread counters are Spread");
-            };
-            let eligible = &self.spread_nodes[*nodes].1;
-            let (key, counts) = &self.counters[id].keys[0];
-            let values = &self.keys[*key].value_of;
-            let mut domains: HashSet<u32> = HashSet::new();
-            let mut min = i64::MAX;
-            for (n, &ok) in eligible.iter().enumerate() {
-                let v = values[n];
-                if ok && v != ABSENT && domains.insert(v) {
-                    min = min.min(counts[v as usize]);
-                }
-            }
-            if (domains.len() as i64) < s.min_domains || min == i64::MAX {
-                min = 0;
-            }
+            // minMatchNum: the least-populated domain, or 0 below minDomains domains.
+            let counter = &self.counters[id];
+            let (key, counts) = &counter.keys[0];
+            let min = counter
+                .domains
+                .iter()
+                .map(|&v| counts[v as usize])
+                .min()
+                .filter(|_| counter.domains.len() as i64 >= s.min_domains)
+                .unwrap_or(0);
             let self_match = s
                 .selector
                 .as_ref()
@@ -653,23 +705,54 @@ impl<'a> ClusterState<'a> {
                 .push((id, *key, s.max_skew, min, self_match));
         }
         match self.volume_needs(pod) {
-            Ok(needs) => prepared.volumes = needs,
+            Ok(mut needs) => {
+                if !(needs.bound_affinity.is_empty()
+                    && needs.unbound.is_empty()
+                    && needs.zones.is_empty())
+                {
+                    let key = (
+                        std::mem::take(&mut needs.bound_affinity),
+                        std::mem::take(&mut needs.unbound),
+                        std::mem::take(&mut needs.zones),
+                    );
+                    let nodes = self.nodes;
+                    let verdicts = self.volume_verdicts.entry(key).or_insert_with_key(
+                        |(affinity, unbound, zones)| {
+                            std::rc::Rc::new(
+                                nodes
+                                    .iter()
+                                    .map(|n| volume_verdict(n, affinity, unbound, zones))
+                                    .collect(),
+                            )
+                        },
+                    );
+                    needs.verdicts = Some(verdicts.clone());
+                }
+                prepared.volumes = needs;
+            }
             Err(why) => prepared.nowhere = Some(why),
         }
         prepared
     }
 
+    /// The held anti-affinity terms that repel this pod (`existingAntiAffinityCounts`).
     fn existing_anti_matching(&self, pod: &Pod) -> Vec<usize> {
         let ns_labels = &self.namespace_labels[&pod.namespace];
-        self.held_anti
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| {
-                h.holders.iter().any(|&c| c > 0)
-                    && h.term.matches(&pod.namespace, &pod.labels, ns_labels)
+        let mut ids: Vec<usize> = self
+            .held_anti_by_namespace
+            .get(&pod.namespace)
+            .into_iter()
+            .flatten()
+            .chain(&self.held_anti_any_namespace)
+            .copied()
+            .filter(|&i| {
+                let h = &self.held_anti[i];
+                h.held > 0 && h.term.matches(&pod.namespace, &pod.labels, ns_labels)
             })
-            .map(|(i, _)| i)
-            .collect()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// Resolves the pod's claims to what they require of a node.
@@ -790,7 +873,6 @@ impl<'a> ClusterState<'a> {
             return Err(why.clone());
         }
         let pods = &self.snapshot.pods;
-        let n = &self.nodes[node as usize];
         if !prepared.host_ports.is_empty()
             && let Some(on) = self.port_pods.get(&node)
             && on.iter().any(|&p| {
@@ -837,42 +919,22 @@ impl<'a> ClusterState<'a> {
                 }
             }
         }
-        // volume.CheckNodeAffinity matches labels only (the node it builds has no name).
-        if v.bound_affinity
-            .iter()
-            .any(|terms| !terms.iter().any(|t| t.matches("", &n.labels)))
-        {
-            return Err(Infeasible::Volume(
-                "node(s) didn't match PersistentVolume's node affinity".into(),
-            ));
-        }
-        for need in &v.unbound {
-            let binds = need.free_volumes.iter().any(|affinity| {
-                affinity
-                    .as_ref()
-                    .is_none_or(|terms| terms.iter().any(|t| t.matches("", &n.labels)))
-            });
-            let provisions = need.provision.as_ref().is_some_and(|topologies| {
-                topologies.is_empty()
-                    || topologies.iter().any(|term| {
-                        term.iter()
-                            .all(|r| n.labels.get(&r.key).is_some_and(|v| r.values.contains(v)))
-                    })
-            });
-            if !binds && !provisions {
+        match v.verdicts.as_ref().map_or(OK, |v| v[node as usize]) {
+            OK => {}
+            PV_AFFINITY => {
+                return Err(Infeasible::Volume(
+                    "node(s) didn't match PersistentVolume's node affinity".into(),
+                ));
+            }
+            NO_VOLUME_TO_BIND => {
                 return Err(Infeasible::Volume(
                     "node(s) didn't find available persistent volumes to bind".into(),
                 ));
             }
-        }
-        if !v.zones.is_empty() && ZONE_LABELS.iter().any(|k| n.labels.contains_key(*k)) {
-            for (key, values) in &v.zones {
-                let value = n.labels.get(key).or_else(|| n.labels.get(ga_label(key)));
-                if value.is_none_or(|value| !values.contains(value)) {
-                    return Err(Infeasible::Volume(
-                        "node(s) had no available volume zone".into(),
-                    ));
-                }
+            _ => {
+                return Err(Infeasible::Volume(
+                    "node(s) had no available volume zone".into(),
+                ));
             }
         }
         for &(counter, key, max_skew, min, self_match) in &prepared.spread {
@@ -928,6 +990,48 @@ impl<'a> ClusterState<'a> {
     pub fn node_named(&self, name: &str) -> Option<u32> {
         self.node_index.get(name).copied()
     }
+}
+
+/// VolumeBinding's and VolumeZone's verdict on one node (they read only the node's labels).
+fn volume_verdict(
+    n: &Node,
+    bound_affinity: &[Vec<NodeSelectorTerm>],
+    unbound: &[Unbound],
+    zones: &[(String, Vec<String>)],
+) -> u8 {
+    // volume.CheckNodeAffinity matches labels only (the node it builds has no name).
+    if bound_affinity
+        .iter()
+        .any(|terms| !terms.iter().any(|t| t.matches("", &n.labels)))
+    {
+        return PV_AFFINITY;
+    }
+    for need in unbound {
+        let binds = need.free_volumes.iter().any(|affinity| {
+            affinity
+                .as_ref()
+                .is_none_or(|terms| terms.iter().any(|t| t.matches("", &n.labels)))
+        });
+        let provisions = need.provision.as_ref().is_some_and(|topologies| {
+            topologies.is_empty()
+                || topologies.iter().any(|term| {
+                    term.iter()
+                        .all(|r| n.labels.get(&r.key).is_some_and(|v| r.values.contains(v)))
+                })
+        });
+        if !binds && !provisions {
+            return NO_VOLUME_TO_BIND;
+        }
+    }
+    if !zones.is_empty() && ZONE_LABELS.iter().any(|k| n.labels.contains_key(*k)) {
+        for (key, values) in zones {
+            let value = n.labels.get(key).or_else(|| n.labels.get(ga_label(key)));
+            if value.is_none_or(|value| !values.contains(value)) {
+                return NO_VOLUME_ZONE;
+            }
+        }
+    }
+    OK
 }
 
 /// volume_zone.go `topologyLabels`.

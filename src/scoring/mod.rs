@@ -350,6 +350,38 @@ impl BalancedScoring {
         })
     }
 
+    /// An upper bound of [`BalancedScoring::score`] for `pod` on any node with `allocatable`,
+    /// whatever the node already runs.
+    ///
+    /// S = (1 − σ) × 100 over fractions in [0, 1] lies in 50–100 (σ ≤ ½ by Popoviciu's
+    /// inequality), which bounds 1.35's score. For 1.36 only the change counts: adding the pod
+    /// moves each fraction by at most dᵢ = request / allocatable, and σ is 1-Lipschitz in the
+    /// spread of those moves, so |ΔS| ≤ 100 × max dᵢ / 2 + 1 (truncation) — a small pod cannot
+    /// score much above 75 anywhere, which lets the destination index stop early.
+    pub fn upper_bound(&self, allocatable: &Resources, pod: &PodRequests) -> i64 {
+        if self.version == SchedulerVersion::V1_35 {
+            return MAX_NODE_SCORE;
+        }
+        let mut max_fraction: f64 = 0.0;
+        for resource in &self.resources {
+            let (alloc, wanted) = match resource {
+                ResourceName::Cpu => (allocatable.cpu_milli, pod.real.cpu_milli),
+                ResourceName::Memory => (allocatable.memory_bytes, pod.real.memory_bytes),
+                ResourceName::EphemeralStorage => (
+                    allocatable.ephemeral_storage_bytes,
+                    pod.real.ephemeral_storage_bytes,
+                ),
+                ResourceName::Scalar(n) => (allocatable.scalar(n), pod.real.scalar(n)),
+                ResourceName::Unscored(_) => continue,
+            };
+            if alloc > 0 {
+                max_fraction = max_fraction.max((wanted as f64 / alloc as f64).min(1.0));
+            }
+        }
+        let change = (MAX_NODE_SCORE as f64 * max_fraction / 2.0).ceil() as i64 + 1;
+        (50 + (50 + change) / 2 + 1).min(MAX_NODE_SCORE)
+    }
+
     /// `balancedResourceScore` with and without the pod, over the same resources: those the
     /// node has and, for scalars, the pod requests (`calculateNodeAllocatableRequest`).
     fn balance(&self, node: &NodeUsage, pod: &PodRequests) -> (i64, i64) {

@@ -593,3 +593,37 @@ fn profile_total_is_weighted_sum() {
     let packing = profiles.get("my-scheduler").unwrap();
     assert_eq!(packing.score(&node, &p), (30 + 25) / 2);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// The destination index prunes with `upper_bound`: no node, however loaded, may score
+    /// above it (two and three resources, over-committed nodes, both formulas).
+    #[test]
+    fn balanced_upper_bound_holds(
+        alloc in (1i64..64_000, 1i64..256_000, 0i64..8),
+        used in (0i64..80_000, 0i64..300_000, 0i64..10),
+        want in (0i64..64_000, 0i64..256_000, 0i64..8),
+        gpu_scored in proptest::bool::ANY,
+        v136 in proptest::bool::ANY,
+    ) {
+        let mut node = milli_node(alloc.0, alloc.1, alloc.2);
+        let mut existing = PodRequests::default();
+        existing.real.cpu_milli = used.0;
+        existing.real.memory_bytes = used.1;
+        existing.real.set("nvidia.com/gpu", used.2);
+        node.add_pod(&existing);
+        let mut pod = PodRequests::default();
+        pod.real.cpu_milli = want.0;
+        pod.real.memory_bytes = want.1;
+        pod.real.set("nvidia.com/gpu", want.2);
+        let mut b = BalancedScoring::new(if v136 { SchedulerVersion::V1_36 } else { SchedulerVersion::V1_35 });
+        if gpu_scored {
+            b.resources.push(ResourceName::Scalar("nvidia.com/gpu".into()));
+        }
+        if let Some(score) = b.score(&node, &pod) {
+            proptest::prop_assert!(score <= b.upper_bound(&node.allocatable, &pod),
+                "score {score} above bound {}", b.upper_bound(&node.allocatable, &pod));
+        }
+    }
+}
