@@ -714,3 +714,213 @@ mod stateful_filters {
         );
     }
 }
+
+// ---- properties of the filters that read other pods ----
+
+/// A cluster of zoned nodes whose pods carry every kind of placement constraint.
+#[derive(Debug, Clone)]
+struct Placed {
+    nodes: Vec<i64>,
+    /// (node, cpu, constraint kind, scheduler is default-scheduler)
+    pods: Vec<(usize, i64, u8, bool)>,
+    closed: Vec<bool>,
+}
+
+fn placed_cluster() -> impl proptest::strategy::Strategy<Value = Placed> {
+    (
+        prop::collection::vec(prop::sample::select(vec![4_000i64, 8_000, 16_000]), 3..9),
+        prop::collection::vec(
+            (0usize..9, 100i64..3_000, 0u8..10, proptest::bool::ANY),
+            1..30,
+        ),
+        prop::collection::vec(proptest::bool::weighted(0.2), 9),
+    )
+        .prop_map(|(nodes, pods, closed)| Placed {
+            nodes,
+            pods,
+            closed,
+        })
+}
+
+fn build_placed(g: &Placed) -> Snapshot {
+    let mut s = Snapshot::default();
+    let zone = |i: usize| ["a", "b", "c"][i % 3];
+    for (i, cpu) in g.nodes.iter().enumerate() {
+        s.nodes
+            .push(Node::test(&format!("n{i:02}")).size(*cpu, 64).zone(zone(i)));
+    }
+    for (i, (node, cpu, kind, default)) in g.pods.iter().enumerate() {
+        let n = node % g.nodes.len();
+        let name = format!("p{i:02}");
+        let mut pod = Pod::test(&name).on(&format!("n{n:02}")).req(*cpu, GI);
+        if *default {
+            pod = pod.scheduler("default-scheduler");
+        }
+        pod = match kind {
+            0 => pod
+                .label("app", "web")
+                .anti_affinity("web", "kubernetes.io/hostname"),
+            1 => pod
+                .label("app", "api")
+                .spread("api", "topology.kubernetes.io/zone", 1),
+            2 => pod
+                .label("app", "cache")
+                .affinity("db", "topology.kubernetes.io/zone"),
+            3 => pod.label("app", "db"),
+            4 => pod.host_port(9100),
+            5 => {
+                let claim = format!("data-{name}");
+                let pv = format!("pv-{name}");
+                s.claims.push(crate::model::Claim::bound(&claim, &pv));
+                s.volumes.push(crate::model::Volume::zonal(&pv, zone(n)));
+                pod.claim(&claim)
+            }
+            6 => pod
+                .label("app", "herd")
+                .affinity("herd", "topology.kubernetes.io/zone"),
+            7 => pod
+                .label("app", "solo")
+                .anti_affinity("web", "topology.kubernetes.io/zone"),
+            _ => pod,
+        };
+        s.pods.push(pod);
+    }
+    s
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Pods re-placed one by one: the index's answer is the full scan's (highest score among
+    /// nodes passing every filter, ties to the lowest name), and the incrementally updated
+    /// state judges every node as a state built from scratch for that placement does.
+    #[test]
+    fn the_index_is_a_full_scan_and_the_state_is_exact(g in placed_cluster()) {
+        use crate::scoring::filter::{resource_fit, static_fit};
+        let s = build_placed(&g);
+        let profiles = Profiles::defaults(SchedulerVersion::V1_36);
+        let slots = [profiles.get("my-scheduler").unwrap(), profiles.get("default-scheduler").unwrap()];
+        let movers: Vec<u32> = (0..s.pods.len() as u32).collect();
+        let mut state = ClusterState::new(&s, &s.nodes, &movers);
+        let mut usage = crate::scoring::node_usages(&s);
+        let mut index = index::DestinationIndex::new(&s.nodes, &slots);
+        let open: Vec<bool> = (0..s.nodes.len()).map(|n| !g.closed[n]).collect();
+        for (n, u) in usage.iter().enumerate() {
+            if open[n] {
+                index.open(n as u32, u);
+            }
+        }
+        let mut at: Vec<Option<u32>> = s.pods.iter().map(|p| {
+            p.node_name.as_deref().and_then(|n| s.nodes.iter().position(|x| x.name == n)).map(|n| n as u32)
+        }).collect();
+        for p in 0..s.pods.len() as u32 {
+            let pod = &s.pods[p as usize];
+            if let Some(n) = at[p as usize] {
+                state.remove(p);
+                usage[n as usize].remove_pod(&pod.requests);
+                if open[n as usize] {
+                    index.update(n, &usage[n as usize]);
+                }
+            }
+            at[p as usize] = None;
+            let slot = usize::from(pod.scheduler_name == "default-scheduler");
+            let prepared = state.prepare(p);
+            // The same placement, counted from scratch.
+            let mut fresh_snapshot = s.clone();
+            for (q, node) in at.iter().enumerate() {
+                fresh_snapshot.pods[q].node_name = node.map(|n| s.nodes[n as usize].name.clone());
+            }
+            let mut fresh = ClusterState::new(&fresh_snapshot, &fresh_snapshot.nodes, &[p]);
+            let fresh_prepared = fresh.prepare(p);
+            let mut expected: Option<(i64, u32)> = None;
+            for n in 0..s.nodes.len() as u32 {
+                let incremental = state.check(&prepared, n);
+                prop_assert_eq!(incremental.is_ok(), fresh.check(&fresh_prepared, n).is_ok(),
+                    "{} on {}: incremental {:?}", pod.key(), n, incremental);
+                if !open[n as usize] {
+                    continue;
+                }
+                let u = &usage[n as usize];
+                if static_fit(&s.nodes[n as usize], &pod.placement).is_err()
+                    || resource_fit(u, &pod.requests, &|_| false).is_err()
+                    || incremental.is_err()
+                {
+                    continue;
+                }
+                let score = slots[slot].score(u, &pod.requests);
+                if expected.is_none_or(|(best, _)| score > best) {
+                    expected = Some((score, n));
+                }
+            }
+            let got = index.best(
+                &index::PodToPlace {
+                    requests: &pod.requests,
+                    placement: &pod.placement,
+                    profile: slot,
+                    ignored: &|_| false,
+                    allowed: &|n| state.check(&prepared, n).is_ok(),
+                },
+                &usage,
+            );
+            prop_assert_eq!(got, expected.map(|(_, n)| n), "{}", pod.key());
+            if let Some(n) = got {
+                state.place(p, n);
+                usage[n as usize].add_pod(&pod.requests);
+                index.update(n, &usage[n as usize]);
+                at[p as usize] = Some(n);
+            }
+        }
+    }
+
+    /// After the plan, no moved pod breaks a rule that holds for the final placement as a
+    /// whole: required anti-affinity (either side), host ports, zonal volumes.
+    #[test]
+    fn planned_moves_respect_every_symmetric_filter(g in placed_cluster()) {
+        let s = build_placed(&g);
+        let plan = default_plan(&s);
+        let drained: std::collections::HashSet<&str> = drained(&plan).into_iter().collect();
+        let mut final_node: HashMap<String, String> = s.pods.iter()
+            .filter(|p| p.counts_on_node())
+            .filter_map(|p| Some((p.key(), p.node_name.clone()?)))
+            .filter(|(_, n)| !drained.contains(n.as_str()))
+            .collect();
+        for d in &plan.drain {
+            for m in &d.moves {
+                final_node.insert(m.pod.clone(), m.to.clone());
+            }
+        }
+        let node_of = |name: &str| s.nodes.iter().find(|n| n.name == name).unwrap();
+        let moved: Vec<&Move> = plan.drain.iter().flat_map(|d| &d.moves).collect();
+        for m in moved {
+            let pod = s.pods.iter().find(|p| p.key() == m.pod).unwrap();
+            let here = node_of(&m.to);
+            for (other_key, other_node) in &final_node {
+                if *other_key == m.pod {
+                    continue;
+                }
+                let other = s.pods.iter().find(|p| p.key() == *other_key).unwrap();
+                let there = node_of(other_node);
+                let same_domain = |key: &str| here.labels.get(key).is_some() && here.labels.get(key) == there.labels.get(key);
+                let repels = |a: &Pod, b: &Pod| a.constraints().affinity.required_anti.iter().any(|t| {
+                    same_domain(&t.topology_key) && t.matches(&b.namespace, &b.labels, &Default::default())
+                });
+                prop_assert!(!repels(pod, other) && !repels(other, pod),
+                    "{} on {} and {} on {} break anti-affinity", m.pod, m.to, other_key, other_node);
+                if m.to == *other_node {
+                    let ports = |p: &Pod| p.constraints().host_ports.clone();
+                    prop_assert!(!ports(pod).iter().any(|a| ports(other).iter().any(|b| a.conflicts(b))),
+                        "{} and {} share a host port on {}", m.pod, other_key, m.to);
+                }
+            }
+            for claim in &pod.constraints().claims {
+                let c = s.claims.iter().find(|c| c.name == *claim).unwrap();
+                let v = s.volumes.iter().find(|v| Some(&v.name) == c.volume_name.as_ref()).unwrap();
+                prop_assert_eq!(
+                    v.labels.get("topology.kubernetes.io/zone"),
+                    here.labels.get("topology.kubernetes.io/zone"),
+                    "{} moved out of its volume's zone", m.pod
+                );
+            }
+        }
+    }
+}
