@@ -900,7 +900,7 @@ proptest! {
                 }
                 let other = s.pods.iter().find(|p| p.key() == *other_key).unwrap();
                 let there = node_of(other_node);
-                let same_domain = |key: &str| here.labels.get(key).is_some() && here.labels.get(key) == there.labels.get(key);
+                let same_domain = |key: &str| here.labels.contains_key(key) && here.labels.get(key) == there.labels.get(key);
                 let repels = |a: &Pod, b: &Pod| a.constraints().affinity.required_anti.iter().any(|t| {
                     same_domain(&t.topology_key) && t.matches(&b.namespace, &b.labels, &Default::default())
                 });
