@@ -389,7 +389,7 @@ fn run_score(
             .map(|(n, w)| format!("{n} (weight {w})"))
             .collect();
         eprintln!(
-            "warning: profile {name} also scores with {}, which stowage does not reproduce; scores cover NodeResourcesFit and NodeResourcesBalancedAllocation only",
+            "warning: profile {name} also scores with {}, which stowage does not reproduce; its scores leave them out",
             names.join(", ")
         );
     }
@@ -405,10 +405,19 @@ fn run_score(
         scores: BTreeMap::new(),
         infeasible: BTreeMap::new(),
     };
+    // The preference plugins normalise over the nodes they are given; like upstream's plugin
+    // tests, `score` gives them every node, whatever the Filter says.
+    let every_node: Vec<u32> = (0..snapshot.nodes.len() as u32).collect();
+    let preferences = if profile.preferences.is_empty() {
+        vec![0; every_node.len()]
+    } else {
+        state.preference_scores(profile, incoming, &every_node)
+    };
     for (n, (node, u)) in snapshot.nodes.iter().zip(&usage).enumerate() {
-        result
-            .scores
-            .insert(node.name.clone(), profile.score(u, &pod.requests));
+        result.scores.insert(
+            node.name.clone(),
+            profile.score(u, &pod.requests) + preferences[n],
+        );
         if let Err(why) = filter(node, u, &pod.placement, &pod.requests, &ignored)
             .and_then(|()| state.check(&prepared, n as u32))
         {

@@ -244,7 +244,7 @@ fn score_reproduces_upstream_most_allocated_tables() {
 }
 
 #[test]
-fn score_default_profile_sums_fit_and_balanced() {
+fn score_default_profile_sums_every_plugin() {
     let dir = TempDir::new("score-default");
     let pod = json!({"kind": "Pod", "metadata": {"name": "in"},
                      "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "3", "memory": "5000"}}}]}});
@@ -272,8 +272,10 @@ fn score_default_profile_sums_fit_and_balanced() {
             "json",
         ]))
     };
-    // LeastAllocated (70 + 75) / 2 = 72; BalancedAllocation |0.3 - 0.25| / 2 → 97.
-    assert_eq!(v135["scores"]["n"], 72 + 97);
+    // LeastAllocated (70 + 75) / 2 = 72; BalancedAllocation |0.3 - 0.25| / 2 → 97;
+    // TaintToleration: no intolerable PreferNoSchedule taint, reversed normalisation → 100 × 3.
+    // NodeAffinity, PodTopologySpread, InterPodAffinity and ImageLocality have nothing to score.
+    assert_eq!(v135["scores"]["n"], 72 + 97 + 300);
 }
 
 fn fails_with(args: &[&str], needle: &str) {
@@ -464,4 +466,92 @@ fn score_reproduces_upstream_balanced_allocation_with_a_scalar_resource() {
         "json",
     ]));
     assert_eq!(out["scores"], json!({"node1": 0, "node2": 0}));
+}
+
+#[test]
+fn score_reproduces_upstream_taint_toleration_and_node_affinity_tables() {
+    let dir = TempDir::new("score-preferences");
+    let config = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: prefs\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: TaintToleration, weight: 1}, {name: NodeAffinity, weight: 1}]}}\n";
+    let cfg = dir.file("config.yaml", config);
+    let tainted = |name: &str, taints: Value, labels: Value| {
+        let mut n = node(name, json!({"cpu": "4", "memory": "8Gi", "pods": "110"}));
+        n["spec"]["taints"] = taints;
+        n["metadata"]["labels"] = labels;
+        n
+    };
+    // taint_toleration_test.go "the more intolerable taints a node has, the lower score it
+    // gets": 0, 1 and 2 intolerable PreferNoSchedule taints → 100, 50, 0.
+    let soft = |k: &str| json!({"key": k, "value": "bar", "effect": "PreferNoSchedule"});
+    let items = vec![
+        tainted("nodeA", json!([]), json!({})),
+        tainted("nodeB", json!([soft("cpu-type")]), json!({})),
+        tainted(
+            "nodeC",
+            json!([soft("cpu-type"), soft("disk-type")]),
+            json!({}),
+        ),
+    ];
+    let snap = dir.file(
+        "s.json",
+        &json!({"kind": "List", "items": items}).to_string(),
+    );
+    let pod = dir.file(
+        "p.json",
+        &json!({"kind": "Pod", "metadata": {"name": "in"}, "spec": {"schedulerName": "prefs", "containers": [{"name": "c"}]}}).to_string(),
+    );
+    let out = stdout_json(&stowage(&[
+        "score",
+        "--snapshot",
+        &snap,
+        "--pod",
+        &pod,
+        "--scheduler-config",
+        &cfg,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        out["scores"],
+        json!({"nodeA": 100, "nodeB": 50, "nodeC": 0})
+    );
+    // node_affinity_test.go "all nodes matches the preferred scheduling requirements of pod
+    // but with different priorities": weights 2 (foo), 4 (key), 5 (foo, key and az) → node1 2,
+    // node5 11, node2 4 → 18, 100, 36 (no taints: TaintToleration adds 100 to each).
+    let items = vec![
+        tainted("node1", json!([]), json!({"foo": "bar"})),
+        tainted(
+            "node5",
+            json!([]),
+            json!({"foo": "bar", "key": "value", "az": "az1"}),
+        ),
+        tainted("node2", json!([]), json!({"key": "value"})),
+    ];
+    let snap = dir.file(
+        "s2.json",
+        &json!({"kind": "List", "items": items}).to_string(),
+    );
+    let req = |k: &str, v: &str| json!({"key": k, "operator": "In", "values": [v]});
+    let pod = dir.file(
+        "p2.json",
+        &json!({"kind": "Pod", "metadata": {"name": "in"}, "spec": {"schedulerName": "prefs", "containers": [{"name": "c"}],
+            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 2, "preference": {"matchExpressions": [req("foo", "bar")]}},
+                {"weight": 4, "preference": {"matchExpressions": [req("key", "value")]}},
+                {"weight": 5, "preference": {"matchExpressions": [req("foo", "bar"), req("key", "value"), req("az", "az1")]}}]}}}}).to_string(),
+    );
+    let out = stdout_json(&stowage(&[
+        "score",
+        "--snapshot",
+        &snap,
+        "--pod",
+        &pod,
+        "--scheduler-config",
+        &cfg,
+        "-o",
+        "json",
+    ]));
+    assert_eq!(
+        out["scores"],
+        json!({"node1": 100 + 18, "node5": 100 + 100, "node2": 100 + 36})
+    );
 }

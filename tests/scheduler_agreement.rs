@@ -320,8 +320,16 @@ fn filter_cluster(ns: &str, tag: &str) -> String {
     for i in 0..FILTER_NODES {
         let name = format!("fid{tag}-{i:02}");
         let z = zone(i);
+        // Two nodes the default profile's TaintToleration scores down, one of them a "fast" one
+        // preferred node affinity scores up.
+        let taints = if i % 7 == 2 {
+            "spec:\n  taints: [{key: soft, value: \"yes\", effect: PreferNoSchedule}]\n"
+        } else {
+            ""
+        };
+        let disk = if i % 5 == 2 { "ssd" } else { "hdd" };
         y.push_str(&format!(
-            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: fidelity-{tag}, kubernetes.io/hostname: {name}, topology.kubernetes.io/zone: {z}}}\nstatus:\n  allocatable: {{cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n  capacity: {{cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n---\n"
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: fidelity-{tag}, kubernetes.io/hostname: {name}, topology.kubernetes.io/zone: {z}, disk: {disk}}}\n{taints}status:\n  allocatable: {{cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n  capacity: {{cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n---\n"
         ));
         if i % 4 == 1 {
             y.push_str(&format!(
@@ -501,6 +509,47 @@ fn filter_pods(ns: &str, tag: &str, scheduler: &str, rng: &mut Rng) -> Vec<Value
             rng,
         );
     }
+    // Preferences (scored by the default profile only): preferred node affinity, preferred pod
+    // affinity and anti-affinity, ScheduleAnyway spread, a toleration of the soft taint.
+    for i in 0..4 {
+        pod(
+            format!("likes-ssd-{i}"),
+            json!({"app": "likes-ssd"}),
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 40, "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}},
+                {"weight": 5, "preference": {"matchExpressions": [{"key": zone_key, "operator": "In", "values": ["us-east-1c"]}]}}]}}}),
+            rng,
+        );
+    }
+    for i in 0..4 {
+        pod(
+            format!("near-leader-{i}"),
+            json!({"app": "near-leader"}),
+            json!({"affinity": {"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 50, "podAffinityTerm": term("leader", zone_key)}]},
+                "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 30, "podAffinityTerm": term("near-leader", host)}]}}}),
+            rng,
+        );
+    }
+    for i in 0..6 {
+        pod(
+            format!("soft-spread-{i}"),
+            json!({"app": "soft-spread"}),
+            json!({"topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": zone_key, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "soft-spread"}}},
+                {"maxSkew": 2, "topologyKey": host, "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": {"matchLabels": {"app": "soft-spread"}}}]}),
+            rng,
+        );
+    }
+    for i in 0..3 {
+        pod(
+            format!("tolerant-{i}"),
+            json!({"app": "tolerant"}),
+            json!({"tolerations": [{"key": "soft", "operator": "Exists", "effect": "PreferNoSchedule"}]}),
+            rng,
+        );
+    }
     pods
 }
 
@@ -523,8 +572,9 @@ impl Tracked {
         }
     }
 
-    /// stowage's Filter (every plugin) and Score for an incoming pod: the feasible nodes with
-    /// the top score, that score, and every node's filter verdict.
+    /// stowage's Filter (every plugin) and Score (every score plugin, normalised over the
+    /// nodes that pass the Filter, as the framework does) for an incoming pod: the feasible
+    /// nodes with the top score, and that score.
     fn best(&mut self, profile: &Profile, pod: &stowage::model::Pod) -> (BTreeSet<String>, i64) {
         let s = &mut self.snapshot;
         s.pods.push(pod.clone());
@@ -533,19 +583,29 @@ impl Tracked {
         let mut state = ClusterState::new(s, &s.nodes, &[incoming]);
         let prepared = state.prepare(incoming);
         let ignored = |r: &str| profile.ignores_resource(r);
+        let feasible: Vec<u32> = (0..s.nodes.len() as u32)
+            .filter(|&n| {
+                let node = &s.nodes[n as usize];
+                filter(
+                    node,
+                    &usage[n as usize],
+                    &pod.placement,
+                    &pod.requests,
+                    &ignored,
+                )
+                .and_then(|()| state.check(&prepared, n))
+                .is_ok()
+            })
+            .collect();
+        let preferences = state.preference_scores(profile, incoming, &feasible);
         let mut best = (BTreeSet::new(), i64::MIN);
-        for (n, node) in s.nodes.iter().enumerate() {
-            let feasible = filter(node, &usage[n], &pod.placement, &pod.requests, &ignored)
-                .and_then(|()| state.check(&prepared, n as u32));
-            if feasible.is_err() {
-                continue;
-            }
-            let score = profile.score(&usage[n], &pod.requests);
+        for (&n, extra) in feasible.iter().zip(preferences) {
+            let score = profile.score(&usage[n as usize], &pod.requests) + extra;
             if score > best.1 {
                 best = (BTreeSet::new(), score);
             }
             if score == best.1 {
-                best.0.insert(node.name.clone());
+                best.0.insert(s.nodes[n as usize].name.clone());
             }
         }
         drop(state);
@@ -679,6 +739,69 @@ async fn every_filter_agrees_with_kube_scheduler() {
                 None => disagreements.push(format!(
                     "{name}: left pending, but stowage finds it fits on {expected:?} (score {score})"
                 )),
+            }
+        }
+        // A ReplicaSet scaled up one replica at a time: the default profile spreads its pods
+        // with the system default constraints (hostname maxSkew 3, zone maxSkew 5), selecting
+        // them by the ReplicaSet's selector.
+        let mut total = total;
+        if scheduler == "default-scheduler" {
+            cp.apply(&format!(
+                "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: web-rs, namespace: {ns}}}\nspec:\n  replicas: 0\n  selector: {{matchLabels: {{app: web-rs}}}}\n  template:\n    metadata: {{labels: {{app: web-rs}}}}\n    spec:\n      schedulerName: default-scheduler\n      nodeSelector: {{pool: fidelity-{tag}}}\n      terminationGracePeriodSeconds: 0\n      containers: [{{name: main, image: fake, resources: {{requests: {{cpu: 150m, memory: 128Mi}}}}}}]\n"
+            ));
+            let rs = cp.kubectl(&["get", "rs", "-n", &ns, "-o", "json"]);
+            let rs = load_snapshot(rs.as_bytes()).expect("read the ReplicaSet");
+            cluster.snapshot.controllers.extend(rs.controllers);
+            let mut seen = BTreeSet::new();
+            for replicas in 1..=9 {
+                cp.kubectl(&[
+                    "scale",
+                    "rs",
+                    "web-rs",
+                    "-n",
+                    &ns,
+                    &format!("--replicas={replicas}"),
+                ]);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let created = loop {
+                    let list = pods
+                        .list(&ListParams::default().labels("app=web-rs"))
+                        .await
+                        .expect("list replicas");
+                    if let Some(p) = list
+                        .items
+                        .into_iter()
+                        .find(|p| !seen.contains(p.metadata.name.as_deref().unwrap_or("")))
+                    {
+                        break p;
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "replica {replicas} was not created"
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                let name = created.metadata.name.clone().unwrap();
+                seen.insert(name.clone());
+                let mut unbound = created.clone();
+                if let Some(spec) = unbound.spec.as_mut() {
+                    spec.node_name = None;
+                }
+                let (pod, _) = load_pod(&serde_json::to_vec(&unbound).unwrap()).expect("read pod");
+                let (expected, score) = cluster.best(profile, &pod);
+                total += 1;
+                match bound_node(&pods, &name, Duration::from_secs(30)).await {
+                    Some(node) => {
+                        bound += 1;
+                        if !expected.contains(&node) {
+                            disagreements.push(format!(
+                                "{name}: bound to {node}, stowage's best ({score}): {expected:?}"
+                            ));
+                        }
+                        cluster.bind(pod, &node);
+                    }
+                    None => disagreements.push(format!("{name} was not bound")),
+                }
             }
         }
         assert!(

@@ -164,6 +164,9 @@ pub struct Constraints {
     /// Inline volumes a CSI driver attaches, as `(driver, volume handle)` (in-tree EBS is
     /// translated to `ebs.csi.aws.com` as CSI migration does).
     pub inline_attachable: Vec<(String, String)>,
+    /// `affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution` (weight, term),
+    /// without zero weights and empty terms (`NewPreferredSchedulingTerms`).
+    pub preferred_node_terms: Vec<(i64, NodeSelectorTerm)>,
     /// Something the scheduler would evaluate that stowage cannot (DRA resource claims): the
     /// pod's node is kept rather than guessed.
     pub unsupported: Option<String>,
@@ -253,4 +256,7 @@ pub struct Controller {
     pub name: String,
     /// `spec.template.spec.nodeName`: the replacement is bound there, never scheduled.
     pub template_node_name: Option<String>,
+    /// `spec.selector` (ReplicaSets and StatefulSets: kube-scheduler's default spreading
+    /// selects the pods of the controllers that select the pod).
+    pub selector: Option<LabelSelector>,
 }

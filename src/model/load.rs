@@ -165,6 +165,8 @@ struct RawPodSpec {
 #[serde(rename_all = "camelCase")]
 struct RawContainer {
     #[serde(default)]
+    image: String,
+    #[serde(default)]
     resources: RawRequirements,
     #[serde(default)]
     restart_policy: Option<String>,
@@ -261,6 +263,16 @@ struct RawAffinity {
 struct RawNodeAffinity {
     #[serde(default)]
     required_during_scheduling_ignored_during_execution: Option<RawNodeSelector>,
+    #[serde(default)]
+    preferred_during_scheduling_ignored_during_execution: Vec<RawPreferredNodeTerm>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPreferredNodeTerm {
+    #[serde(default)]
+    weight: i64,
+    #[serde(default)]
+    preference: NodeSelectorTerm,
 }
 
 #[derive(Deserialize, Default)]
@@ -362,6 +374,17 @@ struct RawNodeStatus {
     allocatable: Option<ResourceList>,
     #[serde(default)]
     capacity: Option<ResourceList>,
+    #[serde(default)]
+    images: Vec<RawImage>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawImage {
+    #[serde(default)]
+    names: Vec<String>,
+    #[serde(default)]
+    size_bytes: i64,
 }
 
 #[derive(Deserialize)]
@@ -560,6 +583,8 @@ struct RawController {
 struct RawControllerSpec {
     #[serde(default)]
     template: RawTemplate,
+    #[serde(default)]
+    selector: Option<LabelSelector>,
 }
 
 #[derive(Deserialize, Default)]
@@ -898,6 +923,7 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
                 namespace: raw.metadata.namespace,
                 name: raw.metadata.name,
                 template_node_name: raw.spec.template.spec.node_name.filter(|n| !n.is_empty()),
+                selector: raw.spec.selector,
             });
         }
         // Known, but not needed by the offline planner.
@@ -985,7 +1011,21 @@ fn convert_pod(raw: RawPod) -> Result<Pod, String> {
         Some(a) => (a.node_affinity, a.pod_affinity, a.pod_anti_affinity),
         None => (None, None, None),
     };
-    let constraints = pod_constraints(
+    let (required_node_terms, preferred_node_terms) = match node_affinity {
+        Some(n) => (
+            n.required_during_scheduling_ignored_during_execution
+                .map(|s| s.node_selector_terms),
+            n.preferred_during_scheduling_ignored_during_execution,
+        ),
+        None => (None, Vec::new()),
+    };
+    let images: Vec<String> = spec
+        .init_containers
+        .iter()
+        .chain(&spec.containers)
+        .map(|c| normalized_image_name(&c.image))
+        .collect();
+    let mut constraints = pod_constraints(
         &meta.name,
         &namespace,
         &meta.labels,
@@ -997,6 +1037,15 @@ fn convert_pod(raw: RawPod) -> Result<Pod, String> {
         &spec.volumes,
         !spec.resource_claims.is_empty(),
     )?;
+    constraints.preferred_node_terms = preferred_node_terms
+        .into_iter()
+        .filter(|t| {
+            t.weight != 0
+                && !(t.preference.match_expressions.is_empty()
+                    && t.preference.match_fields.is_empty())
+        })
+        .map(|t| (t.weight, t.preference))
+        .collect();
     Ok(Pod {
         controller: meta.controller(),
         mirror: annotation("kubernetes.io/config.mirror").is_some(),
@@ -1018,16 +1067,26 @@ fn convert_pod(raw: RawPod) -> Result<Pod, String> {
         labels: meta.labels,
         placement: Placement {
             node_selector: spec.node_selector,
-            required_terms: node_affinity
-                .and_then(|n| n.required_during_scheduling_ignored_during_execution)
-                .map(|s| s.node_selector_terms),
+            required_terms: required_node_terms,
             tolerations: spec.tolerations,
             node_name: None,
         },
         local_storage_volume,
         spark,
         constraints: (!constraints.is_empty()).then(|| Box::new(constraints)),
+        images,
     })
+}
+
+/// image_locality.go `normalizedImageName`: a name without a tag gets `:latest`.
+pub fn normalized_image_name(name: &str) -> String {
+    let colon = name.rfind(':').map_or(-1, |i| i as isize);
+    let slash = name.rfind('/').map_or(-1, |i| i as isize);
+    if colon <= slash {
+        format!("{name}:latest")
+    } else {
+        name.to_string()
+    }
 }
 
 /// Host ports, pod (anti-)affinity, spread constraints and volumes of a pod spec.
@@ -1283,6 +1342,15 @@ fn convert_node(raw: RawNode) -> Result<Node, String> {
             }),
         do_not_disrupt,
         provider_id: raw.spec.provider_id,
+        images: raw
+            .status
+            .images
+            .into_iter()
+            .flat_map(|i| {
+                let size = i.size_bytes;
+                i.names.into_iter().map(move |n| (n, size))
+            })
+            .collect(),
     })
 }
 

@@ -308,6 +308,9 @@ pub struct Pod {
     pub spark: Option<SparkPod>,
     /// Host ports, pod affinity, spread constraints and volumes; `None` for most pods.
     pub constraints: Option<Box<Constraints>>,
+    /// Container images, init containers first, named as ImageLocality normalises them
+    /// (`:latest` added when no tag is given).
+    pub images: Vec<String>,
 }
 
 impl Pod {
@@ -359,6 +362,8 @@ pub struct Node {
     pub provider_id: Option<String>,
     /// Annotations under `stowage.io/` (state the controller recorded).
     pub stowage_annotations: BTreeMap<String, String>,
+    /// `status.images`: every name of every image, with the image's size in bytes.
+    pub images: Vec<(String, i64)>,
 }
 
 /// A PodDisruptionBudget: its selector and how many disruptions it allows now.

@@ -196,6 +196,65 @@ impl<'a> DestinationIndex<'a> {
         self.open(node, usage);
     }
 
+    /// Every open node that passes the Filter for the pod, in index order: what the Score
+    /// extension point sees when a plugin normalises over the nodes (no pruning possible).
+    pub fn feasible(&mut self, pod: &PodToPlace<'_, 'a>, usage: &[NodeUsage]) -> Vec<u32> {
+        let nodes = self.nodes;
+        let static_ok = self.static_ok.entry(pod.placement).or_insert_with(|| {
+            nodes
+                .iter()
+                .map(|n| static_fit(n, pod.placement).is_ok())
+                .collect()
+        });
+        let open = &self.profiles[pod.profile].position;
+        (0..nodes.len() as u32)
+            .filter(|&n| {
+                open[n as usize].0 != ABSENT
+                    && static_ok[n as usize]
+                    && resource_fit(&usage[n as usize], pod.requests, pod.ignored).is_ok()
+                    && (pod.allowed)(n)
+            })
+            .collect()
+    }
+
+    /// Upper bounds of the profile's resource score (NodeResourcesFit × weight +
+    /// BalancedAllocation × weight) for the pod on each of `nodes`, from the buckets they sit
+    /// in — the same bounds [`DestinationIndex::best`] prunes with.
+    pub fn score_bounds(&self, pod: &PodToPlace<'_, 'a>, nodes: &[u32]) -> Vec<i64> {
+        let buckets = &self.profiles[pod.profile];
+        let profile = buckets.profile;
+        let fit_weight = profile.fit_weight.unwrap_or(0);
+        let per_class: Vec<(Option<i64>, i64)> = self
+            .class_allocatable
+            .iter()
+            .map(|allocatable| {
+                let delta = match buckets.bound {
+                    Bound::MostAllocated => buckets.most_allocated_delta(allocatable, pod.requests),
+                    _ => Some(0),
+                };
+                let balanced = profile
+                    .balanced
+                    .as_ref()
+                    .map_or(0, |(b, w)| b.upper_bound(allocatable, pod.requests) * w);
+                (delta, balanced)
+            })
+            .collect();
+        nodes
+            .iter()
+            .map(|&n| {
+                let (bucket, _) = buckets.position[n as usize];
+                let key = (bucket as usize % KEYS) as i64;
+                let (delta, balanced) = per_class[self.class_of[n as usize]];
+                let fit = match (buckets.bound, delta) {
+                    (Bound::MostAllocated, Some(d)) => (key + d).min(100),
+                    (Bound::LeastAllocated, _) => key,
+                    _ => 100,
+                };
+                fit * fit_weight + balanced
+            })
+            .collect()
+    }
+
     /// The node kube-scheduler would choose: highest score among feasible open nodes, ties to
     /// the lowest name (the lowest index, as nodes are sorted by name).
     pub fn best(&mut self, pod: &PodToPlace<'_, 'a>, usage: &[NodeUsage]) -> Option<u32> {

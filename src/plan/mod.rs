@@ -397,6 +397,20 @@ fn select<'a>(
         .iter()
         .flat_map(|c| c.evictable.iter().copied())
         .collect();
+    if snapshot.controllers.is_empty()
+        && movers.iter().any(|&p| {
+            let pod = &snapshot.pods[p as usize];
+            pod.constraints().spread.is_empty()
+                && pod.controller.is_some()
+                && pod_profile
+                    .get(pod.scheduler_name.as_str())
+                    .is_some_and(|&slot| slots[slot].preferences.topology_spread.is_some())
+        })
+    {
+        warnings.push(
+            "the snapshot has no ReplicaSets or StatefulSets: default topology spreading counts each controller's own pods (add rs,sts to kubectl get for their selectors)".into(),
+        );
+    }
     let mut sim = Simulation {
         snapshot,
         nodes: &cluster.nodes,
@@ -741,17 +755,53 @@ impl Simulation<'_> {
         let profile = self.profiles[slot];
         let ignored = |name: &str| profile.ignores_resource(name);
         let prepared = self.state.prepare(p);
+        let full_scan =
+            !profile.preferences.is_empty() && self.state.preferences_matter(profile, p);
         let state = &self.state;
-        let target = self.index.best(
-            &PodToPlace {
-                requests: &pod.requests,
-                placement: &pod.placement,
-                profile: slot,
-                ignored: &ignored,
-                allowed: &|n| state.check(&prepared, n).is_ok(),
-            },
-            &self.usage,
-        );
+        let to_place = PodToPlace {
+            requests: &pod.requests,
+            placement: &pod.placement,
+            profile: slot,
+            ignored: &ignored,
+            allowed: &|n| state.check(&prepared, n).is_ok(),
+        };
+        let target = if full_scan {
+            // Plugins that normalise over the feasible nodes (spreading, preferred affinity,
+            // PreferNoSchedule taints, image locality) decide too: score them all.
+            let feasible = self.index.feasible(&to_place, &self.usage);
+            let bounds = self.index.score_bounds(&to_place, &feasible);
+            let preferences = self.state.preference_scores(profile, p, &feasible);
+            // Score exactly only the nodes whose bound can still reach the best so far,
+            // starting from the node with the highest bound.
+            let bounded: Vec<(i64, i64)> = bounds
+                .iter()
+                .zip(&preferences)
+                .map(|(b, extra)| (b + extra, *extra))
+                .collect();
+            let exact = |i: usize| {
+                profile.score(&self.usage[feasible[i] as usize], &pod.requests) + bounded[i].1
+            };
+            let mut best: Option<(i64, u32)> = bounded
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.0.cmp(&b.1.0).then(b.0.cmp(&a.0)))
+                .map(|(i, _)| (exact(i), feasible[i]));
+            for (i, &(bound, _)) in bounded.iter().enumerate() {
+                let n = feasible[i];
+                if let Some((s, b)) = best
+                    && (bound < s || n == b)
+                {
+                    continue;
+                }
+                let score = exact(i);
+                if best.is_none_or(|(s, b)| score > s || (score == s && n < b)) {
+                    best = Some((score, n));
+                }
+            }
+            best.map(|(_, n)| n)
+        } else {
+            self.index.best(&to_place, &self.usage)
+        };
         let Some(dest) = target else {
             return Err(self.why_no_room(pod, &prepared, &ignored));
         };

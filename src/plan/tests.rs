@@ -924,3 +924,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn default_scheduler_replicas_spread_away_from_their_siblings() {
+    // spare-1 has more room, but holds web-1 of the same ReplicaSet: the default profile's
+    // system default spreading (hostname maxSkew 3, zone maxSkew 5, weight 2) outweighs the
+    // few points LeastAllocated gives spare-1, as kube-scheduler decides.
+    let web = |n: &str| {
+        Pod::test(n)
+            .label("app", "web")
+            .scheduler("default-scheduler")
+    };
+    let s = Snapshot {
+        nodes: vec![
+            Node::test("busy").zone("a"),
+            Node::test("idle").zone("b"),
+            Node::test("spare-1").zone("c"),
+            Node::test("spare-2").zone("b"),
+        ],
+        pods: vec![
+            Pod::test("big").on("busy").req(12_000, 48 * GI),
+            web("web-2").on("idle"),
+            Pod::test("f1").on("spare-1").req(8_500, 36 * GI),
+            web("web-1").on("spare-1"),
+            Pod::test("f2").on("spare-2").req(10_000, 40 * GI),
+        ],
+        ..Snapshot::default()
+    };
+    let plan = default_plan(&s);
+    let d = plan
+        .drain
+        .iter()
+        .find(|d| d.node == "idle")
+        .expect("idle drains");
+    assert_eq!(d.moves[0].to, "spare-2", "{plan:?}");
+}

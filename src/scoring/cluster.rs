@@ -19,6 +19,9 @@ use crate::model::selector::{LabelSelector, Labels, NodeSelectorTerm, Taint};
 use crate::model::{AffinityTerm, Claim, Node, Placement, Pod, Snapshot, StorageClass, Volume};
 use std::collections::HashMap;
 
+#[path = "preference.rs"]
+mod preference;
+
 const ABSENT: u32 = u32::MAX;
 
 /// Node label values of one topology key, interned: `value_of[node]` or ABSENT.
@@ -42,13 +45,21 @@ struct Counter {
 enum CounterKind {
     /// Pods matching every required affinity term of a pod (`podMatchesAllAffinityTerms`).
     Affinity(Vec<AffinityTerm>),
-    /// Pods matching one required anti-affinity term of a pod.
-    AntiAffinity(AffinityTerm),
+    /// Pods matching one term (a required anti-affinity or a preferred term of a pod).
+    Term(AffinityTerm),
     /// Pods of `namespace` matching a spread constraint, on nodes the constraint counts.
     Spread {
         namespace: String,
         selector: LabelSelector,
         /// Index into `ClusterState::spread_nodes`.
+        nodes: usize,
+    },
+    /// Pods of one controller, on nodes a default spread constraint counts (kube-scheduler
+    /// selects them with the controller's selector; without the controller in the snapshot,
+    /// its own pods are the best stand-in).
+    Owned {
+        namespace: String,
+        owner: crate::model::OwnerRef,
         nodes: usize,
     },
 }
@@ -63,14 +74,82 @@ struct SpreadNodes {
     taints: Option<Placement>,
 }
 
-/// A distinct required anti-affinity term held by placed pods, with how many hold it per
-/// domain of its topology key (`existingAntiAffinityCounts`).
-struct HeldAntiTerm {
+/// A distinct term held by placed pods, with how many hold it per domain of its topology key
+/// (`existingAntiAffinityCounts`, and the existing pods' terms InterPodAffinity scores with).
+struct HeldTerm {
     term: AffinityTerm,
+    kind: HeldKind,
     key: usize,
     holders: Vec<i64>,
     /// Σ holders: a term nobody holds any more costs nothing.
     held: i64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum HeldKind {
+    RequiredAnti,
+    Required,
+    /// A preferred term's weight, negative for anti-affinity.
+    Preferred(i64),
+}
+
+/// The held terms of one purpose, indexed by the namespaces they name.
+#[derive(Default)]
+struct HeldTerms {
+    terms: Vec<HeldTerm>,
+    ids: HashMap<(AffinityTerm, HeldKind), usize>,
+    by_namespace: HashMap<String, Vec<usize>>,
+    /// Terms with a namespace selector: they may match a pod of any namespace.
+    any_namespace: Vec<usize>,
+}
+
+impl HeldTerms {
+    fn add(
+        &mut self,
+        term: &AffinityTerm,
+        kind: HeldKind,
+        key: usize,
+        values: usize,
+        value: u32,
+        delta: i64,
+    ) {
+        let id = match self.ids.get(&(term.clone(), kind)) {
+            Some(&id) => id,
+            None => {
+                let id = self.terms.len();
+                self.terms.push(HeldTerm {
+                    term: term.clone(),
+                    kind,
+                    key,
+                    holders: vec![0; values],
+                    held: 0,
+                });
+                self.ids.insert((term.clone(), kind), id);
+                if term.namespace_selector.is_some() {
+                    self.any_namespace.push(id);
+                }
+                for ns in &term.namespaces {
+                    self.by_namespace.entry(ns.clone()).or_default().push(id);
+                }
+                id
+            }
+        };
+        if value != ABSENT {
+            let held = &mut self.terms[id];
+            held.holders[value as usize] += delta;
+            held.held += delta;
+        }
+    }
+
+    /// The terms that could match a pod of `namespace`.
+    fn for_namespace(&self, namespace: &str) -> impl Iterator<Item = usize> + '_ {
+        self.by_namespace
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .chain(&self.any_namespace)
+            .copied()
+    }
 }
 
 /// What PreFilter resolved for one pod.
@@ -148,11 +227,19 @@ pub struct ClusterState<'a> {
     counted_in: HashMap<u32, Vec<usize>>,
     /// Pods by label value, per label key a counter probed (built on first use).
     label_index: HashMap<String, HashMap<String, Vec<u32>>>,
-    held_anti: Vec<HeldAntiTerm>,
-    held_anti_ids: HashMap<AffinityTerm, usize>,
-    /// Held terms by the namespace they name; terms with a namespace selector apply to any.
-    held_anti_by_namespace: HashMap<String, Vec<usize>>,
-    held_anti_any_namespace: Vec<usize>,
+    /// Pods by namespace and controller (built on first use).
+    owner_index: Option<HashMap<(&'a str, &'a crate::model::OwnerRef), Vec<u32>>>,
+    /// Required anti-affinity terms of placed pods (the Filter).
+    held_anti: HeldTerms,
+    /// Required affinity and preferred terms of placed pods (InterPodAffinity's Score).
+    held_scoring: HeldTerms,
+    /// Per image name, how many nodes have it (ImageLocality; built on first use).
+    image_spread: Option<HashMap<&'a str, i64>>,
+    /// Some node has a PreferNoSchedule taint / reports images (else those plugins are flat).
+    any_soft_taint: bool,
+    any_node_images: bool,
+    /// The last pod's ScheduleAnyway constraints, resolved once for both preference calls.
+    soft_cache: Option<(u32, preference::SoftConstraints)>,
     /// Pods with host ports or inline disks, per node.
     port_pods: HashMap<u32, Vec<u32>>,
     disk_pods: HashMap<u32, Vec<u32>>,
@@ -233,10 +320,15 @@ impl<'a> ClusterState<'a> {
             spread_node_ids: HashMap::new(),
             counted_in: HashMap::new(),
             label_index: HashMap::new(),
-            held_anti: Vec::new(),
-            held_anti_ids: HashMap::new(),
-            held_anti_by_namespace: HashMap::new(),
-            held_anti_any_namespace: Vec::new(),
+            owner_index: None,
+            held_anti: HeldTerms::default(),
+            held_scoring: HeldTerms::default(),
+            image_spread: None,
+            any_soft_taint: nodes
+                .iter()
+                .any(|n| n.taints.iter().any(|t| t.effect == "PreferNoSchedule")),
+            any_node_images: nodes.iter().any(|n| !n.images.is_empty()),
+            soft_cache: None,
             port_pods: HashMap::new(),
             disk_pods: HashMap::new(),
             rwop_users: HashMap::new(),
@@ -353,10 +445,36 @@ impl<'a> ClusterState<'a> {
     /// Pods a counter counts, found through the label index when its selector names a label.
     fn pods_matching(&mut self, kind: &CounterKind) -> Vec<u32> {
         let pods = &self.snapshot.pods;
+        if let CounterKind::Owned {
+            namespace, owner, ..
+        } = kind
+        {
+            let index = self.owner_index.get_or_insert_with(|| {
+                let mut index: HashMap<(&str, &crate::model::OwnerRef), Vec<u32>> = HashMap::new();
+                for (i, pod) in pods.iter().enumerate() {
+                    if let Some(o) = &pod.controller {
+                        index
+                            .entry((pod.namespace.as_str(), o))
+                            .or_default()
+                            .push(i as u32);
+                    }
+                }
+                index
+            });
+            let list = index
+                .get(&(namespace.as_str(), owner))
+                .cloned()
+                .unwrap_or_default();
+            return list
+                .into_iter()
+                .filter(|&p| self.kind_matches(kind, &pods[p as usize]))
+                .collect();
+        }
         let probe = match kind {
             CounterKind::Affinity(terms) => terms.first().and_then(|t| t.selector.as_ref()),
-            CounterKind::AntiAffinity(t) => t.selector.as_ref(),
+            CounterKind::Term(t) => t.selector.as_ref(),
             CounterKind::Spread { selector, .. } => Some(selector),
+            CounterKind::Owned { .. } => None,
         }
         .and_then(probe_label);
         let candidates: Vec<u32> = match probe {
@@ -388,7 +506,7 @@ impl<'a> ClusterState<'a> {
 
     fn count(&mut self, id: usize, node: u32, delta: i64) {
         let counter = &mut self.counters[id];
-        if let CounterKind::Spread { nodes, .. } = &counter.kind
+        if let CounterKind::Spread { nodes, .. } | CounterKind::Owned { nodes, .. } = &counter.kind
             && !self.spread_nodes[*nodes].1[node as usize]
         {
             return;
@@ -472,7 +590,7 @@ impl<'a> ClusterState<'a> {
         }
         for t in &c.affinity.required_anti {
             self.counter(
-                CounterKind::AntiAffinity(t.clone()),
+                CounterKind::Term(t.clone()),
                 std::slice::from_ref(&t.topology_key),
             );
         }
@@ -488,13 +606,20 @@ impl<'a> ClusterState<'a> {
             CounterKind::Affinity(terms) => terms
                 .iter()
                 .all(|t| t.matches(&pod.namespace, &pod.labels, ns_labels)),
-            CounterKind::AntiAffinity(t) => t.matches(&pod.namespace, &pod.labels, ns_labels),
+            CounterKind::Term(t) => t.matches(&pod.namespace, &pod.labels, ns_labels),
             // countPodsMatchSelector: same namespace, not terminating.
             CounterKind::Spread {
                 namespace,
                 selector,
                 ..
             } => *namespace == pod.namespace && !pod.terminating && selector.matches(&pod.labels),
+            CounterKind::Owned {
+                namespace, owner, ..
+            } => {
+                *namespace == pod.namespace
+                    && !pod.terminating
+                    && pod.controller.as_ref() == Some(owner)
+            }
         }
     }
 
@@ -526,37 +651,36 @@ impl<'a> ClusterState<'a> {
         let Some(c) = pod.constraints.as_deref() else {
             return;
         };
-        for t in &c.affinity.required_anti {
-            let id = match self.held_anti_ids.get(t) {
-                Some(&id) => id,
-                None => {
-                    let key = self.key_id(&t.topology_key);
-                    self.held_anti.push(HeldAntiTerm {
-                        term: t.clone(),
-                        key,
-                        holders: vec![0; self.keys[key].values],
-                        held: 0,
-                    });
-                    let id = self.held_anti.len() - 1;
-                    self.held_anti_ids.insert(t.clone(), id);
-                    if t.namespace_selector.is_some() {
-                        self.held_anti_any_namespace.push(id);
-                    }
-                    for ns in &t.namespaces {
-                        self.held_anti_by_namespace
-                            .entry(ns.clone())
-                            .or_default()
-                            .push(id);
-                    }
-                    id
-                }
+        let held = c
+            .affinity
+            .required_anti
+            .iter()
+            .map(|t| (t, HeldKind::RequiredAnti))
+            .chain(c.affinity.required.iter().map(|t| (t, HeldKind::Required)))
+            .chain(
+                c.affinity
+                    .preferred
+                    .iter()
+                    .map(|w| (&w.term, HeldKind::Preferred(w.weight))),
+            )
+            .chain(
+                c.affinity
+                    .preferred_anti
+                    .iter()
+                    .map(|w| (&w.term, HeldKind::Preferred(-w.weight))),
+            );
+        for (t, kind) in held {
+            let key = self.key_id(&t.topology_key);
+            let (value, values) = (
+                self.keys[key].value_of[node as usize],
+                self.keys[key].values,
+            );
+            let terms = if kind == HeldKind::RequiredAnti {
+                &mut self.held_anti
+            } else {
+                &mut self.held_scoring
             };
-            let held = &mut self.held_anti[id];
-            let v = self.keys[held.key].value_of[node as usize];
-            if v != ABSENT {
-                held.holders[v as usize] += delta;
-                held.held += delta;
-            }
+            terms.add(t, kind, key, values, value, delta);
         }
         let list_update = |map: &mut HashMap<u32, Vec<u32>>| {
             let list = map.entry(node).or_default();
@@ -676,7 +800,7 @@ impl<'a> ClusterState<'a> {
             prepared.affinity = Some((id, keys, self_match));
         }
         for t in &c.affinity.required_anti {
-            let id = self.counter_ids[&CounterKind::AntiAffinity(t.clone())];
+            let id = self.counter_ids[&CounterKind::Term(t.clone())];
             prepared.anti.push((id, self.counters[id].keys[0].0));
         }
         prepared.existing_anti = self.existing_anti_matching(pod);
@@ -739,14 +863,10 @@ impl<'a> ClusterState<'a> {
     fn existing_anti_matching(&self, pod: &Pod) -> Vec<usize> {
         let ns_labels = &self.namespace_labels[&pod.namespace];
         let mut ids: Vec<usize> = self
-            .held_anti_by_namespace
-            .get(&pod.namespace)
-            .into_iter()
-            .flatten()
-            .chain(&self.held_anti_any_namespace)
-            .copied()
+            .held_anti
+            .for_namespace(&pod.namespace)
             .filter(|&i| {
-                let h = &self.held_anti[i];
+                let h = &self.held_anti.terms[i];
                 h.held > 0 && h.term.matches(&pod.namespace, &pod.labels, ns_labels)
             })
             .collect();
@@ -977,7 +1097,7 @@ impl<'a> ClusterState<'a> {
             }
         }
         for &held in &prepared.existing_anti {
-            let h = &self.held_anti[held];
+            let h = &self.held_anti.terms[held];
             let value = self.keys[h.key].value_of[node as usize];
             if value != ABSENT && h.holders[value as usize] > 0 {
                 return Err(Infeasible::ExistingAntiAffinity);

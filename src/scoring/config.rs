@@ -67,8 +67,55 @@ pub struct Profile {
     pub ignored_resources: Vec<String>,
     /// `ignoredResourceGroups` of NodeResourcesFitArgs.
     pub ignored_resource_groups: Vec<String>,
+    /// The score plugins that read more than the node's resources, when enabled.
+    pub preferences: Preferences,
     /// Enabled score plugins stowage does not reproduce, with their weights.
     pub unsupported_score_plugins: Vec<(String, i64)>,
+}
+
+/// Weights (and arguments) of the default profile's score plugins beyond resources:
+/// TaintToleration, NodeAffinity, PodTopologySpread, InterPodAffinity and ImageLocality.
+/// VolumeBinding scores nothing unless the alpha StorageCapacityScoring gate is on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preferences {
+    pub taint_toleration: Option<i64>,
+    pub node_affinity: Option<i64>,
+    pub topology_spread: Option<(i64, SpreadDefaults)>,
+    pub inter_pod_affinity: Option<(i64, InterPodAffinityArgs)>,
+    pub image_locality: Option<i64>,
+}
+
+impl Preferences {
+    /// True when no plugin beyond resources scores.
+    pub fn is_empty(&self) -> bool {
+        *self == Preferences::default()
+    }
+}
+
+/// `PodTopologySpreadArgs`: the constraints a pod without its own gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum SpreadDefaults {
+    /// `defaultingType: System`: hostname maxSkew 3 and zone maxSkew 5, ScheduleAnyway.
+    #[default]
+    System,
+    /// `defaultingType: List` with these `defaultConstraints` (possibly none).
+    List(Vec<crate::model::constraints::SpreadConstraint>),
+}
+
+/// `InterPodAffinityArgs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterPodAffinityArgs {
+    pub hard_pod_affinity_weight: i64,
+    pub ignore_preferred_terms_of_existing_pods: bool,
+}
+
+impl Default for InterPodAffinityArgs {
+    fn default() -> Self {
+        InterPodAffinityArgs {
+            hard_pod_affinity_weight: 1,
+            ignore_preferred_terms_of_existing_pods: false,
+        }
+    }
 }
 
 impl Profile {
@@ -324,6 +371,32 @@ struct RawBalancedArgs {
     resources: Vec<RawResourceSpec>,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawSpreadArgs {
+    #[serde(default)]
+    default_constraints: Vec<RawDefaultConstraint>,
+    #[serde(default)]
+    defaulting_type: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawDefaultConstraint {
+    max_skew: i64,
+    topology_key: String,
+    when_unsatisfiable: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RawInterPodArgs {
+    #[serde(default)]
+    hard_pod_affinity_weight: Option<i64>,
+    #[serde(default)]
+    ignore_preferred_terms_of_existing_pods: bool,
+}
+
 /// The plugins of the v1 default multiPoint set that implement Score, in order, with their
 /// default weights (VolumeBinding has none, so 1; it scores 0 unless storage-capacity scoring is
 /// on).
@@ -472,6 +545,9 @@ fn build_profile(
     let mut fit_args_path = format!("{path}.pluginConfig");
     let mut balanced_args = RawBalancedArgs::default();
     let mut balanced_args_path = fit_args_path.clone();
+    let mut spread_defaults = SpreadDefaults::System;
+    let mut inter_pod_args = InterPodAffinityArgs::default();
+    let mut added_affinity = false;
     let mut seen = BTreeSet::new();
     for (i, pc) in raw.plugin_config.into_iter().enumerate() {
         let at = format!("{path}.pluginConfig[{i}]");
@@ -495,6 +571,30 @@ fn build_profile(
                 balanced_args_path = format!("{at}.args");
                 balanced_args = from_value(strip_type_meta(args), &balanced_args_path)?;
             }
+            "PodTopologySpread" => {
+                let args_path = format!("{at}.args");
+                let raw: RawSpreadArgs = from_value(strip_type_meta(args), &args_path)?;
+                spread_defaults = spread_defaults_from(raw, &args_path)?;
+            }
+            "InterPodAffinity" => {
+                let args_path = format!("{at}.args");
+                let raw: RawInterPodArgs = from_value(strip_type_meta(args), &args_path)?;
+                let weight = raw.hard_pod_affinity_weight.unwrap_or(1);
+                if !(0..=100).contains(&weight) {
+                    return Err(invalid(
+                        format!("{args_path}.hardPodAffinityWeight"),
+                        format!("Invalid value: {weight}: not in valid range [0-100]"),
+                    ));
+                }
+                inter_pod_args = InterPodAffinityArgs {
+                    hard_pod_affinity_weight: weight,
+                    ignore_preferred_terms_of_existing_pods: raw
+                        .ignore_preferred_terms_of_existing_pods,
+                };
+            }
+            "NodeAffinity" => {
+                added_affinity = args.get("addedAffinity").is_some_and(|a| !a.is_null());
+            }
             _ => {}
         }
     }
@@ -508,6 +608,7 @@ fn build_profile(
         balanced: None,
         ignored_resources: fit_args.ignored_resources,
         ignored_resource_groups: fit_args.ignored_resource_groups,
+        preferences: Preferences::default(),
         unsupported_score_plugins: Vec::new(),
     };
     for (name, weight) in score_plugins(&raw.plugins, path)? {
@@ -522,10 +623,71 @@ fn build_profile(
                     weight,
                 ));
             }
+            "TaintToleration" => profile.preferences.taint_toleration = Some(weight),
+            // addedAffinity changes both Filter and Score; stowage does not apply it.
+            "NodeAffinity" if !added_affinity => profile.preferences.node_affinity = Some(weight),
+            "PodTopologySpread" => {
+                profile.preferences.topology_spread = Some((weight, spread_defaults.clone()));
+            }
+            "InterPodAffinity" => {
+                profile.preferences.inter_pod_affinity = Some((weight, inter_pod_args.clone()));
+            }
+            "ImageLocality" => profile.preferences.image_locality = Some(weight),
+            // Scores 0 everywhere while the alpha StorageCapacityScoring gate is off.
+            "VolumeBinding" => {}
             _ => profile.unsupported_score_plugins.push((name, weight)),
         }
     }
     Ok(profile)
+}
+
+/// `PodTopologySpreadArgs` as `ValidatePodTopologySpreadArgs` accepts them.
+fn spread_defaults_from(raw: RawSpreadArgs, path: &str) -> Result<SpreadDefaults, ConfigError> {
+    match raw.defaulting_type.as_deref().unwrap_or("System") {
+        "System" if raw.default_constraints.is_empty() => Ok(SpreadDefaults::System),
+        "System" => Err(invalid(
+            format!("{path}.defaultConstraints"),
+            "Invalid value: when .defaultingType is \"System\", .defaultConstraints must be empty",
+        )),
+        "List" => {
+            let mut list = Vec::new();
+            for (i, c) in raw.default_constraints.into_iter().enumerate() {
+                let at = format!("{path}.defaultConstraints[{i}]");
+                if c.max_skew <= 0 {
+                    return Err(invalid(
+                        format!("{at}.maxSkew"),
+                        format!("Invalid value: {}: must be greater than zero", c.max_skew),
+                    ));
+                }
+                let do_not_schedule = match c.when_unsatisfiable.as_str() {
+                    "DoNotSchedule" => true,
+                    "ScheduleAnyway" => false,
+                    other => {
+                        return Err(invalid(
+                            format!("{at}.whenUnsatisfiable"),
+                            format!(
+                                "Unsupported value: {other:?}: supported values: \"DoNotSchedule\", \"ScheduleAnyway\""
+                            ),
+                        ));
+                    }
+                };
+                list.push(crate::model::constraints::SpreadConstraint {
+                    max_skew: c.max_skew,
+                    topology_key: c.topology_key,
+                    do_not_schedule,
+                    selector: None,
+                    min_domains: 1,
+                    honor_node_affinity: true,
+                    honor_node_taints: false,
+                });
+            }
+            Ok(SpreadDefaults::List(list))
+        }
+        other => Err(invalid(
+            format!("{path}.defaultingType"),
+            format!("Unsupported value: {other:?}: supported values: \"System\", \"List\""),
+        )),
+    }
 }
 
 /// `apiVersion`/`kind` inside `args` are type metadata, not fields.
@@ -698,29 +860,55 @@ mod tests {
     }
 
     #[test]
-    fn default_profile_has_fit_and_balanced_and_reports_the_rest() {
+    fn default_profile_scores_with_every_upstream_plugin() {
         let profiles = Profiles::defaults(SchedulerVersion::V1_36);
         let d = profiles.get("default-scheduler").unwrap();
         assert_eq!(d.fit, FitScoring::least_allocated());
         assert_eq!(d.fit_weight, Some(1));
         assert_eq!(d.balanced.as_ref().map(|b| b.1), Some(1));
-        let names: Vec<_> = d
-            .unsupported_score_plugins
-            .iter()
-            .map(|(n, w)| format!("{n}:{w}"))
-            .collect();
         assert_eq!(
-            names,
-            [
-                "TaintToleration:3",
-                "NodeAffinity:2",
-                "VolumeBinding:1",
-                "PodTopologySpread:2",
-                "InterPodAffinity:2",
-                "ImageLocality:1"
-            ]
+            d.preferences,
+            Preferences {
+                taint_toleration: Some(3),
+                node_affinity: Some(2),
+                topology_spread: Some((2, SpreadDefaults::System)),
+                inter_pod_affinity: Some((2, InterPodAffinityArgs::default())),
+                image_locality: Some(1),
+            }
         );
+        // VolumeBinding scores nothing with StorageCapacityScoring (alpha) off.
+        assert!(d.unsupported_score_plugins.is_empty());
         assert_eq!(profiles.names(), ["my-scheduler", "default-scheduler"]);
+    }
+
+    #[test]
+    fn preference_plugin_args_are_read_and_checked() {
+        let text = format!(
+            "{HEADER}profiles:\n- pluginConfig:\n  - name: InterPodAffinity\n    args: {{hardPodAffinityWeight: 7, ignorePreferredTermsOfExistingPods: true}}\n  - name: PodTopologySpread\n    args:\n      defaultingType: List\n      defaultConstraints: [{{maxSkew: 2, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}}]\n"
+        );
+        let p = Profiles::parse(&text, SchedulerVersion::V1_36).unwrap();
+        let d = &p.profiles[0];
+        let (_, args) = d.preferences.inter_pod_affinity.as_ref().unwrap();
+        assert_eq!(args.hard_pod_affinity_weight, 7);
+        assert!(args.ignore_preferred_terms_of_existing_pods);
+        let Some((2, SpreadDefaults::List(list))) = &d.preferences.topology_spread else {
+            panic!("{:?}", d.preferences.topology_spread);
+        };
+        assert_eq!(list[0].max_skew, 2);
+        for (bad, path) in [
+            (
+                "  - name: InterPodAffinity\n    args: {hardPodAffinityWeight: 101}\n",
+                "profiles[0].pluginConfig[0].args.hardPodAffinityWeight",
+            ),
+            (
+                "  - name: PodTopologySpread\n    args: {defaultConstraints: [{maxSkew: 1, topologyKey: zone, whenUnsatisfiable: ScheduleAnyway}]}\n",
+                "profiles[0].pluginConfig[0].args.defaultConstraints",
+            ),
+        ] {
+            let text = format!("{HEADER}profiles:\n- pluginConfig:\n{bad}");
+            let err = Profiles::parse(&text, SchedulerVersion::V1_36).unwrap_err();
+            assert_eq!(err.path, path, "{err}");
+        }
     }
 
     #[test]

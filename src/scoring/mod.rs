@@ -17,7 +17,7 @@ pub mod filter;
 use crate::model::{PodRequests, Resources, Snapshot};
 
 pub use cluster::{ClusterState, Prepared};
-pub use config::{ConfigError, Profile, Profiles, SchedulerVersion};
+pub use config::{ConfigError, Preferences, Profile, Profiles, SchedulerVersion, SpreadDefaults};
 pub use filter::{Infeasible, filter};
 
 /// `framework.MaxNodeScore`.
