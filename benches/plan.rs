@@ -10,7 +10,7 @@ use std::time::Duration;
 use stowage::model::{Snapshot, load_snapshot};
 use stowage::plan::{PlanInput, plan};
 use stowage::policy::ConsolidationPolicy;
-use stowage::scoring::{Profiles, SchedulerVersion, node_usages};
+use stowage::scoring::{ClusterState, Profiles, SchedulerVersion, filter, node_usages};
 
 const NODES: usize = 5_000;
 const PODS: usize = 150_000;
@@ -154,6 +154,46 @@ fn benches(c: &mut Criterion) {
             })
         });
     }
+    // The upstream default profile in full, as kube-scheduler runs it for one pod: every Filter
+    // on every node, then every score plugin, normalised over the feasible nodes. The pod is a
+    // ReplicaSet replica with required anti-affinity, so the system default spreading and
+    // InterPodAffinity have work to do.
+    let web = snapshot
+        .pods
+        .iter()
+        .position(|p| p.name.starts_with("web-") && p.scheduler_name == "default-scheduler")
+        .expect("the synthetic cluster has web replicas") as u32;
+    let mut unplaced = snapshot.clone();
+    unplaced.pods[web as usize].node_name = None;
+    let usage = node_usages(&unplaced);
+    let mut state = ClusterState::new(&unplaced, &unplaced.nodes, &[web]);
+    let pod = &unplaced.pods[web as usize];
+    group.bench_function("default-scheduler-every-plugin", |b| {
+        b.iter(|| {
+            let prepared = state.prepare(web, &spreader.spread_defaults);
+            let ignored = |r: &str| spreader.ignores_resource(r);
+            let feasible: Vec<u32> = (0..unplaced.nodes.len() as u32)
+                .filter(|&n| {
+                    filter(
+                        &unplaced.nodes[n as usize],
+                        &usage[n as usize],
+                        &pod.placement,
+                        &pod.requests,
+                        &ignored,
+                    )
+                    .and_then(|()| state.check(&prepared, n))
+                    .is_ok()
+                })
+                .collect();
+            let preferences = state.preference_scores(spreader, web, &feasible);
+            let best = feasible
+                .iter()
+                .zip(preferences)
+                .map(|(&n, extra)| (spreader.score(&usage[n as usize], &pod.requests) + extra, n))
+                .max();
+            black_box(best)
+        })
+    });
     group.finish();
 }
 

@@ -397,7 +397,7 @@ fn run_score(
     snapshot.pods.push(pod);
     let incoming = (snapshot.pods.len() - 1) as u32;
     let mut state = ClusterState::new(&snapshot, &snapshot.nodes, &[incoming]);
-    let prepared = state.prepare(incoming);
+    let prepared = state.prepare(incoming, &profile.spread_defaults);
     let pod = &snapshot.pods[incoming as usize];
     let ignored = |r: &str| profile.ignores_resource(r);
     let mut result = ScoreOutput {

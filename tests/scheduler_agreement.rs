@@ -581,7 +581,7 @@ impl Tracked {
         let incoming = (s.pods.len() - 1) as u32;
         let usage = node_usages(s);
         let mut state = ClusterState::new(s, &s.nodes, &[incoming]);
-        let prepared = state.prepare(incoming);
+        let prepared = state.prepare(incoming, &profile.spread_defaults);
         let ignored = |r: &str| profile.ignores_resource(r);
         let feasible: Vec<u32> = (0..s.nodes.len() as u32)
             .filter(|&n| {

@@ -754,7 +754,7 @@ impl Simulation<'_> {
         };
         let profile = self.profiles[slot];
         let ignored = |name: &str| profile.ignores_resource(name);
-        let prepared = self.state.prepare(p);
+        let prepared = self.state.prepare(p, &profile.spread_defaults);
         let full_scan =
             !profile.preferences.is_empty() && self.state.preferences_matter(profile, p);
         let state = &self.state;

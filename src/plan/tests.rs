@@ -824,14 +824,14 @@ proptest! {
             }
             at[p as usize] = None;
             let slot = usize::from(pod.scheduler_name == "default-scheduler");
-            let prepared = state.prepare(p);
+            let prepared = state.prepare(p, &slots[slot].spread_defaults);
             // The same placement, counted from scratch.
             let mut fresh_snapshot = s.clone();
             for (q, node) in at.iter().enumerate() {
                 fresh_snapshot.pods[q].node_name = node.map(|n| s.nodes[n as usize].name.clone());
             }
             let mut fresh = ClusterState::new(&fresh_snapshot, &fresh_snapshot.nodes, &[p]);
-            let fresh_prepared = fresh.prepare(p);
+            let fresh_prepared = fresh.prepare(p, &slots[slot].spread_defaults);
             let mut expected: Option<(i64, u32)> = None;
             for n in 0..s.nodes.len() as u32 {
                 let incremental = state.check(&prepared, n);
@@ -958,4 +958,54 @@ fn default_scheduler_replicas_spread_away_from_their_siblings() {
         .find(|d| d.node == "idle")
         .expect("idle drains");
     assert_eq!(d.moves[0].to, "spare-2", "{plan:?}");
+}
+
+#[test]
+fn a_profiles_do_not_schedule_default_constraints_filter_its_pods() {
+    // PodTopologySpreadArgs (defaultingType List) spread every ReplicaSet's pods one per node:
+    // web-2 may not join web-1 on busy, whatever bin-packing would like.
+    let config = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: my-scheduler\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: MostAllocated}}\n  - name: PodTopologySpread\n    args:\n      defaultingType: List\n      defaultConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule}]\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: NodeResourcesFit}]}}\n";
+    let profiles = Profiles::parse(config, SchedulerVersion::V1_36).unwrap();
+    let web = |n: &str| {
+        let mut p = Pod::test(n).label("app", "web");
+        p.controller = Some(crate::model::OwnerRef {
+            kind: "ReplicaSet".into(),
+            name: "web-rs".into(),
+        });
+        p
+    };
+    let node = |n: &str| Node::test(n).label("kubernetes.io/hostname", n);
+    let mut s = Snapshot {
+        nodes: vec![node("busy"), node("idle")],
+        pods: vec![
+            Pod::test("big").on("busy").req(12_000, 48 * GI),
+            web("web-1").on("busy"),
+            web("web-2").on("idle"),
+        ],
+        ..Snapshot::default()
+    };
+    let plan_with = |s: &Snapshot| {
+        plan(&PlanInput {
+            snapshot: s,
+            policy: &ConsolidationPolicy::default_policy(),
+            profiles: &profiles,
+            now: now(),
+        })
+    };
+    let (reason, detail) = reason_of(&plan_with(&s), "idle").unwrap();
+    assert_eq!(reason, Reason::NoFit);
+    assert!(
+        detail.contains("didn't match pod topology spread constraints"),
+        "{detail}"
+    );
+    s.nodes.push(node("spare"));
+    s.pods
+        .push(Pod::test("filler").on("spare").req(10_000, 40 * GI));
+    let plan = plan_with(&s);
+    let d = plan
+        .drain
+        .iter()
+        .find(|d| d.node == "idle")
+        .expect("idle drains");
+    assert_eq!(d.moves[0].to, "spare");
 }

@@ -408,7 +408,7 @@ impl<'a> ClusterState<'a> {
             })
             .collect();
         let domains = match &kind {
-            CounterKind::Spread { nodes, .. } => {
+            CounterKind::Spread { nodes, .. } | CounterKind::Owned { nodes, .. } => {
                 let key: &(usize, Vec<i64>) = &keys[0];
                 let values = &self.keys[key.0].value_of;
                 let mut seen = vec![false; self.keys[key.0].values];
@@ -545,13 +545,15 @@ impl<'a> ClusterState<'a> {
         id
     }
 
+    /// The counter of a DoNotSchedule constraint: its own selector, or (for a profile's
+    /// default constraints) the pod's controllers.
     fn spread_counter(
         &mut self,
         pod: &Pod,
         c: &SpreadConstraint,
         all: &[&SpreadConstraint],
+        default_selector: Option<&preference::CounterSelector>,
     ) -> Option<usize> {
-        let selector = c.selector.clone()?;
         let nodes = self.spread_nodes_id(SpreadNodes {
             keys: all.iter().map(|c| c.topology_key.clone()).collect(),
             affinity: c.honor_node_affinity.then(|| Placement {
@@ -564,14 +566,57 @@ impl<'a> ClusterState<'a> {
                 ..Placement::default()
             }),
         });
-        Some(self.counter(
-            CounterKind::Spread {
-                namespace: pod.namespace.clone(),
-                selector,
+        let namespace = pod.namespace.clone();
+        let kind = match default_selector {
+            Some(preference::CounterSelector::Owner(owner)) => CounterKind::Owned {
+                namespace,
+                owner: owner.clone(),
                 nodes,
             },
-            std::slice::from_ref(&c.topology_key),
-        ))
+            Some(preference::CounterSelector::Labels(selector)) => CounterKind::Spread {
+                namespace,
+                selector: selector.clone(),
+                nodes,
+            },
+            None => CounterKind::Spread {
+                namespace,
+                selector: c.selector.clone()?,
+                nodes,
+            },
+        };
+        Some(self.counter(kind, std::slice::from_ref(&c.topology_key)))
+    }
+
+    /// The pod's DoNotSchedule constraints: its own, or when it has none the profile's
+    /// default constraints over the pods of its controllers (`getConstraints`).
+    fn hard_constraints(
+        &self,
+        pod: &Pod,
+        defaults: &crate::scoring::SpreadDefaults,
+    ) -> (Vec<SpreadConstraint>, Option<preference::CounterSelector>) {
+        let c = pod.constraints();
+        if !c.spread.is_empty() {
+            return (
+                c.spread
+                    .iter()
+                    .filter(|s| s.do_not_schedule)
+                    .cloned()
+                    .collect(),
+                None,
+            );
+        }
+        let crate::scoring::SpreadDefaults::List(list) = defaults else {
+            return (Vec::new(), None);
+        };
+        let hard: Vec<SpreadConstraint> =
+            list.iter().filter(|s| s.do_not_schedule).cloned().collect();
+        if hard.is_empty() {
+            return (hard, None);
+        }
+        match self.default_selector(pod) {
+            Some(selector) => (hard, Some(selector)),
+            None => (Vec::new(), None),
+        }
     }
 
     /// Creates the counters a pod to place will read.
@@ -596,7 +641,7 @@ impl<'a> ClusterState<'a> {
         }
         let hard: Vec<&SpreadConstraint> = c.spread.iter().filter(|s| s.do_not_schedule).collect();
         for s in &hard {
-            self.spread_counter(pod, s, &hard);
+            self.spread_counter(pod, s, &hard, None);
         }
     }
 
@@ -760,14 +805,23 @@ impl<'a> ClusterState<'a> {
     }
 
     /// PreFilter for `pod` (a snapshot pod, not placed in this state).
-    pub fn prepare(&mut self, p: u32) -> Prepared {
+    ///
+    /// `spread_defaults` are the profile's PodTopologySpread default constraints, which apply
+    /// to a pod without constraints of its own.
+    pub fn prepare(
+        &mut self,
+        p: u32,
+        spread_defaults: &crate::scoring::SpreadDefaults,
+    ) -> Prepared {
         let snapshot = self.snapshot;
         let pod = &snapshot.pods[p as usize];
         let mut prepared = Prepared::default();
-        let Some(c) = pod.constraints.as_deref() else {
+        let c = pod.constraints();
+        if c.is_empty() && !matches!(spread_defaults, crate::scoring::SpreadDefaults::List(_)) {
+            // The common case: only other pods' anti-affinity can keep this pod out.
             prepared.existing_anti = self.existing_anti_matching(pod);
             return prepared;
-        };
+        }
         if let Some(why) = &c.unsupported {
             prepared.nowhere = Some(Infeasible::Unsupported(why.clone()));
             return prepared;
@@ -804,9 +858,10 @@ impl<'a> ClusterState<'a> {
             prepared.anti.push((id, self.counters[id].keys[0].0));
         }
         prepared.existing_anti = self.existing_anti_matching(pod);
-        let hard: Vec<&SpreadConstraint> = c.spread.iter().filter(|s| s.do_not_schedule).collect();
+        let (hard, default_selector) = self.hard_constraints(pod, spread_defaults);
+        let hard: Vec<&SpreadConstraint> = hard.iter().collect();
         for s in &hard {
-            let Some(id) = self.spread_counter(pod, s, &hard) else {
+            let Some(id) = self.spread_counter(pod, s, &hard, default_selector.as_ref()) else {
                 // No labelSelector matches no pod: every domain holds 0, the pod adds 0.
                 continue;
             };
@@ -820,10 +875,12 @@ impl<'a> ClusterState<'a> {
                 .min()
                 .filter(|_| counter.domains.len() as i64 >= s.min_domains)
                 .unwrap_or(0);
-            let self_match = s
-                .selector
-                .as_ref()
-                .is_some_and(|sel| sel.matches(&pod.labels)) as i64;
+            // A default constraint selects the pod's own controllers' pods, the pod included.
+            let self_match = (default_selector.is_some()
+                || s.selector
+                    .as_ref()
+                    .is_some_and(|sel| sel.matches(&pod.labels)))
+                as i64;
             prepared
                 .spread
                 .push((id, *key, s.max_skew, min, self_match));

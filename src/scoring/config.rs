@@ -69,6 +69,9 @@ pub struct Profile {
     pub ignored_resource_groups: Vec<String>,
     /// The score plugins that read more than the node's resources, when enabled.
     pub preferences: Preferences,
+    /// PodTopologySpread's default constraints (its Filter applies the DoNotSchedule ones to
+    /// pods without constraints of their own, whether or not the plugin scores).
+    pub spread_defaults: SpreadDefaults,
     /// Enabled score plugins stowage does not reproduce, with their weights.
     pub unsupported_score_plugins: Vec<(String, i64)>,
 }
@@ -609,6 +612,7 @@ fn build_profile(
         ignored_resources: fit_args.ignored_resources,
         ignored_resource_groups: fit_args.ignored_resource_groups,
         preferences: Preferences::default(),
+        spread_defaults: spread_defaults.clone(),
         unsupported_score_plugins: Vec::new(),
     };
     for (name, weight) in score_plugins(&raw.plugins, path)? {

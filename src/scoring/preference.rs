@@ -244,7 +244,7 @@ impl<'a> ClusterState<'a> {
     /// helper.DefaultSelector: the selectors of the ReplicaSets and StatefulSets that select the
     /// pod, joined. Without controllers in the snapshot, the pod's own controller stands in.
     /// (Services also contribute upstream; the snapshot does not carry them.)
-    fn default_selector(&self, pod: &Pod) -> Option<CounterSelector> {
+    pub(super) fn default_selector(&self, pod: &Pod) -> Option<CounterSelector> {
         let controllers = &self.snapshot.controllers;
         if controllers.is_empty() {
             return pod
@@ -505,7 +505,7 @@ impl<'a> ClusterState<'a> {
 }
 
 /// What a default spread constraint selects pods by.
-enum CounterSelector {
+pub(super) enum CounterSelector {
     Labels(LabelSelector),
     Owner(crate::model::OwnerRef),
 }
