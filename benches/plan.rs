@@ -10,7 +10,7 @@ use std::time::Duration;
 use stowage::model::{Snapshot, load_snapshot};
 use stowage::plan::{PlanInput, plan};
 use stowage::policy::ConsolidationPolicy;
-use stowage::scoring::{ClusterState, Profiles, SchedulerVersion, filter, node_usages};
+use stowage::scoring::{ClusterState, Profiles, SchedulerVersion, node_usages};
 
 const NODES: usize = 5_000;
 const PODS: usize = 150_000;
@@ -167,29 +167,16 @@ fn benches(c: &mut Criterion) {
     unplaced.pods[web as usize].node_name = None;
     let usage = node_usages(&unplaced);
     let mut state = ClusterState::new(&unplaced, &unplaced.nodes, &[web]);
-    let pod = &unplaced.pods[web as usize];
+    let pod = &unplaced.pods[web as usize].requests;
     group.bench_function("default-scheduler-every-plugin", |b| {
         b.iter(|| {
             let prepared = state.prepare(web, &spreader.spread_defaults);
-            let ignored = |r: &str| spreader.ignores_resource(r);
-            let feasible: Vec<u32> = (0..unplaced.nodes.len() as u32)
-                .filter(|&n| {
-                    filter(
-                        &unplaced.nodes[n as usize],
-                        &usage[n as usize],
-                        &pod.placement,
-                        &pod.requests,
-                        &ignored,
-                    )
-                    .and_then(|()| state.check(&prepared, n))
-                    .is_ok()
-                })
-                .collect();
+            let feasible = state.feasible(&prepared, spreader, web, &usage);
             let preferences = state.preference_scores(spreader, web, &feasible);
             let best = feasible
                 .iter()
                 .zip(preferences)
-                .map(|(&n, extra)| (spreader.score(&usage[n as usize], &pod.requests) + extra, n))
+                .map(|(&n, extra)| (spreader.score(&usage[n as usize], pod) + extra, n))
                 .max();
             black_box(best)
         })

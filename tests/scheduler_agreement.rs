@@ -582,21 +582,7 @@ impl Tracked {
         let usage = node_usages(s);
         let mut state = ClusterState::new(s, &s.nodes, &[incoming]);
         let prepared = state.prepare(incoming, &profile.spread_defaults);
-        let ignored = |r: &str| profile.ignores_resource(r);
-        let feasible: Vec<u32> = (0..s.nodes.len() as u32)
-            .filter(|&n| {
-                let node = &s.nodes[n as usize];
-                filter(
-                    node,
-                    &usage[n as usize],
-                    &pod.placement,
-                    &pod.requests,
-                    &ignored,
-                )
-                .and_then(|()| state.check(&prepared, n))
-                .is_ok()
-            })
-            .collect();
+        let feasible = state.feasible(&prepared, profile, incoming, &usage);
         let preferences = state.preference_scores(profile, incoming, &feasible);
         let mut best = (BTreeSet::new(), i64::MIN);
         for (&n, extra) in feasible.iter().zip(preferences) {

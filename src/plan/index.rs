@@ -94,6 +94,31 @@ impl<'p> ProfileBuckets<'p> {
         self.position[node as usize] = (ABSENT, ABSENT);
     }
 
+    /// For a node of this class: the bound of what the pod adds to the fit score (MostAllocated;
+    /// `None` when no cheap bound exists) and the bound of the weighted BalancedAllocation score.
+    fn class_bounds(&self, allocatable: &Resources, pod: &PodRequests) -> (Option<i64>, i64) {
+        let delta = match self.bound {
+            Bound::MostAllocated => self.most_allocated_delta(allocatable, pod),
+            _ => Some(0),
+        };
+        let balanced = self
+            .profile
+            .balanced
+            .as_ref()
+            .map_or(0, |(b, w)| b.upper_bound(allocatable, pod) * w);
+        (delta, balanced)
+    }
+
+    /// The bound of the weighted fit score on a node in bucket `key`.
+    fn fit_bound(&self, key: i64, delta: Option<i64>) -> i64 {
+        let fit = match (self.bound, delta) {
+            (Bound::MostAllocated, Some(d)) => (key + d).min(100),
+            (Bound::LeastAllocated, _) => key,
+            _ => 100,
+        };
+        fit * self.profile.fit_weight.unwrap_or(0)
+    }
+
     /// Upper bound of the fit score a pod adds on a node of this class.
     fn most_allocated_delta(&self, allocatable: &Resources, pod: &PodRequests) -> Option<i64> {
         let mut added = 0;
@@ -222,22 +247,10 @@ impl<'a> DestinationIndex<'a> {
     /// in — the same bounds [`DestinationIndex::best`] prunes with.
     pub fn score_bounds(&self, pod: &PodToPlace<'_, 'a>, nodes: &[u32]) -> Vec<i64> {
         let buckets = &self.profiles[pod.profile];
-        let profile = buckets.profile;
-        let fit_weight = profile.fit_weight.unwrap_or(0);
         let per_class: Vec<(Option<i64>, i64)> = self
             .class_allocatable
             .iter()
-            .map(|allocatable| {
-                let delta = match buckets.bound {
-                    Bound::MostAllocated => buckets.most_allocated_delta(allocatable, pod.requests),
-                    _ => Some(0),
-                };
-                let balanced = profile
-                    .balanced
-                    .as_ref()
-                    .map_or(0, |(b, w)| b.upper_bound(allocatable, pod.requests) * w);
-                (delta, balanced)
-            })
+            .map(|allocatable| buckets.class_bounds(allocatable, pod.requests))
             .collect();
         nodes
             .iter()
@@ -245,12 +258,7 @@ impl<'a> DestinationIndex<'a> {
                 let (bucket, _) = buckets.position[n as usize];
                 let key = (bucket as usize % KEYS) as i64;
                 let (delta, balanced) = per_class[self.class_of[n as usize]];
-                let fit = match (buckets.bound, delta) {
-                    (Bound::MostAllocated, Some(d)) => (key + d).min(100),
-                    (Bound::LeastAllocated, _) => key,
-                    _ => 100,
-                };
-                fit * fit_weight + balanced
+                buckets.fit_bound(key, delta) + balanced
             })
             .collect()
     }
@@ -267,31 +275,18 @@ impl<'a> DestinationIndex<'a> {
         });
         let buckets = &mut self.profiles[pod.profile];
         let profile = buckets.profile;
-        let fit_weight = profile.fit_weight.unwrap_or(0);
         let wants_cpu = pod.requests.real.cpu_milli;
         let wants_memory = pod.requests.real.memory_bytes;
         let mut best: Option<(i64, u32)> = None;
         for (class, allocatable) in self.class_allocatable.iter().enumerate() {
-            let delta = match buckets.bound {
-                Bound::MostAllocated => buckets.most_allocated_delta(allocatable, pod.requests),
-                _ => Some(0),
-            };
-            let balanced_bound = profile
-                .balanced
-                .as_ref()
-                .map_or(0, |(b, w)| b.upper_bound(allocatable, pod.requests) * w);
+            let (delta, balanced_bound) = buckets.class_bounds(allocatable, pod.requests);
             let keys = if buckets.bound == Bound::None {
                 1
             } else {
                 KEYS
             };
             for key in (0..keys).rev() {
-                let fit_bound = match (buckets.bound, delta) {
-                    (Bound::MostAllocated, Some(d)) => (key as i64 + d).min(100),
-                    (Bound::LeastAllocated, _) => key as i64,
-                    _ => 100,
-                };
-                let bound = fit_bound * fit_weight + balanced_bound;
+                let bound = buckets.fit_bound(key as i64, delta) + balanced_bound;
                 if let Some((best_score, _)) = best
                     && bound < best_score
                 {

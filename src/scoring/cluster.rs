@@ -1163,6 +1163,32 @@ impl<'a> ClusterState<'a> {
         Ok(())
     }
 
+    /// Every node that passes the whole Filter for pod `p` (not placed in this state), as
+    /// kube-scheduler's Filter extension point computes it: `usage` is what each node runs.
+    pub fn feasible(
+        &self,
+        prepared: &Prepared,
+        profile: &crate::scoring::Profile,
+        p: u32,
+        usage: &[super::NodeUsage],
+    ) -> Vec<u32> {
+        let pod = &self.snapshot.pods[p as usize];
+        let ignored = |r: &str| profile.ignores_resource(r);
+        (0..self.nodes.len() as u32)
+            .filter(|&n| {
+                super::filter(
+                    &self.nodes[n as usize],
+                    &usage[n as usize],
+                    &pod.placement,
+                    &pod.requests,
+                    &ignored,
+                )
+                .and_then(|()| self.check(prepared, n))
+                .is_ok()
+            })
+            .collect()
+    }
+
     /// The node index of a node name.
     pub fn node_named(&self, name: &str) -> Option<u32> {
         self.node_index.get(name).copied()
