@@ -414,7 +414,22 @@ fn select<'a>(
     let mut sim = Simulation {
         snapshot,
         nodes: &cluster.nodes,
-        state: ClusterState::new(snapshot, &cluster.nodes, &movers),
+        state: {
+            // Where every pod runs, as the cluster already worked it out.
+            let mut running = vec![u32::MAX; snapshot.pods.len()];
+            for (n, pods) in cluster.pods_on.iter().enumerate() {
+                for &p in pods {
+                    running[p as usize] = n as u32;
+                }
+            }
+            let node_index = cluster
+                .nodes
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.name.as_str(), i as u32))
+                .collect();
+            ClusterState::with_placement(snapshot, &cluster.nodes, node_index, &running, &movers)
+        },
         index: DestinationIndex::new(&cluster.nodes, &slots),
         usage: cluster.usage.clone(),
         moved_onto: vec![Vec::new(); cluster.nodes.len()],

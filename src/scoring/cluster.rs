@@ -265,19 +265,6 @@ impl<'a> ClusterState<'a> {
             .enumerate()
             .map(|(i, n)| (n.name.as_str(), i as u32))
             .collect();
-        let mut namespace_labels: HashMap<String, Labels> = snapshot
-            .namespaces
-            .iter()
-            .map(|n| (n.name.clone(), n.labels.clone()))
-            .collect();
-        for pod in &snapshot.pods {
-            if !namespace_labels.contains_key(&pod.namespace) {
-                namespace_labels.insert(pod.namespace.clone(), Labels::new());
-            }
-        }
-        for (name, labels) in &mut namespace_labels {
-            labels.insert(NAMESPACE_NAME_LABEL.into(), name.clone());
-        }
         let running: Vec<u32> = snapshot
             .pods
             .iter()
@@ -289,6 +276,36 @@ impl<'a> ClusterState<'a> {
                     .unwrap_or(ABSENT)
             })
             .collect();
+        Self::with_placement(snapshot, nodes, node_index, &running, movers)
+    }
+
+    /// [`ClusterState::new`] for a caller that already knows where each pod runs
+    /// (`running[pod]` is a node index, or `u32::MAX` for a pod counted nowhere).
+    pub fn with_placement(
+        snapshot: &'a Snapshot,
+        nodes: &'a [Node],
+        node_index: HashMap<&'a str, u32>,
+        running: &[u32],
+        movers: &[u32],
+    ) -> Self {
+        let mut namespace_labels: HashMap<String, Labels> = snapshot
+            .namespaces
+            .iter()
+            .map(|n| (n.name.clone(), n.labels.clone()))
+            .collect();
+        // Pods come grouped by namespace: look a namespace up only when it changes.
+        let mut last: Option<&str> = None;
+        for pod in &snapshot.pods {
+            if last != Some(pod.namespace.as_str()) {
+                last = Some(pod.namespace.as_str());
+                if !namespace_labels.contains_key(&pod.namespace) {
+                    namespace_labels.insert(pod.namespace.clone(), Labels::new());
+                }
+            }
+        }
+        for (name, labels) in &mut namespace_labels {
+            labels.insert(NAMESPACE_NAME_LABEL.into(), name.clone());
+        }
         let mut free_volumes: HashMap<&str, Vec<&Volume>> = HashMap::new();
         for v in &snapshot.volumes {
             if v.claim_ref.is_none() && (v.phase.is_empty() || v.phase == "Available") {
