@@ -10,7 +10,7 @@
 //! upper bound of its nodes' free cpu/memory, so full nodes are skipped without being touched.
 
 use crate::model::{Node, Placement, PodRequests, Resources};
-use crate::scoring::filter::{resource_fit, static_fit};
+use crate::scoring::filter::{fits_resources, static_fit};
 use crate::scoring::{NodeUsage, Profile, ResourceName, Strategy};
 use std::collections::HashMap;
 
@@ -236,7 +236,7 @@ impl<'a> DestinationIndex<'a> {
             .filter(|&n| {
                 open[n as usize].0 != ABSENT
                     && static_ok[n as usize]
-                    && resource_fit(&usage[n as usize], pod.requests, pod.ignored).is_ok()
+                    && fits_resources(&usage[n as usize], pod.requests, pod.ignored)
                     && (pod.allowed)(n)
             })
             .collect()
@@ -308,7 +308,7 @@ impl<'a> DestinationIndex<'a> {
                     max_free_memory =
                         max_free_memory.max(u.allocatable.memory_bytes - u.requested.memory_bytes);
                     if !static_ok[node as usize]
-                        || resource_fit(u, pod.requests, pod.ignored).is_err()
+                        || !fits_resources(u, pod.requests, pod.ignored)
                         || !(pod.allowed)(node)
                     {
                         continue;

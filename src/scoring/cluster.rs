@@ -1193,15 +1193,9 @@ impl<'a> ClusterState<'a> {
         let ignored = |r: &str| profile.ignores_resource(r);
         (0..self.nodes.len() as u32)
             .filter(|&n| {
-                super::filter(
-                    &self.nodes[n as usize],
-                    &usage[n as usize],
-                    &pod.placement,
-                    &pod.requests,
-                    &ignored,
-                )
-                .and_then(|()| self.check(prepared, n))
-                .is_ok()
+                super::filter::static_fit(&self.nodes[n as usize], &pod.placement).is_ok()
+                    && super::filter::fits_resources(&usage[n as usize], &pod.requests, &ignored)
+                    && self.check(prepared, n).is_ok()
             })
             .collect()
     }

@@ -159,6 +159,37 @@ pub fn resource_fit(
     }
 }
 
+/// [`resource_fit`] without the reasons: the planner's hot path asks only whether the pod fits,
+/// and building "Insufficient cpu" strings for every full node would cost more than the check.
+pub fn fits_resources(
+    usage: &NodeUsage,
+    pod: &PodRequests,
+    ignored: &dyn Fn(&str) -> bool,
+) -> bool {
+    if usage.pod_count + 1 > usage.allocatable.pods {
+        return false;
+    }
+    let want = &pod.real;
+    let fits = |wanted: i64, alloc: i64, used: i64| wanted <= 0 || wanted <= alloc - used;
+    fits(
+        want.cpu_milli,
+        usage.allocatable.cpu_milli,
+        usage.requested.cpu_milli,
+    ) && fits(
+        want.memory_bytes,
+        usage.allocatable.memory_bytes,
+        usage.requested.memory_bytes,
+    ) && fits(
+        want.ephemeral_storage_bytes,
+        usage.allocatable.ephemeral_storage_bytes,
+        usage.requested.ephemeral_storage_bytes,
+    ) && want.scalars.iter().all(|(name, amount)| {
+        *amount == 0
+            || ignored(name)
+            || *amount <= usage.allocatable.scalar(name) - usage.requested.scalar(name)
+    })
+}
+
 /// All filters, in kube-scheduler's plugin order.
 pub fn filter(
     node: &Node,
@@ -231,6 +262,32 @@ mod tests {
             resource_fit(&over, &gpu, &|n| n == "nvidia.com/gpu"),
             Ok(())
         );
+    }
+
+    #[test]
+    fn fits_resources_agrees_with_resource_fit() {
+        let mut u = usage(4000, 8000, 3);
+        u.add_pod(&pod(3000, 1000));
+        let mut gpu = pod(500, 0);
+        gpu.real.set("nvidia.com/gpu", 1);
+        for (p, ignore_gpu) in [
+            (pod(1000, 7000), false),
+            (pod(1001, 0), false),
+            (pod(0, 7001), false),
+            (pod(0, 0), false),
+            (gpu.clone(), false),
+            (gpu, true),
+        ] {
+            let ignored = |n: &str| ignore_gpu && n == "nvidia.com/gpu";
+            assert_eq!(
+                fits_resources(&u, &p, &ignored),
+                resource_fit(&u, &p, &ignored).is_ok(),
+                "{p:?}"
+            );
+        }
+        u.add_pod(&pod(0, 0));
+        u.add_pod(&pod(0, 0));
+        assert!(!fits_resources(&u, &pod(0, 0), NONE));
     }
 
     #[test]

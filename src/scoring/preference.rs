@@ -84,6 +84,10 @@ impl<'a> ClusterState<'a> {
 
     /// Intolerable PreferNoSchedule taints, fewest best (`DefaultNormalizeScore`, reversed).
     fn taint_toleration(&self, p: u32, feasible: &[u32]) -> Vec<i64> {
+        if !self.any_soft_taint {
+            // Every count is 0: reversed normalisation gives every node the maximum.
+            return vec![MAX_NODE_SCORE; feasible.len()];
+        }
         let pod = &self.snapshot.pods[p as usize];
         let tolerations: Vec<_> = pod
             .placement
@@ -427,7 +431,12 @@ impl<'a> ClusterState<'a> {
                 *s += sign * t.weight * n;
             }
         }
-        for (held, weight) in self.held_scoring_matching(pod, args) {
+        let held = self.held_scoring_matching(pod, args);
+        if !has_own && held.is_empty() {
+            // Nothing scores: PreScore skips the plugin.
+            return vec![0; feasible.len()];
+        }
+        for (held, weight) in held {
             let h = &self.held_scoring.terms[held];
             let scores = by_key
                 .entry(h.key)
@@ -466,7 +475,8 @@ impl<'a> ClusterState<'a> {
     /// the share of nodes that have it, mapped from 23 MB–1000 MB × containers onto 0–100.
     fn image_locality(&mut self, p: u32, feasible: &[u32]) -> Vec<i64> {
         let pod = &self.snapshot.pods[p as usize];
-        if pod.images.is_empty() {
+        if pod.images.is_empty() || !self.any_node_images {
+            // No image anywhere: every sum is below the 23 MB threshold, so every score is 0.
             return vec![0; feasible.len()];
         }
         let nodes = self.nodes;
