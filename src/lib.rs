@@ -2,7 +2,7 @@
 //! next to Karpenter or Cluster Autoscaler.
 //!
 //! The pure core decides and never acts: [`model`] (the compact snapshot), [`scoring`]
-//! (kube-scheduler's NodeResourcesFit and BalancedAllocation, score for score), [`shuffle`]
+//! (kube-scheduler's Filter and Score plugins, score for score), [`shuffle`]
 //! (which Spark executors hold shuffle data), [`policy`] (the ConsolidationPolicy spec) and
 //! [`plan`] (which nodes can be emptied, and why the others cannot). [`cli`] wires them to the
 //! `stowage` command; [`demo`] builds the embedded demo cluster and synthetic benchmark

@@ -9,9 +9,10 @@
 //!    `DoNotDisrupt`, `PodDisruptionBudget`, `NoController`, `LocalStorage`), then `NoFit`,
 //!    `Budget`;
 //! 3. simulates, candidate by candidate (empty nodes first, then from the lowest score), where
-//!    kube-scheduler would put each evicted pod — with the pod's *own* profile, so bin-packed pods
-//!    pack and default-scheduler pods spread — and keeps a node only if all its pods (and the
-//!    pods earlier drains moved onto it) find room; PDB disruptions are a budget shared by the
+//!    kube-scheduler would put each evicted pod — every Filter plugin, including those that
+//!    read other pods and volumes, and the pod's *own* profile's Score, so bin-packed pods pack
+//!    and default-scheduler pods spread — and keeps a node only if all its pods (and the pods
+//!    earlier drains moved onto it) find room; PDB disruptions are a budget shared by the
 //!    whole plan.
 //!
 //! It never talks to the cluster; the controller re-validates a plan before acting on it.

@@ -213,7 +213,6 @@ struct Unbound {
 pub struct ClusterState<'a> {
     snapshot: &'a Snapshot,
     nodes: &'a [Node],
-    node_index: HashMap<&'a str, u32>,
     /// Per snapshot pod: the node it runs on in this state, or ABSENT.
     node_of: Vec<u32>,
     keys: Vec<TopologyKey>,
@@ -326,7 +325,6 @@ impl<'a> ClusterState<'a> {
         let mut state = ClusterState {
             snapshot,
             nodes,
-            node_index,
             node_of: vec![ABSENT; snapshot.pods.len()],
             keys: Vec::new(),
             key_ids: HashMap::new(),
@@ -378,12 +376,6 @@ impl<'a> ClusterState<'a> {
             state.add_counters_for(m);
         }
         state
-    }
-
-    /// The node `pod` runs on in this state.
-    pub fn node_of(&self, pod: u32) -> Option<u32> {
-        let n = self.node_of[pod as usize];
-        (n != ABSENT).then_some(n)
     }
 
     fn key_id(&mut self, key: &str) -> usize {
@@ -1198,11 +1190,6 @@ impl<'a> ClusterState<'a> {
                     && self.check(prepared, n).is_ok()
             })
             .collect()
-    }
-
-    /// The node index of a node name.
-    pub fn node_named(&self, name: &str) -> Option<u32> {
-        self.node_index.get(name).copied()
     }
 }
 

@@ -1,14 +1,15 @@
-//! kube-scheduler's resource scoring, reimplemented score for score.
+//! kube-scheduler's Filter and Score, reimplemented score for score.
 //!
 //! `scoring` owns the NodeResourcesFit Filter and its three scoring strategies
 //! (`MostAllocated`, `LeastAllocated`, `RequestedToCapacityRatio`), the
 //! NodeResourcesBalancedAllocation score in both the ≤ 1.35 and the ≥ 1.36 formula, the
-//! taint/toleration, node selector, node affinity and unschedulable filters, and scheduler
-//! profiles read from a KubeSchedulerConfiguration ([`config`]). It mirrors
-//! `pkg/scheduler/framework/plugins/noderesources` (fit.go, resource_allocation.go,
-//! most_allocated.go, least_allocated.go, requested_to_capacity_ratio.go,
-//! balanced_allocation.go): integer arithmetic with truncating division, MaxNodeScore = 100.
-//! Pure: no I/O, no clock.
+//! filters that read only the node ([`filter`]: unschedulable, node name, taints, node selector
+//! and affinity), the filters and score plugins that read other pods and storage
+//! ([`cluster`]: ports, pod affinity, topology spread, volumes; and the default profile's
+//! TaintToleration, NodeAffinity, PodTopologySpread, InterPodAffinity and ImageLocality
+//! scores), and scheduler profiles read from a KubeSchedulerConfiguration ([`config`]). It
+//! mirrors `pkg/scheduler/framework/plugins` of kube-scheduler v1.36: integer arithmetic with
+//! truncating division, MaxNodeScore = 100, upstream's reason strings. Pure: no I/O, no clock.
 
 pub mod cluster;
 pub mod config;
