@@ -225,12 +225,7 @@ impl<'a> DestinationIndex<'a> {
     /// extension point sees when a plugin normalises over the nodes (no pruning possible).
     pub fn feasible(&mut self, pod: &PodToPlace<'_, 'a>, usage: &[NodeUsage]) -> Vec<u32> {
         let nodes = self.nodes;
-        let static_ok = self.static_ok.entry(pod.placement).or_insert_with(|| {
-            nodes
-                .iter()
-                .map(|n| static_fit(n, pod.placement).is_ok())
-                .collect()
-        });
+        let static_ok = static_mask(&mut self.static_ok, nodes, pod.placement);
         let open = &self.profiles[pod.profile].position;
         (0..nodes.len() as u32)
             .filter(|&n| {
@@ -267,12 +262,7 @@ impl<'a> DestinationIndex<'a> {
     /// the lowest name (the lowest index, as nodes are sorted by name).
     pub fn best(&mut self, pod: &PodToPlace<'_, 'a>, usage: &[NodeUsage]) -> Option<u32> {
         let nodes = self.nodes;
-        let static_ok = self.static_ok.entry(pod.placement).or_insert_with(|| {
-            nodes
-                .iter()
-                .map(|n| static_fit(n, pod.placement).is_ok())
-                .collect()
-        });
+        let static_ok = static_mask(&mut self.static_ok, nodes, pod.placement);
         let buckets = &mut self.profiles[pod.profile];
         let profile = buckets.profile;
         let wants_cpu = pod.requests.real.cpu_milli;
@@ -328,4 +318,19 @@ impl<'a> DestinationIndex<'a> {
         }
         best.map(|(_, node)| node)
     }
+}
+
+/// Which nodes pass the filters that read only the node, for one placement (cached: the
+/// replicas of a template share it).
+fn static_mask<'s, 'a>(
+    cache: &'s mut HashMap<&'a Placement, Vec<bool>>,
+    nodes: &[Node],
+    placement: &'a Placement,
+) -> &'s [bool] {
+    cache.entry(placement).or_insert_with(|| {
+        nodes
+            .iter()
+            .map(|n| static_fit(n, placement).is_ok())
+            .collect()
+    })
 }

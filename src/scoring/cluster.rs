@@ -65,13 +65,32 @@ enum CounterKind {
 }
 
 /// Which nodes a spread constraint counts (node inclusion policies, all topology keys present).
-#[derive(Hash, PartialEq, Eq, Clone)]
+#[derive(Hash, PartialEq, Eq, Clone, Default)]
 struct SpreadNodes {
     keys: Vec<String>,
     /// The pod's node selector and required affinity, when `nodeAffinityPolicy: Honor`.
     affinity: Option<Placement>,
     /// The pod's tolerations (in a Placement), when `nodeTaintsPolicy: Honor`.
     taints: Option<Placement>,
+}
+
+impl SpreadNodes {
+    /// The nodes `c` counts for `pod`: carrying `keys`, and passing the pod's node affinity and
+    /// taint tolerations where the constraint's inclusion policies honour them.
+    fn for_pod(keys: Vec<String>, pod: &Pod, c: &SpreadConstraint) -> SpreadNodes {
+        SpreadNodes {
+            keys,
+            affinity: c.honor_node_affinity.then(|| Placement {
+                node_selector: pod.placement.node_selector.clone(),
+                required_terms: pod.placement.required_terms.clone(),
+                ..Placement::default()
+            }),
+            taints: c.honor_node_taints.then(|| Placement {
+                tolerations: pod.placement.tolerations.clone(),
+                ..Placement::default()
+            }),
+        }
+    }
 }
 
 /// A distinct term held by placed pods, with how many hold it per domain of its topology key
@@ -563,18 +582,8 @@ impl<'a> ClusterState<'a> {
         all: &[&SpreadConstraint],
         default_selector: Option<&preference::CounterSelector>,
     ) -> Option<usize> {
-        let nodes = self.spread_nodes_id(SpreadNodes {
-            keys: all.iter().map(|c| c.topology_key.clone()).collect(),
-            affinity: c.honor_node_affinity.then(|| Placement {
-                node_selector: pod.placement.node_selector.clone(),
-                required_terms: pod.placement.required_terms.clone(),
-                ..Placement::default()
-            }),
-            taints: c.honor_node_taints.then(|| Placement {
-                tolerations: pod.placement.tolerations.clone(),
-                ..Placement::default()
-            }),
-        });
+        let keys = all.iter().map(|c| c.topology_key.clone()).collect();
+        let nodes = self.spread_nodes_id(SpreadNodes::for_pod(keys, pod, c));
         let namespace = pod.namespace.clone();
         let kind = match default_selector {
             Some(preference::CounterSelector::Owner(owner)) => CounterKind::Owned {

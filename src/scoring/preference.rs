@@ -195,24 +195,9 @@ impl<'a> ClusterState<'a> {
             // Hostname counts every matching pod of the node; other keys count the nodes the
             // inclusion policies let in.
             let nodes = self.spread_nodes_id(if hostname {
-                SpreadNodes {
-                    keys: Vec::new(),
-                    affinity: None,
-                    taints: None,
-                }
+                SpreadNodes::default()
             } else {
-                SpreadNodes {
-                    keys: keys.clone(),
-                    affinity: s.honor_node_affinity.then(|| Placement {
-                        node_selector: pod.placement.node_selector.clone(),
-                        required_terms: pod.placement.required_terms.clone(),
-                        ..Placement::default()
-                    }),
-                    taints: s.honor_node_taints.then(|| Placement {
-                        tolerations: pod.placement.tolerations.clone(),
-                        ..Placement::default()
-                    }),
-                }
+                SpreadNodes::for_pod(keys.clone(), pod, s)
             });
             let kind = match (&selector, &s.selector) {
                 (Some(CounterSelector::Owner(owner)), _) => CounterKind::Owned {
