@@ -302,12 +302,18 @@ fn plan_table(plan: &Plan, nodes: &[Node]) -> String {
         for m in &d.moves {
             *targets.entry(m.to.as_str()).or_default() += 1;
         }
-        let moves = if d.moves.is_empty() {
-            "empty".to_string()
+        let mut moves = if d.moves.is_empty() {
+            if d.evict.is_empty() { "empty" } else { "" }.to_string()
         } else {
             let to: Vec<String> = targets.iter().map(|(n, c)| format!("{n}×{c}")).collect();
             format!("{} pod(s) → {}", d.moves.len(), to.join(", "))
         };
+        if !d.evict.is_empty() {
+            if !moves.is_empty() {
+                moves.push_str("; ");
+            }
+            moves.push_str(&format!("{} evicted, not recreated", d.evict.len()));
+        }
         rows.push(vec![
             d.node.clone(),
             d.pool.clone(),
@@ -335,7 +341,11 @@ fn plan_table(plan: &Plan, nodes: &[Node]) -> String {
         &["NODE", "POOL", "SCORE", "DECISION", "REASON", "DETAIL"],
         &rows,
     );
-    let evictions: usize = plan.drain.iter().map(|d| d.moves.len()).sum();
+    let evictions: usize = plan
+        .drain
+        .iter()
+        .map(|d| d.moves.len() + d.evict.len())
+        .sum();
     s.push_str(&format!(
         "\n{} nodes → {} after draining {} ({} pod evictions)\n",
         plan.nodes_before,

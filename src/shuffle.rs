@@ -192,6 +192,22 @@ impl<'a> SparkIndex<'a> {
         }
     }
 
+    /// True unless `executor` is a Spark executor nobody will replace once evicted: its
+    /// driver is gone or finished, or its application finished. A running driver asks for a
+    /// replacement of a lost executor, so that one needs room elsewhere.
+    pub fn executor_replaced(&self, executor: &Pod) -> bool {
+        if executor
+            .spark
+            .as_ref()
+            .is_none_or(|s| s.role != SparkRole::Executor)
+        {
+            return true;
+        }
+        self.driver_of(executor)
+            .is_some_and(|d| !d.phase.is_finished())
+            && !self.app_finished(executor)
+    }
+
     /// A Spark driver whose application has not finished.
     pub fn is_running_driver(&self, pod: &Pod) -> bool {
         pod.spark

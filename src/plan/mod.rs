@@ -82,6 +82,9 @@ pub struct Drain {
     pub pool: String,
     pub score_before: i64,
     pub moves: Vec<Move>,
+    /// Pods evicted without a destination: nothing recreates them (a finished Spark app's
+    /// executors, a bare pod marked safe to evict).
+    pub evict: Vec<String>,
 }
 
 /// A node the plan keeps, with the first reason that applies.
@@ -137,8 +140,10 @@ pub struct PlanInput<'a> {
 
 struct Candidate {
     node: u32,
-    /// Indices (into snapshot.pods) of pods that need a new home.
+    /// Indices (into snapshot.pods) of the pods draining the node evicts.
     evictable: Vec<u32>,
+    /// Those of them that something recreates, so they need room elsewhere.
+    recreated: Vec<u32>,
     /// Disruptions draining the node takes from each PDB (index into snapshot.pdbs).
     pdb_needs: BTreeMap<usize, i64>,
 }
@@ -322,9 +327,15 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
         for pdb in covering.into_iter().flatten() {
             *pdb_needs.entry(pdb).or_default() += 1;
         }
+        let recreated = evictable
+            .iter()
+            .copied()
+            .filter(|&p| is_recreated(&snapshot.pods[p as usize], &spark))
+            .collect();
         classes.candidates.push(Candidate {
             node: n as u32,
             evictable,
+            recreated,
             pdb_needs,
         });
     }
@@ -396,7 +407,7 @@ fn select<'a>(
     let movers: Vec<u32> = classes
         .candidates
         .iter()
-        .flat_map(|c| c.evictable.iter().copied())
+        .flat_map(|c| c.recreated.iter().copied())
         .collect();
     if snapshot.controllers.is_empty()
         && movers.iter().any(|&p| {
@@ -471,7 +482,7 @@ fn select<'a>(
             continue;
         }
         let over_budget = budget_left == Some(0);
-        match sim.try_drain(c.node, &c.evictable, !over_budget) {
+        match sim.try_drain(c.node, &c.evictable, &c.recreated, !over_budget) {
             Err(why) => {
                 classes.blocked[n] = Some((Reason::NoFit, why));
             }
@@ -532,11 +543,18 @@ fn assemble(
                 })
                 .collect();
             moves.sort_by(|a, b| a.pod.cmp(&b.pod));
+            // pods_on is sorted by namespace/name already.
+            let evict: Vec<String> = cluster.pods_on[n as usize]
+                .iter()
+                .filter(|p| pods[**p as usize].needs_new_home() && !drained.home.contains_key(p))
+                .map(|p| pods[*p as usize].key())
+                .collect();
             Drain {
                 node: nodes[n as usize].name.clone(),
                 pool: pool_of(&nodes[n as usize]),
                 score_before: cluster.scores[n as usize],
                 moves,
+                evict,
             }
         })
         .collect();
@@ -565,6 +583,18 @@ fn assemble(
             .map(|(n, s)| (n.name.clone(), *s))
             .collect(),
         warnings,
+    }
+}
+
+/// Whether an evicted pod comes back and needs a node: ReplicaSets, StatefulSets, Jobs,
+/// ReplicationControllers and other controllers recreate their pods (unknown controllers are
+/// assumed to, the safe side); a Spark executor is replaced only while its driver runs; a pod
+/// without a controller (evictable only with `safe-to-evict: "true"`) does not come back.
+fn is_recreated(pod: &Pod, spark: &SparkIndex) -> bool {
+    match &pod.controller {
+        None => false,
+        Some(owner) if owner.kind == "Pod" => spark.executor_replaced(pod),
+        Some(_) => true,
     }
 }
 
@@ -711,9 +741,19 @@ impl Simulation<'_> {
     /// Closes `node` and re-places its pods (and those earlier drains put there), all evicted
     /// at once, largest first. On success with `commit`, keeps the result; otherwise restores
     /// the state. Err says which pod found no room and why.
-    fn try_drain(&mut self, node: u32, evictable: &[u32], commit: bool) -> Result<(), String> {
+    fn try_drain(
+        &mut self,
+        node: u32,
+        evictable: &[u32],
+        recreated: &[u32],
+        commit: bool,
+    ) -> Result<(), String> {
         let pods = &self.snapshot.pods;
-        let mut to_place: Vec<u32> = evictable.to_vec();
+        // Pods nobody recreates leave without a destination.
+        for &p in evictable {
+            self.state.remove(p);
+        }
+        let mut to_place: Vec<u32> = recreated.to_vec();
         to_place.extend(self.moved_onto[node as usize].iter().copied());
         // Largest first, as a human (and Karpenter's simulation) would pack.
         to_place.sort_by(|&a, &b| {
@@ -744,7 +784,7 @@ impl Simulation<'_> {
                 self.index.update(dest, &self.usage[dest as usize]);
                 self.state.remove(p);
             }
-            for &p in &to_place {
+            for &p in evictable.iter().chain(&self.moved_onto[node as usize]) {
                 self.state.place(p, node);
             }
             self.index.open(node, &self.usage[node as usize]);

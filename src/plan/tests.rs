@@ -409,11 +409,16 @@ proptest! {
                 e.1 += p.requests.real.memory_bytes;
                 e.2 += 1;
             }
-            // Every pod that needed a home got one.
-            let needing = s.pods.iter()
+            // Every evicted pod got a home, except those nothing recreates (here: executors of
+            // the driver that is gone), which got none.
+            let evicted: Vec<&Pod> = s.pods.iter()
                 .filter(|p| p.node_name.as_deref() == Some(d.node.as_str()) && p.needs_new_home())
-                .count();
-            prop_assert_eq!(needing, d.moves.len());
+                .collect();
+            prop_assert_eq!(evicted.len(), d.moves.len() + d.evict.len());
+            for p in evicted {
+                let orphan = p.controller.as_ref().is_some_and(|o| o.name == "gone");
+                prop_assert_eq!(d.evict.contains(&p.key()), orphan, "{}", p.key());
+            }
         }
         for n in &s.nodes {
             if drained.contains(n.name.as_str()) { continue; }
@@ -1008,4 +1013,57 @@ fn a_profiles_do_not_schedule_default_constraints_filter_its_pods() {
         .find(|d| d.node == "idle")
         .expect("idle drains");
     assert_eq!(d.moves[0].to, "spare");
+}
+
+#[test]
+fn pods_nobody_recreates_are_evicted_without_a_destination() {
+    // A finished app's leftover executor (too big for any other node) and a bare pod marked
+    // safe to evict: both go, neither needs room, neither is a move.
+    let mut s = busy_and_idle();
+    s.pods.push(
+        Pod::test("old-drv")
+            .driver_of("spark-1")
+            .phase(PodPhase::Succeeded)
+            .on("busy"),
+    );
+    s.pods.push(
+        Pod::test("leftover")
+            .executor_of("spark-1", "old-drv")
+            .req(5_000, 20 * GI)
+            .on("idle"),
+    );
+    let mut bare = Pod::test("scratch").no_controller().on("idle");
+    bare.safe_to_evict = Some(true);
+    s.pods.push(bare);
+    let plan = default_plan(&s);
+    let d = plan
+        .drain
+        .iter()
+        .find(|d| d.node == "idle")
+        .expect("idle drains");
+    assert_eq!(d.evict, ["default/leftover", "default/scratch"]);
+    assert_eq!(
+        d.moves,
+        [Move {
+            pod: "default/small".into(),
+            to: "busy".into()
+        }]
+    );
+    // The executor of a running app with a remote shuffle service is replaced: it needs room.
+    let mut s = busy_and_idle();
+    s.pods.push(
+        Pod::test("drv")
+            .driver_of("spark-2")
+            .on("busy")
+            .req(100, GI),
+    );
+    let mut exec = Pod::test("exec")
+        .executor_of("spark-2", "drv")
+        .req(5_000, 20 * GI)
+        .on("idle");
+    exec.shuffle_free = true;
+    s.pods.push(exec);
+    let (reason, detail) = reason_of(&default_plan(&s), "idle").expect("idle is kept");
+    assert_eq!(reason, Reason::NoFit, "{detail}");
+    assert!(detail.starts_with("default/exec: "), "{detail}");
 }
