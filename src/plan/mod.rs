@@ -351,34 +351,26 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
     classes
 }
 
-/// The scheduler profiles of the pods that may move, each given a slot in the index; pods of a
-/// scheduler without a profile use `default-scheduler` (with a warning).
+/// The scheduler profiles of the pods that need a new home, each given a slot in the index.
+/// A pod of a scheduler without a profile (and without an alias in the policy) gets none: its
+/// node is kept, since stowage cannot say where that scheduler would put it.
 fn profile_slots<'p>(
     cluster: &Cluster<'p>,
     candidates: &[Candidate],
+    policy: &ConsolidationPolicy,
     profiles: &'p Profiles,
-    warnings: &mut Vec<String>,
 ) -> (Vec<&'p Profile>, HashMap<&'p str, usize>) {
-    let fallback = profiles
-        .get("default-scheduler")
-        .or_else(|| profiles.profiles.first());
     let mut slots: Vec<&Profile> = Vec::new();
     let mut pod_profile: HashMap<&str, usize> = HashMap::new();
     for c in candidates {
-        for &p in &c.evictable {
+        for &p in &c.recreated {
             let name = cluster.snapshot.pods[p as usize].scheduler_name.as_str();
             if pod_profile.contains_key(name) {
                 continue;
             }
-            let Some(profile) = profiles.get(name).or(fallback) else {
+            let Some(profile) = policy.scheduler_profile(profiles, name) else {
                 continue;
             };
-            if profile.scheduler_name != name {
-                warnings.push(format!(
-                    "no scheduler profile {name:?}: its pods are simulated with {:?}",
-                    profile.scheduler_name
-                ));
-            }
             let slot = slots
                 .iter()
                 .position(|s| std::ptr::eq(*s, profile))
@@ -403,12 +395,26 @@ fn select<'a>(
 ) -> Drained {
     let snapshot = cluster.snapshot;
     let (slots, pod_profile) =
-        profile_slots(cluster, &classes.candidates, input.profiles, warnings);
+        profile_slots(cluster, &classes.candidates, input.policy, input.profiles);
     let movers: Vec<u32> = classes
         .candidates
         .iter()
         .flat_map(|c| c.recreated.iter().copied())
         .collect();
+    let all_nodes = cluster.nodes.len() as i64;
+    for profile in &slots {
+        let found = profile.nodes_to_find(all_nodes);
+        if found < all_nodes {
+            let percentage = match profile.percentage_of_nodes_to_score {
+                0 => "the adaptive default".to_string(),
+                p => format!("{p} %"),
+            };
+            warnings.push(format!(
+                "profile {:?} stops filtering after {found} of {all_nodes} feasible nodes (percentageOfNodesToScore: {percentage}): the predicted destinations are the best case, kube-scheduler may settle for a node outside its sample; bin-packing schedulers want percentageOfNodesToScore: 100",
+                profile.scheduler_name
+            ));
+        }
+    }
     if snapshot.controllers.is_empty()
         && movers.iter().any(|&p| {
             let pod = &snapshot.pods[p as usize];
@@ -803,7 +809,7 @@ impl Simulation<'_> {
         let pod = &self.snapshot.pods[p as usize];
         let Some(&slot) = self.pod_profile.get(pod.scheduler_name.as_str()) else {
             return Err(format!(
-                "{}: no scheduler profile {:?} to predict it with",
+                "{}: scheduled by {:?}, a scheduler stowage has no profile for, so where it would go is not guessed (pass its KubeSchedulerConfiguration with --scheduler-config, or map it to a profile in spec.schedulerAliases)",
                 pod.key(),
                 pod.scheduler_name
             ));

@@ -1067,3 +1067,64 @@ fn pods_nobody_recreates_are_evicted_without_a_destination() {
     assert_eq!(reason, Reason::NoFit, "{detail}");
     assert!(detail.starts_with("default/exec: "), "{detail}");
 }
+
+#[test]
+fn pods_of_unknown_schedulers_are_not_guessed() {
+    let mut s = busy_and_idle();
+    s.pods[1] = Pod::test("gang-0").on("idle").scheduler("volcano");
+    let (reason, detail) = reason_of(&default_plan(&s), "idle").expect("idle is kept");
+    assert_eq!(reason, Reason::NoFit);
+    assert!(
+        detail.starts_with("default/gang-0: scheduled by \"volcano\""),
+        "{detail}"
+    );
+    // The policy maps it to a profile: then it is predicted like that profile's pods.
+    let mut policy = ConsolidationPolicy::default_policy();
+    policy
+        .spec
+        .scheduler_aliases
+        .insert("volcano".into(), "my-scheduler".into());
+    assert_eq!(drained(&run(&s, &policy)), ["idle"]);
+    // AWS's Data on EKS name for the bin-packing scheduler is known without an alias.
+    s.pods[1] = Pod::test("exec")
+        .on("idle")
+        .scheduler("custom-k8s-scheduler");
+    let plan = default_plan(&s);
+    assert_eq!(drained(&plan), ["idle"]);
+    assert_eq!(plan.drain[0].moves[0].to, "busy");
+}
+
+#[test]
+fn sampling_profiles_are_reported() {
+    // 120 nodes: the adaptive default looks for max(120 × 49 %, 100) = 100 feasible nodes.
+    let mut s = Snapshot::default();
+    for i in 0..120 {
+        s.nodes.push(Node::test(&format!("n{i:03}")));
+    }
+    s.pods.push(Pod::test("small").on("n000"));
+    let sampled = default_plan(&s);
+    assert!(
+        sampled
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("profile \"my-scheduler\" stops filtering after 100 of 120")),
+        "{:?}",
+        sampled.warnings
+    );
+    let config = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\npercentageOfNodesToScore: 100\nprofiles:\n- schedulerName: my-scheduler\n";
+    let profiles = Profiles::parse(config, SchedulerVersion::V1_36).unwrap();
+    let full = plan(&PlanInput {
+        snapshot: &s,
+        policy: &ConsolidationPolicy::default_policy(),
+        profiles: &profiles,
+        now: now(),
+    });
+    assert!(
+        !full.warnings.iter().any(|w| w.contains("stops filtering")),
+        "{:?}",
+        full.warnings
+    );
+    let bad = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- percentageOfNodesToScore: 101\n";
+    let err = Profiles::parse(bad, SchedulerVersion::V1_36).unwrap_err();
+    assert_eq!(err.path, "profiles[0].percentageOfNodesToScore");
+}

@@ -10,6 +10,7 @@ use crate::scoring::{FitScoring, Profiles, ResourceName, ShapePoint, Strategy};
 use jiff::Timestamp;
 use schedule::{Schedule, parse_duration};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// API group/version of the CRD.
@@ -79,7 +80,14 @@ pub struct PolicySpec {
     /// Plan and report, never act.
     #[serde(default)]
     pub dry_run: bool,
+    /// Pod `schedulerName` → the scheduler profile that places them (for schedulers whose
+    /// configuration stowage is not given, e.g. a second kube-scheduler under another name).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scheduler_aliases: BTreeMap<String, String>,
 }
+
+/// The name AWS's Data on EKS guide gives the bin-packing scheduler, known without an alias.
+pub const BUILT_IN_ALIASES: &[(&str, &str)] = &[("custom-k8s-scheduler", "my-scheduler")];
 
 /// How nodes are scored for idleness.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -381,6 +389,30 @@ impl BudgetNodes {
 }
 
 impl ConsolidationPolicy {
+    /// The scheduler profile that places pods of `scheduler_name`: the profile of that name,
+    /// else the one the policy's `schedulerAliases` (or a built-in alias) maps it to. `None`
+    /// for a scheduler stowage knows nothing of (Volcano, YuniKorn, an unconfigured profile).
+    pub fn scheduler_profile<'p>(
+        &self,
+        profiles: &'p Profiles,
+        scheduler_name: &str,
+    ) -> Option<&'p crate::scoring::Profile> {
+        profiles.get(scheduler_name).or_else(|| {
+            let alias = self
+                .spec
+                .scheduler_aliases
+                .get(scheduler_name)
+                .map(String::as_str)
+                .or_else(|| {
+                    BUILT_IN_ALIASES
+                        .iter()
+                        .find(|(from, _)| *from == scheduler_name)
+                        .map(|(_, to)| *to)
+                })?;
+            profiles.get(alias)
+        })
+    }
+
     /// A policy with every default, named `default`.
     pub fn default_policy() -> ConsolidationPolicy {
         ConsolidationPolicy {

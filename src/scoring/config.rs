@@ -72,6 +72,9 @@ pub struct Profile {
     /// PodTopologySpread's default constraints (its Filter applies the DoNotSchedule ones to
     /// pods without constraints of their own, whether or not the plugin scores).
     pub spread_defaults: SpreadDefaults,
+    /// `percentageOfNodesToScore` (the profile's, else the configuration's); 0 or unset is
+    /// kube-scheduler's adaptive default.
+    pub percentage_of_nodes_to_score: i64,
     /// Enabled score plugins stowage does not reproduce, with their weights.
     pub unsupported_score_plugins: Vec<(String, i64)>,
 }
@@ -122,6 +125,20 @@ impl Default for InterPodAffinityArgs {
 }
 
 impl Profile {
+    /// How many feasible nodes kube-scheduler looks for before it stops filtering and scores
+    /// them (`numFeasibleNodesToFind`): every node up to 100, else the percentage (adaptive
+    /// `50 − nodes / 125`, at least 5 %) and never fewer than 100.
+    pub fn nodes_to_find(&self, all_nodes: i64) -> i64 {
+        if all_nodes < 100 {
+            return all_nodes;
+        }
+        let mut percentage = self.percentage_of_nodes_to_score;
+        if percentage == 0 {
+            percentage = (50 - all_nodes / 125).max(5);
+        }
+        (all_nodes * percentage / 100).max(100)
+    }
+
     /// Σ plugin score × plugin weight over the score plugins stowage implements.
     pub fn score(&self, node: &NodeUsage, pod: &PodRequests) -> i64 {
         let mut total = 0;
@@ -212,8 +229,16 @@ impl Profiles {
         };
         let mut names = BTreeSet::new();
         let mut profiles = Vec::new();
+        let global = raw.percentage_of_nodes_to_score;
+        check_percentage(global, "percentageOfNodesToScore")?;
         for (i, p) in raw_profiles.into_iter().enumerate() {
-            let profile = build_profile(p, &format!("profiles[{i}]"), version)?;
+            check_percentage(
+                p.percentage_of_nodes_to_score,
+                &format!("profiles[{i}].percentageOfNodesToScore"),
+            )?;
+            let percentage = p.percentage_of_nodes_to_score.or(global).unwrap_or(0);
+            let mut profile = build_profile(p, &format!("profiles[{i}]"), version)?;
+            profile.percentage_of_nodes_to_score = percentage;
             if !names.insert(profile.scheduler_name.clone()) {
                 return Err(invalid(
                     format!("profiles[{i}].schedulerName"),
@@ -281,6 +306,8 @@ struct RawConfig {
     kind: String,
     #[serde(default)]
     profiles: Vec<RawProfile>,
+    #[serde(default)]
+    percentage_of_nodes_to_score: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -288,6 +315,8 @@ struct RawConfig {
 struct RawProfile {
     #[serde(default)]
     scheduler_name: Option<String>,
+    #[serde(default)]
+    percentage_of_nodes_to_score: Option<i64>,
     #[serde(default)]
     plugins: RawPlugins,
     #[serde(default)]
@@ -613,6 +642,7 @@ fn build_profile(
         ignored_resource_groups: fit_args.ignored_resource_groups,
         preferences: Preferences::default(),
         spread_defaults: spread_defaults.clone(),
+        percentage_of_nodes_to_score: 0,
         unsupported_score_plugins: Vec::new(),
     };
     for (name, weight) in score_plugins(&raw.plugins, path)? {
@@ -691,6 +721,17 @@ fn spread_defaults_from(raw: RawSpreadArgs, path: &str) -> Result<SpreadDefaults
             format!("{path}.defaultingType"),
             format!("Unsupported value: {other:?}: supported values: \"System\", \"List\""),
         )),
+    }
+}
+
+/// `percentageOfNodesToScore` must be 0–100 (`ValidateKubeSchedulerConfiguration`).
+fn check_percentage(value: Option<i64>, path: &str) -> Result<(), ConfigError> {
+    match value {
+        Some(v) if !(0..=100).contains(&v) => Err(invalid(
+            path,
+            format!("Invalid value: {v}: not in valid range [0-100]"),
+        )),
+        _ => Ok(()),
     }
 }
 
