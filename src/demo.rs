@@ -142,6 +142,11 @@ impl PodJson {
             "apiVersion": api, "kind": kind, "name": name,
             "uid": format!("{:016x}", fnv(name)), "controller": true, "blockOwnerDeletion": true,
         }]);
+        if kind == "ReplicaSet" {
+            // The Deployment controller labels a ReplicaSet's pods with its template hash.
+            let hash = name.rsplit('-').next().unwrap_or_default().to_string();
+            return self.label("pod-template-hash", &hash);
+        }
         self
     }
 
@@ -544,6 +549,7 @@ pub fn demo_cluster() -> Value {
     items.push(
         PodJson::new("batch", "report-us-west-2c-6f7d8-abcde")
             .owner("ReplicaSet", "report-us-west-2c-6f7d8")
+            .label("app", "report")
             .scheduler("my-scheduler")
             .node_selector("topology.kubernetes.io/zone", "us-west-2c")
             .requests(1500, 4096)
@@ -559,6 +565,23 @@ pub fn demo_cluster() -> Value {
             .on(&spot[20])
             .build(),
     );
+    // The ReplicaSets themselves: their selectors are what kube-scheduler spreads replicas by.
+    for (namespace, name, app) in [
+        ("kube-system", "coredns-7d8f6b9c4", "coredns"),
+        ("monitoring", "metrics-api-5b6c7d8e9", "metrics-api"),
+        ("monitoring", "grafana-6c9b8d7f5", "grafana"),
+        ("batch", "scorer-7f9d6c5b8", "scorer"),
+        ("batch", "report-us-west-2c-6f7d8", "report"),
+        ("apps", "catalog-api-84c9f7d6b", "catalog-api"),
+    ] {
+        let hash = name.rsplit('-').next().unwrap_or_default();
+        items.push(json!({
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"matchLabels": {"app": app, "pod-template-hash": hash}},
+                     "template": {"metadata": {"labels": {"app": app, "pod-template-hash": hash}}}},
+        }));
+    }
     list(items)
 }
 
