@@ -555,3 +555,32 @@ fn score_reproduces_upstream_taint_toleration_and_node_affinity_tables() {
         json!({"node1": 100 + 18, "node5": 100 + 100, "node2": 100 + 36})
     );
 }
+
+/// The demo's plan, pinned: a change in what stowage decides for the README's cluster is a
+/// visible diff of `tests/data/demo-plan.json`. After a deliberate change, regenerate it with
+/// `cargo run --release -- plan -o json --now 2026-11-23T22:00:00Z | python3 -m json.tool
+/// --indent 1 > tests/data/demo-plan.json` and check the README's demo section still holds.
+#[test]
+fn demo_plan_is_the_golden_one() {
+    let plan = stdout_json(&stowage(&[
+        "plan",
+        "-o",
+        "json",
+        "--now",
+        "2026-11-23T22:00:00Z",
+    ]));
+    let golden: Value =
+        serde_json::from_str(include_str!("data/demo-plan.json")).expect("golden plan is JSON");
+    for (field, what) in [
+        ("nodesBefore", "node count"),
+        ("nodesAfter", "nodes after the plan"),
+        ("drain", "drained nodes and their moves"),
+        ("blocked", "kept nodes and their reasons"),
+        ("scores", "utilisation scores"),
+    ] {
+        assert_eq!(plan[field], golden[field], "the demo's {what} changed");
+    }
+    // What the README says of the demo.
+    assert_eq!(golden["nodesBefore"], 36);
+    assert_eq!(golden["nodesAfter"], 25);
+}
