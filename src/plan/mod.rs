@@ -22,9 +22,7 @@ mod index;
 use crate::model::{Node, Pod, Snapshot};
 use crate::policy::{ConsolidationPolicy, HoldingAction};
 use crate::scoring::filter::{resource_fit, static_fit};
-use crate::scoring::{
-    ClusterState, FitScoring, Infeasible, NodeUsage, Profile, Profiles, Strategy,
-};
+use crate::scoring::{ClusterState, Infeasible, NodeUsage, Profile, Profiles};
 use crate::shuffle::{ShuffleState, SparkIndex};
 use index::{DestinationIndex, PodToPlace};
 use jiff::Timestamp;
@@ -166,7 +164,8 @@ struct Cluster<'a> {
     /// Pods counted on each node, sorted by namespace/name (independent of snapshot order).
     pods_on: Vec<Vec<u32>>,
     scores: Vec<i64>,
-    fit: FitScoring,
+    /// How full each node is (what "idle" is measured on), whatever the strategy.
+    fullness: Vec<i64>,
     /// PDBs per namespace.
     pdbs_by_namespace: HashMap<&'a str, Vec<usize>>,
 }
@@ -206,6 +205,7 @@ impl<'a> Cluster<'a> {
         }
         let fit = policy.utilisation_scoring(profiles);
         let scores = usage.iter().map(|u| fit.utilisation_score(u)).collect();
+        let fullness = usage.iter().map(|u| fit.fullness(u)).collect();
         let mut pdbs_by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, pdb) in snapshot.pdbs.iter().enumerate() {
             pdbs_by_namespace
@@ -219,7 +219,7 @@ impl<'a> Cluster<'a> {
             usage,
             pods_on,
             scores,
-            fit,
+            fullness,
             pdbs_by_namespace,
         }
     }
@@ -227,10 +227,7 @@ impl<'a> Cluster<'a> {
     /// How used a node is on the policy's scale: LeastAllocated scores free space, so idleness
     /// is measured on the used side.
     fn utilisation(&self, node: usize) -> i64 {
-        match self.fit.strategy {
-            Strategy::LeastAllocated => 100 - self.scores[node],
-            _ => self.scores[node],
-        }
+        self.fullness[node]
     }
 
     /// The PDBs that cover a pod.

@@ -1128,3 +1128,44 @@ fn sampling_profiles_are_reported() {
     let err = Profiles::parse(bad, SchedulerVersion::V1_36).unwrap_err();
     assert_eq!(err.path, "profiles[0].percentageOfNodesToScore");
 }
+
+#[test]
+fn a_full_node_is_never_idle_whatever_the_strategy() {
+    // A RequestedToCapacityRatio shape that peaks at 60 % scores a full node 40 — below
+    // scoreBelow 50 — yet that node is full: idleness is measured on the requested ratio.
+    let mut policy = ConsolidationPolicy::default_policy();
+    policy.spec.scoring.strategy = crate::policy::StrategyName::RequestedToCapacityRatio;
+    policy.spec.scoring.requested_to_capacity_ratio = Some(crate::policy::RatioSpec {
+        shape: vec![
+            crate::policy::RatioPoint {
+                utilization: 0,
+                score: 0,
+            },
+            crate::policy::RatioPoint {
+                utilization: 60,
+                score: 9,
+            },
+            crate::policy::RatioPoint {
+                utilization: 100,
+                score: 4,
+            },
+        ],
+    });
+    let s = Snapshot {
+        nodes: vec![Node::test("full"), Node::test("idle")],
+        pods: vec![
+            Pod::test("all").on("full").req(16_000, 64 * GI),
+            Pod::test("small").on("idle"),
+        ],
+        ..Snapshot::default()
+    };
+    let plan = run(&s, &policy);
+    assert_eq!(plan.scores["full"], 40, "the shape's own score is reported");
+    let (reason, _) = reason_of(&plan, "full").unwrap();
+    assert_eq!(reason, Reason::NotIdle);
+    // LeastAllocated: a full node scores 0, i.e. 100 % used.
+    policy.spec.scoring.strategy = crate::policy::StrategyName::LeastAllocated;
+    let plan = run(&s, &policy);
+    assert_eq!(plan.scores["full"], 0);
+    assert_eq!(reason_of(&plan, "full").unwrap().0, Reason::NotIdle);
+}

@@ -267,6 +267,22 @@ impl FitScoring {
     pub fn utilisation_score(&self, node: &NodeUsage) -> i64 {
         self.score(node, &PodRequests::default())
     }
+
+    /// How full the node is on this scoring's resources and weights, 0–100, whatever the
+    /// strategy: MostAllocated's score; LeastAllocated's inverted; for RequestedToCapacityRatio
+    /// the requested ratio itself (its shape may peak in the middle, where a full node would
+    /// look idle). A node with every scored resource fully requested is 100.
+    pub fn fullness(&self, node: &NodeUsage) -> i64 {
+        match self.strategy {
+            Strategy::MostAllocated => self.utilisation_score(node),
+            Strategy::LeastAllocated => MAX_NODE_SCORE - self.utilisation_score(node),
+            Strategy::RequestedToCapacityRatio(_) => FitScoring {
+                strategy: Strategy::MostAllocated,
+                resources: self.resources.clone(),
+            }
+            .utilisation_score(node),
+        }
+    }
 }
 
 /// most_allocated.go `mostRequestedScore`: requests above capacity (possible because pods
