@@ -99,6 +99,15 @@ impl<'p> ProfileBuckets<'p> {
     fn class_bounds(&self, allocatable: &Resources, pod: &PodRequests) -> (Option<i64>, i64) {
         let delta = match self.bound {
             Bound::MostAllocated => self.most_allocated_delta(allocatable, pod),
+            // A scored scalar the pod requests joins the average only with the pod, and a
+            // mostly free one can raise it above the node's score without the pod.
+            Bound::LeastAllocated
+                if self.profile.fit.resources.iter().any(
+                    |(r, _)| matches!(r, ResourceName::Scalar(n) if pod.real.scalar(n) != 0),
+                ) =>
+            {
+                None
+            }
             _ => Some(0),
         };
         let balanced = self
@@ -113,7 +122,7 @@ impl<'p> ProfileBuckets<'p> {
     fn fit_bound(&self, key: i64, delta: Option<i64>) -> i64 {
         let fit = match (self.bound, delta) {
             (Bound::MostAllocated, Some(d)) => (key + d).min(100),
-            (Bound::LeastAllocated, _) => key,
+            (Bound::LeastAllocated, Some(_)) => key,
             _ => 100,
         };
         fit * self.profile.fit_weight.unwrap_or(0)

@@ -1169,3 +1169,50 @@ fn a_full_node_is_never_idle_whatever_the_strategy() {
     assert_eq!(plan.scores["full"], 0);
     assert_eq!(reason_of(&plan, "full").unwrap().0, Reason::NotIdle);
 }
+
+#[test]
+fn least_allocated_bound_holds_when_the_pod_brings_a_scalar_resource() {
+    // "a" is busy on cpu and memory but has every GPU free: with the GPU the pod requests it
+    // scores (9 + 9 + 87) / 3 = 35; "b" scores (49 + 49 + 0) / 3 = 32, although its score
+    // without the pod (50) is far above a's (10). The index must not stop at b.
+    let config = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: spreader\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: LeastAllocated, resources: [{name: cpu, weight: 1}, {name: memory, weight: 1}, {name: nvidia.com/gpu, weight: 1}]}}\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: NodeResourcesFit}]}}\n";
+    let profiles = Profiles::parse(config, SchedulerVersion::V1_36).unwrap();
+    let profile = profiles.get("spreader").unwrap();
+    let mut nodes = vec![
+        Node::test("a").size(10_000, 10),
+        Node::test("b").size(10_000, 10),
+    ];
+    for n in &mut nodes {
+        n.allocatable.set("nvidia.com/gpu", 8);
+    }
+    let mut usage: Vec<NodeUsage> = nodes
+        .iter()
+        .map(|n| NodeUsage::new(n.allocatable.clone()))
+        .collect();
+    usage[0].add_pod(&Pod::test("x").req(9_000, 9 * GI).requests);
+    let mut seven = Pod::test("y").req(5_000, 5 * GI);
+    seven.requests.real.set("nvidia.com/gpu", 7);
+    usage[1].add_pod(&seven.requests);
+    let mut pod = Pod::test("in").req(100, GI / 10);
+    pod.requests.real.set("nvidia.com/gpu", 1);
+    let scores: Vec<i64> = usage
+        .iter()
+        .map(|u| profile.score(u, &pod.requests))
+        .collect();
+    assert_eq!(scores, [35, 32]);
+    let mut index = index::DestinationIndex::new(&nodes, &[profile]);
+    for (n, u) in usage.iter().enumerate() {
+        index.open(n as u32, u);
+    }
+    let best = index.best(
+        &index::PodToPlace {
+            requests: &pod.requests,
+            placement: &pod.placement,
+            profile: 0,
+            ignored: &|_| false,
+            allowed: &|_| true,
+        },
+        &usage,
+    );
+    assert_eq!(best, Some(0));
+}
