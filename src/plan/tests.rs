@@ -326,7 +326,8 @@ fn least_allocated_policies_measure_idleness_on_the_used_side() {
 
 #[derive(Debug, Clone)]
 struct Gen {
-    nodes: Vec<(i64, i64)>,
+    /// cpu (milli), memory (GiB), pod slots
+    nodes: Vec<(i64, i64, i64)>,
     pods: Vec<(usize, i64, i64, u8)>,
     pdb_allowed: i64,
 }
@@ -337,6 +338,7 @@ fn cluster() -> impl proptest::strategy::Strategy<Value = Gen> {
             (
                 prop::sample::select(vec![4_000i64, 8_000, 16_000]),
                 1i64..64,
+                3i64..12,
             ),
             2..12,
         ),
@@ -352,9 +354,10 @@ fn cluster() -> impl proptest::strategy::Strategy<Value = Gen> {
 
 fn build(g: &Gen) -> Snapshot {
     let mut s = Snapshot::default();
-    for (i, (cpu, mem)) in g.nodes.iter().enumerate() {
-        s.nodes
-            .push(Node::test(&format!("n{i:02}")).size(*cpu, *mem));
+    for (i, (cpu, mem, slots)) in g.nodes.iter().enumerate() {
+        let mut node = Node::test(&format!("n{i:02}")).size(*cpu, *mem);
+        node.allocatable.pods = *slots;
+        s.nodes.push(node);
     }
     s.pods.push(
         Pod::test("drv")
@@ -425,10 +428,14 @@ proptest! {
             let before: (i64, i64) = s.pods.iter()
                 .filter(|p| p.node_name.as_deref() == Some(n.name.as_str()) && p.counts_on_node())
                 .fold((0, 0), |a, p| (a.0 + p.requests.real.cpu_milli, a.1 + p.requests.real.memory_bytes));
-            let (cpu, mem, _) = used.get(n.name.as_str()).copied().unwrap_or_default();
+            let count_before = s.pods.iter()
+                .filter(|p| p.node_name.as_deref() == Some(n.name.as_str()) && p.counts_on_node())
+                .count() as i64;
+            let (cpu, mem, count) = used.get(n.name.as_str()).copied().unwrap_or_default();
             // A node may start over-committed; moves must not push it further past capacity.
             prop_assert!(cpu <= n.allocatable.cpu_milli.max(before.0), "{} cpu {cpu}", n.name);
             prop_assert!(mem <= n.allocatable.memory_bytes.max(before.1), "{} memory {mem}", n.name);
+            prop_assert!(count <= n.allocatable.pods.max(count_before), "{} pods {count}", n.name);
         }
     }
 
