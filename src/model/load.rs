@@ -376,6 +376,16 @@ struct RawNodeStatus {
     capacity: Option<ResourceList>,
     #[serde(default)]
     images: Vec<RawImage>,
+    #[serde(default)]
+    conditions: Vec<RawCondition>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawCondition {
+    #[serde(default, rename = "type")]
+    kind: String,
+    #[serde(default)]
+    status: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -1342,6 +1352,11 @@ fn convert_node(raw: RawNode) -> Result<Node, String> {
             }),
         do_not_disrupt,
         provider_id: raw.spec.provider_id,
+        not_ready: raw
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.kind == "Ready" && c.status != "True"),
         images: raw
             .status
             .images

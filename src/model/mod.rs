@@ -364,6 +364,8 @@ pub struct Node {
     pub stowage_annotations: BTreeMap<String, String>,
     /// `status.images`: every name of every image, with the image's size in bytes.
     pub images: Vec<(String, i64)>,
+    /// The `Ready` condition is not `True` (a node without conditions counts as ready).
+    pub not_ready: bool,
 }
 
 /// A PodDisruptionBudget: its selector and how many disruptions it allows now.

@@ -124,6 +124,9 @@ pub fn pool_of(node: &Node) -> String {
     .unwrap_or_else(|| "-".into())
 }
 
+/// Node annotation the controller writes with the state of its work on the node.
+pub const STATE_ANNOTATION: &str = "stowage.io/state";
+
 /// Node annotation the controller writes with the time a node first looked idle (RFC 3339).
 pub const IDLE_SINCE_ANNOTATION: &str = "stowage.io/idle-since";
 
@@ -250,6 +253,9 @@ struct Classes {
     /// In the order they are tried.
     candidates: Vec<Candidate>,
     managed: usize,
+    /// Managed-pool nodes already being deleted (not counted in `managed`).
+    deleting: usize,
+    /// Nodes using up the disruption budget: being deleted, NotReady, or draining.
     already_disrupting: usize,
 }
 
@@ -263,6 +269,7 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
         blocked: vec![None; cluster.nodes.len()],
         candidates: Vec::new(),
         managed: 0,
+        deleting: 0,
         already_disrupting: 0,
     };
     for (n, node) in cluster.nodes.iter().enumerate() {
@@ -275,11 +282,22 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
             continue;
         }
         if node.deleting {
+            classes.deleting += 1;
             classes.already_disrupting += 1;
             *blocked = Some((Reason::NotManaged, "node is already being deleted".into()));
             continue;
         }
         classes.managed += 1;
+        // Karpenter's budget counts these as disrupting: not Ready, or being drained (by us).
+        if node.not_ready
+            || node
+                .stowage_annotations
+                .get(STATE_ANNOTATION)
+                .map(String::as_str)
+                == Some("draining")
+        {
+            classes.already_disrupting += 1;
+        }
         let used = cluster.utilisation(n);
         if used >= spec.idle.score_below {
             *blocked = Some((
@@ -463,10 +481,15 @@ fn select<'a>(
         .iter()
         .map(|p| p.disruptions_allowed)
         .collect();
-    let budget_total =
-        input
-            .policy
-            .disruptions_allowed(classes.managed, classes.already_disrupting, input.now);
+    let budget_total = input
+        .policy
+        // As Karpenter's BuildDisruptionBudgetMapping: nodes being deleted are in the base
+        // of a percentage and, like NotReady and draining ones, use up the budget.
+        .disruptions_allowed(
+            classes.managed + classes.deleting,
+            classes.already_disrupting,
+            input.now,
+        );
     let mut budget_left = budget_total;
     let mut nodes = Vec::new();
     for c in &classes.candidates {

@@ -1223,3 +1223,40 @@ fn least_allocated_bound_holds_when_the_pod_brings_a_scalar_resource() {
     );
     assert_eq!(best, Some(0));
 }
+
+#[test]
+fn budgets_count_nodes_as_karpenter_does() {
+    // Karpenter's BuildDisruptionBudgetMapping: nodes being deleted are in the base of a
+    // percentage and use up the budget; so do NotReady nodes and the ones stowage drains.
+    let percent = |p: &str| {
+        let mut policy = ConsolidationPolicy::default_policy();
+        policy.spec.disruption.budgets = vec![Budget {
+            nodes: p.into(),
+            schedule: None,
+            duration: None,
+        }];
+        policy
+    };
+    let mut s = Snapshot::default();
+    for i in 0..18 {
+        s.nodes.push(Node::test(&format!("empty-{i:02}")));
+    }
+    for i in 0..2 {
+        let mut n = Node::test(&format!("going-{i}"));
+        n.deleting = true;
+        s.nodes.push(n);
+    }
+    // 10 % of 20 nodes (deleting ones included) is 2, both used by the deleting nodes.
+    assert_eq!(drained(&run(&s, &percent("10%"))).len(), 0);
+    // 11 % of the 20 rounds up to 3, minus the 2 deleting leaves 1; a base of only the 18
+    // others would give ceil(1.98) − 2 = 0.
+    assert_eq!(drained(&run(&s, &percent("11%"))).len(), 1);
+    // A NotReady node and a node stowage drains use up the budget too.
+    s.nodes[0].not_ready = true;
+    assert_eq!(drained(&run(&s, &percent("11%"))).len(), 0);
+    s.nodes[0].not_ready = false;
+    s.nodes[1]
+        .stowage_annotations
+        .insert(STATE_ANNOTATION.into(), "draining".into());
+    assert_eq!(drained(&run(&s, &percent("11%"))).len(), 0);
+}
