@@ -105,6 +105,8 @@ pub struct Plan {
     pub blocked: Vec<Blocked>,
     /// Utilisation score of every node under the policy's strategy.
     pub scores: BTreeMap<String, i64>,
+    /// Pending pods placed (before any drain) where kube-scheduler is predicted to put them.
+    pub pending_placed: usize,
     /// Things the plan could not take into account exactly.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -371,30 +373,28 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
 /// node is kept, since stowage cannot say where that scheduler would put it.
 fn profile_slots<'p>(
     cluster: &Cluster<'p>,
-    candidates: &[Candidate],
+    pods: &[u32],
     policy: &ConsolidationPolicy,
     profiles: &'p Profiles,
 ) -> (Vec<&'p Profile>, HashMap<&'p str, usize>) {
     let mut slots: Vec<&Profile> = Vec::new();
     let mut pod_profile: HashMap<&str, usize> = HashMap::new();
-    for c in candidates {
-        for &p in &c.recreated {
-            let name = cluster.snapshot.pods[p as usize].scheduler_name.as_str();
-            if pod_profile.contains_key(name) {
-                continue;
-            }
-            let Some(profile) = policy.scheduler_profile(profiles, name) else {
-                continue;
-            };
-            let slot = slots
-                .iter()
-                .position(|s| std::ptr::eq(*s, profile))
-                .unwrap_or_else(|| {
-                    slots.push(profile);
-                    slots.len() - 1
-                });
-            pod_profile.insert(name, slot);
+    for &p in pods {
+        let name = cluster.snapshot.pods[p as usize].scheduler_name.as_str();
+        if pod_profile.contains_key(name) {
+            continue;
         }
+        let Some(profile) = policy.scheduler_profile(profiles, name) else {
+            continue;
+        };
+        let slot = slots
+            .iter()
+            .position(|s| std::ptr::eq(*s, profile))
+            .unwrap_or_else(|| {
+                slots.push(profile);
+                slots.len() - 1
+            });
+        pod_profile.insert(name, slot);
     }
     (slots, pod_profile)
 }
@@ -409,13 +409,42 @@ fn select<'a>(
     warnings: &mut Vec<String>,
 ) -> Drained {
     let snapshot = cluster.snapshot;
-    let (slots, pod_profile) =
-        profile_slots(cluster, &classes.candidates, input.policy, input.profiles);
-    let movers: Vec<u32> = classes
+    // Pods that need room whatever stowage does, placed before any drain (as Karpenter's
+    // disruption simulation does): pending pods, and the recreated pods of nodes already being
+    // deleted. A drain that would take their room fails like any other.
+    let spark = SparkIndex::new(snapshot, &input.policy.spec.shuffle);
+    let pending: Vec<u32> = snapshot
+        .pods
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.node_name.is_none() && !p.phase.is_finished() && !p.terminating)
+        .filter(|(_, p)| {
+            input
+                .policy
+                .scheduler_profile(input.profiles, &p.scheduler_name)
+                .is_some()
+        })
+        .map(|(i, _)| i as u32)
+        .collect();
+    let evicted_anyway: Vec<u32> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.deleting)
+        .flat_map(|(n, _)| cluster.pods_on[n].iter().copied())
+        .filter(|&p| {
+            let pod = &snapshot.pods[p as usize];
+            pod.needs_new_home() && is_recreated(pod, &spark)
+        })
+        .collect();
+    let mut movers: Vec<u32> = classes
         .candidates
         .iter()
         .flat_map(|c| c.recreated.iter().copied())
         .collect();
+    movers.extend(&pending);
+    movers.extend(&evicted_anyway);
+    let (slots, pod_profile) = profile_slots(cluster, &movers, input.policy, input.profiles);
     let all_nodes = cluster.nodes.len() as i64;
     for profile in &slots {
         let found = profile.nodes_to_find(all_nodes);
@@ -475,6 +504,7 @@ fn select<'a>(
             sim.index.open(n as u32, &sim.usage[n]);
         }
     }
+    let pending_placed = sim.place_first(&pending, &evicted_anyway);
 
     let mut pdb_left: Vec<i64> = snapshot
         .pdbs
@@ -535,12 +565,15 @@ fn select<'a>(
     Drained {
         nodes,
         home: sim.home,
+        pending_placed,
     }
 }
 
 /// What `select` decided.
 struct Drained {
     nodes: Vec<u32>,
+    /// Pending pods the simulation found room for before any drain.
+    pending_placed: usize,
     /// Predicted node of every moved pod.
     home: HashMap<u32, u32>,
 }
@@ -608,6 +641,7 @@ fn assemble(
             .zip(&cluster.scores)
             .map(|(n, s)| (n.name.clone(), *s))
             .collect(),
+        pending_placed: drained.pending_placed,
         warnings,
     }
 }
@@ -747,6 +781,17 @@ fn guard(
     None
 }
 
+/// Largest requests first, as a human (and Karpenter's simulation) would pack; ties by name.
+fn largest_first(pods: &[Pod], order: &mut [u32]) {
+    order.sort_by(|&a, &b| {
+        let (pa, pb) = (&pods[a as usize], &pods[b as usize]);
+        (pb.requests.real.cpu_milli, pb.requests.real.memory_bytes)
+            .cmp(&(pa.requests.real.cpu_milli, pa.requests.real.memory_bytes))
+            .then_with(|| pa.namespace.cmp(&pb.namespace))
+            .then_with(|| pa.name.cmp(&pb.name))
+    });
+}
+
 /// The state of the rescheduling simulation.
 struct Simulation<'a> {
     snapshot: &'a Snapshot,
@@ -764,6 +809,27 @@ struct Simulation<'a> {
 }
 
 impl Simulation<'_> {
+    /// Places the pods that need room before any drain, largest first: pending pods and the
+    /// pods of nodes being deleted (which leave those nodes). Returns how many pending pods
+    /// found room; a pod that finds none stays pending and takes nothing.
+    fn place_first(&mut self, pending: &[u32], evicted_anyway: &[u32]) -> usize {
+        let pods = &self.snapshot.pods;
+        let mut order: Vec<u32> = pending.iter().chain(evicted_anyway).copied().collect();
+        largest_first(pods, &mut order);
+        let mut placed_pending = 0;
+        for p in order {
+            self.state.remove(p);
+            if let Ok(dest) = self.place(p) {
+                self.home.insert(p, dest);
+                self.moved_onto[dest as usize].push(p);
+                if pods[p as usize].node_name.is_none() {
+                    placed_pending += 1;
+                }
+            }
+        }
+        placed_pending
+    }
+
     /// Closes `node` and re-places its pods (and those earlier drains put there), all evicted
     /// at once, largest first. On success with `commit`, keeps the result; otherwise restores
     /// the state. Err says which pod found no room and why.
@@ -781,14 +847,7 @@ impl Simulation<'_> {
         }
         let mut to_place: Vec<u32> = recreated.to_vec();
         to_place.extend(self.moved_onto[node as usize].iter().copied());
-        // Largest first, as a human (and Karpenter's simulation) would pack.
-        to_place.sort_by(|&a, &b| {
-            let (pa, pb) = (&pods[a as usize], &pods[b as usize]);
-            (pb.requests.real.cpu_milli, pb.requests.real.memory_bytes)
-                .cmp(&(pa.requests.real.cpu_milli, pa.requests.real.memory_bytes))
-                .then_with(|| pa.namespace.cmp(&pb.namespace))
-                .then_with(|| pa.name.cmp(&pb.name))
-        });
+        largest_first(pods, &mut to_place);
         self.index.close(node);
         for &p in &to_place {
             self.state.remove(p);

@@ -1260,3 +1260,40 @@ fn budgets_count_nodes_as_karpenter_does() {
         .insert(STATE_ANNOTATION.into(), "draining".into());
     assert_eq!(drained(&run(&s, &percent("11%"))).len(), 0);
 }
+
+#[test]
+fn room_that_pending_pods_and_deleted_nodes_need_is_not_drained() {
+    // busy has 4 cpu left, idle 14: a pending 10-cpu pod can only go to idle, so idle stays.
+    let mut s = busy_and_idle();
+    s.pods.push(Pod {
+        node_name: None,
+        phase: PodPhase::Pending,
+        ..Pod::test("waiting").req(10_000, 8 * GI)
+    });
+    let plan = default_plan(&s);
+    assert_eq!(plan.pending_placed, 1);
+    let (reason, detail) = reason_of(&plan, "idle").expect("idle is kept");
+    assert_eq!(reason, Reason::NoFit);
+    assert!(detail.starts_with("default/waiting: "), "{detail}");
+    // A pending pod of a scheduler stowage does not know is neither placed nor counted.
+    s.pods.last_mut().unwrap().scheduler_name = "volcano".into();
+    let plan = default_plan(&s);
+    assert_eq!(plan.pending_placed, 0);
+    assert_eq!(drained(&plan), ["idle"]);
+    // The pods of a node Karpenter is deleting need room just the same.
+    let mut s = busy_and_idle();
+    let mut going = Node::test("going");
+    going.deleting = true;
+    s.nodes.push(going);
+    s.pods
+        .push(Pod::test("evacuee").on("going").req(10_000, 8 * GI));
+    let plan = default_plan(&s);
+    assert_eq!(plan.pending_placed, 0);
+    assert!(drained(&plan).is_empty(), "{plan:?}");
+    assert!(
+        reason_of(&plan, "idle")
+            .unwrap()
+            .1
+            .starts_with("default/evacuee: ")
+    );
+}
