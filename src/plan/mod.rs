@@ -154,9 +154,10 @@ struct Candidate {
 /// Computes the plan. Deterministic: the same input gives the same plan.
 pub fn plan(input: &PlanInput) -> Plan {
     let cluster = Cluster::new(input.snapshot, input.policy, input.profiles);
-    let mut classes = classify(&cluster, input);
+    let spark = SparkIndex::new(input.snapshot, &input.policy.spec.shuffle);
+    let mut classes = classify(&cluster, input, &spark);
     let mut warnings = input.snapshot.warnings.clone();
-    let drained = select(&cluster, input, &mut classes, &mut warnings);
+    let drained = select(&cluster, input, &spark, &mut classes, &mut warnings);
     assemble(&cluster, drained, classes.blocked, warnings)
 }
 
@@ -262,10 +263,9 @@ struct Classes {
 }
 
 /// Step 1–3: managed, idle, recent, guards.
-fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
+fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes {
     let snapshot = cluster.snapshot;
     let spec = &input.policy.spec;
-    let spark = SparkIndex::new(snapshot, &spec.shuffle);
     let idle_for = input.policy.idle_for();
     let mut classes = Classes {
         blocked: vec![None; cluster.nodes.len()],
@@ -336,7 +336,7 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
             .iter()
             .map(|&p| cluster.covering(&snapshot.pods[p as usize]))
             .collect();
-        if let Some(reason) = guard(node, &evictable, &covering, cluster, &spark, input.policy) {
+        if let Some(reason) = guard(node, &evictable, &covering, cluster, spark, input.policy) {
             *blocked = Some(reason);
             continue;
         }
@@ -347,7 +347,7 @@ fn classify(cluster: &Cluster, input: &PlanInput) -> Classes {
         let recreated = evictable
             .iter()
             .copied()
-            .filter(|&p| is_recreated(&snapshot.pods[p as usize], &spark))
+            .filter(|&p| is_recreated(&snapshot.pods[p as usize], spark))
             .collect();
         classes.candidates.push(Candidate {
             node: n as u32,
@@ -405,6 +405,7 @@ fn profile_slots<'p>(
 fn select<'a>(
     cluster: &'a Cluster<'a>,
     input: &'a PlanInput,
+    spark: &SparkIndex,
     classes: &mut Classes,
     warnings: &mut Vec<String>,
 ) -> Drained {
@@ -412,7 +413,6 @@ fn select<'a>(
     // Pods that need room whatever stowage does, placed before any drain (as Karpenter's
     // disruption simulation does): pending pods, and the recreated pods of nodes already being
     // deleted. A drain that would take their room fails like any other.
-    let spark = SparkIndex::new(snapshot, &input.policy.spec.shuffle);
     let pending: Vec<u32> = snapshot
         .pods
         .iter()
@@ -434,7 +434,7 @@ fn select<'a>(
         .flat_map(|(n, _)| cluster.pods_on[n].iter().copied())
         .filter(|&p| {
             let pod = &snapshot.pods[p as usize];
-            pod.needs_new_home() && is_recreated(pod, &spark)
+            pod.needs_new_home() && is_recreated(pod, spark)
         })
         .collect();
     let mut movers: Vec<u32> = classes
