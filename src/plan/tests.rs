@@ -1297,3 +1297,109 @@ fn room_that_pending_pods_and_deleted_nodes_need_is_not_drained() {
             .starts_with("default/evacuee: ")
     );
 }
+
+// ---- the destination index against a brute-force argmax ----
+
+/// Four profiles whose bounds differ: MostAllocated with a scored GPU, LeastAllocated with a
+/// scored GPU and BalancedAllocation, RequestedToCapacityRatio (a shape that peaks mid-way), and
+/// the upstream default resources.
+const INDEX_PROFILES: &str = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: most\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: MostAllocated, resources: [{name: cpu, weight: 2}, {name: memory, weight: 1}, {name: nvidia.com/gpu, weight: 3}]}}\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: NodeResourcesFit, weight: 1}]}}\n- schedulerName: least\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: LeastAllocated, resources: [{name: cpu, weight: 1}, {name: memory, weight: 1}, {name: nvidia.com/gpu, weight: 1}]}}\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: NodeResourcesFit, weight: 1}, {name: NodeResourcesBalancedAllocation, weight: 1}]}}\n- schedulerName: ratio\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: RequestedToCapacityRatio, resources: [{name: cpu, weight: 3}, {name: memory, weight: 1}], requestedToCapacityRatio: {shape: [{utilization: 0, score: 0}, {utilization: 60, score: 9}, {utilization: 100, score: 4}]}}}\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: NodeResourcesFit, weight: 2}, {name: NodeResourcesBalancedAllocation, weight: 1}]}}\n- schedulerName: default-scheduler\n";
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// For random clusters of many node shapes (some with GPUs, taints, labels) and pods with
+    /// scalar requests, selectors and tolerations, `best()` is the brute-force argmax over every
+    /// open node that passes the Filter (ties to the lowest index), for every profile.
+    #[test]
+    fn best_is_the_brute_force_argmax(
+        shapes in prop::collection::vec((1_000i64..64_000, 1i64..256, 0i64..9), 1..24),
+        nodes in prop::collection::vec((0usize..24, 0u8..4, 0i64..100, 0i64..100, 0i64..9, proptest::bool::weighted(0.1)), 2..40),
+        pods in prop::collection::vec((0i64..8_000, 0i64..32, 0i64..3, 0u8..4, 0usize..4), 1..12),
+    ) {
+        use crate::scoring::filter::{fits_resources, static_fit};
+        let profiles = Profiles::parse(INDEX_PROFILES, SchedulerVersion::V1_36).unwrap();
+        let slots: Vec<&Profile> = ["most", "least", "ratio", "default-scheduler"]
+            .iter()
+            .map(|n| profiles.get(n).unwrap())
+            .collect();
+        let mut node_list = Vec::new();
+        let mut usage = Vec::new();
+        for (i, (shape, kind, cpu_pct, mem_pct, gpus_used, closed)) in nodes.iter().enumerate() {
+            let (cpu, mem, gpus) = shapes[shape % shapes.len()];
+            let mut node = Node::test(&format!("n{i:02}")).size(cpu, mem);
+            if gpus > 0 {
+                node.allocatable.set("nvidia.com/gpu", gpus);
+            }
+            match kind {
+                1 => node = node.label("disk", "ssd"),
+                2 => node = node.taint("dedicated", "NoSchedule"),
+                _ => {}
+            }
+            let mut u = NodeUsage::new(node.allocatable.clone());
+            let mut used = Pod::test("used").req(cpu * cpu_pct / 100, mem * GI * mem_pct / 100).requests;
+            if gpus > 0 {
+                used.real.set("nvidia.com/gpu", (*gpus_used).min(gpus));
+            }
+            u.add_pod(&used);
+            node_list.push((node, *closed));
+            usage.push(u);
+        }
+        let incoming: Vec<(Pod, usize)> = pods
+            .iter()
+            .map(|&(cpu, mem, gpus, kind, slot)| {
+                let mut pod = Pod::test("in").req(cpu, mem * GI / 4);
+                if gpus > 0 {
+                    pod.requests.real.set("nvidia.com/gpu", gpus);
+                }
+                match kind {
+                    1 => {
+                        pod.placement.node_selector.insert("disk".into(), "ssd".into());
+                    }
+                    2 => pod.placement.tolerations.push(crate::model::selector::Toleration {
+                        key: "dedicated".into(),
+                        operator: "Exists".into(),
+                        ..Default::default()
+                    }),
+                    _ => {}
+                }
+                (pod, slot)
+            })
+            .collect();
+        let node_vec: Vec<Node> = node_list.iter().map(|(n, _)| n.clone()).collect();
+        let mut index = index::DestinationIndex::new(&node_vec, &slots);
+        for (n, (_, closed)) in node_list.iter().enumerate() {
+            if !closed {
+                index.open(n as u32, &usage[n]);
+            }
+        }
+        for (pod, slot) in &incoming {
+            let slot = *slot;
+            let profile = slots[slot];
+            let mut expected: Option<(i64, u32)> = None;
+            for (n, (node, closed)) in node_list.iter().enumerate() {
+                if *closed
+                    || static_fit(node, &pod.placement).is_err()
+                    || !fits_resources(&usage[n], &pod.requests, &|_| false)
+                {
+                    continue;
+                }
+                let score = profile.score(&usage[n], &pod.requests);
+                if expected.is_none_or(|(best, _)| score > best) {
+                    expected = Some((score, n as u32));
+                }
+            }
+            let got = index.best(
+                &index::PodToPlace {
+                    requests: &pod.requests,
+                    placement: &pod.placement,
+                    profile: slot,
+                    ignored: &|_| false,
+                    allowed: &|_| true,
+                },
+                &usage,
+            );
+            prop_assert_eq!(got, expected.map(|(_, n)| n), "profile {}", profile.scheduler_name);
+        }
+    }
+}
