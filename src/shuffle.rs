@@ -37,6 +37,9 @@ pub struct SparkIndex<'a> {
     apps_by_name: HashMap<(&'a str, &'a str), Vec<&'a SparkApp>>,
     apps_by_driver: HashMap<(&'a str, &'a str), Vec<&'a SparkApp>>,
     remote_managers: &'a [String],
+    server_selector: Option<&'a crate::model::selector::LabelSelector>,
+    /// A running app that keeps its shuffle data in a remote shuffle service, if any.
+    remote_user: Option<&'a str>,
 }
 
 impl<'a> SparkIndex<'a> {
@@ -88,6 +91,43 @@ impl<'a> SparkIndex<'a> {
             apps_by_name,
             apps_by_driver,
             remote_managers: &shuffle.remote_shuffle_managers,
+            server_selector: shuffle.shuffle_server_selector.as_ref(),
+            remote_user: None,
+        }
+        .with_remote_user()
+    }
+
+    /// Finds a running app whose `spark.shuffle.manager` is a remote shuffle service.
+    fn with_remote_user(mut self) -> Self {
+        let mut running: Vec<&'a Pod> = self
+            .drivers_by_name
+            .values()
+            .copied()
+            .filter(|d| !d.phase.is_finished() && !self.app_finished(d))
+            .collect();
+        running.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        self.remote_user = running.into_iter().find_map(|d| {
+            let manager = self.conf_value(d, Some(d), "spark.shuffle.manager")?;
+            self.remote_managers
+                .iter()
+                .any(|m| m == manager.trim())
+                .then(|| d.spark.as_ref().map_or("", |s| s.app_id.as_str()))
+        });
+        self
+    }
+
+    /// A remote shuffle server (a Celeborn worker by its Helm chart's labels, or a pod the
+    /// policy's `shuffle.shuffleServerSelector` selects) while an app that uses remote shuffle
+    /// runs: the app id, for the guard's detail.
+    pub fn serves_running_app(&self, pod: &Pod) -> Option<&'a str> {
+        let label = |k: &str| pod.labels.get(k).map(String::as_str);
+        let celeborn_worker = label("app.kubernetes.io/name") == Some("celeborn")
+            && label("app.kubernetes.io/role") == Some("worker");
+        let selected = self.server_selector.is_some_and(|s| s.matches(&pod.labels));
+        if celeborn_worker || selected {
+            self.remote_user
+        } else {
+            None
         }
     }
 

@@ -765,6 +765,17 @@ fn guard(
             ),
         ));
     }
+    for pod in pods() {
+        if let Some(app) = spark.serves_running_app(pod) {
+            return Some((
+                Reason::ShuffleData,
+                format!(
+                    "{} is a remote shuffle server and app {app} keeps its shuffle data there",
+                    pod.key()
+                ),
+            ));
+        }
+    }
     if policy.spec.block_on_local_storage
         && let Some(pod) =
             pods().find(|p| p.local_storage_volume.is_some() && p.safe_to_evict != Some(true))

@@ -1403,3 +1403,70 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn remote_shuffle_servers_hold_shuffle_data_while_their_apps_run() {
+    let worker = Pod::test("celeborn-worker-0")
+        .label("app.kubernetes.io/name", "celeborn")
+        .label("app.kubernetes.io/role", "worker");
+    let mut s = busy_and_idle();
+    s.pods.push(worker.on("idle"));
+    // Without an app that uses remote shuffle, the worker moves like any StatefulSet pod.
+    assert_eq!(drained(&default_plan(&s)), ["idle"]);
+    s.pods.push(
+        Pod::test("drv")
+            .driver_of("spark-c")
+            .on("busy")
+            .req(100, GI),
+    );
+    s.spark_apps.push(crate::model::SparkApp {
+        namespace: "default".into(),
+        app_id: Some("spark-c".into()),
+        conf: [(
+            "spark.shuffle.manager".to_string(),
+            "org.apache.spark.shuffle.celeborn.SparkShuffleManager".to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        reason_of(&default_plan(&s), "idle").unwrap(),
+        (
+            Reason::ShuffleData,
+            "default/celeborn-worker-0 is a remote shuffle server and app spark-c keeps its shuffle data there".into()
+        )
+    );
+    // Other services' servers (Uniffle) through the policy's selector.
+    let mut s = busy_and_idle();
+    s.pods.push(
+        Pod::test("rss-0")
+            .label("app", "rss-shuffle-server")
+            .on("idle"),
+    );
+    s.pods.push(
+        Pod::test("drv")
+            .driver_of("spark-u")
+            .on("busy")
+            .req(100, GI),
+    );
+    s.spark_apps.push(crate::model::SparkApp {
+        namespace: "default".into(),
+        app_id: Some("spark-u".into()),
+        conf: [(
+            "spark.shuffle.manager".to_string(),
+            "org.apache.spark.shuffle.RssShuffleManager".to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    });
+    let mut policy = ConsolidationPolicy::default_policy();
+    assert_eq!(drained(&run(&s, &policy)), ["idle"]);
+    policy.spec.shuffle.shuffle_server_selector = Some(crate::model::selector::LabelSelector {
+        match_labels: [("app".to_string(), "rss-shuffle-server".to_string())].into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        reason_of(&run(&s, &policy), "idle").unwrap().0,
+        Reason::ShuffleData
+    );
+}

@@ -227,6 +227,10 @@ pub struct ShuffleSpec {
     /// Annotate shuffle holders so Karpenter and Cluster Autoscaler leave them alone too.
     #[serde(default = "yes")]
     pub protect_from_provisioner: bool,
+    /// Pods of a remote shuffle service (besides Celeborn workers, recognised by their chart's
+    /// labels): guarded while an app that uses remote shuffle runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shuffle_server_selector: Option<LabelSelector>,
 }
 
 fn yes() -> bool {
@@ -252,6 +256,7 @@ impl Default for ShuffleSpec {
             driver_api: DriverApiSpec::default(),
             remote_shuffle_managers: default_remote_shuffle_managers(),
             protect_from_provisioner: true,
+            shuffle_server_selector: None,
         }
     }
 }
