@@ -204,7 +204,8 @@ impl<'a> Cluster<'a> {
             }
         }
         for pods in &mut pods_on {
-            pods.sort_by(|&a, &b| {
+            // Pod keys are unique: an unstable sort gives the same order, without allocating.
+            pods.sort_unstable_by(|&a, &b| {
                 let (pa, pb) = (&snapshot.pods[a as usize], &snapshot.pods[b as usize]);
                 (&pa.namespace, &pa.name).cmp(&(&pb.namespace, &pb.name))
             });
@@ -794,7 +795,7 @@ fn guard(
 
 /// Largest requests first, as a human (and Karpenter's simulation) would pack; ties by name.
 fn largest_first(pods: &[Pod], order: &mut [u32]) {
-    order.sort_by(|&a, &b| {
+    order.sort_unstable_by(|&a, &b| {
         let (pa, pb) = (&pods[a as usize], &pods[b as usize]);
         (pb.requests.real.cpu_milli, pb.requests.real.memory_bytes)
             .cmp(&(pa.requests.real.cpu_milli, pa.requests.real.memory_bytes))

@@ -171,6 +171,15 @@ impl HeldTerms {
     }
 }
 
+/// The counters one pod's PreFilter reads (see [`ClusterState::counter_ids_for`]).
+#[derive(Default)]
+struct PodCounters {
+    affinity: Option<(usize, Vec<usize>, bool)>,
+    anti: Vec<(usize, usize)>,
+    /// (counter, key id, max skew, min domains, self match)
+    spread: Vec<(usize, usize, i64, i64, i64)>,
+}
+
 /// What PreFilter resolved for one pod.
 #[derive(Default)]
 pub struct Prepared {
@@ -245,6 +254,8 @@ pub struct ClusterState<'a> {
     counted_in: HashMap<u32, Vec<usize>>,
     /// Pods by label value, per label key a counter probed (built on first use).
     label_index: HashMap<String, HashMap<String, Vec<u32>>>,
+    /// Per pod (and profile defaults): the counters its PreFilter reads.
+    pod_counters: HashMap<(u32, usize), std::rc::Rc<PodCounters>>,
     /// Pods by namespace and controller (built on first use).
     owner_index: Option<HashMap<(&'a str, &'a crate::model::OwnerRef), Vec<u32>>>,
     /// Required anti-affinity terms of placed pods (the Filter).
@@ -256,8 +267,8 @@ pub struct ClusterState<'a> {
     /// Some node has a PreferNoSchedule taint / reports images (else those plugins are flat).
     any_soft_taint: bool,
     any_node_images: bool,
-    /// The last pod's ScheduleAnyway constraints, resolved once for both preference calls.
-    soft_cache: Option<(u32, preference::SoftConstraints)>,
+    /// Each pod's ScheduleAnyway constraints, resolved once.
+    soft_cache: HashMap<u32, preference::SoftConstraints>,
     /// Pods with host ports or inline disks, per node.
     port_pods: HashMap<u32, Vec<u32>>,
     disk_pods: HashMap<u32, Vec<u32>>,
@@ -355,6 +366,7 @@ impl<'a> ClusterState<'a> {
             counted_in: HashMap::new(),
             label_index: HashMap::new(),
             owner_index: None,
+            pod_counters: HashMap::new(),
             held_anti: HeldTerms::default(),
             held_scoring: HeldTerms::default(),
             image_spread: None,
@@ -362,7 +374,7 @@ impl<'a> ClusterState<'a> {
                 .iter()
                 .any(|n| n.taints.iter().any(|t| t.effect == "PreferNoSchedule")),
             any_node_images: nodes.iter().any(|n| !n.images.is_empty()),
-            soft_cache: None,
+            soft_cache: HashMap::new(),
             port_pods: HashMap::new(),
             disk_pods: HashMap::new(),
             rwop_users: HashMap::new(),
@@ -858,50 +870,22 @@ impl<'a> ClusterState<'a> {
             return prepared;
         }
         prepared.host_ports = c.host_ports.clone();
-        self.add_counters_for(p);
-        let ns_labels = &self.namespace_labels[&pod.namespace];
-        if !c.affinity.required.is_empty() {
-            let kind = CounterKind::Affinity(c.affinity.required.clone());
-            let id = self.counter_ids[&kind];
-            let keys = self.counters[id].keys.iter().map(|(k, _)| *k).collect();
-            let self_match = c
-                .affinity
-                .required
-                .iter()
-                .all(|t| t.matches(&pod.namespace, &pod.labels, ns_labels));
-            prepared.affinity = Some((id, keys, self_match));
-        }
-        for t in &c.affinity.required_anti {
-            let id = self.counter_ids[&CounterKind::Term(t.clone())];
-            prepared.anti.push((id, self.counters[id].keys[0].0));
-        }
+        let ids = self.counter_ids_for(p, spread_defaults);
+        prepared.affinity = ids.affinity.clone();
+        prepared.anti = ids.anti.clone();
         prepared.existing_anti = self.existing_anti_matching(pod);
-        let (hard, default_selector) = self.hard_constraints(pod, spread_defaults);
-        let hard: Vec<&SpreadConstraint> = hard.iter().collect();
-        for s in &hard {
-            let Some(id) = self.spread_counter(pod, s, &hard, default_selector.as_ref()) else {
-                // No labelSelector matches no pod: every domain holds 0, the pod adds 0.
-                continue;
-            };
+        for &(id, key, max_skew, min_domains, self_match) in &ids.spread {
             // minMatchNum: the least-populated domain, or 0 below minDomains domains.
             let counter = &self.counters[id];
-            let (key, counts) = &counter.keys[0];
+            let counts = &counter.keys[0].1;
             let min = counter
                 .domains
                 .iter()
                 .map(|&v| counts[v as usize])
                 .min()
-                .filter(|_| counter.domains.len() as i64 >= s.min_domains)
+                .filter(|_| counter.domains.len() as i64 >= min_domains)
                 .unwrap_or(0);
-            // A default constraint selects the pod's own controllers' pods, the pod included.
-            let self_match = (default_selector.is_some()
-                || s.selector
-                    .as_ref()
-                    .is_some_and(|sel| sel.matches(&pod.labels)))
-                as i64;
-            prepared
-                .spread
-                .push((id, *key, s.max_skew, min, self_match));
+            prepared.spread.push((id, key, max_skew, min, self_match));
         }
         match self.volume_needs(pod) {
             Ok(mut needs) => {
@@ -932,6 +916,60 @@ impl<'a> ClusterState<'a> {
             Err(why) => prepared.nowhere = Some(why),
         }
         prepared
+    }
+
+    /// The counters pod `p`'s own terms and hard spread constraints read, resolved once per
+    /// pod (the replicas of a drain are placed again and again; hashing their terms each
+    /// time would cost more than the filters).
+    fn counter_ids_for(
+        &mut self,
+        p: u32,
+        spread_defaults: &crate::scoring::SpreadDefaults,
+    ) -> std::rc::Rc<PodCounters> {
+        let memo_key = (p, spread_defaults as *const _ as usize);
+        if let Some(ids) = self.pod_counters.get(&memo_key) {
+            return ids.clone();
+        }
+        let snapshot = self.snapshot;
+        let pod = &snapshot.pods[p as usize];
+        let c = pod.constraints();
+        self.add_counters_for(p);
+        let ns_labels = &self.namespace_labels[&pod.namespace];
+        let mut ids = PodCounters::default();
+        if !c.affinity.required.is_empty() {
+            let id = self.counter_ids[&CounterKind::Affinity(c.affinity.required.clone())];
+            let keys = self.counters[id].keys.iter().map(|(k, _)| *k).collect();
+            let self_match = c
+                .affinity
+                .required
+                .iter()
+                .all(|t| t.matches(&pod.namespace, &pod.labels, ns_labels));
+            ids.affinity = Some((id, keys, self_match));
+        }
+        for t in &c.affinity.required_anti {
+            let id = self.counter_ids[&CounterKind::Term(t.clone())];
+            ids.anti.push((id, self.counters[id].keys[0].0));
+        }
+        let (hard, default_selector) = self.hard_constraints(pod, spread_defaults);
+        let hard: Vec<&SpreadConstraint> = hard.iter().collect();
+        for s in &hard {
+            let Some(id) = self.spread_counter(pod, s, &hard, default_selector.as_ref()) else {
+                // No labelSelector matches no pod: every domain holds 0, the pod adds 0.
+                continue;
+            };
+            // A default constraint selects the pod's own controllers' pods, the pod included.
+            let self_match = (default_selector.is_some()
+                || s.selector
+                    .as_ref()
+                    .is_some_and(|sel| sel.matches(&pod.labels)))
+                as i64;
+            let key = self.counters[id].keys[0].0;
+            ids.spread
+                .push((id, key, s.max_skew, s.min_domains, self_match));
+        }
+        let ids = std::rc::Rc::new(ids);
+        self.pod_counters.insert(memo_key, ids.clone());
+        ids
     }
 
     /// The held anti-affinity terms that repel this pod (`existingAntiAffinityCounts`).

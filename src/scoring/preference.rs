@@ -133,13 +133,11 @@ impl<'a> ClusterState<'a> {
     /// The pod's ScheduleAnyway constraints (its own, or the profile's defaults with the
     /// selector of its controllers), and whether nodes must carry every topology key.
     fn soft_constraints(&mut self, p: u32, defaults: &SpreadDefaults) -> SoftConstraints {
-        if let Some((cached, resolved)) = &self.soft_cache
-            && *cached == p
-        {
+        if let Some(resolved) = self.soft_cache.get(&p) {
             return resolved.clone();
         }
         let resolved = std::rc::Rc::new(self.resolve_soft_constraints(p, defaults));
-        self.soft_cache = Some((p, resolved.clone()));
+        self.soft_cache.insert(p, resolved.clone());
         resolved
     }
 
