@@ -69,7 +69,19 @@ impl Reason {
 pub struct Move {
     /// `namespace/name`.
     pub pod: String,
+    /// The pod's UID: the controller evicts with it as a precondition.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
     pub to: String,
+}
+
+/// A pod evicted without a destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Eviction {
+    /// `namespace/name`.
+    pub pod: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
 }
 
 /// A node the plan empties.
@@ -82,7 +94,7 @@ pub struct Drain {
     pub moves: Vec<Move>,
     /// Pods evicted without a destination: nothing recreates them (a finished Spark app's
     /// executors, a bare pod marked safe to evict).
-    pub evict: Vec<String>,
+    pub evict: Vec<Eviction>,
 }
 
 /// A node the plan keeps, with the first reason that applies.
@@ -598,16 +610,20 @@ fn assemble(
                     let to = drained.home.get(p)?;
                     Some(Move {
                         pod: pods[*p as usize].key(),
+                        uid: pods[*p as usize].uid.clone(),
                         to: nodes[*to as usize].name.clone(),
                     })
                 })
                 .collect();
             moves.sort_by(|a, b| a.pod.cmp(&b.pod));
             // pods_on is sorted by namespace/name already.
-            let evict: Vec<String> = cluster.pods_on[n as usize]
+            let evict: Vec<Eviction> = cluster.pods_on[n as usize]
                 .iter()
                 .filter(|p| pods[**p as usize].needs_new_home() && !drained.home.contains_key(p))
-                .map(|p| pods[*p as usize].key())
+                .map(|p| Eviction {
+                    pod: pods[*p as usize].key(),
+                    uid: pods[*p as usize].uid.clone(),
+                })
                 .collect();
             Drain {
                 node: nodes[n as usize].name.clone(),

@@ -58,6 +58,7 @@ fn idle_pod_packs_onto_the_busy_node() {
         plan.drain[0].moves,
         [Move {
             pod: "default/small".into(),
+            uid: "uid-small".into(),
             to: "busy".into()
         }]
     );
@@ -420,7 +421,7 @@ proptest! {
             prop_assert_eq!(evicted.len(), d.moves.len() + d.evict.len());
             for p in evicted {
                 let orphan = p.controller.as_ref().is_some_and(|o| o.name == "gone");
-                prop_assert_eq!(d.evict.contains(&p.key()), orphan, "{}", p.key());
+                prop_assert_eq!(d.evict.iter().any(|e| e.pod == p.key()), orphan, "{}", p.key());
             }
         }
         for n in &s.nodes {
@@ -1048,11 +1049,23 @@ fn pods_nobody_recreates_are_evicted_without_a_destination() {
         .iter()
         .find(|d| d.node == "idle")
         .expect("idle drains");
-    assert_eq!(d.evict, ["default/leftover", "default/scratch"]);
+    let evicted: Vec<(&str, &str)> = d
+        .evict
+        .iter()
+        .map(|e| (e.pod.as_str(), e.uid.as_str()))
+        .collect();
+    assert_eq!(
+        evicted,
+        [
+            ("default/leftover", "uid-leftover"),
+            ("default/scratch", "uid-scratch")
+        ]
+    );
     assert_eq!(
         d.moves,
         [Move {
             pod: "default/small".into(),
+            uid: "uid-small".into(),
             to: "busy".into()
         }]
     );
