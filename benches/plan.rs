@@ -93,7 +93,7 @@ fn report_quality(profiles: &Profiles) {
         let gone: std::collections::HashSet<String> = result
             .drain
             .iter()
-            .flat_map(|d| d.evict.iter().cloned())
+            .flat_map(|d| d.evict.iter().map(|e| e.pod.clone()))
             .collect();
         let bound = lower_bound(&snapshot, &gone);
         eprintln!(
