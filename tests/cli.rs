@@ -35,6 +35,21 @@ impl Drop for TempDir {
     }
 }
 
+/// `stowage score --snapshot S --pod P --scheduler-config C -o json`, parsed.
+fn score_json(snapshot: &str, pod: &str, config: &str) -> Value {
+    stdout_json(&stowage(&[
+        "score",
+        "--snapshot",
+        snapshot,
+        "--pod",
+        pod,
+        "--scheduler-config",
+        config,
+        "-o",
+        "json",
+    ]))
+}
+
 fn stdout_json(out: &Output) -> Value {
     assert!(
         out.status.success(),
@@ -499,17 +514,7 @@ fn score_reproduces_upstream_taint_toleration_and_node_affinity_tables() {
         "p.json",
         &json!({"kind": "Pod", "metadata": {"name": "in"}, "spec": {"schedulerName": "prefs", "containers": [{"name": "c"}]}}).to_string(),
     );
-    let out = stdout_json(&stowage(&[
-        "score",
-        "--snapshot",
-        &snap,
-        "--pod",
-        &pod,
-        "--scheduler-config",
-        &cfg,
-        "-o",
-        "json",
-    ]));
+    let out = score_json(&snap, &pod, &cfg);
     assert_eq!(
         out["scores"],
         json!({"nodeA": 100, "nodeB": 50, "nodeC": 0})
@@ -539,17 +544,7 @@ fn score_reproduces_upstream_taint_toleration_and_node_affinity_tables() {
                 {"weight": 4, "preference": {"matchExpressions": [req("key", "value")]}},
                 {"weight": 5, "preference": {"matchExpressions": [req("foo", "bar"), req("key", "value"), req("az", "az1")]}}]}}}}).to_string(),
     );
-    let out = stdout_json(&stowage(&[
-        "score",
-        "--snapshot",
-        &snap,
-        "--pod",
-        &pod,
-        "--scheduler-config",
-        &cfg,
-        "-o",
-        "json",
-    ]));
+    let out = score_json(&snap, &pod, &cfg);
     assert_eq!(
         out["scores"],
         json!({"node1": 100 + 18, "node5": 100 + 100, "node2": 100 + 36})

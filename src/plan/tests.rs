@@ -1417,6 +1417,22 @@ proptest! {
     }
 }
 
+/// A running driver of `app_id` on "busy" whose Spark configuration sets the shuffle manager.
+fn running_app_on_busy(s: &mut Snapshot, app_id: &str, shuffle_manager: &str) {
+    s.pods
+        .push(Pod::test("drv").driver_of(app_id).on("busy").req(100, GI));
+    s.spark_apps.push(crate::model::SparkApp {
+        namespace: "default".into(),
+        app_id: Some(app_id.into()),
+        conf: [(
+            "spark.shuffle.manager".to_string(),
+            shuffle_manager.to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    });
+}
+
 #[test]
 fn remote_shuffle_servers_hold_shuffle_data_while_their_apps_run() {
     let worker = Pod::test("celeborn-worker-0")
@@ -1426,22 +1442,11 @@ fn remote_shuffle_servers_hold_shuffle_data_while_their_apps_run() {
     s.pods.push(worker.on("idle"));
     // Without an app that uses remote shuffle, the worker moves like any StatefulSet pod.
     assert_eq!(drained(&default_plan(&s)), ["idle"]);
-    s.pods.push(
-        Pod::test("drv")
-            .driver_of("spark-c")
-            .on("busy")
-            .req(100, GI),
+    running_app_on_busy(
+        &mut s,
+        "spark-c",
+        "org.apache.spark.shuffle.celeborn.SparkShuffleManager",
     );
-    s.spark_apps.push(crate::model::SparkApp {
-        namespace: "default".into(),
-        app_id: Some("spark-c".into()),
-        conf: [(
-            "spark.shuffle.manager".to_string(),
-            "org.apache.spark.shuffle.celeborn.SparkShuffleManager".to_string(),
-        )]
-        .into(),
-        ..Default::default()
-    });
     assert_eq!(
         reason_of(&default_plan(&s), "idle").unwrap(),
         (
@@ -1456,22 +1461,11 @@ fn remote_shuffle_servers_hold_shuffle_data_while_their_apps_run() {
             .label("app", "rss-shuffle-server")
             .on("idle"),
     );
-    s.pods.push(
-        Pod::test("drv")
-            .driver_of("spark-u")
-            .on("busy")
-            .req(100, GI),
+    running_app_on_busy(
+        &mut s,
+        "spark-u",
+        "org.apache.spark.shuffle.RssShuffleManager",
     );
-    s.spark_apps.push(crate::model::SparkApp {
-        namespace: "default".into(),
-        app_id: Some("spark-u".into()),
-        conf: [(
-            "spark.shuffle.manager".to_string(),
-            "org.apache.spark.shuffle.RssShuffleManager".to_string(),
-        )]
-        .into(),
-        ..Default::default()
-    });
     let mut policy = ConsolidationPolicy::default_policy();
     assert_eq!(drained(&run(&s, &policy)), ["idle"]);
     policy.spec.shuffle.shuffle_server_selector = Some(crate::model::selector::LabelSelector {

@@ -1106,29 +1106,25 @@ impl<'a> ClusterState<'a> {
             return Err(why.clone());
         }
         let pods = &self.snapshot.pods;
-        if !prepared.host_ports.is_empty()
-            && let Some(on) = self.port_pods.get(&node)
-            && on.iter().any(|&p| {
-                pods[p as usize]
-                    .constraints()
-                    .host_ports
-                    .iter()
-                    .any(|used| prepared.host_ports.iter().any(|want| want.conflicts(used)))
-            })
-        {
+        if conflicts_on(
+            &self.port_pods,
+            node,
+            pods,
+            &prepared.host_ports,
+            |c| &c.host_ports,
+            |want, used| want.conflicts(used),
+        ) {
             return Err(Infeasible::Ports);
         }
         let v = &prepared.volumes;
-        if !v.inline_disks.is_empty()
-            && let Some(on) = self.disk_pods.get(&node)
-            && on.iter().any(|&p| {
-                pods[p as usize]
-                    .constraints()
-                    .inline_disks
-                    .iter()
-                    .any(|used| v.inline_disks.iter().any(|want| want.conflicts(used)))
-            })
-        {
+        if conflicts_on(
+            &self.disk_pods,
+            node,
+            pods,
+            &v.inline_disks,
+            |c| &c.inline_disks,
+            |want, used| want.conflicts(used),
+        ) {
             return Err(Infeasible::Volume("node(s) had no available disk".into()));
         }
         if !v.attachable.is_empty()
@@ -1238,6 +1234,26 @@ impl<'a> ClusterState<'a> {
             })
             .collect()
     }
+}
+
+/// Whether a pod on `node` (among those `on_node` lists) holds something of `used_of` that one
+/// of `wanted` conflicts with: host ports (NodePorts) and inline disks (VolumeRestrictions).
+fn conflicts_on<T>(
+    on_node: &HashMap<u32, Vec<u32>>,
+    node: u32,
+    pods: &[Pod],
+    wanted: &[T],
+    used_of: impl Fn(&crate::model::Constraints) -> &Vec<T>,
+    conflicts: impl Fn(&T, &T) -> bool,
+) -> bool {
+    !wanted.is_empty()
+        && on_node.get(&node).is_some_and(|on| {
+            on.iter().any(|&p| {
+                used_of(pods[p as usize].constraints())
+                    .iter()
+                    .any(|used| wanted.iter().any(|want| conflicts(want, used)))
+            })
+        })
 }
 
 /// VolumeBinding's and VolumeZone's verdict on one node (they read only the node's labels).

@@ -86,7 +86,8 @@ pub struct Profile {
 pub struct Preferences {
     pub taint_toleration: Option<i64>,
     pub node_affinity: Option<i64>,
-    pub topology_spread: Option<(i64, SpreadDefaults)>,
+    /// PodTopologySpread's weight; its default constraints are [`Profile::spread_defaults`].
+    pub topology_spread: Option<i64>,
     pub inter_pod_affinity: Option<(i64, InterPodAffinityArgs)>,
     pub image_locality: Option<i64>,
 }
@@ -641,7 +642,7 @@ fn build_profile(
         ignored_resources: fit_args.ignored_resources,
         ignored_resource_groups: fit_args.ignored_resource_groups,
         preferences: Preferences::default(),
-        spread_defaults: spread_defaults.clone(),
+        spread_defaults,
         percentage_of_nodes_to_score: 0,
         unsupported_score_plugins: Vec::new(),
     };
@@ -661,7 +662,7 @@ fn build_profile(
             // addedAffinity changes both Filter and Score; stowage does not apply it.
             "NodeAffinity" if !added_affinity => profile.preferences.node_affinity = Some(weight),
             "PodTopologySpread" => {
-                profile.preferences.topology_spread = Some((weight, spread_defaults.clone()));
+                profile.preferences.topology_spread = Some(weight);
             }
             "InterPodAffinity" => {
                 profile.preferences.inter_pod_affinity = Some((weight, inter_pod_args.clone()));
@@ -916,11 +917,12 @@ mod tests {
             Preferences {
                 taint_toleration: Some(3),
                 node_affinity: Some(2),
-                topology_spread: Some((2, SpreadDefaults::System)),
+                topology_spread: Some(2),
                 inter_pod_affinity: Some((2, InterPodAffinityArgs::default())),
                 image_locality: Some(1),
             }
         );
+        assert_eq!(d.spread_defaults, SpreadDefaults::System);
         // VolumeBinding scores nothing with StorageCapacityScoring (alpha) off.
         assert!(d.unsupported_score_plugins.is_empty());
         assert_eq!(profiles.names(), ["my-scheduler", "default-scheduler"]);
@@ -936,8 +938,9 @@ mod tests {
         let (_, args) = d.preferences.inter_pod_affinity.as_ref().unwrap();
         assert_eq!(args.hard_pod_affinity_weight, 7);
         assert!(args.ignore_preferred_terms_of_existing_pods);
-        let Some((2, SpreadDefaults::List(list))) = &d.preferences.topology_spread else {
-            panic!("{:?}", d.preferences.topology_spread);
+        assert_eq!(d.preferences.topology_spread, Some(2));
+        let SpreadDefaults::List(list) = &d.spread_defaults else {
+            panic!("{:?}", d.spread_defaults);
         };
         assert_eq!(list[0].max_skew, 2);
         for (bad, path) in [

@@ -48,10 +48,11 @@ impl<'a> ClusterState<'a> {
                     || !c.affinity.preferred_anti.is_empty()
                     || !self.held_scoring_matching(pod, args).is_empty()
             })
-            || prefs
-                .topology_spread
-                .as_ref()
-                .is_some_and(|(_, defaults)| !self.soft_constraints(p, defaults).0.is_empty())
+            || (prefs.topology_spread.is_some()
+                && !self
+                    .soft_constraints(p, &profile.spread_defaults)
+                    .0
+                    .is_empty())
     }
 
     /// Σ weight × normalised score of the profile's preference plugins for pod `p` on each of
@@ -70,8 +71,11 @@ impl<'a> ClusterState<'a> {
         if let Some(w) = prefs.node_affinity {
             add(self.node_affinity(p, feasible), w);
         }
-        if let Some((w, defaults)) = &prefs.topology_spread {
-            add(self.topology_spread(p, defaults, feasible), *w);
+        if let Some(w) = prefs.topology_spread {
+            add(
+                self.topology_spread(p, &profile.spread_defaults, feasible),
+                w,
+            );
         }
         if let Some((w, args)) = &prefs.inter_pod_affinity {
             add(self.inter_pod_affinity(p, args, feasible), *w);
