@@ -11,6 +11,8 @@
 
 pub mod cli;
 pub mod demo;
+pub mod field;
+pub mod keys;
 pub mod model;
 pub mod plan;
 pub mod policy;

@@ -12,6 +12,7 @@
 //! pod the executors' owner), falling back to the `spark-app-selector` label. Configuration
 //! comes from SparkApplication `spec.sparkConf` or the driver's `spark-drv-…-conf-map`.
 
+use crate::keys;
 use crate::model::{Pod, Snapshot, SparkApp, SparkRole};
 use crate::policy::ShuffleSpec;
 use std::collections::HashMap;
@@ -121,8 +122,9 @@ impl<'a> SparkIndex<'a> {
     /// runs: the app id, for the guard's detail.
     pub fn serves_running_app(&self, pod: &Pod) -> Option<&'a str> {
         let label = |k: &str| pod.labels.get(k).map(String::as_str);
-        let celeborn_worker = label("app.kubernetes.io/name") == Some("celeborn")
-            && label("app.kubernetes.io/role") == Some("worker");
+        let celeborn_worker = keys::CELEBORN_WORKER
+            .iter()
+            .all(|(k, v)| label(k) == Some(v));
         let selected = self.server_selector.is_some_and(|s| s.matches(&pod.labels));
         if celeborn_worker || selected {
             self.remote_user
@@ -197,7 +199,7 @@ impl<'a> SparkIndex<'a> {
         }
         if executor
             .labels
-            .get("spark-exec-inactive")
+            .get(keys::SPARK_EXEC_INACTIVE)
             .map(String::as_str)
             == Some("true")
         {

@@ -315,7 +315,7 @@ fn bad_input_is_one_line_naming_file_and_field() {
     );
     fails_with(
         &["plan", "--snapshot", &snap],
-        "snap.json: items[1] (Pod spark/exec-3): invalid quantity \"12Gx\" in containers[0].resources.requests.memory",
+        "snap.json: items[1] (Pod spark/exec-3): spec.containers[0].resources.requests.memory: invalid quantity \"12Gx\"",
     );
     fails_with(
         &["plan", "--snapshot", "/nonexistent/snap.json"],

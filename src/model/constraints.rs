@@ -43,16 +43,15 @@ impl AffinityTerm {
     /// (which every namespace has), so evaluating it needs the Namespace objects.
     pub fn needs_namespace_labels(&self) -> bool {
         self.namespace_selector.as_ref().is_some_and(|s| {
-            s.match_labels.keys().any(|k| k != NAMESPACE_NAME_LABEL)
+            s.match_labels
+                .keys()
+                .any(|k| k != crate::keys::NAMESPACE_NAME)
                 || s.match_expressions
                     .iter()
-                    .any(|r| r.key != NAMESPACE_NAME_LABEL)
+                    .any(|r| r.key != crate::keys::NAMESPACE_NAME)
         })
     }
 }
-
-/// The label the API server puts on every namespace, holding its name.
-pub const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 /// A preferred term with its weight (1–100).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

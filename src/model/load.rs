@@ -5,7 +5,7 @@
 //! Each item is first read for its `kind` only, then decoded into a struct holding just the
 //! fields stowage needs (serde skips the rest without building it), then converted to the
 //! [`super`] model, where quantities are parsed exactly. Every error names the item:
-//! `items[12] (Pod spark/exec-3): invalid quantity "12Gx" in containers[0].resources.requests.memory`.
+//! `items[12] (Pod spark/exec-3): spec.containers[0].resources.requests.memory: invalid quantity "12Gx"`.
 
 use super::constraints::{
     AffinityTerm, Claim, Constraints, Controller, CsiNode, HostPort, InlineDisk, Namespace,
@@ -19,6 +19,8 @@ use super::{
     ContainerRequests, Node, OwnerRef, Pdb, Placement, Pod, PodPhase, Resources, Snapshot,
     SparkApp, SparkPod, SparkRole, pod_requests,
 };
+use crate::field::FieldError;
+use crate::keys;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
@@ -38,7 +40,7 @@ pub enum LoadError {
         index: usize,
         kind: String,
         name: String,
-        problem: String,
+        problem: FieldError,
     },
 }
 
@@ -758,7 +760,7 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
         index,
         kind: "?".into(),
         name: "?".into(),
-        problem: e.to_string(),
+        problem: FieldError::new("<item>", e.to_string()),
     })?;
     let kind = head.kind.as_deref().unwrap_or("").to_string();
     let name = if head.metadata.namespace.is_empty() {
@@ -766,23 +768,19 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
     } else {
         format!("{}/{}", head.metadata.namespace, head.metadata.name)
     };
-    let fail = |problem: String| LoadError::Item {
+    let fail = |problem: FieldError| LoadError::Item {
         index,
         kind: kind.clone(),
         name: name.clone(),
         problem,
     };
-    fn decode<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, String> {
+    fn decode<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, FieldError> {
         serde_json::from_str(json).map_err(|e| {
             // Decode again, tracking the path, only to say which field is wrong.
             let mut de = serde_json::Deserializer::from_str(json);
             match serde_path_to_error::deserialize::<_, T>(&mut de) {
-                Err(traced) => {
-                    let message = traced.inner().to_string();
-                    let message = message.split(" at line ").next().unwrap_or_default();
-                    format!("{}: {message}", traced.path())
-                }
-                Ok(_) => e.to_string(),
+                Err(traced) => FieldError::from_serde(traced, "<item>"),
+                Ok(_) => FieldError::new("<item>", e.to_string()),
             }
         })
     }
@@ -832,18 +830,11 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
                 namespace: raw.metadata.namespace,
                 name: raw.metadata.name,
                 volume_name: raw.spec.volume_name.filter(|v| !v.is_empty()),
-                bind_completed: raw
-                    .metadata
-                    .annotations
-                    .contains_key("pv.kubernetes.io/bind-completed"),
+                bind_completed: raw.metadata.annotations.contains_key(keys::BIND_COMPLETED),
                 access_modes: raw.spec.access_modes,
                 storage_bytes: match storage {
-                    Some(Quantity(q)) => parse_value(q).map_err(|e| {
-                        fail(format!(
-                            "invalid quantity {q:?} in spec.resources.requests.storage ({})",
-                            e.problem
-                        ))
-                    })?,
+                    Some(Quantity(q)) => parse_value(q)
+                        .map_err(|e| fail(quantity_error("spec.resources.requests.storage", &e)))?,
                     None => 0,
                 },
             });
@@ -852,12 +843,9 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
             let raw: RawVolumeObject = decode(json).map_err(&fail)?;
             let spec = raw.spec;
             let capacity = match spec.capacity.get("storage") {
-                Some(Quantity(q)) => parse_value(q).map_err(|e| {
-                    fail(format!(
-                        "invalid quantity {q:?} in spec.capacity.storage ({})",
-                        e.problem
-                    ))
-                })?,
+                Some(Quantity(q)) => {
+                    parse_value(q).map_err(|e| fail(quantity_error("spec.capacity.storage", &e)))?
+                }
                 None => 0,
             };
             snapshot.volumes.push(Volume {
@@ -938,7 +926,12 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
         }
         // Known, but not needed by the offline planner.
         "NodeClaim" => {}
-        "" => return Err(fail("item has no kind".into())),
+        "" => {
+            return Err(fail(FieldError::new(
+                "kind",
+                "missing (every item of a List needs its kind, as `kubectl get -o json` writes it)",
+            )));
+        }
         other => snapshot.warnings.push(format!(
             "items[{index}] ({other} {name}): kind not used by stowage, ignored"
         )),
@@ -946,7 +939,11 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
     Ok(())
 }
 
-fn resources(list: &ResourceList, path: &str) -> Result<Resources, String> {
+fn quantity_error(path: &str, e: &super::quantity::QuantityError) -> FieldError {
+    FieldError::new(path, e.to_string())
+}
+
+fn resources(list: &ResourceList, path: &str) -> Result<Resources, FieldError> {
     let mut r = Resources::default();
     for (name, Quantity(q)) in list {
         let value = if name == "cpu" {
@@ -954,7 +951,7 @@ fn resources(list: &ResourceList, path: &str) -> Result<Resources, String> {
         } else {
             parse_value(q)
         }
-        .map_err(|e| format!("invalid quantity {q:?} in {path}.{name} ({})", e.problem))?;
+        .map_err(|e| quantity_error(&format!("{path}.{name}"), &e))?;
         r.set(name, value);
     }
     Ok(r)
@@ -964,7 +961,7 @@ fn container_requests(
     c: &RawContainer,
     path: String,
     sidecar_allowed: bool,
-) -> Result<ContainerRequests, String> {
+) -> Result<ContainerRequests, FieldError> {
     Ok(ContainerRequests {
         requests: resources(&c.resources.requests, &format!("{path}.resources.requests"))?,
         has_cpu: c.resources.requests.contains_key("cpu"),
@@ -973,30 +970,30 @@ fn container_requests(
     })
 }
 
-fn convert_pod(raw: RawPod) -> Result<Pod, String> {
+fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
     let spec = raw.spec;
     let containers = spec
         .containers
         .iter()
         .enumerate()
-        .map(|(i, c)| container_requests(c, format!("containers[{i}]"), false))
+        .map(|(i, c)| container_requests(c, format!("spec.containers[{i}]"), false))
         .collect::<Result<Vec<_>, _>>()?;
     let init = spec
         .init_containers
         .iter()
         .enumerate()
-        .map(|(i, c)| container_requests(c, format!("initContainers[{i}]"), true))
+        .map(|(i, c)| container_requests(c, format!("spec.initContainers[{i}]"), true))
         .collect::<Result<Vec<_>, _>>()?;
     let pod_level = match &spec.resources {
         Some(r) if !r.requests.is_empty() => Some(ContainerRequests {
-            requests: resources(&r.requests, "resources.requests")?,
+            requests: resources(&r.requests, "spec.resources.requests")?,
             has_cpu: r.requests.contains_key("cpu"),
             has_memory: r.requests.contains_key("memory"),
             sidecar: false,
         }),
         _ => None,
     };
-    let overhead = resources(&spec.overhead, "overhead")?;
+    let overhead = resources(&spec.overhead, "spec.overhead")?;
     let requests = pod_requests(&containers, &init, pod_level.as_ref(), &overhead);
 
     let meta = raw.metadata;
@@ -1058,12 +1055,11 @@ fn convert_pod(raw: RawPod) -> Result<Pod, String> {
         .collect();
     Ok(Pod {
         controller: meta.controller(),
-        mirror: annotation("kubernetes.io/config.mirror").is_some(),
+        mirror: annotation(keys::MIRROR_POD).is_some(),
         terminating: meta.deletion_timestamp.is_some(),
-        do_not_disrupt: annotation("karpenter.sh/do-not-disrupt") == Some("true"),
-        safe_to_evict: annotation("cluster-autoscaler.kubernetes.io/safe-to-evict")
-            .map(|v| v == "true"),
-        shuffle_free: annotation("stowage.io/shuffle-free") == Some("true"),
+        do_not_disrupt: annotation(keys::KARPENTER_DO_NOT_DISRUPT) == Some("true"),
+        safe_to_evict: annotation(keys::CA_SAFE_TO_EVICT).map(|v| v == "true"),
+        shuffle_free: annotation(keys::SHUFFLE_FREE) == Some("true"),
         namespace,
         name: meta.name,
         uid: meta.uid,
@@ -1112,7 +1108,7 @@ fn pod_constraints(
     spread: Vec<RawSpreadConstraint>,
     volumes: &[RawVolume],
     has_resource_claims: bool,
-) -> Result<Constraints, String> {
+) -> Result<Constraints, FieldError> {
     let mut c = Constraints::default();
     // util.GetHostPorts: sidecars (restartPolicy Always) and app containers.
     let running = init_containers
@@ -1139,9 +1135,12 @@ fn pod_constraints(
             });
         }
     }
-    let term = |raw: RawAffinityTerm, path: &str| -> Result<AffinityTerm, String> {
+    let term = |raw: RawAffinityTerm, path: &str| -> Result<AffinityTerm, FieldError> {
         if raw.topology_key.is_empty() {
-            return Err(format!("{path}.topologyKey: must be set"));
+            return Err(FieldError::new(
+                format!("{path}.topologyKey"),
+                "must be set",
+            ));
         }
         let selector = raw.label_selector.map(|mut s| {
             merge_label_keys(&mut s, &raw.match_label_keys, "In", labels);
@@ -1174,7 +1173,9 @@ fn pod_constraints(
         {
             let t = term(
                 t,
-                &format!("affinity.{field}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"),
+                &format!(
+                    "spec.affinity.{field}.requiredDuringSchedulingIgnoredDuringExecution[{i}]"
+                ),
             )?;
             if anti {
                 c.affinity.required_anti.push(t);
@@ -1192,7 +1193,7 @@ fn pod_constraints(
                 term: term(
                     w.pod_affinity_term,
                     &format!(
-                        "affinity.{field}.preferredDuringSchedulingIgnoredDuringExecution[{i}].podAffinityTerm"
+                        "spec.affinity.{field}.preferredDuringSchedulingIgnoredDuringExecution[{i}].podAffinityTerm"
                     ),
                 )?,
             };
@@ -1204,16 +1205,17 @@ fn pod_constraints(
         }
     }
     for (i, raw) in spread.into_iter().enumerate() {
-        let at = format!("topologySpreadConstraints[{i}]");
+        let at = format!("spec.topologySpreadConstraints[{i}]");
         if raw.topology_key.is_empty() {
-            return Err(format!("{at}.topologyKey: must be set"));
+            return Err(FieldError::new(format!("{at}.topologyKey"), "must be set"));
         }
         let do_not_schedule = match raw.when_unsatisfiable.as_str() {
             "DoNotSchedule" => true,
             "ScheduleAnyway" => false,
             other => {
-                return Err(format!(
-                    "{at}.whenUnsatisfiable: unsupported value {other:?} (DoNotSchedule or ScheduleAnyway)"
+                return Err(FieldError::new(
+                    format!("{at}.whenUnsatisfiable"),
+                    format!("unsupported value {other:?} (DoNotSchedule or ScheduleAnyway)"),
                 ));
             }
         };
@@ -1221,8 +1223,9 @@ fn pod_constraints(
             None => Ok(default),
             Some("Honor") => Ok(true),
             Some("Ignore") => Ok(false),
-            Some(other) => Err(format!(
-                "{at}.{field}: unsupported value {other:?} (Honor or Ignore)"
+            Some(other) => Err(FieldError::new(
+                format!("{at}.{field}"),
+                format!("unsupported value {other:?} (Honor or Ignore)"),
             )),
         };
         c.spread.push(SpreadConstraint {
@@ -1301,7 +1304,7 @@ fn merge_label_keys(
 }
 
 fn spark_labels(labels: &Labels) -> Option<SparkPod> {
-    let role = match labels.get("spark-role")?.as_str() {
+    let role = match labels.get(keys::SPARK_ROLE)?.as_str() {
         "driver" => SparkRole::Driver,
         "executor" => SparkRole::Executor,
         _ => return None,
@@ -1309,35 +1312,35 @@ fn spark_labels(labels: &Labels) -> Option<SparkPod> {
     Some(SparkPod {
         role,
         app_id: labels
-            .get("spark-app-selector")
+            .get(keys::SPARK_APP_SELECTOR)
             .cloned()
             .unwrap_or_default(),
-        app_name: labels.get("sparkoperator.k8s.io/app-name").cloned(),
+        app_name: labels.get(keys::SPARK_OPERATOR_APP_NAME).cloned(),
     })
 }
 
-fn convert_node(raw: RawNode) -> Result<Node, String> {
+fn convert_node(raw: RawNode) -> Result<Node, FieldError> {
     let (list, path) = match (&raw.status.allocatable, &raw.status.capacity) {
         (Some(a), _) => (a, "status.allocatable"),
         (None, Some(c)) => (c, "status.capacity"),
         (None, None) => {
-            return Err("node has neither status.allocatable nor status.capacity".into());
+            return Err(FieldError::new(
+                "status.allocatable",
+                "missing, and so is status.capacity (a Node must report its resources)",
+            ));
         }
     };
     let allocatable = resources(list, path)?;
     let meta = raw.metadata;
-    let do_not_disrupt = [
-        "karpenter.sh/do-not-disrupt",
-        "cluster-autoscaler.kubernetes.io/scale-down-disabled",
-    ]
-    .into_iter()
-    .find(|k| meta.annotations.get(*k).map(String::as_str) == Some("true"))
-    .map(String::from);
+    let do_not_disrupt = [keys::KARPENTER_DO_NOT_DISRUPT, keys::CA_SCALE_DOWN_DISABLED]
+        .into_iter()
+        .find(|k| meta.annotations.get(*k).map(String::as_str) == Some("true"))
+        .map(String::from);
     Ok(Node {
         stowage_annotations: meta
             .annotations
             .iter()
-            .filter(|(k, _)| k.starts_with("stowage.io/"))
+            .filter(|(k, _)| k.starts_with(keys::STOWAGE_PREFIX))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         name: meta.name,
@@ -1348,7 +1351,7 @@ fn convert_node(raw: RawNode) -> Result<Node, String> {
         // Being removed: deleted, or tainted by Cluster Autoscaler / Karpenter for removal.
         deleting: meta.deletion_timestamp.is_some()
             || raw.spec.taints.iter().any(|t| {
-                t.key == "ToBeDeletedByClusterAutoscaler" || t.key == "karpenter.sh/disrupted"
+                t.key == keys::CA_TO_BE_DELETED_TAINT || t.key == keys::KARPENTER_DISRUPTED_TAINT
             }),
         do_not_disrupt,
         provider_id: raw.spec.provider_id,
@@ -1541,7 +1544,7 @@ mod tests {
         let err = load_snapshot(list(&format!("{NODE},{bad}")).as_bytes()).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "items[1] (Pod spark/exec-3): invalid quantity \"12Gx\" in containers[0].resources.requests.memory (unknown suffix)"
+            "items[1] (Pod spark/exec-3): spec.containers[0].resources.requests.memory: invalid quantity \"12Gx\" (unknown suffix)"
         );
         let err = load_snapshot(
             list(r#"{"kind":"Pod","metadata":{"name":"x"},"spec":{"containers":"oops"}}"#)
@@ -1556,7 +1559,7 @@ mod tests {
             .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("items[0] (Node n): node has neither"),
+                .starts_with("items[0] (Node n): status.allocatable: missing"),
             "{err}"
         );
         assert!(matches!(
@@ -1690,7 +1693,7 @@ mod tests {
             {"maxSkew":1,"topologyKey":"zone","whenUnsatisfiable":"Sometimes"}]}}"#;
         assert_eq!(
             load_snapshot(bad.as_bytes()).unwrap_err().to_string(),
-            "items[0] (Pod p): topologySpreadConstraints[0].whenUnsatisfiable: unsupported value \"Sometimes\" (DoNotSchedule or ScheduleAnyway)"
+            "items[0] (Pod p): spec.topologySpreadConstraints[0].whenUnsatisfiable: unsupported value \"Sometimes\" (DoNotSchedule or ScheduleAnyway)"
         );
         let dra =
             r#"{"kind":"Pod","metadata":{"name":"p"},"spec":{"resourceClaims":[{"name":"gpu"}]}}"#;

@@ -48,26 +48,30 @@ impl LabelSelector {
     }
 
     /// Checks the operators and values, so a bad policy is refused instead of matching nothing.
-    pub fn validate(&self, path: &str) -> Result<(), String> {
+    pub fn validate(&self, path: &str) -> Result<(), crate::field::FieldError> {
+        use crate::field::FieldError;
         for (i, r) in self.match_expressions.iter().enumerate() {
             let at = format!("{path}.matchExpressions[{i}]");
             match r.operator.as_str() {
                 "In" | "NotIn" if r.values.is_empty() => {
-                    return Err(format!(
-                        "{at}.values: must be non-empty for operator {}",
-                        r.operator
+                    return Err(FieldError::new(
+                        format!("{at}.values"),
+                        format!("must be non-empty for operator {}", r.operator),
                     ));
                 }
                 "Exists" | "DoesNotExist" if !r.values.is_empty() => {
-                    return Err(format!(
-                        "{at}.values: must be empty for operator {}",
-                        r.operator
+                    return Err(FieldError::new(
+                        format!("{at}.values"),
+                        format!("must be empty for operator {}", r.operator),
                     ));
                 }
                 "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
                 other => {
-                    return Err(format!(
-                        "{at}.operator: unsupported value {other:?} (use In, NotIn, Exists or DoesNotExist)"
+                    return Err(FieldError::new(
+                        format!("{at}.operator"),
+                        format!(
+                            "unsupported value {other:?} (use In, NotIn, Exists or DoesNotExist)"
+                        ),
                     ));
                 }
             }

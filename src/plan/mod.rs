@@ -19,6 +19,7 @@
 
 mod index;
 
+use crate::keys;
 use crate::model::{Node, Pod, Snapshot};
 use crate::policy::{ConsolidationPolicy, HoldingAction};
 use crate::scoring::filter::{resource_fit, static_fit};
@@ -126,23 +127,12 @@ pub struct Plan {
 
 /// The node pool a node belongs to, for display.
 pub fn pool_of(node: &Node) -> String {
-    [
-        "karpenter.sh/nodepool",
-        "eks.amazonaws.com/nodegroup",
-        "alpha.eksctl.io/nodegroup-name",
-        "cloud.google.com/gke-nodepool",
-    ]
-    .iter()
-    .find_map(|k| node.labels.get(*k))
-    .cloned()
-    .unwrap_or_else(|| "-".into())
+    keys::POOL_LABELS
+        .iter()
+        .find_map(|k| node.labels.get(*k))
+        .cloned()
+        .unwrap_or_else(|| "-".into())
 }
-
-/// Node annotation the controller writes with the state of its work on the node.
-pub const STATE_ANNOTATION: &str = "stowage.io/state";
-
-/// Node annotation the controller writes with the time a node first looked idle (RFC 3339).
-pub const IDLE_SINCE_ANNOTATION: &str = "stowage.io/idle-since";
 
 /// Everything a plan is made from.
 pub struct PlanInput<'a> {
@@ -307,9 +297,9 @@ fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes
         if node.not_ready
             || node
                 .stowage_annotations
-                .get(STATE_ANNOTATION)
+                .get(keys::STATE)
                 .map(String::as_str)
-                == Some("draining")
+                == Some(keys::STATE_DRAINING)
         {
             classes.already_disrupting += 1;
         }
@@ -324,7 +314,7 @@ fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes
             ));
             continue;
         }
-        if let Some(since) = node.stowage_annotations.get(IDLE_SINCE_ANNOTATION)
+        if let Some(since) = node.stowage_annotations.get(keys::IDLE_SINCE)
             && let Ok(since) = since.parse::<Timestamp>()
         {
             let idle_seconds = input.now.as_second() - since.as_second();
@@ -333,7 +323,7 @@ fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes
                     Reason::Recent,
                     format!(
                         "idle for {idle_seconds}s, less than idle.for {}",
-                        spec.idle.idle_for
+                        spec.idle.idle_for.text()
                     ),
                 ));
                 continue;

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::model::{Pdb, PodPhase};
-use crate::policy::Budget;
+use crate::policy::{Budget, Text};
 use crate::scoring::SchedulerVersion;
 use proptest::prelude::{ProptestConfig, prop, prop_assert, prop_assert_eq, proptest};
 use proptest::strategy::Strategy as _;
@@ -21,6 +21,14 @@ fn run(snapshot: &Snapshot, policy: &ConsolidationPolicy) -> Plan {
         profiles: &profiles,
         now: now(),
     })
+}
+
+fn budget(nodes: &str, window: Option<(&str, &str)>) -> Budget {
+    Budget {
+        nodes: Text::parse(nodes).unwrap(),
+        schedule: window.map(|(cron, _)| Text::parse(cron).unwrap()),
+        duration: window.map(|(_, d)| Text::parse(d).unwrap()),
+    }
 }
 
 fn default_plan(snapshot: &Snapshot) -> Plan {
@@ -240,20 +248,12 @@ fn node_budgets_limit_the_plan() {
     s.nodes.push(Node::test("empty-1"));
     s.nodes.push(Node::test("empty-2"));
     let mut policy = ConsolidationPolicy::default_policy();
-    policy.spec.disruption.budgets = vec![Budget {
-        nodes: "2".into(),
-        schedule: None,
-        duration: None,
-    }];
+    policy.spec.disruption.budgets = vec![budget("2", None)];
     let plan = run(&s, &policy);
     assert_eq!(drained(&plan), ["empty-1", "empty-2"]);
     assert_eq!(reason_of(&plan, "idle").unwrap().0, Reason::Budget);
     // A business-hours budget of zero is not active at 22:00 UTC.
-    policy.spec.disruption.budgets = vec![Budget {
-        nodes: "0".into(),
-        schedule: Some("0 8 * * mon-fri".into()),
-        duration: Some("10h".into()),
-    }];
+    policy.spec.disruption.budgets = vec![budget("0", Some(("0 8 * * mon-fri", "10h")))];
     assert_eq!(drained(&run(&s, &policy)).len(), 3);
 }
 
@@ -1243,11 +1243,7 @@ fn budgets_count_nodes_as_karpenter_does() {
     // percentage and use up the budget; so do NotReady nodes and the ones stowage drains.
     let percent = |p: &str| {
         let mut policy = ConsolidationPolicy::default_policy();
-        policy.spec.disruption.budgets = vec![Budget {
-            nodes: p.into(),
-            schedule: None,
-            duration: None,
-        }];
+        policy.spec.disruption.budgets = vec![budget(p, None)];
         policy
     };
     let mut s = Snapshot::default();
@@ -1268,9 +1264,10 @@ fn budgets_count_nodes_as_karpenter_does() {
     s.nodes[0].not_ready = true;
     assert_eq!(drained(&run(&s, &percent("11%"))).len(), 0);
     s.nodes[0].not_ready = false;
-    s.nodes[1]
-        .stowage_annotations
-        .insert(STATE_ANNOTATION.into(), "draining".into());
+    s.nodes[1].stowage_annotations.insert(
+        crate::keys::STATE.into(),
+        crate::keys::STATE_DRAINING.into(),
+    );
     assert_eq!(drained(&run(&s, &percent("11%"))).len(), 0);
 }
 

@@ -4,31 +4,25 @@
 //! caller passes in ([`schedule`]). Pure: no clock, no I/O.
 
 pub mod schedule;
+pub mod values;
 
+use crate::field::FieldError;
 use crate::model::selector::LabelSelector;
 use crate::scoring::{FitScoring, Profiles, ResourceName, ShapePoint, Strategy};
 use jiff::Timestamp;
-use schedule::{Schedule, parse_duration};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+pub use values::{BudgetNodes, Cron, GoDuration, Text};
 
 /// API group/version of the CRD.
 pub const API_VERSION: &str = "stowage.io/v1alpha1";
 
 /// Why a policy was refused: the field path and what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct PolicyError {
-    pub path: String,
-    pub message: String,
-}
+pub type PolicyError = FieldError;
 
 fn error(path: &str, message: impl Into<String>) -> PolicyError {
-    PolicyError {
-        path: path.to_string(),
-        message: message.into(),
-    }
+    FieldError::new(path, message)
 }
 
 /// A ConsolidationPolicy object.
@@ -194,14 +188,14 @@ pub struct IdleSpec {
     pub score_below: i64,
     /// How long it must have been idle (controller; Go duration).
     #[serde(default = "default_idle_for", rename = "for")]
-    pub idle_for: String,
+    pub idle_for: GoDuration,
 }
 
 fn default_score_below() -> i64 {
     50
 }
-fn default_idle_for() -> String {
-    "10m".into()
+fn default_idle_for() -> GoDuration {
+    GoDuration::known("10m", Duration::from_secs(600))
 }
 
 impl Default for IdleSpec {
@@ -280,14 +274,14 @@ pub struct DriverApiSpec {
     #[serde(default = "default_port")]
     pub port: u32,
     #[serde(default = "default_timeout")]
-    pub timeout: String,
+    pub timeout: GoDuration,
 }
 
 fn default_port() -> u32 {
     4040
 }
-fn default_timeout() -> String {
-    "1s".into()
+fn default_timeout() -> GoDuration {
+    GoDuration::known("1s", Duration::from_secs(1))
 }
 
 impl Default for DriverApiSpec {
@@ -313,17 +307,17 @@ pub struct DisruptionSpec {
     #[serde(default = "default_max_concurrent_drains")]
     pub max_concurrent_drains: u32,
     #[serde(default = "default_drain_timeout")]
-    pub drain_timeout: String,
+    pub drain_timeout: GoDuration,
     /// Grace period for evictions (Go duration); null uses each pod's own.
     #[serde(default)]
-    pub eviction_grace_period: Option<String>,
+    pub eviction_grace_period: Option<GoDuration>,
 }
 
 fn default_max_concurrent_drains() -> u32 {
     2
 }
-fn default_drain_timeout() -> String {
-    "15m".into()
+fn default_drain_timeout() -> GoDuration {
+    GoDuration::known("15m", Duration::from_secs(900))
 }
 
 impl Default for DisruptionSpec {
@@ -352,43 +346,21 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
-    pub nodes: String,
+    pub nodes: Text<BudgetNodes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<String>,
+    pub schedule: Option<Cron>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duration: Option<String>,
+    pub duration: Option<GoDuration>,
 }
 
-/// A budget's `nodes` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetNodes {
-    Count(u64),
-    Percent(u64),
-}
-
-impl BudgetNodes {
-    fn parse(s: &str) -> Result<BudgetNodes, String> {
-        let s = s.trim();
-        if let Some(p) = s.strip_suffix('%') {
-            let v: u64 = p
-                .parse()
-                .map_err(|_| format!("{s:?} is not a percentage (e.g. \"10%\")"))?;
-            if v > 100 {
-                return Err(format!("{s:?}: a percentage must be between 0% and 100%"));
-            }
-            Ok(BudgetNodes::Percent(v))
-        } else {
-            s.parse().map(BudgetNodes::Count).map_err(|_| {
-                format!("{s:?} is neither a node count (\"3\") nor a percentage (\"10%\")")
-            })
-        }
-    }
-
-    /// Nodes allowed out of `total`; percentages round up, as Karpenter's budgets do.
-    pub fn of(self, total: usize) -> usize {
-        match self {
-            BudgetNodes::Count(n) => n as usize,
-            BudgetNodes::Percent(p) => (total as u64 * p).div_ceil(100) as usize,
+impl Budget {
+    /// Whether the budget applies at `now`: always without a schedule, else while the
+    /// schedule's last activation is less than `duration` ago.
+    pub fn active(&self, now: Timestamp) -> bool {
+        match (&self.schedule, &self.duration) {
+            (Some(s), Some(d)) => s.value().active(now, d.get()),
+            // Validation refuses one without the other; be strict if it got here anyway.
+            _ => true,
         }
     }
 }
@@ -434,13 +406,8 @@ impl ConsolidationPolicy {
     pub fn parse(text: &str) -> Result<ConsolidationPolicy, PolicyError> {
         let value: serde_json::Value = serde_saphyr::from_str(text)
             .map_err(|e| error("<document>", format!("not valid YAML: {e}")))?;
-        let policy: ConsolidationPolicy = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            error(
-                if path == "." { "<document>" } else { &path },
-                e.into_inner().to_string(),
-            )
-        })?;
+        let policy: ConsolidationPolicy = serde_path_to_error::deserialize(value)
+            .map_err(|e| FieldError::from_serde(e, "<document>"))?;
         policy.validate()?;
         Ok(policy)
     }
@@ -460,9 +427,7 @@ impl ConsolidationPolicy {
             ));
         }
         let spec = &self.spec;
-        spec.node_selector
-            .validate("spec.nodeSelector")
-            .map_err(|e| split_path(&e))?;
+        spec.node_selector.validate("spec.nodeSelector")?;
         let scoring = &spec.scoring;
         if scoring.resources.is_empty() {
             return Err(error(
@@ -501,7 +466,6 @@ impl ConsolidationPolicy {
                 format!("must be between 0 and 100, got {}", spec.idle.score_below),
             ));
         }
-        duration_field("spec.idle.for", &spec.idle.idle_for)?;
         let api = &spec.shuffle.driver_api;
         if !(1..=65535).contains(&api.port) {
             return Err(error(
@@ -509,23 +473,13 @@ impl ConsolidationPolicy {
                 format!("must be a TCP port 1-65535, got {}", api.port),
             ));
         }
-        duration_field("spec.shuffle.driverApi.timeout", &api.timeout)?;
         let d = &spec.disruption;
         for (i, b) in d.budgets.iter().enumerate() {
-            let at = format!("spec.disruption.budgets[{i}]");
-            BudgetNodes::parse(&b.nodes).map_err(|e| error(&format!("{at}.nodes"), e))?;
-            match (&b.schedule, &b.duration) {
-                (Some(s), Some(dur)) => {
-                    Schedule::parse(s).map_err(|e| error(&format!("{at}.schedule"), e))?;
-                    duration_field(&format!("{at}.duration"), dur)?;
-                }
-                (None, None) => {}
-                _ => {
-                    return Err(error(
-                        &at,
-                        "schedule and duration must be set together (e.g. schedule: \"0 8 * * mon-fri\", duration: 10h)",
-                    ));
-                }
+            if b.schedule.is_some() != b.duration.is_some() {
+                return Err(error(
+                    &format!("spec.disruption.budgets[{i}]"),
+                    "schedule and duration must be set together (e.g. schedule: \"0 8 * * mon-fri\", duration: 10h)",
+                ));
             }
         }
         if d.max_concurrent_drains == 0 {
@@ -533,10 +487,6 @@ impl ConsolidationPolicy {
                 "spec.disruption.maxConcurrentDrains",
                 "must be at least 1 (use action: CordonOnly or dryRun: true to stop draining)",
             ));
-        }
-        duration_field("spec.disruption.drainTimeout", &d.drain_timeout)?;
-        if let Some(g) = &d.eviction_grace_period {
-            duration_field("spec.disruption.evictionGracePeriod", g)?;
         }
         Ok(())
     }
@@ -623,36 +573,15 @@ impl ConsolidationPolicy {
             .disruption
             .budgets
             .iter()
-            .filter(|b| match (&b.schedule, &b.duration) {
-                (Some(s), Some(d)) => match (Schedule::parse(s), parse_duration(d)) {
-                    (Ok(s), Ok(d)) => s.active(now, d),
-                    _ => true, // unreadable (validation refuses it): be strict
-                },
-                _ => true,
-            })
-            .map(|b| {
-                BudgetNodes::parse(&b.nodes)
-                    .map(|n| n.of(managed_nodes))
-                    .unwrap_or(0)
-            })
+            .filter(|b| b.active(now))
+            .map(|b| b.nodes.value().of(managed_nodes))
             .min()
             .map(|allowed| allowed.saturating_sub(already_disrupting))
     }
 
-    /// `idle.for` as a duration (validated).
+    /// `idle.for`.
     pub fn idle_for(&self) -> Duration {
-        parse_duration(&self.spec.idle.idle_for).unwrap_or(Duration::from_secs(600))
-    }
-}
-
-fn duration_field(path: &str, value: &str) -> Result<Duration, PolicyError> {
-    parse_duration(value).map_err(|e| error(path, format!("not a duration: {e}")))
-}
-
-fn split_path(message: &str) -> PolicyError {
-    match message.split_once(": ") {
-        Some((path, rest)) => error(path, rest),
-        None => error("spec", message),
+        self.spec.idle.idle_for.get()
     }
 }
 
@@ -692,14 +621,14 @@ spec:
         .unwrap();
         let d = &minimal.spec;
         assert_eq!(d.idle.score_below, 50);
-        assert_eq!(d.idle.idle_for, "10m");
+        assert_eq!(d.idle.idle_for.get(), Duration::from_secs(600));
         assert_eq!(d.scoring.strategy, StrategyName::MostAllocated);
         assert_eq!(d.shuffle.holding_action, HoldingAction::Block);
         assert_eq!(d.shuffle.driver_api.port, 4040);
         assert!(d.shuffle.protect_from_provisioner);
         assert_eq!(d.disruption.action, Action::Drain);
         assert_eq!(d.disruption.max_concurrent_drains, 2);
-        assert_eq!(d.disruption.drain_timeout, "15m");
+        assert_eq!(d.disruption.drain_timeout.text(), "15m");
         assert!(d.disruption.budgets.is_empty());
         assert!(!d.block_on_local_storage && !d.dry_run);
         assert_eq!(minimal.spec, ConsolidationPolicy::default_policy().spec);

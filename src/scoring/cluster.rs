@@ -14,7 +14,8 @@
 //! `volumebinding/binder.go`, `volumezone/volume_zone.go`.
 
 use super::filter::Infeasible;
-use crate::model::constraints::{NAMESPACE_NAME_LABEL, NO_PROVISIONER, SpreadConstraint};
+use crate::keys;
+use crate::model::constraints::{NO_PROVISIONER, SpreadConstraint};
 use crate::model::selector::{LabelSelector, Labels, NodeSelectorTerm, Taint};
 use crate::model::{AffinityTerm, Claim, Node, Placement, Pod, Snapshot, StorageClass, Volume};
 use std::collections::HashMap;
@@ -333,7 +334,7 @@ impl<'a> ClusterState<'a> {
             }
         }
         for (name, labels) in &mut namespace_labels {
-            labels.insert(NAMESPACE_NAME_LABEL.into(), name.clone());
+            labels.insert(keys::NAMESPACE_NAME.into(), name.clone());
         }
         let mut free_volumes: HashMap<&str, Vec<&Volume>> = HashMap::new();
         for v in &snapshot.volumes {

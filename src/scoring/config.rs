@@ -38,19 +38,11 @@ impl std::str::FromStr for SchedulerVersion {
 }
 
 /// A scheduler configuration that kube-scheduler would refuse.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct ConfigError {
-    /// Field path, e.g. `profiles[0].pluginConfig[0].args.scoringStrategy.resources[0].weight`.
-    pub path: String,
-    pub message: String,
-}
+/// Its path is e.g. `profiles[0].pluginConfig[0].args.scoringStrategy.resources[0].weight`.
+pub type ConfigError = crate::field::FieldError;
 
 fn invalid(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        path: path.into(),
-        message: message.into(),
-    }
+    ConfigError::new(path, message)
 }
 
 /// One scheduler profile's scoring, as stowage reproduces it.

@@ -74,7 +74,7 @@ pub fn static_fit(node: &Node, placement: &Placement) -> Result<(), Infeasible> 
     if node.unschedulable {
         let tolerated = placement.tolerations.iter().any(|t| {
             t.tolerates(&Taint {
-                key: "node.kubernetes.io/unschedulable".into(),
+                key: crate::keys::UNSCHEDULABLE_TAINT.into(),
                 value: String::new(),
                 effect: "NoSchedule".into(),
             })
@@ -330,7 +330,7 @@ mod tests {
             Err(Infeasible::Unschedulable)
         );
         placement.tolerations.push(Toleration {
-            key: "node.kubernetes.io/unschedulable".into(),
+            key: crate::keys::UNSCHEDULABLE_TAINT.into(),
             operator: "Exists".into(),
             effect: "NoSchedule".into(),
             ..Toleration::default()

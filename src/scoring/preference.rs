@@ -13,8 +13,7 @@ use crate::model::selector::LabelSelectorRequirement;
 use crate::scoring::config::{InterPodAffinityArgs, SpreadDefaults};
 use crate::scoring::{MAX_NODE_SCORE, Profile};
 
-const HOSTNAME: &str = "kubernetes.io/hostname";
-const ZONE: &str = "topology.kubernetes.io/zone";
+use crate::keys::{HOSTNAME, ZONE};
 
 /// image_locality.go thresholds.
 const MB: i64 = 1024 * 1024;
