@@ -39,8 +39,30 @@ pub struct SparkIndex<'a> {
     apps_by_driver: HashMap<(&'a str, &'a str), Vec<&'a SparkApp>>,
     remote_managers: &'a [String],
     server_selector: Option<&'a crate::model::selector::LabelSelector>,
-    /// A running app that keeps its shuffle data in a remote shuffle service, if any.
-    remote_user: Option<&'a str>,
+    /// Running apps that keep their shuffle data in a remote shuffle service: the service
+    /// and the app id, ordered by driver.
+    remote_users: Vec<(Service, &'a str)>,
+}
+
+/// The remote shuffle service a `spark.shuffle.manager` class talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Celeborn,
+    Uniffle,
+    /// A manager the policy added: which servers it uses is unknown, so all of them.
+    Other,
+}
+
+impl Service {
+    fn of_manager(class: &str) -> Service {
+        if class.contains(".celeborn.") {
+            Service::Celeborn
+        } else if class.ends_with(".RssShuffleManager") {
+            Service::Uniffle
+        } else {
+            Service::Other
+        }
+    }
 }
 
 impl<'a> SparkIndex<'a> {
@@ -93,13 +115,13 @@ impl<'a> SparkIndex<'a> {
             apps_by_driver,
             remote_managers: &shuffle.remote_shuffle_managers,
             server_selector: shuffle.shuffle_server_selector.as_ref(),
-            remote_user: None,
+            remote_users: Vec::new(),
         }
-        .with_remote_user()
+        .with_remote_users()
     }
 
-    /// Finds a running app whose `spark.shuffle.manager` is a remote shuffle service.
-    fn with_remote_user(mut self) -> Self {
+    /// Finds the running apps whose `spark.shuffle.manager` is a remote shuffle service.
+    fn with_remote_users(mut self) -> Self {
         let mut running: Vec<&'a Pod> = self
             .drivers_by_name
             .values()
@@ -107,30 +129,42 @@ impl<'a> SparkIndex<'a> {
             .filter(|d| !d.phase.is_finished() && !self.app_finished(d))
             .collect();
         running.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        self.remote_user = running.into_iter().find_map(|d| {
-            let manager = self.conf_value(d, Some(d), "spark.shuffle.manager")?;
-            self.remote_managers
-                .iter()
-                .any(|m| m == manager.trim())
-                .then(|| d.spark.as_ref().map_or("", |s| s.app_id.as_str()))
-        });
+        self.remote_users = running
+            .into_iter()
+            .filter_map(|d| {
+                let manager = self.conf_value(d, Some(d), "spark.shuffle.manager")?.trim();
+                self.remote_managers.iter().any(|m| m == manager).then(|| {
+                    let app = d.spark.as_ref().map_or("", |s| s.app_id.as_str());
+                    (Service::of_manager(manager), app)
+                })
+            })
+            .collect();
         self
     }
 
-    /// A remote shuffle server (a Celeborn worker by its Helm chart's labels, or a pod the
-    /// policy's `shuffle.shuffleServerSelector` selects) while an app that uses remote shuffle
-    /// runs: the app id, for the guard's detail.
+    /// A remote shuffle server while an app that uses its service runs: the app id, for the
+    /// guard's detail. Celeborn workers (by the Celeborn chart's labels) serve Celeborn's
+    /// managers, Uniffle shuffle servers (by the Uniffle operator's label) serve
+    /// `RssShuffleManager`s, and a pod the policy's `shuffle.shuffleServerSelector` selects
+    /// serves every remote shuffle app.
     pub fn serves_running_app(&self, pod: &Pod) -> Option<&'a str> {
         let label = |k: &str| pod.labels.get(k).map(String::as_str);
-        let celeborn_worker = keys::CELEBORN_WORKER
-            .iter()
-            .all(|(k, v)| label(k) == Some(v));
-        let selected = self.server_selector.is_some_and(|s| s.matches(&pod.labels));
-        if celeborn_worker || selected {
-            self.remote_user
-        } else {
+        let served = if self.server_selector.is_some_and(|s| s.matches(&pod.labels)) {
             None
-        }
+        } else if keys::CELEBORN_WORKER
+            .iter()
+            .all(|(k, v)| label(k) == Some(v))
+        {
+            Some(Service::Celeborn)
+        } else if label(keys::UNIFFLE_SHUFFLE_SERVER) == Some("true") {
+            Some(Service::Uniffle)
+        } else {
+            return None;
+        };
+        self.remote_users
+            .iter()
+            .find(|(service, _)| served.is_none_or(|s| *service == s || *service == Service::Other))
+            .map(|(_, app)| *app)
     }
 
     /// The driver pod of an executor, if it still exists.

@@ -16,8 +16,8 @@ use super::selector::{
     LabelSelector, LabelSelectorRequirement, Labels, NodeSelectorTerm, Taint, Toleration,
 };
 use super::{
-    ContainerRequests, Node, OwnerRef, Pdb, Placement, Pod, PodPhase, Resources, Snapshot,
-    SparkApp, SparkPod, SparkRole, pod_requests,
+    ContainerRequests, LocalVolume, Node, OwnerRef, Pdb, Placement, Pod, PodPhase, Resources,
+    Snapshot, SparkApp, SparkPod, SparkRole, pod_requests,
 };
 use crate::field::FieldError;
 use crate::keys;
@@ -1003,16 +1003,24 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
         meta.namespace.clone()
     };
     let annotation = |key: &str| meta.annotations.get(key).map(String::as_str);
-    let local_storage_volume = spec
+    let may_lose: Vec<&str> = annotation(keys::CA_SAFE_TO_EVICT_LOCAL_VOLUMES)
+        .map(|list| list.split(',').map(str::trim).collect())
+        .unwrap_or_default();
+    let local_volumes = spec
         .volumes
         .iter()
-        .find(|v| {
-            v.host_path.is_some()
-                || v.empty_dir
-                    .as_ref()
-                    .is_some_and(|e| e.medium.as_deref() != Some("Memory"))
+        .filter(|v| !may_lose.contains(&v.name.as_str()))
+        .filter_map(|v| {
+            let disk_empty_dir = v
+                .empty_dir
+                .as_ref()
+                .is_some_and(|e| e.medium.as_deref() != Some("Memory"));
+            (v.host_path.is_some() || disk_empty_dir).then(|| LocalVolume {
+                name: v.name.clone(),
+                host_path: v.host_path.is_some(),
+            })
         })
-        .map(|v| v.name.clone());
+        .collect();
     let spark = spark_labels(&meta.labels);
     let (node_affinity, pod_affinity, pod_anti_affinity) = match spec.affinity {
         Some(a) => (a.node_affinity, a.pod_affinity, a.pod_anti_affinity),
@@ -1077,7 +1085,7 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
             tolerations: spec.tolerations,
             node_name: None,
         },
-        local_storage_volume,
+        local_volumes,
         spark,
         constraints: (!constraints.is_empty()).then(|| Box::new(constraints)),
         images,
@@ -1472,10 +1480,32 @@ mod tests {
         assert_eq!(p.requests.real.memory_bytes, 4 << 30);
         assert_eq!(p.requests.nonzero_memory_bytes, (4 << 30) + (200 << 20));
         assert_eq!(p.safe_to_evict, Some(false));
-        assert_eq!(p.local_storage_volume.as_deref(), Some("spark-local-dir-1"));
+        assert_eq!(p.local_volumes[0].name, "spark-local-dir-1");
         assert_eq!(p.spark.as_ref().unwrap().role, SparkRole::Executor);
         assert_eq!(p.controller.as_ref().unwrap().kind, "Pod");
         assert_eq!(s.pdbs[0].disruptions_allowed, 1);
+    }
+
+    #[test]
+    fn local_volumes_skip_memory_and_the_ones_allowed_to_go() {
+        let s = load_snapshot(
+            list(
+                r#"{"kind":"Pod","metadata":{"name":"p","annotations":{
+                  "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes":"cache, logs"}},
+                "spec":{"containers":[{"name":"c"}],"volumes":[
+                  {"name":"cache","emptyDir":{}},{"name":"logs","hostPath":{"path":"/var/log"}},
+                  {"name":"shm","emptyDir":{"medium":"Memory"}},{"name":"data","hostPath":{"path":"/data"}},
+                  {"name":"tmp","emptyDir":{}}]}}"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let names: Vec<(&str, bool)> = s.pods[0]
+            .local_volumes
+            .iter()
+            .map(|v| (v.name.as_str(), v.host_path))
+            .collect();
+        assert_eq!(names, [("data", true), ("tmp", false)]);
     }
 
     #[test]

@@ -303,14 +303,31 @@ pub struct Pod {
     pub safe_to_evict: Option<bool>,
     /// `stowage.io/shuffle-free: "true"`.
     pub shuffle_free: bool,
-    /// The first volume that keeps data on the node (hostPath, or emptyDir not in memory).
-    pub local_storage_volume: Option<String>,
+    /// Volumes that keep data on the node (hostPath, emptyDir not in memory), except those
+    /// the pod's `cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes` lets go.
+    pub local_volumes: Vec<LocalVolume>,
     pub spark: Option<SparkPod>,
     /// Host ports, pod affinity, spread constraints and volumes; `None` for most pods.
     pub constraints: Option<Box<Constraints>>,
     /// Container images, init containers first, named as ImageLocality normalises them
     /// (`:latest` added when no tag is given).
     pub images: Vec<String>,
+}
+
+/// A volume whose data lives on the node and is lost when the pod moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalVolume {
+    pub name: String,
+    /// hostPath (else an emptyDir on the node's disk).
+    pub host_path: bool,
+}
+
+impl LocalVolume {
+    /// Spark's own scratch space (`spark-local-dir-N` on a Spark pod), whose lifetime the
+    /// shuffle rules (DESIGN.md §6a) govern rather than the local-storage guard.
+    pub fn is_spark_local_dir(&self, pod: &Pod) -> bool {
+        pod.spark.is_some() && self.name.starts_with("spark-local-dir-")
+    }
 }
 
 impl Pod {

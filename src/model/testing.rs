@@ -158,8 +158,20 @@ impl Pod {
         self
     }
 
-    pub fn local_storage(mut self, volume: &str) -> Pod {
-        self.local_storage_volume = Some(volume.into());
+    /// An emptyDir on the node's disk.
+    pub fn empty_dir(mut self, volume: &str) -> Pod {
+        self.local_volumes.push(LocalVolume {
+            name: volume.into(),
+            host_path: false,
+        });
+        self
+    }
+
+    pub fn host_path(mut self, volume: &str) -> Pod {
+        self.local_volumes.push(LocalVolume {
+            name: volume.into(),
+            host_path: true,
+        });
         self
     }
 

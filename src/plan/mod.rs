@@ -783,18 +783,27 @@ fn guard(
             ));
         }
     }
-    if policy.spec.block_on_local_storage
-        && let Some(pod) =
-            pods().find(|p| p.local_storage_volume.is_some() && p.safe_to_evict != Some(true))
-    {
-        return Some((
-            Reason::LocalStorage,
-            format!(
-                "{} keeps data on the node (volume {})",
-                pod.key(),
-                pod.local_storage_volume.as_deref().unwrap_or("")
-            ),
-        ));
+    // hostPath data stays behind when a pod moves: blocking by default. Disk-backed emptyDir
+    // (Spark's usual scratch space) and Spark's own local dirs only with blockOnLocalStorage,
+    // Cluster Autoscaler's rule.
+    let all = policy.spec.block_on_local_storage;
+    for pod in pods().filter(|p| p.safe_to_evict != Some(true)) {
+        let kept = pod
+            .local_volumes
+            .iter()
+            .find(|v| all || (v.host_path && !v.is_spark_local_dir(pod)));
+        if let Some(v) = kept {
+            return Some((
+                Reason::LocalStorage,
+                format!(
+                    "{} keeps data on the node in {} volume {} (list it in the pod's {} annotation if it may be lost)",
+                    pod.key(),
+                    if v.host_path { "hostPath" } else { "emptyDir" },
+                    v.name,
+                    keys::CA_SAFE_TO_EVICT_LOCAL_VOLUMES
+                ),
+            ));
+        }
     }
     None
 }

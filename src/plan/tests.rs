@@ -146,17 +146,61 @@ fn guards_apply_in_order_and_node_annotations_count() {
 }
 
 #[test]
-fn local_storage_blocks_only_when_the_policy_says_so() {
+fn empty_dir_blocks_only_when_the_policy_says_so() {
     let mut s = busy_and_idle();
-    s.pods[1] = Pod::test("small")
-        .on("idle")
-        .local_storage("spark-local-dir-1");
+    s.pods[1] = Pod::test("small").on("idle").empty_dir("scratch");
     assert_eq!(drained(&default_plan(&s)), ["idle"]);
     let mut policy = ConsolidationPolicy::default_policy();
     policy.spec.block_on_local_storage = true;
     let (reason, detail) = reason_of(&run(&s, &policy), "idle").unwrap();
     assert_eq!(reason, Reason::LocalStorage);
-    assert!(detail.contains("spark-local-dir-1"));
+    assert_eq!(
+        detail,
+        "default/small keeps data on the node in emptyDir volume scratch (list it in the pod's cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes annotation if it may be lost)"
+    );
+}
+
+#[test]
+fn host_path_blocks_by_default_except_spark_local_dirs() {
+    let mut s = busy_and_idle();
+    s.pods[1] = Pod::test("small").on("idle").host_path("data");
+    let (reason, detail) = reason_of(&default_plan(&s), "idle").unwrap();
+    assert_eq!(reason, Reason::LocalStorage);
+    assert!(detail.contains("hostPath volume data"), "{detail}");
+
+    // safe-to-evict "true" lets the pod go, as Cluster Autoscaler's annotation does.
+    s.pods[1].safe_to_evict = Some(true);
+    assert_eq!(drained(&default_plan(&s)), ["idle"]);
+
+    // A finished app's leftover executor with Spark's hostPath local dir holds nothing
+    // needed (the shuffle rules say so); the local-storage guard leaves it to them.
+    let mut s = busy_and_idle();
+    s.pods.push(
+        Pod::test("old-drv")
+            .driver_of("spark-1")
+            .phase(PodPhase::Succeeded)
+            .on("busy"),
+    );
+    s.pods[1] = Pod::test("leftover")
+        .executor_of("spark-1", "old-drv")
+        .host_path("spark-local-dir-1")
+        .on("idle");
+    assert_eq!(drained(&default_plan(&s)), ["idle"]);
+    // ...unless the policy blocks every local volume.
+    let mut policy = ConsolidationPolicy::default_policy();
+    policy.spec.block_on_local_storage = true;
+    assert_eq!(
+        reason_of(&run(&s, &policy), "idle").unwrap().0,
+        Reason::LocalStorage
+    );
+    // The same volume name on a pod that is not Spark's is just a hostPath.
+    s.pods[1] = Pod::test("imposter")
+        .host_path("spark-local-dir-1")
+        .on("idle");
+    assert_eq!(
+        reason_of(&default_plan(&s), "idle").unwrap().0,
+        Reason::LocalStorage
+    );
 }
 
 #[test]
@@ -1473,4 +1517,30 @@ fn remote_shuffle_servers_hold_shuffle_data_while_their_apps_run() {
         reason_of(&run(&s, &policy), "idle").unwrap().0,
         Reason::ShuffleData
     );
+}
+
+#[test]
+fn shuffle_servers_are_held_only_by_apps_of_their_service() {
+    let uniffle = Pod::test("rss-shuffle-server-0")
+        .label("uniffle.apache.org/shuffle-server", "true")
+        .on("idle");
+    let celeborn = Pod::test("celeborn-worker-0")
+        .label("app.kubernetes.io/name", "celeborn")
+        .label("app.kubernetes.io/role", "worker")
+        .on("idle");
+    let held = |server: &Pod, manager: &str| {
+        let mut s = busy_and_idle();
+        s.pods.push(server.clone());
+        running_app_on_busy(&mut s, "app-1", manager);
+        reason_of(&default_plan(&s), "idle").map(|r| r.0)
+    };
+    let uniffle_manager = "org.apache.uniffle.spark.shuffle.RssShuffleManager";
+    let celeborn_manager = "org.apache.spark.shuffle.celeborn.SparkShuffleManager";
+    assert_eq!(held(&uniffle, uniffle_manager), Some(Reason::ShuffleData));
+    assert_eq!(held(&celeborn, celeborn_manager), Some(Reason::ShuffleData));
+    // A Celeborn app keeps nothing on a Uniffle server, and the other way round.
+    assert_eq!(held(&uniffle, celeborn_manager), None);
+    assert_eq!(held(&celeborn, uniffle_manager), None);
+    // Executors of a local-shuffle app hold their own data, not the servers'.
+    assert_eq!(held(&uniffle, "sort"), None);
 }
