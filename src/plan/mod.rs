@@ -106,6 +106,72 @@ pub struct Blocked {
     pub pool: String,
     pub reason: Reason,
     pub detail: String,
+    /// The object responsible, for Events and metrics; none when it is the node's own state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub culprit: Option<Culprit>,
+}
+
+/// The object that keeps a node: what an Event is about and a metric is labelled with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind")]
+pub enum Culprit {
+    Pod {
+        namespace: String,
+        name: String,
+        uid: String,
+    },
+    PodDisruptionBudget {
+        namespace: String,
+        name: String,
+    },
+    /// The node itself (its annotations say so).
+    Node {
+        name: String,
+    },
+}
+
+impl Culprit {
+    pub fn pod(pod: &Pod) -> Culprit {
+        Culprit::Pod {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+        }
+    }
+
+    pub fn pdb(pdb: &crate::model::Pdb) -> Culprit {
+        Culprit::PodDisruptionBudget {
+            namespace: pdb.namespace.clone(),
+            name: pdb.name.clone(),
+        }
+    }
+}
+
+/// Why one node stays, while the plan is made.
+#[derive(Debug, Clone)]
+struct Block {
+    reason: Reason,
+    detail: String,
+    culprit: Option<Culprit>,
+}
+
+fn block(reason: Reason, detail: impl Into<String>) -> Block {
+    Block {
+        reason,
+        detail: detail.into(),
+        culprit: None,
+    }
+}
+
+impl Block {
+    fn by(mut self, culprit: Culprit) -> Block {
+        self.culprit = Some(culprit);
+        self
+    }
+
+    fn by_pod(self, pod: &Pod) -> Block {
+        self.by(Culprit::pod(pod))
+    }
 }
 
 /// The plan (`stowage plan -o json`).
@@ -255,7 +321,7 @@ impl<'a> Cluster<'a> {
 
 /// Nodes sorted into candidates and blocked ones.
 struct Classes {
-    blocked: Vec<Option<(Reason, String)>>,
+    blocked: Vec<Option<Block>>,
     /// In the order they are tried.
     candidates: Vec<Candidate>,
     managed: usize,
@@ -280,16 +346,16 @@ fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes
     for (n, node) in cluster.nodes.iter().enumerate() {
         let blocked = &mut classes.blocked[n];
         if !spec.node_selector.matches(&node.labels) {
-            *blocked = Some((
+            *blocked = Some(block(
                 Reason::NotManaged,
-                "does not match the policy's nodeSelector".into(),
+                "does not match the policy's nodeSelector",
             ));
             continue;
         }
         if node.deleting {
             classes.deleting += 1;
             classes.already_disrupting += 1;
-            *blocked = Some((Reason::NotManaged, "node is already being deleted".into()));
+            *blocked = Some(block(Reason::NotManaged, "node is already being deleted"));
             continue;
         }
         classes.managed += 1;
@@ -305,7 +371,7 @@ fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes
         }
         let used = cluster.utilisation(n);
         if used >= spec.idle.score_below {
-            *blocked = Some((
+            *blocked = Some(block(
                 Reason::NotIdle,
                 format!(
                     "utilisation score {used} is not below {}",
@@ -319,7 +385,7 @@ fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes
         {
             let idle_seconds = input.now.as_second() - since.as_second();
             if idle_seconds < idle_for.as_secs() as i64 {
-                *blocked = Some((
+                *blocked = Some(block(
                     Reason::Recent,
                     format!(
                         "idle for {idle_seconds}s, less than idle.for {}",
@@ -531,22 +597,26 @@ fn select<'a>(
         let needed = &c.pdb_needs;
         if let Some((&pdb, &count)) = needed.iter().find(|(pdb, count)| **count > pdb_left[**pdb]) {
             let b = &snapshot.pdbs[pdb];
-            classes.blocked[n] = Some((
-                Reason::PodDisruptionBudget,
-                format!(
-                    "draining needs {count} disruption(s) of PodDisruptionBudget {}/{}, which has {} left after the rest of the plan",
-                    b.namespace, b.name, pdb_left[pdb]
-                ),
-            ));
+            classes.blocked[n] = Some(
+                block(
+                    Reason::PodDisruptionBudget,
+                    format!(
+                        "draining needs {count} disruption(s) of PodDisruptionBudget {}/{}, which has {} left after the rest of the plan",
+                        b.namespace, b.name, pdb_left[pdb]
+                    ),
+                )
+                .by(Culprit::pdb(b)),
+            );
             continue;
         }
         let over_budget = budget_left == Some(0);
         match sim.try_drain(c.node, &c.evictable, &c.recreated, !over_budget) {
-            Err(why) => {
-                classes.blocked[n] = Some((Reason::NoFit, why));
+            Err((pod, why)) => {
+                classes.blocked[n] =
+                    Some(block(Reason::NoFit, why).by_pod(&snapshot.pods[pod as usize]));
             }
             Ok(()) if over_budget => {
-                classes.blocked[n] = Some((
+                classes.blocked[n] = Some(block(
                     Reason::Budget,
                     format!(
                         "the disruption budget allows {} node(s) now and the plan uses them",
@@ -585,7 +655,7 @@ struct Drained {
 fn assemble(
     cluster: &Cluster,
     drained: Drained,
-    blocked: Vec<Option<(Reason, String)>>,
+    blocked: Vec<Option<Block>>,
     warnings: Vec<String>,
 ) -> Plan {
     let nodes = &cluster.nodes;
@@ -629,12 +699,13 @@ fn assemble(
         .into_iter()
         .enumerate()
         .filter_map(|(n, b)| {
-            let (reason, detail) = b?;
+            let b = b?;
             Some(Blocked {
                 node: nodes[n].name.clone(),
                 pool: pool_of(&nodes[n]),
-                reason,
-                detail,
+                reason: b.reason,
+                detail: b.detail,
+                culprit: b.culprit,
             })
         })
         .collect();
@@ -674,7 +745,7 @@ fn guard(
     cluster: &Cluster,
     spark: &SparkIndex,
     policy: &ConsolidationPolicy,
-) -> Option<(Reason, String)> {
+) -> Option<Block> {
     let snapshot = cluster.snapshot;
     let pods = || evictable.iter().map(|&p| &snapshot.pods[p as usize]);
     let decommission = policy.spec.shuffle.holding_action == HoldingAction::Decommission;
@@ -693,40 +764,56 @@ fn guard(
                     " (holdingAction Decommission needs spark.decommission.enabled and spark.storage.decommission.shuffleBlocks.enabled)",
                 );
             }
-            return Some((Reason::ShuffleData, detail));
+            return Some(block(Reason::ShuffleData, detail).by_pod(pod));
         }
     }
     if let Some(pod) = pods().find(|p| spark.is_running_driver(p)) {
         let app = pod.spark.as_ref().map_or("", |s| s.app_id.as_str());
-        return Some((
-            Reason::RunningDriver,
-            format!("{} is the driver of running app {app}", pod.key()),
-        ));
+        return Some(
+            block(
+                Reason::RunningDriver,
+                format!("{} is the driver of running app {app}", pod.key()),
+            )
+            .by_pod(pod),
+        );
     }
     if let Some(annotation) = &node.do_not_disrupt {
-        return Some((
-            Reason::DoNotDisrupt,
-            format!("node is annotated {annotation}=true"),
-        ));
+        return Some(
+            block(
+                Reason::DoNotDisrupt,
+                format!("node is annotated {annotation}=true"),
+            )
+            .by(Culprit::Node {
+                name: node.name.clone(),
+            }),
+        );
     }
     for pod in pods() {
         if pod.do_not_disrupt {
-            return Some((
-                Reason::DoNotDisrupt,
-                format!(
-                    "{} is annotated karpenter.sh/do-not-disrupt=true",
-                    pod.key()
-                ),
-            ));
+            return Some(
+                block(
+                    Reason::DoNotDisrupt,
+                    format!(
+                        "{} is annotated {}=true",
+                        pod.key(),
+                        keys::KARPENTER_DO_NOT_DISRUPT
+                    ),
+                )
+                .by_pod(pod),
+            );
         }
         if pod.safe_to_evict == Some(false) {
-            return Some((
-                Reason::DoNotDisrupt,
-                format!(
-                    "{} is annotated cluster-autoscaler.kubernetes.io/safe-to-evict=false",
-                    pod.key()
-                ),
-            ));
+            return Some(
+                block(
+                    Reason::DoNotDisrupt,
+                    format!(
+                        "{} is annotated {}=false",
+                        pod.key(),
+                        keys::CA_SAFE_TO_EVICT
+                    ),
+                )
+                .by_pod(pod),
+            );
         }
     }
     for (pod, pdbs) in pods().zip(covering) {
@@ -735,7 +822,7 @@ fn guard(
             [one] if snapshot.pdbs[*one].disruptions_allowed > 0 => {}
             [one] => {
                 let b = &snapshot.pdbs[*one];
-                return Some((
+                return Some(block(
                     Reason::PodDisruptionBudget,
                     format!(
                         "{} is covered by PodDisruptionBudget {}/{}, which allows {} disruptions",
@@ -744,14 +831,14 @@ fn guard(
                         b.name,
                         b.disruptions_allowed
                     ),
-                ));
+                ).by(Culprit::pdb(b)));
             }
             many => {
                 let names: Vec<String> = many
                     .iter()
                     .map(|&i| format!("{}/{}", snapshot.pdbs[i].namespace, snapshot.pdbs[i].name))
                     .collect();
-                return Some((
+                return Some(block(
                     Reason::PodDisruptionBudget,
                     format!(
                         "{} is covered by {} PodDisruptionBudgets ({}); the eviction API refuses such pods",
@@ -759,28 +846,31 @@ fn guard(
                         many.len(),
                         names.join(", ")
                     ),
-                ));
+                ).by_pod(pod));
             }
         }
     }
     if let Some(pod) = pods().find(|p| p.controller.is_none() && p.safe_to_evict != Some(true)) {
-        return Some((
+        return Some(block(
             Reason::NoController,
             format!(
                 "{} has no controller and would not be recreated (annotate cluster-autoscaler.kubernetes.io/safe-to-evict=true to allow)",
                 pod.key()
             ),
-        ));
+        ).by_pod(pod));
     }
     for pod in pods() {
         if let Some(app) = spark.serves_running_app(pod) {
-            return Some((
-                Reason::ShuffleData,
-                format!(
-                    "{} is a remote shuffle server and app {app} keeps its shuffle data there",
-                    pod.key()
-                ),
-            ));
+            return Some(
+                block(
+                    Reason::ShuffleData,
+                    format!(
+                        "{} is a remote shuffle server and app {app} keeps its shuffle data there",
+                        pod.key()
+                    ),
+                )
+                .by_pod(pod),
+            );
         }
     }
     // hostPath data stays behind when a pod moves: blocking by default. Disk-backed emptyDir
@@ -793,7 +883,7 @@ fn guard(
             .iter()
             .find(|v| all || (v.host_path && !v.is_spark_local_dir(pod)));
         if let Some(v) = kept {
-            return Some((
+            return Some(block(
                 Reason::LocalStorage,
                 format!(
                     "{} keeps data on the node in {} volume {} (list it in the pod's {} annotation if it may be lost)",
@@ -802,7 +892,7 @@ fn guard(
                     v.name,
                     keys::CA_SAFE_TO_EVICT_LOCAL_VOLUMES
                 ),
-            ));
+            ).by_pod(pod));
         }
     }
     None
@@ -866,7 +956,7 @@ impl Simulation<'_> {
         evictable: &[u32],
         recreated: &[u32],
         commit: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), (u32, String)> {
         let pods = &self.snapshot.pods;
         // Pods nobody recreates leave without a destination.
         for &p in evictable {
@@ -885,7 +975,7 @@ impl Simulation<'_> {
             match self.place(p) {
                 Ok(dest) => placed.push((p, dest)),
                 Err(why) => {
-                    failed = Some(why);
+                    failed = Some((p, why));
                     break;
                 }
             }

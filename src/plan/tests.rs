@@ -128,7 +128,46 @@ fn each_guard_names_its_pod() {
         let (got, got_detail) = reason_of(&plan, "idle").expect("idle is blocked");
         assert_eq!(got, reason, "{detail}");
         assert!(got_detail.starts_with(detail), "{got_detail}");
+        // The object an Event names: the PDB for a budget, else the pod.
+        let culprit = plan.blocked.iter().find(|b| b.node == "idle").unwrap();
+        let expected = if reason == Reason::PodDisruptionBudget {
+            Culprit::PodDisruptionBudget {
+                namespace: "default".into(),
+                name: "web".into(),
+            }
+        } else {
+            let name = detail
+                .split(' ')
+                .next()
+                .unwrap()
+                .trim_start_matches("default/");
+            Culprit::Pod {
+                namespace: "default".into(),
+                name: name.into(),
+                uid: format!("uid-{name}"),
+            }
+        };
+        assert_eq!(culprit.culprit.as_ref(), Some(&expected), "{detail}");
     }
+}
+
+#[test]
+fn culprits_name_the_pod_without_room_and_nothing_for_the_node_own_state() {
+    let mut s = busy_and_idle();
+    s.pods[1] = Pod::test("big").on("idle").req(5_000, GI);
+    let plan = default_plan(&s);
+    let idle = plan.blocked.iter().find(|b| b.node == "idle").unwrap();
+    assert_eq!(idle.reason, Reason::NoFit);
+    assert_eq!(
+        idle.culprit,
+        Some(Culprit::Pod {
+            namespace: "default".into(),
+            name: "big".into(),
+            uid: "uid-big".into()
+        })
+    );
+    let busy = plan.blocked.iter().find(|b| b.node == "busy").unwrap();
+    assert_eq!((busy.reason, &busy.culprit), (Reason::NotIdle, &None));
 }
 
 #[test]
