@@ -28,7 +28,7 @@ use crate::shuffle::{ShuffleState, SparkIndex};
 use index::{DestinationIndex, PodToPlace};
 use jiff::Timestamp;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Why a node is not drained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -223,10 +223,71 @@ struct Candidate {
 pub fn plan(input: &PlanInput) -> Plan {
     let cluster = Cluster::new(input.snapshot, input.policy, input.profiles);
     let spark = SparkIndex::new(input.snapshot, &input.policy.spec.shuffle);
-    let mut classes = classify(&cluster, input, &spark);
+    let mut classes = classify(&cluster, input, &spark, None);
     let mut warnings = input.snapshot.warnings.clone();
     let drained = select(&cluster, input, &spark, &mut classes, &mut warnings);
     assemble(&cluster, drained, classes.blocked, warnings)
+}
+
+/// Why a plan no longer holds: the first of its nodes that would now be kept, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{node}: {}: {detail}", reason.as_str())]
+pub struct Invalid {
+    pub node: String,
+    pub reason: Reason,
+    pub detail: String,
+    pub culprit: Option<Culprit>,
+}
+
+/// Re-checks `plan` against a newer snapshot (`input`), as the controller does after tainting
+/// a plan's nodes and before the first eviction: each drained node must still exist and be
+/// managed, idle and unguarded (no shuffle holder, driver, do-not-disrupt pod, exhausted PDB…
+/// appeared), and the whole set must still be feasible — every pod that needs a new home finds
+/// one after the pending pods are placed, PDBs and the node budget still allow it. Where the
+/// pods go may differ from the plan's prediction; that they fit is what matters.
+pub fn validate(plan: &Plan, input: &PlanInput) -> Result<(), Invalid> {
+    let wanted: HashSet<&str> = plan.drain.iter().map(|d| d.node.as_str()).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    if let Some(gone) = plan
+        .drain
+        .iter()
+        .find(|d| !input.snapshot.nodes.iter().any(|n| n.name == d.node))
+    {
+        return Err(Invalid {
+            node: gone.node.clone(),
+            reason: Reason::NotManaged,
+            detail: "node is gone from the cluster".into(),
+            culprit: None,
+        });
+    }
+    let cluster = Cluster::new(input.snapshot, input.policy, input.profiles);
+    let spark = SparkIndex::new(input.snapshot, &input.policy.spec.shuffle);
+    let mut classes = classify(&cluster, input, &spark, Some(&wanted));
+    let mut warnings = Vec::new();
+    let drained = select(&cluster, input, &spark, &mut classes, &mut warnings);
+    let kept = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(n, node)| {
+            wanted.contains(node.name.as_str()) && !drained.nodes.contains(&(*n as u32))
+        })
+        .map(|(n, node)| (node, classes.blocked[n].take()))
+        .min_by(|a, b| a.0.name.cmp(&b.0.name));
+    match kept {
+        None => Ok(()),
+        Some((node, b)) => {
+            let b = b.unwrap_or_else(|| block(Reason::NoFit, "no longer drained"));
+            Err(Invalid {
+                node: node.name.clone(),
+                reason: b.reason,
+                detail: b.detail,
+                culprit: b.culprit,
+            })
+        }
+    }
 }
 
 /// The snapshot arranged for planning: nodes sorted by name (index order is name order, which
@@ -332,7 +393,15 @@ struct Classes {
 }
 
 /// Step 1–3: managed, idle, recent, guards.
-fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes {
+/// With `only`, just those nodes are candidates (re-validating a plan that chose them): their
+/// idle time is not re-checked, and their own draining state does not count against the
+/// budget they were admitted under.
+fn classify(
+    cluster: &Cluster,
+    input: &PlanInput,
+    spark: &SparkIndex,
+    only: Option<&HashSet<&str>>,
+) -> Classes {
     let snapshot = cluster.snapshot;
     let spec = &input.policy.spec;
     let idle_for = input.policy.idle_for();
@@ -359,15 +428,19 @@ fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes
             continue;
         }
         classes.managed += 1;
+        let chosen = only.map(|set| set.contains(node.name.as_str()));
         // Karpenter's budget counts these as disrupting: not Ready, or being drained (by us).
-        if node.not_ready
-            || node
-                .stowage_annotations
-                .get(keys::STATE)
-                .map(String::as_str)
-                == Some(keys::STATE_DRAINING)
-        {
+        let draining = node
+            .stowage_annotations
+            .get(keys::STATE)
+            .map(String::as_str)
+            == Some(keys::STATE_DRAINING);
+        if node.not_ready || (draining && chosen != Some(true)) {
             classes.already_disrupting += 1;
+        }
+        if chosen == Some(false) {
+            *blocked = Some(block(Reason::NotManaged, "not in the plan being validated"));
+            continue;
         }
         let used = cluster.utilisation(n);
         if used >= spec.idle.score_below {
@@ -381,6 +454,7 @@ fn classify(cluster: &Cluster, input: &PlanInput, spark: &SparkIndex) -> Classes
             continue;
         }
         if let Some(since) = node.stowage_annotations.get(keys::IDLE_SINCE)
+            && chosen.is_none()
             && let Ok(since) = since.parse::<Timestamp>()
         {
             let idle_seconds = input.now.as_second() - since.as_second();

@@ -1583,3 +1583,135 @@ fn shuffle_servers_are_held_only_by_apps_of_their_service() {
     // Executors of a local-shuffle app hold their own data, not the servers'.
     assert_eq!(held(&uniffle, "sort"), None);
 }
+
+/// `validate` of `plan` against `snapshot` under `policy`.
+fn revalidate(
+    plan: &Plan,
+    snapshot: &Snapshot,
+    policy: &ConsolidationPolicy,
+) -> Result<(), Invalid> {
+    let profiles = Profiles::defaults(SchedulerVersion::V1_36);
+    validate(
+        plan,
+        &PlanInput {
+            snapshot,
+            policy,
+            profiles: &profiles,
+            now: now(),
+        },
+    )
+}
+
+#[test]
+fn a_plan_validates_against_its_own_snapshot_and_after_stowage_marks_its_nodes() {
+    let mut s = busy_and_idle();
+    s.nodes.push(Node::test("idle-2"));
+    s.pods.push(Pod::test("small-2").on("idle-2"));
+    let mut policy = ConsolidationPolicy::default_policy();
+    policy.spec.disruption.budgets = vec![budget("2", None)];
+    let plan = run(&s, &policy);
+    assert_eq!(drained(&plan), ["idle", "idle-2"]);
+    assert_eq!(revalidate(&plan, &s, &policy), Ok(()));
+
+    // The controller taints, cordons and annotates the plan's nodes before re-validating:
+    // its own drains do not use up the budget they were admitted under, and the idle time
+    // is not measured again.
+    let mut marked = s.clone();
+    for n in marked
+        .nodes
+        .iter_mut()
+        .filter(|n| n.name.starts_with("idle"))
+    {
+        n.unschedulable = true;
+        n.taints.push(crate::model::selector::Taint {
+            key: keys::DISRUPTING_TAINT.into(),
+            value: String::new(),
+            effect: "NoSchedule".into(),
+        });
+        n.stowage_annotations
+            .insert(keys::STATE.into(), keys::STATE_DRAINING.into());
+        n.stowage_annotations
+            .insert(keys::IDLE_SINCE.into(), "2026-11-23T21:59:00Z".into());
+    }
+    assert_eq!(revalidate(&plan, &marked, &policy), Ok(()));
+}
+
+#[test]
+fn validation_fails_when_a_guarded_pod_appeared() {
+    let s = busy_and_idle();
+    let plan = default_plan(&s);
+    assert_eq!(drained(&plan), ["idle"]);
+    let mut newer = s.clone();
+    newer.pods.push(
+        Pod::test("drv")
+            .driver_of("spark-1")
+            .on("busy")
+            .req(100, GI),
+    );
+    newer
+        .pods
+        .push(Pod::test("exec-1").executor_of("spark-1", "drv").on("idle"));
+    let policy = ConsolidationPolicy::default_policy();
+    let err = revalidate(&plan, &newer, &policy).unwrap_err();
+    assert_eq!(err.node, "idle");
+    assert_eq!(err.reason, Reason::ShuffleData);
+    assert_eq!(
+        err.culprit,
+        Some(Culprit::Pod {
+            namespace: "default".into(),
+            name: "exec-1".into(),
+            uid: "uid-exec-1".into()
+        })
+    );
+    assert_eq!(
+        err.to_string(),
+        "idle: ShuffleData: default/exec-1 holds shuffle data of running app spark-1"
+    );
+}
+
+#[test]
+fn validation_fails_when_the_room_is_gone_or_the_budget_is_used() {
+    let s = busy_and_idle();
+    let policy = ConsolidationPolicy::default_policy();
+    let plan = default_plan(&s);
+    assert_eq!(drained(&plan), ["idle"]);
+
+    // A pending pod now takes the room the idle node's pod needed.
+    let mut newer = s.clone();
+    newer.pods.push(Pod {
+        node_name: None,
+        ..Pod::test("pending").req(4_000, GI)
+    });
+    let err = revalidate(&plan, &newer, &policy).unwrap_err();
+    assert_eq!((err.node.as_str(), err.reason), ("idle", Reason::NoFit));
+    assert!(
+        err.detail
+            .starts_with("default/small: 0/1 nodes are available"),
+        "{}",
+        err.detail
+    );
+
+    // Another node went NotReady, using up a budget of one.
+    let mut budgeted = policy.clone();
+    budgeted.spec.disruption.budgets = vec![budget("1", None)];
+    let mut newer = s.clone();
+    newer.nodes.push(Node::test("sick"));
+    newer.nodes[2].not_ready = true;
+    let err = revalidate(&plan, &newer, &budgeted).unwrap_err();
+    assert_eq!(err.reason, Reason::Budget);
+
+    // The node went away, or the policy no longer manages it.
+    let mut newer = s.clone();
+    newer.nodes.retain(|n| n.name != "idle");
+    let err = revalidate(&plan, &newer, &policy).unwrap_err();
+    assert_eq!(
+        (err.reason, err.detail.as_str()),
+        (Reason::NotManaged, "node is gone from the cluster")
+    );
+    let mut newer = s.clone();
+    newer.nodes[1].labels.clear();
+    let mut pool = policy.clone();
+    pool.spec.node_selector.match_labels = [("pool".to_string(), "spark".to_string())].into();
+    let err = revalidate(&plan, &newer, &pool).unwrap_err();
+    assert_eq!(err.reason, Reason::NotManaged);
+}
