@@ -236,7 +236,7 @@ pub struct Invalid {
     pub node: String,
     pub reason: Reason,
     pub detail: String,
-    pub culprit: Option<Culprit>,
+    pub culprit: Option<Box<Culprit>>,
 }
 
 /// Re-checks `plan` against a newer snapshot (`input`), as the controller does after tainting
@@ -284,7 +284,7 @@ pub fn validate(plan: &Plan, input: &PlanInput) -> Result<(), Invalid> {
                 node: node.name.clone(),
                 reason: b.reason,
                 detail: b.detail,
-                culprit: b.culprit,
+                culprit: b.culprit.map(Box::new),
             })
         }
     }

@@ -1656,8 +1656,8 @@ fn validation_fails_when_a_guarded_pod_appeared() {
     assert_eq!(err.node, "idle");
     assert_eq!(err.reason, Reason::ShuffleData);
     assert_eq!(
-        err.culprit,
-        Some(Culprit::Pod {
+        err.culprit.as_deref(),
+        Some(&Culprit::Pod {
             namespace: "default".into(),
             name: "exec-1".into(),
             uid: "uid-exec-1".into()
