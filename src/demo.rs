@@ -38,39 +38,109 @@ pub const M5_XLARGE: Shape = Shape {
     pods: 58,
 };
 
-/// A node as `kubectl get node -o json` shows it (the fields stowage reads, and a few more).
+/// A node of an EKS pool as `kubectl get node -o json` shows it (the fields stowage reads, and a
+/// few more).
 pub fn node(name: &str, pool: &str, shape: Shape, capacity_type: &str, zone: &str) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-                "node.kubernetes.io/instance-type": shape.instance_type,
-                "topology.kubernetes.io/zone": zone,
-                "karpenter.sh/nodepool": pool,
-                "karpenter.sh/capacity-type": capacity_type,
-                "nodegroup-type": capacity_type,
-            },
-            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
-        },
-        "spec": {"providerID": format!("aws:///{zone}/i-{:017x}", fnv(name))},
-        "status": {
-            "allocatable": {
-                "cpu": format!("{}m", shape.cpu_milli),
-                "memory": format!("{}Mi", shape.memory_mi),
-                "pods": shape.pods.to_string(),
-                "ephemeral-storage": "95551679124",
-            },
-            "capacity": {
-                "cpu": format!("{}", (shape.cpu_milli + 999) / 1000),
-                "memory": format!("{}Ki", shape.memory_mi * 1024 + 700_000),
-                "pods": shape.pods.to_string(),
-            },
-        },
-    })
+    NodeJson::new(name)
+        .label("kubernetes.io/os", "linux")
+        .label("node.kubernetes.io/instance-type", shape.instance_type)
+        .label("topology.kubernetes.io/zone", zone)
+        .label("karpenter.sh/nodepool", pool)
+        .label("karpenter.sh/capacity-type", capacity_type)
+        .label("nodegroup-type", capacity_type)
+        .annotate("node.alpha.kubernetes.io/ttl", "0")
+        .provider_id(&format!("aws:///{zone}/i-{:017x}", fnv(name)))
+        .resources(
+            &format!("{}m", shape.cpu_milli),
+            &format!("{}Mi", shape.memory_mi),
+            &shape.pods.to_string(),
+        )
+        .allocatable("ephemeral-storage", "95551679124")
+        .capacity("cpu", &format!("{}", (shape.cpu_milli + 999) / 1000))
+        .capacity("memory", &format!("{}Ki", shape.memory_mi * 1024 + 700_000))
+        .build()
+}
+
+/// A node as `kubectl get node -o json` shows it, built step by step: the one node fixture of
+/// the demo, the benchmarks and the tests (`.kwok()` makes it a node kwok runs).
+pub struct NodeJson {
+    value: Value,
+}
+
+impl NodeJson {
+    /// A node labelled with its hostname, with no resources yet.
+    pub fn new(name: &str) -> NodeJson {
+        NodeJson {
+            value: json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}, "annotations": {}},
+                "spec": {},
+                "status": {"allocatable": {}, "capacity": {}},
+            }),
+        }
+    }
+
+    /// Allocatable and capacity both `cpu`, `memory`, `pods` (quantities as written).
+    pub fn resources(self, cpu: &str, memory: &str, pods: &str) -> Self {
+        [("cpu", cpu), ("memory", memory), ("pods", pods)]
+            .into_iter()
+            .fold(self, |n, (k, v)| n.allocatable(k, v).capacity(k, v))
+    }
+
+    /// An extended resource (`example.com/fpga`), allocatable and capacity alike.
+    pub fn extended(self, name: &str, quantity: &str) -> Self {
+        self.allocatable(name, quantity).capacity(name, quantity)
+    }
+
+    pub fn allocatable(mut self, name: &str, quantity: &str) -> Self {
+        self.value["status"]["allocatable"][name] = json!(quantity);
+        self
+    }
+
+    pub fn capacity(mut self, name: &str, quantity: &str) -> Self {
+        self.value["status"]["capacity"][name] = json!(quantity);
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.value["metadata"]["labels"][key] = json!(value);
+        self
+    }
+
+    pub fn annotate(mut self, key: &str, value: &str) -> Self {
+        self.value["metadata"]["annotations"][key] = json!(value);
+        self
+    }
+
+    pub fn taint(mut self, key: &str, value: &str, effect: &str) -> Self {
+        let spec = self.value["spec"].as_object_mut().expect("spec");
+        let taints = spec.entry("taints").or_insert_with(|| json!([]));
+        taints
+            .as_array_mut()
+            .expect("taints")
+            .push(json!({"key": key, "value": value, "effect": effect}));
+        self
+    }
+
+    pub fn unschedulable(mut self) -> Self {
+        self.value["spec"]["unschedulable"] = json!(true);
+        self
+    }
+
+    pub fn provider_id(mut self, id: &str) -> Self {
+        self.value["spec"]["providerID"] = json!(id);
+        self
+    }
+
+    /// Run by kwok (the test control plane's fake kubelet).
+    pub fn kwok(self) -> Self {
+        self.annotate("kwok.x-k8s.io/node", "fake")
+    }
+
+    pub fn build(self) -> Value {
+        self.value
+    }
 }
 
 fn fnv(s: &str) -> u64 {
@@ -131,7 +201,14 @@ impl PodJson {
         self
     }
 
-    pub fn owner(mut self, kind: &str, name: &str) -> Self {
+    pub fn owner(self, kind: &str, name: &str) -> Self {
+        let uid = format!("{:016x}", fnv(name));
+        self.owner_uid(kind, name, &uid)
+    }
+
+    /// Owned by the object with that UID (in a real cluster the garbage collector deletes a
+    /// pod whose owner's UID does not exist).
+    pub fn owner_uid(mut self, kind: &str, name: &str, uid: &str) -> Self {
         let api = match kind {
             "Pod" => "v1",
             "Job" => "batch/v1",
@@ -140,7 +217,7 @@ impl PodJson {
         };
         self.value["metadata"]["ownerReferences"] = json!([{
             "apiVersion": api, "kind": kind, "name": name,
-            "uid": format!("{:016x}", fnv(name)), "controller": true, "blockOwnerDeletion": true,
+            "uid": uid, "controller": true, "blockOwnerDeletion": true,
         }]);
         if kind == "ReplicaSet" {
             // The Deployment controller labels a ReplicaSet's pods with its template hash.
@@ -157,6 +234,18 @@ impl PodJson {
 
     pub fn annotate(mut self, key: &str, value: &str) -> Self {
         self.meta("annotations").insert(key.into(), json!(value));
+        self
+    }
+
+    /// Replaces the containers (a JSON array as the API writes it).
+    pub fn containers(mut self, containers: Value) -> Self {
+        self.value["spec"]["containers"] = containers;
+        self
+    }
+
+    /// `terminationGracePeriodSeconds`.
+    pub fn grace(mut self, seconds: i64) -> Self {
+        self.value["spec"]["terminationGracePeriodSeconds"] = json!(seconds);
         self
     }
 

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use stowage::demo::{NodeJson, PodJson};
 
 fn stowage(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_stowage"))
@@ -144,13 +145,21 @@ fn the_plan_reads_its_own_demo_snapshot_and_a_policy() {
     );
 }
 
+/// A node of upstream's test tables: only allocatable resources.
 fn node(name: &str, allocatable: Value) -> Value {
-    json!({"kind": "Node", "metadata": {"name": name}, "status": {"allocatable": allocatable}})
+    let resources = allocatable.as_object().expect("a resource map").iter();
+    resources
+        .fold(NodeJson::new(name), |n, (k, v)| {
+            n.allocatable(k, v.as_str().expect("a quantity"))
+        })
+        .build()
 }
 
 fn pod_on(node: &str, name: &str, containers: Value) -> Value {
-    json!({"kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-           "spec": {"nodeName": node, "containers": containers}, "status": {"phase": "Running"}})
+    PodJson::new("default", name)
+        .on(node)
+        .containers(containers)
+        .build()
 }
 
 fn containers(requests: &[Value]) -> Value {

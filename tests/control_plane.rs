@@ -7,20 +7,25 @@ mod support;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use std::time::Duration;
+use stowage::demo::NodeJson;
 use support::{ControlPlane, wait_until};
 
-fn kwok_node(name: &str, cpu: &str, memory: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{type: kwok, kubernetes.io/hostname: {name}}}\nstatus:\n  allocatable: {{cpu: \"{cpu}\", memory: {memory}, pods: \"110\"}}\n  capacity: {{cpu: \"{cpu}\", memory: {memory}, pods: \"110\"}}\n"
-    )
+fn kwok_node(name: &str, cpu: &str, memory: &str) -> Vec<serde_json::Value> {
+    vec![
+        NodeJson::new(name)
+            .kwok()
+            .label("type", "kwok")
+            .resources(cpu, memory, "110")
+            .build(),
+    ]
 }
 
 #[test]
 fn kwok_nodes_run_pods_bound_by_the_bin_packing_scheduler() {
     let cp = ControlPlane::shared();
     let ns = cp.namespace("smoke");
-    cp.apply(&kwok_node("smoke-a", "8", "32Gi"));
-    cp.apply(&kwok_node("smoke-b", "8", "32Gi"));
+    cp.apply_objects(kwok_node("smoke-a", "8", "32Gi"));
+    cp.apply_objects(kwok_node("smoke-b", "8", "32Gi"));
     wait_until("kwok nodes Ready", Duration::from_secs(30), || {
         cp.kubectl_output(&[
             "get",
@@ -107,7 +112,7 @@ fn rbac_is_enforced() {
 #[tokio::test]
 async fn the_rust_client_reaches_the_api_server() {
     let cp = ControlPlane::shared();
-    cp.apply(&kwok_node("client-a", "4", "16Gi"));
+    cp.apply_objects(kwok_node("client-a", "4", "16Gi"));
     let nodes: Api<Node> = Api::all(cp.client().await);
     let list = nodes
         .list(&ListParams::default().labels("type=kwok"))

@@ -7,18 +7,22 @@
 
 mod support;
 
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+use stowage::demo::{NodeJson, PodJson};
 use stowage::model::load_snapshot;
 use stowage::plan::{PlanInput, Reason, plan};
 use stowage::policy::ConsolidationPolicy;
 use stowage::scoring::{Profiles, SchedulerVersion};
 use support::{ControlPlane, wait_until};
 
-fn node(name: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: e2e, kubernetes.io/hostname: {name}}}\nstatus:\n  allocatable: {{cpu: \"8\", memory: 32Gi, pods: \"110\"}}\n  capacity: {{cpu: \"8\", memory: 32Gi, pods: \"110\"}}\n---\n"
-    )
+fn node(name: &str) -> Value {
+    NodeJson::new(name)
+        .kwok()
+        .label("pool", "e2e")
+        .resources("8", "32Gi", "110")
+        .build()
 }
 
 /// `name=node` of every pod in the namespace.
@@ -79,22 +83,28 @@ fn spread_deployment(cp: &ControlPlane, ns: &str, name: &str, all: &[String], ta
     }
 }
 
-fn bare_pod(
+/// A Spark pod bound to `node`: `role` driver or executor of `app`, owned by its driver
+/// (name, UID) when given.
+fn spark_pod(
     ns: &str,
     name: &str,
     node: &str,
-    labels: &str,
+    (role, app): (&str, &str),
     owner: Option<(&str, &str)>,
-    cpu: &str,
-) -> String {
-    let owner = owner
-        .map(|(name, uid)| {
-            format!("  ownerReferences: [{{apiVersion: v1, kind: Pod, name: {name}, uid: {uid}, controller: true}}]\n")
-        })
-        .unwrap_or_default();
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels: {{{labels}}}\n{owner}spec:\n  nodeName: {node}\n  schedulerName: my-scheduler\n  terminationGracePeriodSeconds: 0\n  containers: [{{name: c, image: fake, resources: {{requests: {{cpu: \"{cpu}\", memory: 4Gi}}}}}}]\n---\n"
-    )
+    cpu_milli: i64,
+) -> Value {
+    let pod = PodJson::new(ns, name)
+        .on(node)
+        .scheduler("my-scheduler")
+        .grace(0)
+        .label("spark-role", role)
+        .label("spark-app-selector", app)
+        .requests(cpu_milli, 4096);
+    match owner {
+        Some((driver, uid)) => pod.owner_uid("Pod", driver, uid),
+        None => pod,
+    }
+    .build()
 }
 
 #[test]
@@ -102,7 +112,7 @@ fn drained_nodes_empty_and_every_pod_finds_a_home() {
     let cp = ControlPlane::shared();
     let ns = cp.namespace("e2e");
     let nodes: Vec<String> = (0..8).map(|i| format!("e2e-{i}")).collect();
-    cp.apply(&nodes.iter().map(|n| node(n)).collect::<String>());
+    cp.apply_objects(nodes.iter().map(|n| node(n)).collect());
     wait_until("nodes Ready", Duration::from_secs(30), || {
         cp.kubectl_output(&[
             "get",
@@ -116,14 +126,14 @@ fn drained_nodes_empty_and_every_pod_finds_a_home() {
     });
 
     // A running Spark app: driver on e2e-0, executors (holding shuffle data) on e2e-1 and e2e-2.
-    cp.apply(&bare_pod(
+    cp.apply_objects(vec![spark_pod(
         &ns,
         "etl-driver",
         "e2e-0",
-        "spark-role: driver, spark-app-selector: spark-run",
+        ("driver", "spark-run"),
         None,
-        "1",
-    ));
+        1000,
+    )]);
     let driver_uid = cp.kubectl(&[
         "get",
         "pod",
@@ -133,29 +143,29 @@ fn drained_nodes_empty_and_every_pod_finds_a_home() {
         "-o",
         "jsonpath={.metadata.uid}",
     ]);
-    let executors: String = [("etl-exec-1", "e2e-1"), ("etl-exec-2", "e2e-2")]
+    let executors = [("etl-exec-1", "e2e-1"), ("etl-exec-2", "e2e-2")]
         .iter()
         .map(|(name, node)| {
-            bare_pod(
+            spark_pod(
                 &ns,
                 name,
                 node,
-                "spark-role: executor, spark-app-selector: spark-run",
+                ("executor", "spark-run"),
                 Some(("etl-driver", &driver_uid)),
-                "2",
+                2000,
             )
         })
         .collect();
-    cp.apply(&executors);
+    cp.apply_objects(executors);
     // A finished app: its driver Succeeded, one executor lingers on e2e-3.
-    cp.apply(&bare_pod(
+    cp.apply_objects(vec![spark_pod(
         &ns,
         "old-driver",
         "e2e-0",
-        "spark-role: driver, spark-app-selector: spark-old",
+        ("driver", "spark-old"),
         None,
-        "500m",
-    ));
+        500,
+    )]);
     let old_uid = cp.kubectl(&[
         "get",
         "pod",
@@ -165,14 +175,14 @@ fn drained_nodes_empty_and_every_pod_finds_a_home() {
         "-o",
         "jsonpath={.metadata.uid}",
     ]);
-    cp.apply(&bare_pod(
+    cp.apply_objects(vec![spark_pod(
         &ns,
         "old-exec-1",
         "e2e-3",
-        "spark-role: executor, spark-app-selector: spark-old",
+        ("executor", "spark-old"),
         Some(("old-driver", &old_uid)),
-        "2",
-    ));
+        2000,
+    )]);
     wait_until("Spark pods Running", Duration::from_secs(30), || {
         placements(cp, &ns)
             .values()

@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
-use stowage::demo::Rng;
+use stowage::demo::{NodeJson, Rng};
 use stowage::model::{Node, load_pod, load_snapshot};
 use stowage::scoring::{
     ClusterState, NodeUsage, Profile, Profiles, SchedulerVersion, filter, node_usages,
@@ -29,30 +29,27 @@ const NODES: usize = 50;
 
 /// Three shapes; every seventh node is tainted for a dedicated team, every fifth has FPGAs (an
 /// extended resource), and one is cordoned — so the Filter matters as much as the Score.
-fn node_manifest(i: usize) -> String {
+fn node_manifest(i: usize) -> Value {
     let (cpu, memory, pods) = [
         ("4", "16Gi", "30"),
         ("8", "32Gi", "110"),
         ("16", "64Gi", "110"),
     ][i % 3];
-    let fpga = if i.is_multiple_of(5) {
-        ", example.com/fpga: \"6\""
-    } else {
-        ""
-    };
-    let taints = if i.is_multiple_of(7) {
-        "  taints: [{key: dedicated, value: batch, effect: NoSchedule}]\n"
-    } else {
-        ""
-    };
-    let cordon = if i == 13 {
-        "  unschedulable: true\n"
-    } else {
-        ""
-    };
-    format!(
-        "apiVersion: v1\nkind: Node\nmetadata:\n  name: agree-{i:02}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: agree, kubernetes.io/hostname: agree-{i:02}}}\nspec:\n{taints}{cordon}status:\n  allocatable: {{cpu: \"{cpu}\", memory: {memory}, pods: \"{pods}\"{fpga}}}\n  capacity: {{cpu: \"{cpu}\", memory: {memory}, pods: \"{pods}\"{fpga}}}\n---\n"
-    )
+    let name = format!("agree-{i:02}");
+    let mut node = NodeJson::new(&name)
+        .kwok()
+        .label("pool", "agree")
+        .resources(cpu, memory, pods);
+    if i.is_multiple_of(5) {
+        node = node.extended("example.com/fpga", "6");
+    }
+    if i.is_multiple_of(7) {
+        node = node.taint("dedicated", "batch", "NoSchedule");
+    }
+    if i == 13 {
+        node = node.unschedulable();
+    }
+    node.build()
 }
 
 /// A pod of one of several request shapes kube-scheduler computes differently.
@@ -242,8 +239,7 @@ async fn agree(
 async fn stowage_picks_the_nodes_kube_scheduler_picks() {
     let cp = ControlPlane::shared();
     let ns = cp.namespace("agree");
-    let nodes: String = (0..NODES).map(node_manifest).collect();
-    cp.apply(&nodes);
+    cp.apply_objects((0..NODES).map(node_manifest).collect());
     cp.apply("apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: fake-overhead}\nhandler: fake\noverhead:\n  podFixed: {cpu: 250m, memory: 120Mi}\n");
 
     // Pre-load: pods bound directly, of every shape, spread over the nodes.
@@ -320,17 +316,19 @@ fn filter_cluster(ns: &str, tag: &str) -> String {
     for i in 0..FILTER_NODES {
         let name = format!("fid{tag}-{i:02}");
         let z = zone(i);
+        let mut node = NodeJson::new(&name)
+            .kwok()
+            .label("pool", &format!("fidelity-{tag}"))
+            .label("topology.kubernetes.io/zone", z)
+            .label("disk", if i % 5 == 2 { "ssd" } else { "hdd" })
+            .resources("4", "16Gi", "110");
         // Two nodes the default profile's TaintToleration scores down, one of them a "fast" one
         // preferred node affinity scores up.
-        let taints = if i % 7 == 2 {
-            "spec:\n  taints: [{key: soft, value: \"yes\", effect: PreferNoSchedule}]\n"
-        } else {
-            ""
-        };
-        let disk = if i % 5 == 2 { "ssd" } else { "hdd" };
-        y.push_str(&format!(
-            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  labels: {{pool: fidelity-{tag}, kubernetes.io/hostname: {name}, topology.kubernetes.io/zone: {z}, disk: {disk}}}\n{taints}status:\n  allocatable: {{cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n  capacity: {{cpu: \"4\", memory: 16Gi, pods: \"110\"}}\n---\n"
-        ));
+        if i % 7 == 2 {
+            node = node.taint("soft", "yes", "PreferNoSchedule");
+        }
+        // JSON is YAML: one document of the stream.
+        y.push_str(&format!("{}\n---\n", node.build()));
         if i % 4 == 1 {
             y.push_str(&format!(
                 "apiVersion: storage.k8s.io/v1\nkind: CSINode\nmetadata: {{name: {name}}}\nspec:\n  drivers: [{{name: ebs.csi.aws.com, nodeID: {name}, allocatable: {{count: 1}}}}]\n---\n"

@@ -554,6 +554,12 @@ impl ControlPlane {
     }
 
     /// Applies a manifest given as text.
+    /// Applies objects built with `stowage::demo`'s fixtures, as one List.
+    pub fn apply_objects(&self, objects: Vec<serde_json::Value>) {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        self.apply(&list.to_string());
+    }
+
     pub fn apply(&self, manifest: &str) {
         let path = self.dir.0.join(format!("apply-{}.yaml", free_port()));
         write(&path, manifest);
