@@ -1,5 +1,5 @@
 //! Runs the benchmark's plan a few times, for a profiler: `cargo run --release --example
-//! plan_profile`.
+//! plan_profile [RUNS]`.
 use stowage::model::load_snapshot;
 use stowage::plan::{PlanInput, plan};
 use stowage::policy::ConsolidationPolicy;
@@ -17,7 +17,11 @@ fn main() {
         profiles: &profiles,
         now: "2026-11-23T22:00:00Z".parse().unwrap(),
     };
-    for _ in 0..3 {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..runs {
         let start = std::time::Instant::now();
         let p = plan(&input);
         eprintln!("plan: {:?}, {} drained", start.elapsed(), p.drain.len());

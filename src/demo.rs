@@ -712,36 +712,29 @@ pub fn synthetic_cluster_with(
 ) -> Value {
     let mut rng = Rng::new(seed);
     let mut items = Vec::with_capacity(nodes + pods + 16);
-    let shapes = [
-        M5_4XLARGE,
-        R5_4XLARGE,
-        Shape {
-            instance_type: "m5.8xlarge",
-            cpu_milli: 31_850,
-            memory_mi: 118_000,
-            pods: 234,
-        },
-    ];
+    let shapes = karpenter_shapes();
     let names: Vec<String> = (0..nodes)
         .map(|i| format!("ip-10-{}-{}-{}", i / 65536, (i / 256) % 256, i % 256))
         .collect();
     let mut free: Vec<(i64, i64)> = Vec::with_capacity(nodes);
     let mut target: Vec<f64> = Vec::with_capacity(nodes);
+    let zones = ["us-west-2a", "us-west-2b", "us-west-2c"];
+    let shape_of = |i: usize| shapes[(i * 7 + i / 3) % shapes.len()];
     for (i, name) in names.iter().enumerate() {
-        let shape = shapes[i % 3];
+        let shape = shape_of(i);
         let pool = if i % 3 == 1 { "spark-od" } else { "spark-spot" };
         let capacity = if pool == "spark-od" {
             "on-demand"
         } else {
             "spot"
         };
-        items.push(node(
-            name,
-            pool,
-            shape,
-            capacity,
-            ["us-west-2a", "us-west-2b", "us-west-2c"][i % 3],
-        ));
+        let mut n = node(name, pool, shape, capacity, zones[i % 3]);
+        // One node in 500 is being removed by Karpenter: its pods need room anyway.
+        if i % 500 == 499 {
+            n["spec"]["taints"] =
+                json!([{"key": "karpenter.sh/disrupted", "effect": "NoSchedule"}]);
+        }
+        items.push(n);
         free.push((shape.cpu_milli, shape.memory_mi));
         let busy = rng.below(100) < 30;
         target.push(if busy {
@@ -752,6 +745,8 @@ pub fn synthetic_cluster_with(
     }
     // DaemonSets: three per node.
     let mut count = 0;
+    let mut apps_with_celeborn = Vec::new();
+    let celeborn_workers = nodes.div_ceil(100);
     for (i, name) in names.iter().enumerate() {
         for (ds, cpu, mem) in [
             ("aws-node", 25, 0),
@@ -778,20 +773,24 @@ pub fn synthetic_cluster_with(
     let mut exec_in_app = 0usize;
     let mut driver = String::new();
     for (i, name) in names.iter().enumerate() {
-        let shape = shapes[i % 3];
+        let shape = shape_of(i);
         let budget_cpu = (shape.cpu_milli as f64 * target[i]) as i64;
         // Pod sizes chosen so the node reaches its target with about `per_node` pods.
         let n_pods = ((per_node * target[i] / 0.40).round() as usize).max(1);
         let cpu_each = (budget_cpu / n_pods as i64).clamp(50, 8000);
         let mem_each = cpu_each * shape.memory_mi / shape.cpu_milli * 9 / 10;
         for _ in 0..n_pods {
-            if count >= pods || free[i].0 < cpu_each || free[i].1 < mem_each {
+            if count + celeborn_workers >= pods || free[i].0 < cpu_each || free[i].1 < mem_each {
                 break;
             }
             if exec_in_app == 0 {
                 app += 1;
                 let finished = rng.below(100) < finished_percent;
                 driver = format!("app-{app:05}-driver");
+                // One app in ten keeps its shuffle data in Celeborn.
+                if app % 10 == 0 {
+                    apps_with_celeborn.push((app, finished));
+                }
                 items.push(
                     PodJson::new("spark", &driver)
                         .spark_driver(&format!("app-{app:05}"), &format!("spark-{app:08x}"))
@@ -843,14 +842,92 @@ pub fn synthetic_cluster_with(
                     exec_in_app,
                 )
             };
-            items.push(pod.requests(cpu_each, mem_each).on(name).build());
-            free[i].0 -= cpu_each;
-            free[i].1 -= mem_each;
+            // One pod in 200 waits for a node (executors the driver just asked for).
+            if rng.below(200) == 0 {
+                items.push(pod.requests(cpu_each, mem_each).phase("Pending").build());
+            } else {
+                items.push(pod.requests(cpu_each, mem_each).on(name).build());
+                free[i].0 -= cpu_each;
+                free[i].1 -= mem_each;
+            }
             count += 1;
             exec_in_app -= 1;
         }
     }
+    for (app, finished) in apps_with_celeborn {
+        let name = format!("app-{app:05}");
+        items.push(spark_application(
+            "spark",
+            &name,
+            &format!("spark-{app:08x}"),
+            if finished { "COMPLETED" } else { "RUNNING" },
+            json!({"spark.shuffle.manager": "org.apache.spark.shuffle.celeborn.SparkShuffleManager"}),
+        ));
+    }
+    // Celeborn workers: one per hundred nodes, on the first node of each hundred.
+    for (w, i) in (0..nodes).step_by(100).enumerate() {
+        items.push(
+            PodJson::new("celeborn", &format!("celeborn-worker-{w}"))
+                .owner("StatefulSet", "celeborn-worker")
+                .label("app.kubernetes.io/name", "celeborn")
+                .label("app.kubernetes.io/role", "worker")
+                .requests(2000, 8192)
+                .on(&names[i])
+                .build(),
+        );
+    }
     list(items)
+}
+
+/// The instance types of a Karpenter NodePool that allows c, m and r families of several
+/// generations and sizes: 24 allocatable shapes, as the EKS AMI's kubelet reserves them (cpu:
+/// 6 % of the first core, 1 % of the second, 0.5 % of the next two, 0.25 % of the rest; memory:
+/// 255 MiB + 11 MiB per pod, plus the 100 MiB eviction threshold).
+pub fn karpenter_shapes() -> Vec<Shape> {
+    const TYPES: [(&str, i64, i64, i64); 24] = [
+        ("c5.xlarge", 4, 8, 58),
+        ("c5.2xlarge", 8, 16, 58),
+        ("c5.4xlarge", 16, 32, 234),
+        ("c5.9xlarge", 36, 72, 234),
+        ("c6i.12xlarge", 48, 96, 234),
+        ("c6i.16xlarge", 64, 128, 737),
+        ("m5.xlarge", 4, 16, 58),
+        ("m5.2xlarge", 8, 32, 58),
+        ("m5.4xlarge", 16, 64, 234),
+        ("m5.8xlarge", 32, 128, 234),
+        ("m6i.12xlarge", 48, 192, 234),
+        ("m6i.16xlarge", 64, 256, 737),
+        ("r5.xlarge", 4, 32, 58),
+        ("r5.2xlarge", 8, 64, 58),
+        ("r5.4xlarge", 16, 128, 234),
+        ("r5.8xlarge", 32, 256, 234),
+        ("r6i.12xlarge", 48, 384, 234),
+        ("r6i.16xlarge", 64, 512, 737),
+        ("m6g.4xlarge", 16, 64, 110),
+        ("r6g.4xlarge", 16, 128, 110),
+        ("c6g.8xlarge", 32, 64, 110),
+        ("m7i.8xlarge", 32, 128, 110),
+        ("r7i.2xlarge", 8, 64, 110),
+        ("c7i.24xlarge", 96, 192, 737),
+    ];
+    TYPES
+        .iter()
+        .map(|&(instance_type, vcpu, memory_gib, pods)| {
+            let cores = vcpu * 1000;
+            let reserved_cpu = 60
+                + 10 * (vcpu >= 2) as i64
+                + 5 * (vcpu.clamp(2, 4) - 2)
+                + (cores - 4000).max(0) / 400;
+            // The kernel and firmware keep some memory: capacity is about 96 % of nominal.
+            let capacity_mi = memory_gib * 1024 * 96 / 100;
+            Shape {
+                instance_type,
+                cpu_milli: cores - reserved_cpu,
+                memory_mi: capacity_mi - 255 - 11 * pods - 100,
+                pods,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

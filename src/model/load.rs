@@ -706,6 +706,8 @@ fn load_json(text: &str) -> Result<Snapshot, LoadError> {
         },
     }
     pin_to_template_nodes(&mut snapshot);
+    // Name order is the planner's tie-break order: sorted once here, the planner borrows them.
+    snapshot.nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(snapshot)
 }
 

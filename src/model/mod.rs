@@ -425,6 +425,7 @@ pub struct SparkApp {
 /// Everything a plan is made from.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// Sorted by name when loaded ([`load::load_snapshot`]).
     pub nodes: Vec<Node>,
     pub pods: Vec<Pod>,
     pub pdbs: Vec<Pdb>,

@@ -12,9 +12,11 @@
 use crate::model::{Node, Placement, PodRequests, Resources};
 use crate::scoring::filter::{fits_resources, static_fit};
 use crate::scoring::{NodeUsage, Profile, ResourceName, Strategy};
-use std::collections::HashMap;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 const KEYS: usize = 101;
+/// Up to this many distinct allocatables, each is its own class.
+const EXACT_CLASSES: usize = 64;
 const ABSENT: u32 = u32::MAX;
 
 #[derive(Default, Clone)]
@@ -178,15 +180,28 @@ pub struct PodToPlace<'p, 'a> {
 impl<'a> DestinationIndex<'a> {
     /// Builds an index over `nodes` (sorted by name) for `profiles`; every node starts closed.
     pub fn new(nodes: &'a [Node], profiles: &[&'a Profile]) -> Self {
-        let mut class_ids: HashMap<&Resources, usize> = HashMap::new();
-        let mut class_allocatable = Vec::new();
+        // Few shapes (a pool of a few dozen instance types): one class each, the tightest
+        // bounds. Many (allocatable differing per node): coarse classes, so a pod visits tens of
+        // classes rather than thousands.
+        let distinct: HashSet<&Resources> = nodes.iter().map(|n| &n.allocatable).collect();
+        Self::with_classes(nodes, profiles, distinct.len() > EXACT_CLASSES)
+    }
+
+    /// [`DestinationIndex::new`] with coarse classes or exact ones.
+    pub fn with_classes(nodes: &'a [Node], profiles: &[&'a Profile], coarse: bool) -> Self {
+        let mut class_ids: HashMap<Resources, usize> = HashMap::default();
+        let mut class_allocatable: Vec<Resources> = Vec::new();
         let class_of = nodes
             .iter()
             .map(|n| {
-                *class_ids.entry(&n.allocatable).or_insert_with(|| {
-                    class_allocatable.push(n.allocatable.clone());
+                let a = &n.allocatable;
+                let key = if coarse { class_key(a) } else { a.clone() };
+                let class = *class_ids.entry(key).or_insert_with(|| {
+                    class_allocatable.push(a.clone());
                     class_allocatable.len() - 1
-                })
+                });
+                shrink_to(&mut class_allocatable[class], a);
+                class
             })
             .collect();
         let classes = class_allocatable.len();
@@ -198,7 +213,7 @@ impl<'a> DestinationIndex<'a> {
                 .iter()
                 .map(|p| ProfileBuckets::new(p, classes, nodes.len()))
                 .collect(),
-            static_ok: HashMap::new(),
+            static_ok: HashMap::default(),
         }
     }
 
@@ -326,6 +341,47 @@ impl<'a> DestinationIndex<'a> {
             }
         }
         best.map(|(_, node)| node)
+    }
+}
+
+/// The class of an allocatable: every amount rounded down to its five leading bits (steps of
+/// at most 1/16), so that nodes of nearly the same shape — a Karpenter pool's instance types
+/// differ, and even one type's allocatable can vary by node — share buckets. The bounds of a
+/// class are computed from the smallest amounts among its nodes (see [`shrink_to`]): what a pod
+/// adds to either score only grows as allocatable shrinks, so they hold for every member.
+fn class_key(a: &Resources) -> Resources {
+    fn coarse(x: i64) -> i64 {
+        let bits = 64 - x.max(0).leading_zeros();
+        if bits <= 5 {
+            x
+        } else {
+            let shift = bits - 5;
+            (x >> shift) << shift
+        }
+    }
+    Resources {
+        cpu_milli: coarse(a.cpu_milli),
+        memory_bytes: coarse(a.memory_bytes),
+        ephemeral_storage_bytes: coarse(a.ephemeral_storage_bytes),
+        pods: 0,
+        scalars: a
+            .scalars
+            .iter()
+            .map(|(n, v)| (n.clone(), coarse(*v)))
+            .collect(),
+    }
+}
+
+/// Lowers a class's amounts to a member's where the member has less (members share the
+/// scalar names, by [`class_key`]).
+fn shrink_to(class: &mut Resources, member: &Resources) {
+    class.cpu_milli = class.cpu_milli.min(member.cpu_milli);
+    class.memory_bytes = class.memory_bytes.min(member.memory_bytes);
+    class.ephemeral_storage_bytes = class
+        .ephemeral_storage_bytes
+        .min(member.ephemeral_storage_bytes);
+    for ((_, c), (_, m)) in class.scalars.iter_mut().zip(&member.scalars) {
+        *c = (*c).min(*m);
     }
 }
 

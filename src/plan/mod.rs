@@ -27,8 +27,10 @@ use crate::scoring::{ClusterState, Infeasible, NodeUsage, Profile, Profiles};
 use crate::shuffle::{ShuffleState, SparkIndex};
 use index::{DestinationIndex, PodToPlace};
 use jiff::Timestamp;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 /// Why a node is not drained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -294,7 +296,7 @@ pub fn validate(plan: &Plan, input: &PlanInput) -> Result<(), Invalid> {
 /// breaks score ties), what each runs as kube-scheduler counts it, and utilisation scores.
 struct Cluster<'a> {
     snapshot: &'a Snapshot,
-    nodes: Vec<Node>,
+    nodes: Cow<'a, [Node]>,
     usage: Vec<NodeUsage>,
     /// Pods counted on each node, sorted by namespace/name (independent of snapshot order).
     pods_on: Vec<Vec<u32>>,
@@ -307,8 +309,14 @@ struct Cluster<'a> {
 
 impl<'a> Cluster<'a> {
     fn new(snapshot: &'a Snapshot, policy: &ConsolidationPolicy, profiles: &Profiles) -> Self {
-        let mut nodes = snapshot.nodes.clone();
-        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        // Loaded snapshots are sorted by name already; others are sorted here.
+        let nodes: Cow<'a, [Node]> = if snapshot.nodes.is_sorted_by(|a, b| a.name <= b.name) {
+            Cow::Borrowed(&snapshot.nodes)
+        } else {
+            let mut nodes = snapshot.nodes.clone();
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+            Cow::Owned(nodes)
+        };
         let node_index: HashMap<&str, u32> = nodes
             .iter()
             .enumerate()
@@ -342,7 +350,7 @@ impl<'a> Cluster<'a> {
         let fit = policy.utilisation_scoring(profiles);
         let scores = usage.iter().map(|u| fit.utilisation_score(u)).collect();
         let fullness = usage.iter().map(|u| fit.fullness(u)).collect();
-        let mut pdbs_by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut pdbs_by_namespace: HashMap<&str, Vec<usize>> = HashMap::default();
         for (i, pdb) in snapshot.pdbs.iter().enumerate() {
             pdbs_by_namespace
                 .entry(pdb.namespace.as_str())
@@ -521,7 +529,7 @@ fn profile_slots<'p>(
     profiles: &'p Profiles,
 ) -> (Vec<&'p Profile>, HashMap<&'p str, usize>) {
     let mut slots: Vec<&Profile> = Vec::new();
-    let mut pod_profile: HashMap<&str, usize> = HashMap::new();
+    let mut pod_profile: HashMap<&str, usize> = HashMap::default();
     for &p in pods {
         let name = cluster.snapshot.pods[p as usize].scheduler_name.as_str();
         if pod_profile.contains_key(name) {
@@ -638,7 +646,7 @@ fn select<'a>(
         index: DestinationIndex::new(&cluster.nodes, &slots),
         usage: cluster.usage.clone(),
         moved_onto: vec![Vec::new(); cluster.nodes.len()],
-        home: HashMap::new(),
+        home: HashMap::default(),
         pod_profile,
         profiles: slots,
     };

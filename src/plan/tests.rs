@@ -478,7 +478,7 @@ proptest! {
         let plan = default_plan(&s);
         let drained: std::collections::HashSet<&str> = drained(&plan).into_iter().collect();
         // Re-add every move to its destination and check nothing overflows.
-        let mut used: HashMap<&str, (i64, i64, i64)> = HashMap::new();
+        let mut used: HashMap<&str, (i64, i64, i64)> = HashMap::default();
         for p in &s.pods {
             let Some(n) = p.node_name.as_deref() else { continue };
             if drained.contains(n) || !p.counts_on_node() { continue; }
@@ -1393,6 +1393,46 @@ fn room_that_pending_pods_and_deleted_nodes_need_is_not_drained() {
 
 // ---- the destination index against a brute-force argmax ----
 
+/// A coarse class's bounds come from its smallest member: here the class is defined by a big
+/// closed node, and the empty smaller one beats the best found elsewhere only by its own
+/// (smaller) allocatable.
+#[test]
+fn coarse_classes_bound_with_their_smallest_member() {
+    let config = "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: memory\n  pluginConfig:\n  - name: NodeResourcesFit\n    args: {scoringStrategy: {type: MostAllocated, resources: [{name: memory, weight: 1}]}}\n  plugins: {score: {disabled: [{name: '*'}], enabled: [{name: NodeResourcesFit, weight: 1}]}}\n";
+    let profiles = Profiles::parse(config, SchedulerVersion::V1_36).unwrap();
+    let slots = [profiles.get("memory").unwrap()];
+    let mut nodes = vec![
+        Node::test("n0").size(32_000, 128),
+        Node::test("n1").size(16_000, 64),
+        Node::test("n2").size(16_000, 64),
+    ];
+    // n1 and n2 share a coarse class (64–68 GiB); n1, the bigger, comes first.
+    nodes[1].allocatable.memory_bytes = 68 * GI - GI / 10;
+    let mut usage: Vec<NodeUsage> = nodes
+        .iter()
+        .map(|n| NodeUsage::new(n.allocatable.clone()))
+        .collect();
+    usage[0].add_pod(&Pod::test("used").req(1000, 57 * GI).requests);
+    let mut index = index::DestinationIndex::with_classes(&nodes, &slots, true);
+    index.open(0, &usage[0]);
+    index.open(2, &usage[2]);
+    let pod = Pod::test("in").req(100, 60 * GI);
+    let best = index.best(
+        &index::PodToPlace {
+            requests: &pod.requests,
+            placement: &pod.placement,
+            profile: 0,
+            ignored: &|_| false,
+            allowed: &|_| true,
+        },
+        &usage,
+    );
+    // n0 scores 91 with the pod, n2 93: the bound of n2's bucket must reach 93.
+    assert_eq!(slots[0].score(&usage[0], &pod.requests), 91);
+    assert_eq!(slots[0].score(&usage[2], &pod.requests), 93);
+    assert_eq!(best, Some(2));
+}
+
 /// Four profiles whose bounds differ: MostAllocated with a scored GPU, LeastAllocated with a
 /// scored GPU and BalancedAllocation, RequestedToCapacityRatio (a shape that peaks mid-way), and
 /// the upstream default resources.
@@ -1420,7 +1460,11 @@ proptest! {
         let mut usage = Vec::new();
         for (i, (shape, kind, cpu_pct, mem_pct, gpus_used, closed)) in nodes.iter().enumerate() {
             let (cpu, mem, gpus) = shapes[shape % shapes.len()];
+            // Allocatable also differs between nodes of one shape (by up to 1/16, so nodes of
+            // one coarse class differ too).
+            let cpu = cpu - cpu * (i as i64 % 4) / 64;
             let mut node = Node::test(&format!("n{i:02}")).size(cpu, mem);
+            node.allocatable.memory_bytes -= node.allocatable.memory_bytes * (i as i64 % 3) / 64;
             if gpus > 0 {
                 node.allocatable.set("nvidia.com/gpu", gpus);
             }
@@ -1460,10 +1504,15 @@ proptest! {
             })
             .collect();
         let node_vec: Vec<Node> = node_list.iter().map(|(n, _)| n.clone()).collect();
-        let mut index = index::DestinationIndex::new(&node_vec, &slots);
-        for (n, (_, closed)) in node_list.iter().enumerate() {
-            if !closed {
-                index.open(n as u32, &usage[n]);
+        // Exact classes, and the coarse ones of clusters with many shapes.
+        let mut indices: Vec<_> = [false, true]
+            .map(|coarse| index::DestinationIndex::with_classes(&node_vec, &slots, coarse))
+            .into();
+        for index in &mut indices {
+            for (n, (_, closed)) in node_list.iter().enumerate() {
+                if !closed {
+                    index.open(n as u32, &usage[n]);
+                }
             }
         }
         for (pod, slot) in &incoming {
@@ -1482,17 +1531,25 @@ proptest! {
                     expected = Some((score, n as u32));
                 }
             }
-            let got = index.best(
-                &index::PodToPlace {
-                    requests: &pod.requests,
-                    placement: &pod.placement,
-                    profile: slot,
-                    ignored: &|_| false,
-                    allowed: &|_| true,
-                },
-                &usage,
-            );
-            prop_assert_eq!(got, expected.map(|(_, n)| n), "profile {}", profile.scheduler_name);
+            for (coarse, index) in indices.iter_mut().enumerate() {
+                let got = index.best(
+                    &index::PodToPlace {
+                        requests: &pod.requests,
+                        placement: &pod.placement,
+                        profile: slot,
+                        ignored: &|_| false,
+                        allowed: &|_| true,
+                    },
+                    &usage,
+                );
+                prop_assert_eq!(
+                    got,
+                    expected.map(|(_, n)| n),
+                    "profile {}, coarse classes {}",
+                    profile.scheduler_name,
+                    coarse == 1
+                );
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::keys;
 use crate::model::constraints::{NO_PROVISIONER, SpreadConstraint};
 use crate::model::selector::{LabelSelector, Labels, NodeSelectorTerm, Taint};
 use crate::model::{AffinityTerm, Claim, Node, Placement, Pod, Snapshot, StorageClass, Volume};
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 #[path = "preference.rs"]
 mod preference;
@@ -336,7 +336,7 @@ impl<'a> ClusterState<'a> {
         for (name, labels) in &mut namespace_labels {
             labels.insert(keys::NAMESPACE_NAME.into(), name.clone());
         }
-        let mut free_volumes: HashMap<&str, Vec<&Volume>> = HashMap::new();
+        let mut free_volumes: HashMap<&str, Vec<&Volume>> = HashMap::default();
         for v in &snapshot.volumes {
             if v.claim_ref.is_none() && (v.phase.is_empty() || v.phase == "Available") {
                 free_volumes
@@ -345,7 +345,7 @@ impl<'a> ClusterState<'a> {
                     .push(v);
             }
         }
-        let mut limits: HashMap<u32, HashMap<String, i64>> = HashMap::new();
+        let mut limits: HashMap<u32, HashMap<String, i64>> = HashMap::default();
         for c in &snapshot.csi_nodes {
             if let Some(&n) = node_index.get(c.node.as_str())
                 && !c.limits.is_empty()
@@ -358,16 +358,16 @@ impl<'a> ClusterState<'a> {
             nodes,
             node_of: vec![ABSENT; snapshot.pods.len()],
             keys: Vec::new(),
-            key_ids: HashMap::new(),
+            key_ids: HashMap::default(),
             namespace_labels,
             counters: Vec::new(),
-            counter_ids: HashMap::new(),
+            counter_ids: HashMap::default(),
             spread_nodes: Vec::new(),
-            spread_node_ids: HashMap::new(),
-            counted_in: HashMap::new(),
-            label_index: HashMap::new(),
+            spread_node_ids: HashMap::default(),
+            counted_in: HashMap::default(),
+            label_index: HashMap::default(),
             owner_index: None,
-            pod_counters: HashMap::new(),
+            pod_counters: HashMap::default(),
             held_anti: HeldTerms::default(),
             held_scoring: HeldTerms::default(),
             image_spread: None,
@@ -375,11 +375,11 @@ impl<'a> ClusterState<'a> {
                 .iter()
                 .any(|n| n.taints.iter().any(|t| t.effect == "PreferNoSchedule")),
             any_node_images: nodes.iter().any(|n| !n.images.is_empty()),
-            soft_cache: HashMap::new(),
-            port_pods: HashMap::new(),
-            disk_pods: HashMap::new(),
-            rwop_users: HashMap::new(),
-            attached: HashMap::new(),
+            soft_cache: HashMap::default(),
+            port_pods: HashMap::default(),
+            disk_pods: HashMap::default(),
+            rwop_users: HashMap::default(),
+            attached: HashMap::default(),
             limits,
             claims: snapshot
                 .claims
@@ -397,7 +397,7 @@ impl<'a> ClusterState<'a> {
                 .map(|c| (c.name.as_str(), c))
                 .collect(),
             free_volumes,
-            volume_verdicts: HashMap::new(),
+            volume_verdicts: HashMap::default(),
         };
         for (p, &n) in running.iter().enumerate() {
             if n != ABSENT {
@@ -414,7 +414,7 @@ impl<'a> ClusterState<'a> {
         if let Some(&id) = self.key_ids.get(key) {
             return id;
         }
-        let mut values: HashMap<&str, u32> = HashMap::new();
+        let mut values: HashMap<&str, u32> = HashMap::default();
         let value_of = self
             .nodes
             .iter()
@@ -491,7 +491,8 @@ impl<'a> ClusterState<'a> {
         } = kind
         {
             let index = self.owner_index.get_or_insert_with(|| {
-                let mut index: HashMap<(&str, &crate::model::OwnerRef), Vec<u32>> = HashMap::new();
+                let mut index: HashMap<(&str, &crate::model::OwnerRef), Vec<u32>> =
+                    HashMap::default();
                 for (i, pod) in pods.iter().enumerate() {
                     if let Some(o) = &pod.controller {
                         index
@@ -521,7 +522,7 @@ impl<'a> ClusterState<'a> {
         let candidates: Vec<u32> = match probe {
             Some((key, values)) => {
                 let index = self.label_index.entry(key.to_string()).or_insert_with(|| {
-                    let mut index: HashMap<String, Vec<u32>> = HashMap::new();
+                    let mut index: HashMap<String, Vec<u32>> = HashMap::default();
                     for (i, pod) in pods.iter().enumerate() {
                         if let Some(v) = pod.labels.get(key) {
                             index.entry(v.clone()).or_default().push(i as u32);
@@ -1132,7 +1133,7 @@ impl<'a> ClusterState<'a> {
             && let Some(limits) = self.limits.get(&node)
         {
             let attached = self.attached.get(&node);
-            let mut new_per_driver: HashMap<&str, i64> = HashMap::new();
+            let mut new_per_driver: HashMap<&str, i64> = HashMap::default();
             for (unique, driver) in &v.attachable {
                 if attached.is_none_or(|a| !a.contains_key(unique)) {
                     *new_per_driver.entry(driver.as_str()).or_default() += 1;

@@ -399,7 +399,7 @@ impl<'a> ClusterState<'a> {
             return vec![0; feasible.len()];
         }
         // (key, value) → score, kept densely per key.
-        let mut by_key: HashMap<usize, Vec<i64>> = HashMap::new();
+        let mut by_key: HashMap<usize, Vec<i64>> = HashMap::default();
         let terms = c
             .affinity
             .preferred
@@ -467,7 +467,7 @@ impl<'a> ClusterState<'a> {
         }
         let nodes = self.nodes;
         let spread = self.image_spread.get_or_insert_with(|| {
-            let mut count: HashMap<&str, i64> = HashMap::new();
+            let mut count: HashMap<&str, i64> = HashMap::default();
             for n in nodes {
                 let mut names: Vec<&str> = n.images.iter().map(|(name, _)| name.as_str()).collect();
                 names.sort_unstable();
