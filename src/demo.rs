@@ -788,7 +788,7 @@ pub fn synthetic_cluster_with(
                 let finished = rng.below(100) < finished_percent;
                 driver = format!("app-{app:05}-driver");
                 // One app in ten keeps its shuffle data in Celeborn.
-                if app % 10 == 0 {
+                if app.is_multiple_of(10) {
                     apps_with_celeborn.push((app, finished));
                 }
                 items.push(
