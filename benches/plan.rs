@@ -19,6 +19,19 @@ fn cluster_json() -> String {
     serde_json::to_string(&stowage::demo::synthetic_cluster(NODES, PODS, 42)).unwrap()
 }
 
+/// The pods that stay after the plan, with their nodes: those counted on a node and not
+/// evicted for good.
+fn remaining<'s>(
+    snapshot: &'s Snapshot,
+    gone: &'s std::collections::HashSet<String>,
+) -> impl Iterator<Item = (&'s str, &'s stowage::model::Pod)> {
+    snapshot
+        .pods
+        .iter()
+        .filter(|p| p.counts_on_node() && !gone.contains(&p.key()))
+        .filter_map(|p| Some((p.node_name.as_deref()?, p)))
+}
+
 /// DESIGN.md §13's lower bound: per node shape (allocatable), ceil(Σ requests of the pods on
 /// nodes of that shape / what one such node offers after its DaemonSets), cpu or memory,
 /// whichever needs more; summed over shapes.
@@ -38,14 +51,7 @@ fn lower_bound(snapshot: &Snapshot, gone: &std::collections::HashSet<String>) ->
     // Per shape: Σ cpu, Σ memory of movable pods; DaemonSet cpu and memory of one node.
     let mut shapes: HashMap<(i64, i64), (i64, i64, i64, i64)> = HashMap::new();
     let mut daemons: HashMap<&str, (i64, i64)> = HashMap::new();
-    for p in snapshot
-        .pods
-        .iter()
-        .filter(|p| p.counts_on_node() && !gone.contains(&p.key()))
-    {
-        let Some(node) = p.node_name.as_deref() else {
-            continue;
-        };
+    for (node, p) in remaining(snapshot, gone) {
         let Some(&shape) = shape_of.get(node) else {
             continue;
         };
@@ -81,14 +87,7 @@ fn lower_bound(snapshot: &Snapshot, gone: &std::collections::HashSet<String>) ->
 fn mixed_lower_bound(snapshot: &Snapshot, gone: &std::collections::HashSet<String>) -> usize {
     let mut daemons: HashMap<&str, (i64, i64, i64)> = HashMap::new();
     let (mut want_cpu, mut want_mem, mut want_pods) = (0i64, 0i64, 0i64);
-    for p in snapshot
-        .pods
-        .iter()
-        .filter(|p| p.counts_on_node() && !gone.contains(&p.key()))
-    {
-        let Some(node) = p.node_name.as_deref() else {
-            continue;
-        };
+    for (node, p) in remaining(snapshot, gone) {
         let r = &p.requests.real;
         if p.is_daemonset() {
             let d = daemons.entry(node).or_default();

@@ -1307,16 +1307,7 @@ fn least_allocated_bound_holds_when_the_pod_brings_a_scalar_resource() {
     for (n, u) in usage.iter().enumerate() {
         index.open(n as u32, u);
     }
-    let best = index.best(
-        &index::PodToPlace {
-            requests: &pod.requests,
-            placement: &pod.placement,
-            profile: 0,
-            ignored: &|_| false,
-            allowed: &|_| true,
-        },
-        &usage,
-    );
+    let best = best_for(&mut index, &pod, 0, &usage);
     assert_eq!(best, Some(0));
 }
 
@@ -1393,6 +1384,25 @@ fn room_that_pending_pods_and_deleted_nodes_need_is_not_drained() {
 
 // ---- the destination index against a brute-force argmax ----
 
+/// `best()` for a pod with no filter that reads other pods.
+fn best_for<'a>(
+    index: &mut index::DestinationIndex<'a>,
+    pod: &'a Pod,
+    profile: usize,
+    usage: &[NodeUsage],
+) -> Option<u32> {
+    index.best(
+        &index::PodToPlace {
+            requests: &pod.requests,
+            placement: &pod.placement,
+            profile,
+            ignored: &|_| false,
+            allowed: &|_| true,
+        },
+        usage,
+    )
+}
+
 /// A coarse class's bounds come from its smallest member: here the class is defined by a big
 /// closed node, and the empty smaller one beats the best found elsewhere only by its own
 /// (smaller) allocatable.
@@ -1417,16 +1427,7 @@ fn coarse_classes_bound_with_their_smallest_member() {
     index.open(0, &usage[0]);
     index.open(2, &usage[2]);
     let pod = Pod::test("in").req(100, 60 * GI);
-    let best = index.best(
-        &index::PodToPlace {
-            requests: &pod.requests,
-            placement: &pod.placement,
-            profile: 0,
-            ignored: &|_| false,
-            allowed: &|_| true,
-        },
-        &usage,
-    );
+    let best = best_for(&mut index, &pod, 0, &usage);
     // n0 scores 91 with the pod, n2 93: the bound of n2's bucket must reach 93.
     assert_eq!(slots[0].score(&usage[0], &pod.requests), 91);
     assert_eq!(slots[0].score(&usage[2], &pod.requests), 93);
@@ -1532,16 +1533,7 @@ proptest! {
                 }
             }
             for (coarse, index) in indices.iter_mut().enumerate() {
-                let got = index.best(
-                    &index::PodToPlace {
-                        requests: &pod.requests,
-                        placement: &pod.placement,
-                        profile: slot,
-                        ignored: &|_| false,
-                        allowed: &|_| true,
-                    },
-                    &usage,
-                );
+                let got = best_for(index, pod, slot, &usage);
                 prop_assert_eq!(
                     got,
                     expected.map(|(_, n)| n),
