@@ -77,6 +77,8 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Print the ConsolidationPolicy CustomResourceDefinition (YAML), for `kubectl apply -f -`.
+    Crd,
     /// Print the embedded demo cluster (or, with --nodes, a synthetic one) as a snapshot file.
     #[command(hide = true)]
     Demo {
@@ -181,6 +183,7 @@ pub fn main() -> ExitCode {
             &mut out,
             &format!("stowage {}\n", env!("CARGO_PKG_VERSION")),
         ),
+        Command::Crd => print(&mut out, &crate::k8s::crd::definition_yaml()),
         Command::Demo { nodes, pods, seed } => {
             let cluster = match nodes {
                 Some(n) => crate::demo::synthetic_cluster(n, pods, seed),

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod demo;
 pub mod field;
+pub mod k8s;
 pub mod keys;
 pub mod model;
 pub mod plan;

@@ -9,22 +9,33 @@ use std::collections::BTreeMap;
 pub type Labels = BTreeMap<String, String>;
 
 /// A `metav1.LabelSelector` (PDBs, policies).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: Labels,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
 /// One `matchExpressions` entry of a label selector.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist']", "message": "operator must be In, NotIn, Exists or DoesNotExist", "fieldPath": ".operator"},
+    {"rule": "!(self.operator in ['In', 'NotIn']) || (has(self.values) && size(self.values) > 0)", "message": "values must be non-empty for operators In and NotIn", "fieldPath": ".values"},
+    {"rule": "!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0", "message": "values must be empty for operators Exists and DoesNotExist", "fieldPath": ".values"}
+]))]
 pub struct LabelSelectorRequirement {
+    #[schemars(length(max = 317))]
     pub key: String,
+    #[schemars(length(max = 16))]
     pub operator: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub values: Vec<String>,
 }
 

@@ -10,6 +10,7 @@ use crate::field::FieldError;
 use crate::model::selector::LabelSelector;
 use crate::scoring::{FitScoring, Profiles, ResourceName, ShapePoint, Strategy};
 use jiff::Timestamp;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -26,7 +27,7 @@ fn error(path: &str, message: impl Into<String>) -> PolicyError {
 }
 
 /// A ConsolidationPolicy object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConsolidationPolicy {
     #[serde(default = "default_api_version")]
@@ -47,14 +48,14 @@ fn default_kind() -> String {
 }
 
 /// The part of `metadata` stowage reads.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PolicyMetadata {
     #[serde(default)]
     pub name: String,
 }
 
 /// `spec` of a ConsolidationPolicy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySpec {
     /// Nodes this policy manages; empty selects every node.
@@ -84,7 +85,7 @@ pub struct PolicySpec {
 pub const BUILT_IN_ALIASES: &[(&str, &str)] = &[("custom-k8s-scheduler", "my-scheduler")];
 
 /// How nodes are scored for idleness.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScoringSpec {
     /// Read the scoring strategy from the bin-packing scheduler's own configuration.
@@ -93,6 +94,7 @@ pub struct ScoringSpec {
     #[serde(default)]
     pub strategy: StrategyName,
     #[serde(default = "default_resources")]
+    #[schemars(length(min = 1))]
     pub resources: Vec<ResourceWeight>,
     /// Shape for `RequestedToCapacityRatio` (scores 0–10, as kube-scheduler takes them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -124,14 +126,14 @@ fn default_resources() -> Vec<ResourceWeight> {
 }
 
 /// Where the scheduler's KubeSchedulerConfiguration lives.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SchedulerConfigRef {
     #[serde(default)]
     pub namespace: String,
-    #[serde(default)]
+    #[schemars(length(min = 1))]
     pub name: String,
-    #[serde(default)]
+    #[schemars(length(min = 1))]
     pub key: String,
     /// Profile (`schedulerName`) whose NodeResourcesFit strategy scores idleness.
     #[serde(default = "default_profile")]
@@ -143,7 +145,7 @@ fn default_profile() -> String {
 }
 
 /// `scoring.strategy`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum StrategyName {
     #[default]
     MostAllocated,
@@ -152,11 +154,13 @@ pub enum StrategyName {
 }
 
 /// A resource and its weight (1–100).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceWeight {
+    #[schemars(length(min = 1))]
     pub name: String,
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 100))]
     pub weight: i64,
 }
 
@@ -165,26 +169,35 @@ fn one() -> i64 {
 }
 
 /// `requestedToCapacityRatio.shape`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.shape.map(p, p.utilization).isSorted() && self.shape.all(p, self.shape.exists_one(q, q.utilization == p.utilization))",
+    "message": "shape utilizations must be strictly increasing",
+    "fieldPath": ".shape"
+}]))]
 pub struct RatioSpec {
+    #[schemars(length(min = 1, max = 20))]
     pub shape: Vec<RatioPoint>,
 }
 
 /// One point of a shape: utilisation 0–100, score 0–10.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatioPoint {
+    #[schemars(range(min = 0, max = 100))]
     pub utilization: i64,
+    #[schemars(range(min = 0, max = 10))]
     pub score: i64,
 }
 
 /// When a node counts as idle.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IdleSpec {
     /// A node whose utilisation score is below this is a candidate (0–100).
     #[serde(default = "default_score_below")]
+    #[schemars(range(min = 0, max = 100))]
     pub score_below: i64,
     /// How long it must have been idle (controller; Go duration).
     #[serde(default = "default_idle_for", rename = "for")]
@@ -208,7 +221,7 @@ impl Default for IdleSpec {
 }
 
 /// What to do about executors that hold shuffle data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ShuffleSpec {
     #[serde(default)]
@@ -256,7 +269,7 @@ impl Default for ShuffleSpec {
 }
 
 /// `shuffle.holdingAction`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum HoldingAction {
     /// Never drain a node with a shuffle holder.
     #[default]
@@ -266,18 +279,19 @@ pub enum HoldingAction {
 }
 
 /// `shuffle.driverApi` (controller only).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DriverApiSpec {
     #[serde(default)]
     pub enabled: bool,
     #[serde(default = "default_port")]
-    pub port: u32,
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i64,
     #[serde(default = "default_timeout")]
     pub timeout: GoDuration,
 }
 
-fn default_port() -> u32 {
+fn default_port() -> i64 {
     4040
 }
 fn default_timeout() -> GoDuration {
@@ -295,7 +309,7 @@ impl Default for DriverApiSpec {
 }
 
 /// How nodes are disrupted and how many at once.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DisruptionSpec {
     #[serde(default)]
@@ -303,9 +317,11 @@ pub struct DisruptionSpec {
     /// Limits on how many managed nodes may be disrupted; the most restrictive active one wins.
     /// None: no limit beyond `maxConcurrentDrains`.
     #[serde(default)]
+    #[schemars(length(max = 50))]
     pub budgets: Vec<Budget>,
     #[serde(default = "default_max_concurrent_drains")]
-    pub max_concurrent_drains: u32,
+    #[schemars(range(min = 1))]
+    pub max_concurrent_drains: i64,
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout: GoDuration,
     /// Grace period for evictions (Go duration); null uses each pod's own.
@@ -313,7 +329,7 @@ pub struct DisruptionSpec {
     pub eviction_grace_period: Option<GoDuration>,
 }
 
-fn default_max_concurrent_drains() -> u32 {
+fn default_max_concurrent_drains() -> i64 {
     2
 }
 fn default_drain_timeout() -> GoDuration {
@@ -333,7 +349,7 @@ impl Default for DisruptionSpec {
 }
 
 /// `disruption.action`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Action {
     CordonOnly,
     #[default]
@@ -343,8 +359,12 @@ pub enum Action {
 
 /// A disruption budget: `nodes` is a count (`"3"`) or a percentage of managed nodes (`"10%"`);
 /// with `schedule` (cron, UTC) and `duration` it applies only in that window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.schedule) == has(self.duration)",
+    "message": "schedule and duration must be set together (e.g. schedule: \"0 8 * * mon-fri\", duration: 10h)"
+}]))]
 pub struct Budget {
     pub nodes: Text<BudgetNodes>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -482,7 +502,7 @@ impl ConsolidationPolicy {
                 ));
             }
         }
-        if d.max_concurrent_drains == 0 {
+        if d.max_concurrent_drains < 1 {
             return Err(error(
                 "spec.disruption.maxConcurrentDrains",
                 "must be at least 1 (use action: CordonOnly or dryRun: true to stop draining)",

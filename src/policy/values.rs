@@ -4,24 +4,56 @@
 //! serialises back as the user wrote it.
 
 use super::schedule::{Schedule, parse_duration};
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
 /// A value parsed from policy text.
 pub trait FromText: Sized {
     fn from_text(text: &str) -> Result<Self, String>;
+
+    /// The CRD's OpenAPI schema of the text: what the API server checks before stowage reads it.
+    fn schema() -> Schema;
+
+    /// Its name in the schema.
+    fn schema_name() -> &'static str;
 }
 
 impl FromText for Duration {
     fn from_text(text: &str) -> Result<Self, String> {
         parse_duration(text).map_err(|e| format!("not a duration: {e}"))
     }
+
+    fn schema() -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^(0|([0-9]+(\\.[0-9]+)?(ns|us|µs|μs|ms|s|m|h))+)$",
+            "description": "A Go duration: 90s, 10m, 1h30m."
+        })
+    }
+
+    fn schema_name() -> &'static str {
+        "GoDuration"
+    }
 }
 
 impl FromText for Schedule {
     fn from_text(text: &str) -> Result<Self, String> {
         Schedule::parse(text)
+    }
+
+    fn schema() -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[^ ]+( [^ ]+){4})$",
+            "description": "A five-field cron schedule in UTC (minute hour day-of-month month day-of-week) or @daily, @hourly…"
+        })
+    }
+
+    fn schema_name() -> &'static str {
+        "CronSchedule"
     }
 }
 
@@ -106,6 +138,20 @@ impl<'de, T: FromText> Deserialize<'de> for Text<T> {
     }
 }
 
+impl<T: FromText> JsonSchema for Text<T> {
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name().into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        T::schema()
+    }
+}
+
 /// A budget's `nodes` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetNodes {
@@ -129,6 +175,23 @@ impl FromText for BudgetNodes {
                 format!("{s:?} is neither a node count (\"3\") nor a percentage (\"10%\")")
             })
         }
+    }
+
+    fn schema() -> Schema {
+        // A count may be written as a number; a string must be a count or a percentage.
+        json_schema!({
+            "x-kubernetes-int-or-string": true,
+            "maxLength": 8,
+            "x-kubernetes-validations": [{
+                "rule": "type(self) == int ? self >= 0 : self.matches('^([0-9]+|(100|[1-9]?[0-9])%)$')",
+                "message": "must be a node count (\"3\") or a percentage between 0% and 100% (\"10%\")"
+            }],
+            "description": "Nodes: a count (\"3\") or a percentage of the managed nodes (\"10%\")."
+        })
+    }
+
+    fn schema_name() -> &'static str {
+        "BudgetNodes"
     }
 }
 

@@ -553,18 +553,34 @@ impl ControlPlane {
             .args(args))
     }
 
-    /// Applies a manifest given as text.
     /// Applies objects built with `stowage::demo`'s fixtures, as one List.
     pub fn apply_objects(&self, objects: Vec<serde_json::Value>) {
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
         self.apply(&list.to_string());
     }
 
+    /// Applies a manifest given as text.
     pub fn apply(&self, manifest: &str) {
+        if let Err(e) = self.try_apply(manifest) {
+            panic!("kubectl apply failed: {e}");
+        }
+    }
+
+    /// Applies a manifest; the API server's refusal (kubectl's stderr) when it fails.
+    pub fn try_apply(&self, manifest: &str) -> Result<String, String> {
         let path = self.dir.0.join(format!("apply-{}.yaml", free_port()));
         write(&path, manifest);
-        self.kubectl(&["apply", "-f", &path.display().to_string()]);
+        let out = Command::new(self.bin.join("kubectl"))
+            .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
+            .args(["apply", "-f", &path.display().to_string()])
+            .output()
+            .expect("kubectl runs");
         let _ = std::fs::remove_file(path);
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// A fresh namespace for one test.
