@@ -4,3 +4,4 @@
 //! talks to an API server lives here; the planner and the policy types stay pure.
 
 pub mod crd;
+pub mod index;

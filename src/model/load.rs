@@ -713,7 +713,15 @@ fn load_json(text: &str) -> Result<Snapshot, LoadError> {
 
 /// A controller whose pod template sets `spec.nodeName` recreates its pods bound to that node:
 /// record the pin on each of its pods (the NodeName filter then allows only that node).
-fn pin_to_template_nodes(snapshot: &mut Snapshot) {
+/// Adds one Kubernetes object (JSON, as the API serves it) to `snapshot`, as a List item is
+/// read: what the controller's index does with each watch event.
+pub fn load_object(snapshot: &mut Snapshot, json: &str) -> Result<(), LoadError> {
+    load_item(snapshot, 0, json)
+}
+
+/// Pins pods to the node their controller's template names (`spec.nodeName`): the NodeName
+/// filter. Done once a snapshot holds its controllers.
+pub fn pin_to_template_nodes(snapshot: &mut Snapshot) {
     if snapshot
         .controllers
         .iter()

@@ -1,0 +1,356 @@
+//! The controller's compact view of the cluster, kept up to date by watch events.
+//!
+//! Every object goes through the snapshot loader ([`crate::model::load::load_object`]) the
+//! offline `plan` uses, so the live view and a `kubectl get -o json` dump are read alike, and
+//! only the planner's compact types are kept — never whole API objects. The index *is* a
+//! [`Snapshot`]: its vectors are updated in place (`apply` replaces or appends, `delete`
+//! swap-removes), with a position per object key, so a cycle plans from it without copying.
+
+use crate::model::Snapshot;
+use crate::model::load::{LoadError, load_object, pin_to_template_nodes};
+use rustc_hash::FxHashMap as HashMap;
+
+/// Which of the snapshot's collections an object kind lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Collection {
+    Nodes,
+    Pods,
+    Pdbs,
+    SparkApps,
+    Claims,
+    Volumes,
+    StorageClasses,
+    CsiNodes,
+    Namespaces,
+    Controllers,
+}
+
+impl Collection {
+    fn of_kind(kind: &str) -> Option<Collection> {
+        Some(match kind {
+            "Node" => Collection::Nodes,
+            "Pod" => Collection::Pods,
+            "PodDisruptionBudget" => Collection::Pdbs,
+            "SparkApplication" | "ConfigMap" => Collection::SparkApps,
+            "PersistentVolumeClaim" => Collection::Claims,
+            "PersistentVolume" => Collection::Volumes,
+            "StorageClass" => Collection::StorageClasses,
+            "CSINode" => Collection::CsiNodes,
+            "Namespace" => Collection::Namespaces,
+            "ReplicaSet" | "StatefulSet" | "Job" | "DaemonSet" => Collection::Controllers,
+            _ => return None,
+        })
+    }
+
+    const ALL: [Collection; 10] = [
+        Collection::Nodes,
+        Collection::Pods,
+        Collection::Pdbs,
+        Collection::SparkApps,
+        Collection::Claims,
+        Collection::Volumes,
+        Collection::StorageClasses,
+        Collection::CsiNodes,
+        Collection::Namespaces,
+        Collection::Controllers,
+    ];
+}
+
+/// Where each object sits in its collection: `keys[i]` is the key of element `i`.
+#[derive(Default)]
+struct Slots {
+    position: HashMap<String, usize>,
+    keys: Vec<String>,
+}
+
+impl Slots {
+    fn upsert<T>(&mut self, items: &mut Vec<T>, key: String, item: T) {
+        match self.position.get(&key) {
+            Some(&i) => items[i] = item,
+            None => {
+                self.position.insert(key.clone(), items.len());
+                self.keys.push(key);
+                items.push(item);
+            }
+        }
+    }
+
+    /// Replaces the object of `key` with `item`, or forgets it when there is none.
+    fn set<T>(&mut self, items: &mut Vec<T>, key: String, item: Option<T>) {
+        match item {
+            Some(item) => self.upsert(items, key, item),
+            None => {
+                self.remove(items, &key);
+            }
+        }
+    }
+
+    fn remove<T>(&mut self, items: &mut Vec<T>, key: &str) -> bool {
+        let Some(i) = self.position.remove(key) else {
+            return false;
+        };
+        items.swap_remove(i);
+        self.keys.swap_remove(i);
+        if let Some(moved) = self.keys.get(i) {
+            self.position.insert(moved.clone(), i);
+        }
+        true
+    }
+}
+
+/// The cluster as the planner needs it, updated object by object.
+#[derive(Default)]
+pub struct ClusterIndex {
+    snapshot: Snapshot,
+    slots: HashMap<Collection, Slots>,
+    /// Controllers changed since the last [`ClusterIndex::snapshot`]: template pins to redo.
+    pins_stale: bool,
+}
+
+/// `kind/namespace/name`: unique across the collections that share a vector.
+fn key(kind: &str, namespace: &str, name: &str) -> String {
+    format!("{kind}/{namespace}/{name}")
+}
+
+impl ClusterIndex {
+    pub fn new() -> ClusterIndex {
+        ClusterIndex::default()
+    }
+
+    /// Adds or replaces an object (a watch `Applied` event, or an item of the initial list).
+    /// Kinds the planner does not read are ignored; a malformed object is refused with the
+    /// field named, and leaves what the index held for it unchanged.
+    pub fn apply(&mut self, object: &serde_json::Value) -> Result<(), LoadError> {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let Some(collection) = Collection::of_kind(kind) else {
+            return Ok(());
+        };
+        let meta = &object["metadata"];
+        let key = key(
+            kind,
+            meta["namespace"].as_str().unwrap_or_default(),
+            meta["name"].as_str().unwrap_or_default(),
+        );
+        let mut parsed = Snapshot::default();
+        load_object(&mut parsed, &object.to_string())?;
+        // No item: e.g. a ConfigMap that no longer holds a Spark driver's configuration.
+        let slots = self.slots.entry(collection).or_default();
+        let s = &mut self.snapshot;
+        let p = &mut parsed;
+        match collection {
+            Collection::Nodes => slots.set(&mut s.nodes, key, p.nodes.pop()),
+            Collection::Pods => slots.set(&mut s.pods, key, p.pods.pop()),
+            Collection::Pdbs => slots.set(&mut s.pdbs, key, p.pdbs.pop()),
+            Collection::SparkApps => slots.set(&mut s.spark_apps, key, p.spark_apps.pop()),
+            Collection::Claims => slots.set(&mut s.claims, key, p.claims.pop()),
+            Collection::Volumes => slots.set(&mut s.volumes, key, p.volumes.pop()),
+            Collection::StorageClasses => {
+                slots.set(&mut s.storage_classes, key, p.storage_classes.pop())
+            }
+            Collection::CsiNodes => slots.set(&mut s.csi_nodes, key, p.csi_nodes.pop()),
+            Collection::Namespaces => slots.set(&mut s.namespaces, key, p.namespaces.pop()),
+            Collection::Controllers => slots.set(&mut s.controllers, key, p.controllers.pop()),
+        }
+        self.pins_stale |= collection == Collection::Controllers || collection == Collection::Pods;
+        Ok(())
+    }
+
+    /// Forgets an object (a watch `Deleted` event). True when the index held it.
+    pub fn delete(&mut self, kind: &str, namespace: &str, name: &str) -> bool {
+        let Some(collection) = Collection::of_kind(kind) else {
+            return false;
+        };
+        self.forget(collection, &key(kind, namespace, name))
+    }
+
+    fn forget(&mut self, collection: Collection, key: &str) -> bool {
+        let slots = self.slots.entry(collection).or_default();
+        let s = &mut self.snapshot;
+        match collection {
+            Collection::Nodes => slots.remove(&mut s.nodes, key),
+            Collection::Pods => slots.remove(&mut s.pods, key),
+            Collection::Pdbs => slots.remove(&mut s.pdbs, key),
+            Collection::SparkApps => slots.remove(&mut s.spark_apps, key),
+            Collection::Claims => slots.remove(&mut s.claims, key),
+            Collection::Volumes => slots.remove(&mut s.volumes, key),
+            Collection::StorageClasses => slots.remove(&mut s.storage_classes, key),
+            Collection::CsiNodes => slots.remove(&mut s.csi_nodes, key),
+            Collection::Namespaces => slots.remove(&mut s.namespaces, key),
+            Collection::Controllers => slots.remove(&mut s.controllers, key),
+        }
+    }
+
+    /// Replaces everything of `kinds` with `objects` (a watcher's relist): objects no longer
+    /// listed are forgotten. Returns the objects refused, with why.
+    pub fn replace(&mut self, kinds: &[&str], objects: &[serde_json::Value]) -> Vec<LoadError> {
+        let mut listed: Vec<String> = Vec::with_capacity(objects.len());
+        let mut refused = Vec::new();
+        for object in objects {
+            let meta = &object["metadata"];
+            listed.push(key(
+                object["kind"].as_str().unwrap_or_default(),
+                meta["namespace"].as_str().unwrap_or_default(),
+                meta["name"].as_str().unwrap_or_default(),
+            ));
+            if let Err(e) = self.apply(object) {
+                refused.push(e);
+            }
+        }
+        let listed: rustc_hash::FxHashSet<&str> = listed.iter().map(String::as_str).collect();
+        for collection in Collection::ALL {
+            let Some(slots) = self.slots.get(&collection) else {
+                continue;
+            };
+            let gone: Vec<String> = slots
+                .keys
+                .iter()
+                .filter(|k| {
+                    kinds.iter().any(|kind| {
+                        k.strip_prefix(kind)
+                            .is_some_and(|rest| rest.starts_with('/'))
+                    }) && !listed.contains(k.as_str())
+                })
+                .cloned()
+                .collect();
+            for k in gone {
+                self.forget(collection, &k);
+            }
+        }
+        refused
+    }
+
+    /// The snapshot to plan from, with template pins brought up to date.
+    pub fn snapshot(&mut self) -> &Snapshot {
+        if self.pins_stale {
+            pin_to_template_nodes(&mut self.snapshot);
+            self.pins_stale = false;
+        }
+        &self.snapshot
+    }
+
+    /// How many objects the index holds.
+    pub fn len(&self) -> usize {
+        self.slots.values().map(|s| s.keys.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::{NodeJson, PodJson, pdb};
+    use crate::model::load_snapshot;
+    use serde_json::{Value, json};
+
+    fn keys_of(s: &Snapshot) -> (Vec<String>, Vec<String>, Vec<String>) {
+        let mut nodes: Vec<String> = s.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut pods: Vec<String> = s
+            .pods
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {:?} {}",
+                    p.key(),
+                    p.node_name,
+                    p.requests.real.cpu_milli
+                )
+            })
+            .collect();
+        let mut pdbs: Vec<String> = s.pdbs.iter().map(|p| p.name.clone()).collect();
+        nodes.sort();
+        pods.sort();
+        pdbs.sort();
+        (nodes, pods, pdbs)
+    }
+
+    fn load(objects: &[Value]) -> Snapshot {
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        load_snapshot(list.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn applies_and_deletes_in_place_and_agrees_with_the_loader() {
+        let mut index = ClusterIndex::new();
+        let n = |name: &str| NodeJson::new(name).resources("4", "16Gi", "110").build();
+        let p = |name: &str, node: &str, cpu: i64| {
+            PodJson::new("default", name)
+                .owner("ReplicaSet", "web-7d9")
+                .on(node)
+                .requests(cpu, 512)
+                .build()
+        };
+        for object in [n("a"), n("b"), n("c"), p("x", "a", 100), p("y", "b", 200)] {
+            index.apply(&object).unwrap();
+        }
+        index.apply(&pdb("default", "web", "web", 1)).unwrap();
+        // An update replaces in place; a delete swap-removes and keeps the others findable.
+        index.apply(&p("x", "c", 300)).unwrap();
+        assert!(index.delete("Node", "", "a"));
+        assert!(!index.delete("Node", "", "a"), "already gone");
+        assert!(index.delete("Pod", "default", "y"));
+        index.apply(&p("z", "b", 50)).unwrap();
+        assert!(index.delete("Pod", "default", "z"));
+        index.apply(&p("w", "b", 60)).unwrap();
+        // Kinds the planner does not read are ignored.
+        index
+            .apply(&json!({"kind": "Service", "metadata": {"name": "s"}}))
+            .unwrap();
+        let expected = load(&[
+            n("b"),
+            n("c"),
+            p("x", "c", 300),
+            p("w", "b", 60),
+            pdb("default", "web", "web", 1),
+        ]);
+        assert_eq!(keys_of(index.snapshot()), keys_of(&expected));
+        assert_eq!(index.len(), 5);
+    }
+
+    #[test]
+    fn a_relist_forgets_what_is_no_longer_listed_and_bad_objects_are_refused() {
+        let mut index = ClusterIndex::new();
+        let n = |name: &str| NodeJson::new(name).resources("4", "16Gi", "110").build();
+        index.replace(&["Node"], &[n("a"), n("b")]);
+        let refused = index.replace(
+            &["Node"],
+            &[
+                n("b"),
+                json!({"kind": "Node", "metadata": {"name": "broken"}, "status": {"allocatable": {"cpu": "lots"}}}),
+            ],
+        );
+        assert_eq!(refused.len(), 1);
+        assert!(
+            refused[0].to_string().contains("status.allocatable.cpu"),
+            "{}",
+            refused[0]
+        );
+        let names: Vec<&str> = index
+            .snapshot()
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(names, ["b"]);
+    }
+
+    #[test]
+    fn a_config_map_that_stops_being_a_driver_configuration_is_forgotten() {
+        let mut index = ClusterIndex::new();
+        let conf = |data: Value| {
+            json!({"kind": "ConfigMap", "metadata": {"name": "spark-drv-1-conf-map", "namespace": "spark",
+                   "ownerReferences": [{"kind": "Pod", "name": "drv", "uid": "u", "controller": true}]},
+                   "data": data})
+        };
+        index
+            .apply(&conf(
+                json!({"spark.properties": "spark.shuffle.manager=sort\n"}),
+            ))
+            .unwrap();
+        assert_eq!(index.snapshot().spark_apps.len(), 1);
+        index.apply(&conf(json!({}))).unwrap();
+        assert_eq!(index.snapshot().spark_apps.len(), 0);
+    }
+}
