@@ -39,9 +39,16 @@ enum Command {
     /// Show which nodes stowage would empty, where their pods would go, and why other nodes stay.
     Plan {
         /// `kubectl get nodes,pods,pdb -A -o json` output (JSON or YAML; `-` for stdin).
-        /// Without it, the embedded demo cluster is planned.
-        #[arg(long, value_name = "FILE")]
+        /// Without it (and without --kubeconfig/--context), the embedded demo cluster is planned.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["kubeconfig", "context"])]
         snapshot: Option<PathBuf>,
+        /// Plan the live cluster of this kubeconfig, read-only (list and get only).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Plan the live cluster of this kubeconfig context (of $KUBECONFIG or ~/.kube/config
+        /// unless --kubeconfig names another file).
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
         /// A ConsolidationPolicy (YAML or JSON); defaults apply without it.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -149,13 +156,21 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan {
             snapshot,
+            kubeconfig,
+            context,
             policy,
             scheduler_config,
             output,
             now,
             scheduler_version,
         } => run_plan(
-            snapshot.as_deref(),
+            match (kubeconfig, context) {
+                (None, None) => Source::File(snapshot),
+                (kubeconfig, context) => Source::Live {
+                    kubeconfig,
+                    context,
+                },
+            },
             policy.as_deref(),
             scheduler_config.as_deref(),
             output,
@@ -201,8 +216,52 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Where `plan` reads the cluster from.
+enum Source {
+    /// A snapshot file, or the demo cluster.
+    File(Option<PathBuf>),
+    /// The API server of a kubeconfig (context).
+    Live {
+        kubeconfig: Option<PathBuf>,
+        context: Option<String>,
+    },
+}
+
+/// Lists the live cluster into a snapshot, read-only, as the controller's index sees it.
+fn read_live(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Snapshot, InputError> {
+    let source = kubeconfig.unwrap_or(Path::new("<kubeconfig>"));
+    let fail = |e: &dyn std::fmt::Display| input_error(source, e);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(&e))?;
+    runtime.block_on(async {
+        let options = kube::config::KubeConfigOptions {
+            context: context.map(String::from),
+            ..Default::default()
+        };
+        let config = match kubeconfig {
+            Some(path) => {
+                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
+                kube::Config::from_custom_kubeconfig(file, &options).await
+            }
+            None => kube::Config::from_kubeconfig(&options).await,
+        }
+        .map_err(|e| fail(&e))?;
+        let client = kube::Client::try_from(config).map_err(|e| fail(&e))?;
+        let index = std::sync::Mutex::new(crate::k8s::index::ClusterIndex::new());
+        let refused = crate::k8s::watch::list_all(&client, &index)
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut snapshot = index.into_inner().expect("index lock").into_snapshot();
+        snapshot.warnings.extend(refused);
+        Ok(snapshot)
+    })
+}
+
 fn run_plan(
-    snapshot_path: Option<&Path>,
+    source: Source,
     policy_path: Option<&Path>,
     scheduler_config: Option<&Path>,
     output: Output,
@@ -210,7 +269,13 @@ fn run_plan(
     version: SchedulerVersion,
     out: &mut dyn Write,
 ) -> Result<(), InputError> {
-    let snapshot = read_snapshot(snapshot_path)?;
+    let snapshot = match source {
+        Source::File(path) => read_snapshot(path.as_deref())?,
+        Source::Live {
+            kubeconfig,
+            context,
+        } => read_live(kubeconfig.as_deref(), context.as_deref())?,
+    };
     let policy = match policy_path {
         Some(p) => {
             let text = String::from_utf8(read(p)?).map_err(|e| input_error(p, e))?;

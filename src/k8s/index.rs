@@ -41,19 +41,6 @@ impl Collection {
             _ => return None,
         })
     }
-
-    const ALL: [Collection; 10] = [
-        Collection::Nodes,
-        Collection::Pods,
-        Collection::Pdbs,
-        Collection::SparkApps,
-        Collection::Claims,
-        Collection::Volumes,
-        Collection::StorageClasses,
-        Collection::CsiNodes,
-        Collection::Namespaces,
-        Collection::Controllers,
-    ];
 }
 
 /// Where each object sits in its collection: `keys[i]` is the key of element `i`.
@@ -105,6 +92,8 @@ pub struct ClusterIndex {
     slots: HashMap<Collection, Slots>,
     /// Controllers changed since the last [`ClusterIndex::snapshot`]: template pins to redo.
     pins_stale: bool,
+    /// Kinds being relisted, and the keys seen so far in their new list.
+    relisting: HashMap<String, rustc_hash::FxHashSet<String>>,
 }
 
 /// `kind/namespace/name`: unique across the collections that share a vector.
@@ -131,6 +120,9 @@ impl ClusterIndex {
             meta["namespace"].as_str().unwrap_or_default(),
             meta["name"].as_str().unwrap_or_default(),
         );
+        if let Some(seen) = self.relisting.get_mut(kind) {
+            seen.insert(key.clone());
+        }
         let mut parsed = Snapshot::default();
         load_object(&mut parsed, &object.to_string())?;
         // No item: e.g. a ConfigMap that no longer holds a Spark driver's configuration.
@@ -180,41 +172,48 @@ impl ClusterIndex {
         }
     }
 
-    /// Replaces everything of `kinds` with `objects` (a watcher's relist): objects no longer
-    /// listed are forgotten. Returns the objects refused, with why.
-    pub fn replace(&mut self, kinds: &[&str], objects: &[serde_json::Value]) -> Vec<LoadError> {
-        let mut listed: Vec<String> = Vec::with_capacity(objects.len());
-        let mut refused = Vec::new();
-        for object in objects {
-            let meta = &object["metadata"];
-            listed.push(key(
-                object["kind"].as_str().unwrap_or_default(),
-                meta["namespace"].as_str().unwrap_or_default(),
-                meta["name"].as_str().unwrap_or_default(),
-            ));
-            if let Err(e) = self.apply(object) {
-                refused.push(e);
-            }
+    /// A relist of `kind` begins (a watcher's `Init`): the objects applied until
+    /// [`ClusterIndex::relist_done`] are the whole new list.
+    pub fn relist_start(&mut self, kind: &str) {
+        self.relisting.insert(kind.to_string(), Default::default());
+    }
+
+    /// The relist of `kind` is complete (`InitDone`): objects it did not list are forgotten.
+    pub fn relist_done(&mut self, kind: &str) {
+        let Some(seen) = self.relisting.remove(kind) else {
+            return;
+        };
+        let Some(collection) = Collection::of_kind(kind) else {
+            return;
+        };
+        let prefix = format!("{kind}/");
+        let gone: Vec<String> = self
+            .slots
+            .get(&collection)
+            .map(|slots| {
+                slots
+                    .keys
+                    .iter()
+                    .filter(|k| k.starts_with(&prefix) && !seen.contains(*k))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for k in gone {
+            self.forget(collection, &k);
         }
-        let listed: rustc_hash::FxHashSet<&str> = listed.iter().map(String::as_str).collect();
-        for collection in Collection::ALL {
-            let Some(slots) = self.slots.get(&collection) else {
-                continue;
-            };
-            let gone: Vec<String> = slots
-                .keys
-                .iter()
-                .filter(|k| {
-                    kinds.iter().any(|kind| {
-                        k.strip_prefix(kind)
-                            .is_some_and(|rest| rest.starts_with('/'))
-                    }) && !listed.contains(k.as_str())
-                })
-                .cloned()
-                .collect();
-            for k in gone {
-                self.forget(collection, &k);
-            }
+    }
+
+    /// Replaces everything of `kinds` with `objects` (a one-shot list): objects no longer
+    /// listed are forgotten. Returns the objects refused, with why; a refused object keeps
+    /// what the index held for it.
+    pub fn replace(&mut self, kinds: &[&str], objects: &[serde_json::Value]) -> Vec<LoadError> {
+        for kind in kinds {
+            self.relist_start(kind);
+        }
+        let refused = objects.iter().filter_map(|o| self.apply(o).err()).collect();
+        for kind in kinds {
+            self.relist_done(kind);
         }
         refused
     }
@@ -226,6 +225,12 @@ impl ClusterIndex {
             self.pins_stale = false;
         }
         &self.snapshot
+    }
+
+    /// The snapshot, taken out of the index (a one-shot list's end).
+    pub fn into_snapshot(mut self) -> Snapshot {
+        self.snapshot();
+        self.snapshot
     }
 
     /// How many objects the index holds.

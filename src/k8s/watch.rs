@@ -1,0 +1,201 @@
+//! Feeding the [`ClusterIndex`] from the API server: one kube-runtime watcher per kind the
+//! planner reads (or one list each, for `stowage plan --kubeconfig`). Objects are turned into
+//! the index's compact types as they arrive and dropped; a watcher's relist replaces what the
+//! index held of its kind, so a missed delete is repaired by the next relist.
+
+use super::index::ClusterIndex;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
+use kube::api::{Api, ListParams};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The kinds the planner reads, as `kubectl get` names them in README's capture command.
+pub const KINDS: &[&str] = &[
+    "Node",
+    "Pod",
+    "PodDisruptionBudget",
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "StorageClass",
+    "CSINode",
+    "Namespace",
+    "ReplicaSet",
+    "StatefulSet",
+    "Job",
+    "DaemonSet",
+];
+
+/// Why the cluster could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error("listing {kind}: {source}")]
+    List {
+        kind: &'static str,
+        source: kube::Error,
+    },
+    #[error("listing {kind}: no answer within {0:?}", LIST_TIMEOUT)]
+    Timeout { kind: &'static str },
+}
+
+/// How long one list call may take.
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The object as the loader reads it (apiVersion and kind included).
+fn to_value<K: Serialize>(object: &K) -> serde_json::Value {
+    serde_json::to_value(object).unwrap_or(serde_json::Value::Null)
+}
+
+/// Lists every object of a kind, page by page, into the index; the objects refused, with why.
+async fn list_kind<K>(
+    client: &Client,
+    kind: &'static str,
+    index: &Mutex<ClusterIndex>,
+) -> Result<Vec<String>, WatchError>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    K::DynamicType: Default,
+{
+    let api = Api::<K>::all(client.clone());
+    let mut refused = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    index.lock().expect("index lock").relist_start(kind);
+    loop {
+        let page = tokio::time::timeout(LIST_TIMEOUT, api.list(&params))
+            .await
+            .map_err(|_| WatchError::Timeout { kind })?
+            .map_err(|source| WatchError::List { kind, source })?;
+        let mut index = index.lock().expect("index lock");
+        for object in &page.items {
+            if let Err(e) = index.apply(&to_value(object)) {
+                refused.push(e.to_string());
+            }
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => break,
+        }
+    }
+    index.lock().expect("index lock").relist_done(kind);
+    Ok(refused)
+}
+
+/// Lists everything the planner reads into `index` (read-only): what `stowage plan
+/// --kubeconfig` plans from. Returns the objects refused, with why.
+pub async fn list_all(
+    client: &Client,
+    index: &Mutex<ClusterIndex>,
+) -> Result<Vec<String>, WatchError> {
+    let mut refused = Vec::new();
+    refused.extend(list_kind::<Node>(client, "Node", index).await?);
+    refused.extend(list_kind::<Pod>(client, "Pod", index).await?);
+    refused.extend(list_kind::<PodDisruptionBudget>(client, "PodDisruptionBudget", index).await?);
+    refused
+        .extend(list_kind::<PersistentVolumeClaim>(client, "PersistentVolumeClaim", index).await?);
+    refused.extend(list_kind::<PersistentVolume>(client, "PersistentVolume", index).await?);
+    refused.extend(list_kind::<StorageClass>(client, "StorageClass", index).await?);
+    refused.extend(list_kind::<CSINode>(client, "CSINode", index).await?);
+    refused.extend(list_kind::<Namespace>(client, "Namespace", index).await?);
+    refused.extend(list_kind::<ReplicaSet>(client, "ReplicaSet", index).await?);
+    refused.extend(list_kind::<StatefulSet>(client, "StatefulSet", index).await?);
+    refused.extend(list_kind::<Job>(client, "Job", index).await?);
+    refused.extend(list_kind::<DaemonSet>(client, "DaemonSet", index).await?);
+    Ok(refused)
+}
+
+/// Keeps `index` up to date with one kind until the stream ends (it does not: the watcher
+/// relists and retries with backoff). Calls `changed` after every event that touched it.
+async fn watch_kind<K>(
+    api: Api<K>,
+    kind: &'static str,
+    index: Arc<Mutex<ClusterIndex>>,
+    synced: Arc<tokio::sync::Semaphore>,
+    changed: Arc<dyn Fn() + Send + Sync>,
+) where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug + Send + 'static,
+    K::DynamicType: Default,
+{
+    use kube::runtime::WatchStreamExt;
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    loop {
+        let event = match events.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(e) => {
+                // The backoff retries; say what failed.
+                eprintln!("watch {kind}: {e}");
+                continue;
+            }
+        };
+        let mut idx = index.lock().expect("index lock");
+        match event {
+            watcher::Event::Init => idx.relist_start(kind),
+            watcher::Event::InitApply(o) | watcher::Event::Apply(o) => {
+                if let Err(e) = idx.apply(&to_value(&o)) {
+                    eprintln!("watch {kind}: refused: {e}");
+                }
+            }
+            watcher::Event::InitDone => {
+                idx.relist_done(kind);
+                synced.add_permits(1);
+            }
+            watcher::Event::Delete(o) => {
+                let meta = o.meta();
+                idx.delete(
+                    kind,
+                    meta.namespace.as_deref().unwrap_or_default(),
+                    meta.name.as_deref().unwrap_or_default(),
+                );
+            }
+        }
+        drop(idx);
+        changed();
+    }
+}
+
+/// Watches every kind the planner reads into `index`; resolves once each has finished its
+/// first list (the index is synced), leaving the watchers running on the current runtime.
+/// `changed` is called after every event (the controller debounces it into a plan cycle).
+pub async fn watch_all(
+    client: Client,
+    index: Arc<Mutex<ClusterIndex>>,
+    changed: Arc<dyn Fn() + Send + Sync>,
+) {
+    let synced = Arc::new(tokio::sync::Semaphore::new(0));
+    macro_rules! spawn {
+        ($ty:ty, $kind:literal) => {
+            tokio::spawn(watch_kind(
+                Api::<$ty>::all(client.clone()),
+                $kind,
+                index.clone(),
+                synced.clone(),
+                changed.clone(),
+            ));
+        };
+    }
+    spawn!(Node, "Node");
+    spawn!(Pod, "Pod");
+    spawn!(PodDisruptionBudget, "PodDisruptionBudget");
+    spawn!(PersistentVolumeClaim, "PersistentVolumeClaim");
+    spawn!(PersistentVolume, "PersistentVolume");
+    spawn!(StorageClass, "StorageClass");
+    spawn!(CSINode, "CSINode");
+    spawn!(Namespace, "Namespace");
+    spawn!(ReplicaSet, "ReplicaSet");
+    spawn!(StatefulSet, "StatefulSet");
+    spawn!(Job, "Job");
+    spawn!(DaemonSet, "DaemonSet");
+    // Each kind adds a permit when its first list is in.
+    let _ = synced.acquire_many(KINDS.len() as u32).await;
+}

@@ -1,0 +1,172 @@
+//! The live view against the real API server: `stowage plan --kubeconfig` plans exactly what
+//! the same cluster dumped with `kubectl get -o json` plans, and the watchers keep the
+//! controller's index in step with creates, updates and deletes.
+
+mod support;
+
+use serde_json::Value;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stowage::demo::{NodeJson, PodJson};
+use stowage::k8s::index::ClusterIndex;
+use support::{ControlPlane, install_crypto_provider, wait_until};
+
+/// Three thin kwok nodes and a few bound pods, in a fresh namespace.
+fn small_cluster(cp: &ControlPlane, prefix: &str) -> String {
+    let ns = cp.namespace(prefix);
+    let nodes: Vec<Value> = (0..3)
+        .map(|i| {
+            NodeJson::new(&format!("{prefix}-{i}"))
+                .kwok()
+                .label("pool", prefix)
+                .resources("8", "32Gi", "110")
+                .build()
+        })
+        .collect();
+    cp.apply_objects(nodes);
+    let pods: Vec<Value> = (0..4)
+        .map(|i| {
+            PodJson::new(&ns, &format!("bare-{i}"))
+                .on(&format!("{prefix}-{}", i % 3))
+                .scheduler("my-scheduler")
+                .annotate("cluster-autoscaler.kubernetes.io/safe-to-evict", "true")
+                .grace(0)
+                .requests(500, 1024)
+                .build()
+        })
+        .collect();
+    cp.apply_objects(pods);
+    wait_until("pods Running", Duration::from_secs(30), || {
+        cp.kubectl_output(&[
+            "get",
+            "pods",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.items[*].status.phase}",
+        ])
+        .is_some_and(|s| s.split_whitespace().filter(|p| *p == "Running").count() == 4)
+    });
+    ns
+}
+
+fn plan_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["plan", "-o", "json", "--now", "2026-11-23T22:00:00Z"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stowage plan {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_live_plan_is_the_plan_of_the_dump() {
+    let cp = ControlPlane::shared();
+    small_cluster(cp, "live");
+    let dump = cp.kubectl(&[
+        "get",
+        "nodes,pods,pdb,pvc,pv,storageclass,csinode,namespaces,rs,sts,job,ds",
+        "-A",
+        "-o",
+        "json",
+    ]);
+    let path = cp.dir.0.join("dump.json");
+    std::fs::write(&path, dump).unwrap();
+    let from_dump = plan_json(&["--snapshot", path.to_str().unwrap()]);
+    let live = plan_json(&["--kubeconfig", cp.kubeconfig.to_str().unwrap()]);
+    assert_eq!(live, from_dump);
+    assert!(
+        live["drain"].as_array().is_some_and(|d| !d.is_empty()),
+        "the thin nodes are planned for draining: {live}"
+    );
+
+    // A kubeconfig that does not exist is one line naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["plan", "--kubeconfig", "/nonexistent/kubeconfig"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: /nonexistent/kubeconfig: ") && err.trim_end().lines().count() == 1,
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_keep_the_index_in_step() {
+    install_crypto_provider();
+    let cp = ControlPlane::shared();
+    let ns = small_cluster(cp, "watch");
+    let index = Arc::new(Mutex::new(ClusterIndex::new()));
+    let events = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = events.clone();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        stowage::k8s::watch::watch_all(
+            cp.client().await,
+            index.clone(),
+            Arc::new(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
+        ),
+    )
+    .await
+    .expect("every kind synced within 60 s");
+    let pods_of = |index: &Mutex<ClusterIndex>| -> Vec<(String, Option<String>)> {
+        let mut idx = index.lock().unwrap();
+        let mut pods: Vec<(String, Option<String>)> = idx
+            .snapshot()
+            .pods
+            .iter()
+            .filter(|p| p.namespace == ns)
+            .map(|p| (p.name.clone(), p.labels.get("tier").cloned()))
+            .collect();
+        pods.sort();
+        pods
+    };
+    assert_eq!(pods_of(&index).len(), 4);
+    assert!(events.load(std::sync::atomic::Ordering::Relaxed) > 0);
+
+    // A delete, a label change and a new pod show up without a relist.
+    cp.kubectl(&["delete", "pod", "bare-0", "-n", &ns, "--wait=false"]);
+    cp.kubectl(&["label", "pod", "bare-1", "-n", &ns, "tier=gold"]);
+    cp.apply_objects(vec![
+        PodJson::new(&ns, "late")
+            .on("watch-2")
+            .scheduler("my-scheduler")
+            .grace(0)
+            .requests(100, 128)
+            .build(),
+    ]);
+    let expected = vec![
+        ("bare-1".to_string(), Some("gold".to_string())),
+        ("bare-2".to_string(), None),
+        ("bare-3".to_string(), None),
+        ("late".to_string(), None),
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pods_of(&index) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "index did not follow: {:?}",
+            pods_of(&index)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nodes are in the index too, compactly.
+    let mut idx = index.lock().unwrap();
+    let node = idx
+        .snapshot()
+        .nodes
+        .iter()
+        .find(|n| n.name == "watch-1")
+        .expect("node indexed");
+    assert_eq!(node.allocatable.cpu_milli, 8000);
+}
