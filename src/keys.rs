@@ -11,6 +11,12 @@ pub const STOWAGE_PREFIX: &str = "stowage.io/";
 pub const STATE: &str = "stowage.io/state";
 /// [`STATE`] value of a node stowage is draining.
 pub const STATE_DRAINING: &str = "draining";
+/// Node annotation: when the node entered its [`STATE`] (RFC 3339).
+pub const STATE_SINCE: &str = "stowage.io/state-since";
+/// Node annotation: the ConsolidationPolicy the node is being emptied for.
+pub const POLICY: &str = "stowage.io/policy";
+/// Node annotation `"true"`: stowage cordoned the node (and uncordons it when it lets go).
+pub const CORDONED: &str = "stowage.io/cordoned";
 /// Node annotation: when the node first looked idle (RFC 3339).
 pub const IDLE_SINCE: &str = "stowage.io/idle-since";
 /// Pod annotation: the executor holds no shuffle data (an operator's promise).

@@ -12,6 +12,9 @@ use stowage::demo::{NodeJson, PodJson};
 use stowage::k8s::index::ClusterIndex;
 use support::{ControlPlane, install_crypto_provider, wait_until};
 
+/// The tests share one control plane and compare whole-cluster plans: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 /// Three thin kwok nodes and a few bound pods, in a fresh namespace.
 fn small_cluster(cp: &ControlPlane, prefix: &str) -> String {
     let ns = cp.namespace(prefix);
@@ -67,6 +70,7 @@ fn plan_json(args: &[&str]) -> Value {
 
 #[test]
 fn the_live_plan_is_the_plan_of_the_dump() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cp = ControlPlane::shared();
     small_cluster(cp, "live");
     let dump = cp.kubectl(&[
@@ -86,6 +90,25 @@ fn the_live_plan_is_the_plan_of_the_dump() {
         "the thin nodes are planned for draining: {live}"
     );
 
+    // With the chart's ClusterRole, the controller's ServiceAccount reads all it needs; without
+    // it, the API server refuses and stowage says which list failed.
+    let bound = cp.service_account_kubeconfig("stowage-reader", true);
+    assert_eq!(
+        plan_json(&["--kubeconfig", bound.to_str().unwrap()]),
+        from_dump
+    );
+    let unbound = cp.service_account_kubeconfig("stowage-nobody", false);
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["plan", "--kubeconfig", unbound.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("listing Node") && err.contains("forbidden"),
+        "{err}"
+    );
+
     // A kubeconfig that does not exist is one line naming it.
     let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
         .args(["plan", "--kubeconfig", "/nonexistent/kubeconfig"])
@@ -99,8 +122,18 @@ fn the_live_plan_is_the_plan_of_the_dump() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watchers_keep_the_index_in_step() {
+#[test]
+fn watchers_keep_the_index_in_step() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(watchers_follow_creates_updates_and_deletes());
+}
+
+async fn watchers_follow_creates_updates_and_deletes() {
     install_crypto_provider();
     let cp = ControlPlane::shared();
     let ns = small_cluster(cp, "watch");

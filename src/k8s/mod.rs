@@ -3,6 +3,7 @@
 //! index they feed, eviction, taint and cordon, Events and the leader Lease. Everything that
 //! talks to an API server lives here; the planner and the policy types stay pure.
 
+pub mod act;
 pub mod crd;
 pub mod index;
 pub mod watch;

@@ -583,6 +583,36 @@ impl ControlPlane {
         }
     }
 
+    /// A kubeconfig of ServiceAccount `name` in a fresh namespace, bound to the ClusterRole
+    /// of `charts/stowage/files/clusterrole.yaml` (renamed `name`) unless `bound` is false: what
+    /// the controller runs with, so the API server enforces the chart's RBAC on it.
+    pub fn service_account_kubeconfig(&self, prefix: &str, bound: bool) -> PathBuf {
+        let ns = self.namespace(prefix);
+        // Unique per call: tests of one binary run in parallel.
+        let name = ns.as_str();
+        self.kubectl(&["create", "serviceaccount", name, "-n", &ns]);
+        if bound {
+            let role = std::fs::read_to_string("charts/stowage/files/clusterrole.yaml")
+                .expect("charts/stowage/files/clusterrole.yaml")
+                .replace("  name: stowage\n", &format!("  name: {name}\n"));
+            self.apply(&role);
+            self.kubectl(&[
+                "create",
+                "clusterrolebinding",
+                name,
+                &format!("--clusterrole={name}"),
+                &format!("--serviceaccount={ns}:{name}"),
+            ]);
+        }
+        let token = self.kubectl(&["create", "token", name, "-n", &ns, "--duration=1h"]);
+        let path = self.dir.0.join(format!("{name}.kubeconfig"));
+        write(
+            &path,
+            &kubeconfig(&self.server, &self.dir.0.join("ca.crt"), token.trim()),
+        );
+        path
+    }
+
     /// A fresh namespace for one test.
     pub fn namespace(&self, prefix: &str) -> String {
         let name = format!("{prefix}-{}", free_port());

@@ -1,0 +1,226 @@
+//! What stowage does to the cluster, one call each: mark a node as being emptied (taint
+//! `stowage.io/disrupting:NoSchedule`, cordon, state annotations), release it (undo exactly
+//! what it did — a node a human cordoned stays cordoned), and evict a pod through the
+//! `policy/v1` Eviction subresource with its UID as precondition.
+//!
+//! Evictions go through a client without kube's automatic retry of 429: a PodDisruptionBudget
+//! refusal is an answer ([`Eviction::Blocked`]), and the controller's own backoff decides when
+//! to ask again. Node updates carry the `resourceVersion` they were computed from, so a
+//! concurrent change (Karpenter tainting the node, a human cordoning it) is never overwritten.
+
+use crate::keys;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, Config};
+use serde_json::json;
+
+/// A client for evictions: kube's default retry of 429/503/504 turned off.
+pub fn eviction_client(mut config: Config) -> Result<Client, kube::Error> {
+    config.default_retry = false;
+    Client::try_from(config)
+}
+
+/// What an eviction request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Eviction {
+    /// The API server accepted it: the pod terminates.
+    Evicted,
+    /// Refused for now (429): a PodDisruptionBudget allows no disruption. The message says which.
+    Blocked(String),
+    /// The pod is gone, or its name now belongs to another pod (UID precondition failed).
+    Gone,
+}
+
+/// Evicts `namespace/name` if it is still the pod with `uid`; `grace` overrides the pod's own
+/// `terminationGracePeriodSeconds`.
+pub async fn evict(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    grace: Option<i64>,
+) -> Result<Eviction, kube::Error> {
+    // The Eviction object is written here rather than with kube's `Api::evict`, which sends
+    // its delete options as `delete_options` — a field the API server ignores, dropping the
+    // UID precondition and the grace period (seen against kube-apiserver 1.36).
+    let mut delete_options = json!({"preconditions": {"uid": uid}});
+    if let Some(g) = grace {
+        delete_options["gracePeriodSeconds"] = json!(g.max(0));
+    }
+    let body = json!({
+        "apiVersion": "policy/v1",
+        "kind": "Eviction",
+        "metadata": {"name": name, "namespace": namespace},
+        "deleteOptions": delete_options,
+    });
+    let url = format!(
+        "/api/v1/namespaces/{}/pods/{}/eviction",
+        path_segment(namespace),
+        path_segment(name)
+    );
+    let request = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string().into_bytes())
+        .map_err(kube::Error::HttpError)?;
+    match client
+        .request::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>(request)
+        .await
+    {
+        Ok(_) => Ok(Eviction::Evicted),
+        Err(kube::Error::Api(status)) if status.code == 429 => {
+            Ok(Eviction::Blocked(status.message))
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
+            Ok(Eviction::Gone)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A name as one URL path segment (names are DNS labels or subdomains; this guards anyway).
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Why a node could not be marked or released.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("node {0} is gone")]
+    Gone(String),
+    #[error("node {node}: {source}")]
+    Api { node: String, source: kube::Error },
+    #[error("node {0} kept changing under stowage's update; will retry next cycle")]
+    Contended(String),
+}
+
+/// Attempts of a read-modify-write before giving up for this cycle.
+const ATTEMPTS: usize = 5;
+
+/// Marks `node` as being emptied by `policy`: the NoSchedule taint (so no pod can land
+/// between the plan's re-validation and the evictions), cordon, and the state annotations the
+/// planner and a restarted controller read. Idempotent.
+pub async fn mark_draining(
+    client: &Client,
+    node: &str,
+    policy: &str,
+    now: Timestamp,
+) -> Result<(), NodeError> {
+    update_node(client, node, |n| {
+        let spec = n.spec.get_or_insert_with(Default::default);
+        let taints = spec.taints.get_or_insert_with(Vec::new);
+        if !taints.iter().any(|t| t.key == keys::DISRUPTING_TAINT) {
+            taints.push(Taint {
+                key: keys::DISRUPTING_TAINT.into(),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            });
+        }
+        let was_cordoned = spec.unschedulable == Some(true);
+        spec.unschedulable = Some(true);
+        let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
+        if annotations.get(keys::STATE).map(String::as_str) != Some(keys::STATE_DRAINING) {
+            annotations.insert(keys::STATE.into(), keys::STATE_DRAINING.into());
+            annotations.insert(keys::STATE_SINCE.into(), now.to_string());
+            annotations.insert(keys::POLICY.into(), policy.into());
+            if !was_cordoned {
+                annotations.insert(keys::CORDONED.into(), "true".into());
+            }
+        }
+    })
+    .await
+}
+
+/// Undoes [`mark_draining`]: removes stowage's taint and annotations, and uncordons the node
+/// only if stowage cordoned it. Idempotent; a node that is gone is released.
+pub async fn release(client: &Client, node: &str) -> Result<(), NodeError> {
+    let result = update_node(client, node, |n| {
+        let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
+        let cordoned_by_us = annotations.get(keys::CORDONED).map(String::as_str) == Some("true");
+        for key in [keys::STATE, keys::STATE_SINCE, keys::POLICY, keys::CORDONED] {
+            annotations.remove(key);
+        }
+        let spec = n.spec.get_or_insert_with(Default::default);
+        if let Some(taints) = spec.taints.as_mut() {
+            taints.retain(|t| t.key != keys::DISRUPTING_TAINT);
+        }
+        if cordoned_by_us {
+            spec.unschedulable = None;
+        }
+    })
+    .await;
+    match result {
+        Err(NodeError::Gone(_)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Reads the node, applies `change`, and writes it back if anything changed, with the
+/// `resourceVersion` it read (a conflict re-reads and retries).
+async fn update_node(
+    client: &Client,
+    name: &str,
+    change: impl Fn(&mut Node),
+) -> Result<(), NodeError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let api_error = |source| NodeError::Api {
+        node: name.to_string(),
+        source,
+    };
+    for _ in 0..ATTEMPTS {
+        let Some(current) = nodes.get_opt(name).await.map_err(api_error)? else {
+            return Err(NodeError::Gone(name.to_string()));
+        };
+        let mut wanted = current.clone();
+        change(&mut wanted);
+        if wanted == current {
+            return Ok(());
+        }
+        // A merge patch of exactly what stowage owns, guarded by the version it read.
+        let patch = json!({
+            "metadata": {
+                "resourceVersion": current.metadata.resource_version,
+                "annotations": annotation_patch(&current, &wanted),
+            },
+            "spec": {
+                "taints": wanted.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default(),
+                "unschedulable": wanted.spec.as_ref().and_then(|s| s.unschedulable),
+            },
+        });
+        match nodes
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                return Err(NodeError::Gone(name.to_string()));
+            }
+            Err(e) => return Err(api_error(e)),
+        }
+    }
+    Err(NodeError::Contended(name.to_string()))
+}
+
+/// The annotations of a merge patch from `current` to `wanted`: changed values, and `null`
+/// for removed keys.
+fn annotation_patch(current: &Node, wanted: &Node) -> serde_json::Value {
+    let empty = Default::default();
+    let before = current.metadata.annotations.as_ref().unwrap_or(&empty);
+    let after = wanted.metadata.annotations.as_ref().unwrap_or(&empty);
+    let mut patch = serde_json::Map::new();
+    for (k, v) in after {
+        if before.get(k) != Some(v) {
+            patch.insert(k.clone(), json!(v));
+        }
+    }
+    for k in before.keys().filter(|k| !after.contains_key(*k)) {
+        patch.insert(k.clone(), serde_json::Value::Null);
+    }
+    serde_json::Value::Object(patch)
+}
