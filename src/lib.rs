@@ -6,10 +6,15 @@
 //! (which Spark executors hold shuffle data), [`policy`] (the ConsolidationPolicy spec) and
 //! [`plan`] (which nodes can be emptied, and why the others cannot). [`cli`] wires them to the
 //! `stowage` command; [`demo`] builds the embedded demo cluster and synthetic benchmark
-//! clusters. None of these modules talk to Kubernetes or AWS.
+//! clusters; [`keys`] and [`field`] are the keys stowage reads and writes and the one shape of
+//! an input error. None of these modules talk to Kubernetes or AWS.
+//!
+//! [`k8s`] is everything that talks to an API server (the CRD, the watch-fed index, the
+//! actions) and [`controller`] the loop that acts on plans (so far its drain state machine).
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod controller;
 pub mod demo;
 pub mod field;
 pub mod k8s;
