@@ -53,13 +53,17 @@ async fn marking_and_releasing_nodes_undo_exactly_what_stowage_did() {
     cp.kubectl(&["cordon", "act-b"]);
     let now = "2026-11-23T22:00:00Z".parse().unwrap();
     for node in ["act-a", "act-b"] {
-        act::mark_draining(&client, node, "spark-batch", now)
-            .await
-            .unwrap();
-        // Idempotent.
-        act::mark_draining(&client, node, "spark-batch", now)
-            .await
-            .unwrap();
+        assert!(
+            act::mark_draining(&client, node, "spark-batch", now)
+                .await
+                .unwrap()
+        );
+        // Idempotent: the second call changes nothing.
+        assert!(
+            !act::mark_draining(&client, node, "spark-batch", now)
+                .await
+                .unwrap()
+        );
     }
     let nodes: Api<Node> = Api::all(client.clone());
     for name in ["act-a", "act-b"] {

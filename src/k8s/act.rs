@@ -104,13 +104,13 @@ const ATTEMPTS: usize = 5;
 
 /// Marks `node` as being emptied by `policy`: the NoSchedule taint (so no pod can land
 /// between the plan's re-validation and the evictions), cordon, and the state annotations the
-/// planner and a restarted controller read. Idempotent.
+/// planner and a restarted controller read. Idempotent: true when the node was changed.
 pub async fn mark_draining(
     client: &Client,
     node: &str,
     policy: &str,
     now: Timestamp,
-) -> Result<(), NodeError> {
+) -> Result<bool, NodeError> {
     update_node(client, node, |n| {
         let spec = n.spec.get_or_insert_with(Default::default);
         let taints = spec.taints.get_or_insert_with(Vec::new);
@@ -139,7 +139,7 @@ pub async fn mark_draining(
 /// Undoes [`mark_draining`]: removes stowage's taint and annotations, and uncordons the node
 /// only if stowage cordoned it. Idempotent; a node that is gone is released.
 pub async fn release(client: &Client, node: &str) -> Result<(), NodeError> {
-    let result = update_node(client, node, |n| {
+    let result: Result<bool, NodeError> = update_node(client, node, |n| {
         let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
         let cordoned_by_us = annotations.get(keys::CORDONED).map(String::as_str) == Some("true");
         for key in [keys::STATE, keys::STATE_SINCE, keys::POLICY, keys::CORDONED] {
@@ -156,17 +156,17 @@ pub async fn release(client: &Client, node: &str) -> Result<(), NodeError> {
     .await;
     match result {
         Err(NodeError::Gone(_)) => Ok(()),
-        other => other,
+        other => other.map(|_| ()),
     }
 }
 
 /// Reads the node, applies `change`, and writes it back if anything changed, with the
-/// `resourceVersion` it read (a conflict re-reads and retries).
+/// `resourceVersion` it read (a conflict re-reads and retries). True when it wrote.
 async fn update_node(
     client: &Client,
     name: &str,
     change: impl Fn(&mut Node),
-) -> Result<(), NodeError> {
+) -> Result<bool, NodeError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let api_error = |source| NodeError::Api {
         node: name.to_string(),
@@ -179,7 +179,7 @@ async fn update_node(
         let mut wanted = current.clone();
         change(&mut wanted);
         if wanted == current {
-            return Ok(());
+            return Ok(false);
         }
         // A merge patch of exactly what stowage owns, guarded by the version it read.
         let patch = json!({
@@ -196,7 +196,7 @@ async fn update_node(
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(true),
             Err(kube::Error::Api(status)) if status.code == 409 => continue,
             Err(kube::Error::Api(status)) if status.code == 404 => {
                 return Err(NodeError::Gone(name.to_string()));

@@ -248,17 +248,22 @@ pub struct Invalid {
 /// one after the pending pods are placed, PDBs and the node budget still allow it. Where the
 /// pods go may differ from the plan's prediction; that they fit is what matters.
 pub fn validate(plan: &Plan, input: &PlanInput) -> Result<(), Invalid> {
-    let wanted: HashSet<&str> = plan.drain.iter().map(|d| d.node.as_str()).collect();
+    let nodes: Vec<&str> = plan.drain.iter().map(|d| d.node.as_str()).collect();
+    validate_nodes(&nodes, input)
+}
+
+/// [`validate`] for a set of nodes being emptied together (the controller's draining nodes).
+pub fn validate_nodes(nodes: &[&str], input: &PlanInput) -> Result<(), Invalid> {
+    let wanted: HashSet<&str> = nodes.iter().copied().collect();
     if wanted.is_empty() {
         return Ok(());
     }
-    if let Some(gone) = plan
-        .drain
+    if let Some(gone) = nodes
         .iter()
-        .find(|d| !input.snapshot.nodes.iter().any(|n| n.name == d.node))
+        .find(|d| !input.snapshot.nodes.iter().any(|n| n.name == **d))
     {
         return Err(Invalid {
-            node: gone.node.clone(),
+            node: gone.to_string(),
             reason: Reason::NotManaged,
             detail: "node is gone from the cluster".into(),
             culprit: None,

@@ -1,0 +1,218 @@
+//! One reconcile cycle: follow every node stowage is draining (evict what is left, note the
+//! empty ones, abandon what must be abandoned), then start new drains from a fresh plan, up to
+//! `maxConcurrentDrains`. Decisions are taken on the index's snapshot under its lock; the API
+//! calls happen after, so watch events keep flowing while stowage acts.
+//!
+//! A new drain is only marked (taint + cordon) in the cycle that plans it; it is re-validated
+//! against the snapshot of a later cycle — after the taint, so no pod can have landed between
+//! the check and the first eviction — and evicted from then on.
+
+use super::drain::{Observed, Step, next_step};
+use crate::k8s::act::{self, Eviction};
+use crate::k8s::index::ClusterIndex;
+use crate::keys;
+use crate::model::Snapshot;
+use crate::plan::{PlanInput, plan, validate_nodes};
+use crate::policy::{Action, ConsolidationPolicy};
+use crate::scoring::Profiles;
+use jiff::Timestamp;
+use kube::Client;
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// What one cycle did, for logs, Events and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Nodes newly tainted and cordoned.
+    pub marked: Vec<String>,
+    /// Pods whose eviction the API server accepted.
+    pub evicted: Vec<String>,
+    /// Evictions refused for now (PDB), with the API server's message.
+    pub refused: Vec<(String, String)>,
+    /// Draining nodes with nothing left to evict.
+    pub empty: Vec<String>,
+    /// Drains given up, with why (the node was released).
+    pub abandoned: Vec<(String, String)>,
+    /// What a dry run would have marked.
+    pub would_mark: Vec<String>,
+}
+
+/// The controller's clients and memory between cycles.
+pub struct Controller {
+    pub client: Client,
+    /// Evictions: no automatic 429 retry.
+    pub evictions: Client,
+    pub profiles: Profiles,
+    /// Nodes whose evictions have started (validation is done before the first one only).
+    evicting: HashSet<String>,
+    /// UIDs of pods whose eviction was accepted: never asked twice while they terminate.
+    evicted: HashSet<String>,
+}
+
+/// Decisions of one cycle, taken on the snapshot.
+struct Decisions {
+    steps: Vec<(String, Step)>,
+    to_mark: Vec<String>,
+}
+
+impl Controller {
+    pub fn new(client: Client, evictions: Client, profiles: Profiles) -> Controller {
+        Controller {
+            client,
+            evictions,
+            profiles,
+            evicting: HashSet::new(),
+            evicted: HashSet::new(),
+        }
+    }
+
+    /// Runs one cycle of `policy` at `now`.
+    pub async fn cycle(
+        &mut self,
+        index: &Mutex<ClusterIndex>,
+        policy: &ConsolidationPolicy,
+        now: Timestamp,
+    ) -> Report {
+        let decisions = {
+            let mut index = index.lock().expect("index lock");
+            self.decide(index.snapshot(), policy, now)
+        };
+        let mut report = Report::default();
+        for (node, step) in decisions.steps {
+            match step {
+                // CordonOnly keeps the node cordoned and evicts nothing.
+                Step::Evict(_) if policy.spec.disruption.action == Action::CordonOnly => {}
+                Step::Evict(pods) => {
+                    self.evicting.insert(node.clone());
+                    let grace = policy
+                        .spec
+                        .disruption
+                        .eviction_grace_period
+                        .as_ref()
+                        .map(|g| g.get().as_secs() as i64);
+                    for (pod, uid) in pods {
+                        if self.evicted.contains(&uid) {
+                            continue;
+                        }
+                        let (ns, name) = pod.split_once('/').unwrap_or(("", &pod));
+                        match act::evict(&self.evictions, ns, name, &uid, grace).await {
+                            Ok(Eviction::Evicted) => {
+                                self.evicted.insert(uid);
+                                report.evicted.push(pod);
+                            }
+                            Ok(Eviction::Blocked(why)) => report.refused.push((pod, why)),
+                            Ok(Eviction::Gone) => {}
+                            Err(e) => report.refused.push((pod, e.to_string())),
+                        }
+                    }
+                }
+                Step::Empty => {
+                    self.evicting.remove(&node);
+                    report.empty.push(node);
+                }
+                Step::Abandon(why) => {
+                    self.evicting.remove(&node);
+                    // A release that fails is retried next cycle: the node is still marked.
+                    if act::release(&self.client, &node).await.is_ok() {
+                        report.abandoned.push((node, why.to_string()));
+                    }
+                }
+            }
+        }
+        for node in decisions.to_mark {
+            if policy.spec.dry_run {
+                report.would_mark.push(node);
+                continue;
+            }
+            // Unchanged: marked by an earlier cycle the index had not caught up with.
+            if let Ok(true) =
+                act::mark_draining(&self.client, &node, &policy.metadata.name, now).await
+            {
+                report.marked.push(node);
+            }
+        }
+        report
+    }
+
+    fn decide(
+        &self,
+        snapshot: &Snapshot,
+        policy: &ConsolidationPolicy,
+        now: Timestamp,
+    ) -> Decisions {
+        let input = PlanInput {
+            snapshot,
+            policy,
+            profiles: &self.profiles,
+            now,
+        };
+        // This policy's drains (another policy's are its own cycle's business; a drain whose
+        // policy is gone is abandoned by the loop that knows every policy).
+        let draining: Vec<&str> = snapshot
+            .nodes
+            .iter()
+            .filter(|n| {
+                let a = &n.stowage_annotations;
+                a.get(keys::STATE).map(String::as_str) == Some(keys::STATE_DRAINING)
+                    && a.get(keys::POLICY) == Some(&policy.metadata.name)
+            })
+            .map(|n| n.name.as_str())
+            .collect();
+        // The set being drained is validated together, before its first evictions.
+        let fresh: Vec<&str> = draining
+            .iter()
+            .copied()
+            .filter(|n| !self.evicting.contains(*n))
+            .collect();
+        let validation = (!fresh.is_empty()).then(|| validate_nodes(&draining, &input));
+        let mut steps = Vec::new();
+        for node in snapshot
+            .nodes
+            .iter()
+            .filter(|n| draining.contains(&n.name.as_str()))
+        {
+            let left: Vec<(String, String)> = snapshot
+                .pods
+                .iter()
+                .filter(|p| p.node_name.as_deref() == Some(node.name.as_str()))
+                .filter(|p| p.needs_new_home() && !p.terminating)
+                .map(|p| (p.key(), p.uid.clone()))
+                .collect();
+            let managing = policy
+                .spec
+                .node_selector
+                .matches(&node.labels)
+                .then_some(policy.metadata.name.as_str());
+            let observed = Observed {
+                annotations: &node.stowage_annotations,
+                managing_policy: managing,
+                drain_timeout: policy.spec.disruption.drain_timeout.get(),
+                left,
+                validation: if fresh.contains(&node.name.as_str()) {
+                    validation.clone()
+                } else {
+                    None
+                },
+                now,
+            };
+            if let Some(step) = next_step(&observed) {
+                steps.push((node.name.clone(), step));
+            }
+        }
+        // New drains: the plan's, up to maxConcurrentDrains in all.
+        let room = (policy.spec.disruption.max_concurrent_drains.max(0) as usize)
+            .saturating_sub(draining.len());
+        let to_mark = if room == 0 {
+            Vec::new()
+        } else {
+            plan(&input)
+                .drain
+                .into_iter()
+                .map(|d| d.node)
+                .filter(|n| !draining.contains(&n.as_str()))
+                .take(room)
+                .collect()
+        };
+        Decisions { steps, to_mark }
+    }
+}

@@ -1,0 +1,253 @@
+//! The controller's cycle against the real control plane, as a ServiceAccount bound to the
+//! chart's ClusterRole, with the real `my-scheduler` re-homing what it evicts: two thin nodes
+//! are marked, re-validated, drained and found empty while the busy node takes their pods; a
+//! dry run changes nothing; a drain past its timeout is abandoned and the node released.
+
+mod support;
+
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stowage::controller::cycle::{Controller, Report};
+use stowage::demo::{NodeJson, PodJson};
+use stowage::k8s::{act, index::ClusterIndex, watch};
+use stowage::keys;
+use stowage::policy::ConsolidationPolicy;
+use stowage::scoring::{Profiles, SchedulerVersion};
+use support::{ControlPlane, install_crypto_provider, wait_until};
+
+/// A busy node (`<p>-0`, 75 % requested) and two thin ones with one web replica each, all of
+/// pool `<p>`; the web Deployment is scheduled by `my-scheduler`.
+fn fragmented(cp: &ControlPlane, p: &str) -> String {
+    let ns = cp.namespace(p);
+    let nodes: Vec<Value> = (0..3)
+        .map(|i| {
+            NodeJson::new(&format!("{p}-{i}"))
+                .kwok()
+                .label("pool", p)
+                .resources("8", "32Gi", "110")
+                .build()
+        })
+        .collect();
+    cp.apply_objects(nodes);
+    cp.apply_objects(vec![
+        PodJson::new(&ns, "busy")
+            .on(&format!("{p}-0"))
+            .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
+            .grace(0)
+            .requests(6000, 24 * 1024)
+            .build(),
+    ]);
+    // One replica on each thin node: the others cordoned while it schedules.
+    for (i, target) in [1, 2].iter().enumerate() {
+        for other in (0..3).filter(|n| n != target) {
+            cp.kubectl(&["cordon", &format!("{p}-{other}")]);
+        }
+        if i == 0 {
+            cp.apply(&format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      schedulerName: my-scheduler\n      nodeSelector: {{pool: {p}}}\n      terminationGracePeriodSeconds: 0\n      containers: [{{name: c, image: fake, resources: {{requests: {{cpu: 500m, memory: 1Gi}}}}}}]\n"
+            ));
+        } else {
+            cp.kubectl(&["scale", "deployment", "web", "-n", &ns, "--replicas=2"]);
+        }
+        wait_until(
+            &format!("web on {p}-{target}"),
+            Duration::from_secs(30),
+            || web_nodes(cp, &ns).contains(&format!("{p}-{target}")),
+        );
+        for n in 0..3 {
+            cp.kubectl(&["uncordon", &format!("{p}-{n}")]);
+        }
+    }
+    ns
+}
+
+/// The nodes of the running web replicas.
+fn web_nodes(cp: &ControlPlane, ns: &str) -> Vec<String> {
+    let out = cp
+        .kubectl_output(&[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "app=web",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ])
+        .unwrap_or_default();
+    let mut nodes: Vec<String> = out.split_whitespace().map(String::from).collect();
+    nodes.sort();
+    nodes
+}
+
+fn policy(p: &str, extra: &str) -> ConsolidationPolicy {
+    ConsolidationPolicy::parse(&format!(
+        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {{name: {p}}}\nspec:\n  nodeSelector: {{matchLabels: {{pool: {p}}}}}\n  idle: {{for: 0s}}\n{extra}"
+    ))
+    .unwrap()
+}
+
+/// A controller on the chart's ClusterRole, its index synced by watchers.
+async fn controller(cp: &ControlPlane) -> (Controller, Arc<Mutex<ClusterIndex>>) {
+    let path = cp.service_account_kubeconfig("stowage-ctl", true);
+    let file = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config.clone()).unwrap();
+    let index = Arc::new(Mutex::new(ClusterIndex::new()));
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})),
+    )
+    .await
+    .expect("index synced");
+    let ctl = Controller::new(
+        client,
+        act::eviction_client(config).unwrap(),
+        Profiles::defaults(SchedulerVersion::V1_36),
+    );
+    (ctl, index)
+}
+
+/// Cycles until `done` holds of the report, or panics after `cycles`.
+async fn cycle_until(
+    ctl: &mut Controller,
+    index: &Mutex<ClusterIndex>,
+    policy: &ConsolidationPolicy,
+    cycles: usize,
+    done: impl Fn(&Report) -> bool,
+) -> Vec<Report> {
+    let mut reports = Vec::new();
+    for _ in 0..cycles {
+        let report = ctl.cycle(index, policy, jiff::Timestamp::now()).await;
+        let stop = done(&report);
+        reports.push(report);
+        if stop {
+            return reports;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("not done after {cycles} cycles: {reports:#?}");
+}
+
+fn run(test: impl std::future::Future<Output = ()>) {
+    install_crypto_provider();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+#[test]
+fn thin_nodes_are_drained_and_their_pods_packed_onto_the_busy_one() {
+    run(async {
+        let cp = ControlPlane::shared();
+        let ns = fragmented(cp, "ctl");
+        assert_eq!(web_nodes(cp, &ns), ["ctl-1", "ctl-2"]);
+        let (mut ctl, index) = controller(cp).await;
+
+        // A dry run marks nothing.
+        let dry = policy("ctl", "  dryRun: true\n");
+        let report = ctl.cycle(&index, &dry, jiff::Timestamp::now()).await;
+        assert_eq!(report.would_mark, ["ctl-1", "ctl-2"], "{report:?}");
+        assert!(report.marked.is_empty());
+        let unschedulable = cp.kubectl(&[
+            "get",
+            "nodes",
+            "-l",
+            "pool=ctl",
+            "-o",
+            "jsonpath={.items[*].spec.unschedulable}",
+        ]);
+        assert!(unschedulable.trim().is_empty(), "{unschedulable}");
+
+        let live = policy("ctl", "");
+        let reports = cycle_until(&mut ctl, &index, &live, 60, |r| r.empty.len() == 2).await;
+        let marked: Vec<&String> = reports.iter().flat_map(|r| &r.marked).collect();
+        assert_eq!(marked, ["ctl-1", "ctl-2"], "{reports:#?}");
+        assert!(
+            reports.iter().all(|r| r.abandoned.is_empty()),
+            "{reports:#?}"
+        );
+        let evicted: usize = reports.iter().map(|r| r.evicted.len()).sum();
+        assert_eq!(evicted, 2, "{reports:#?}");
+        // The ReplicaSet's replacements run on the busy node, where the plan said.
+        wait_until("web re-homed on ctl-0", Duration::from_secs(30), || {
+            web_nodes(cp, &ns) == ["ctl-0", "ctl-0"]
+        });
+        // The drained nodes stay tainted and cordoned for Karpenter to remove; the busy one
+        // was never touched.
+        let taints = cp.kubectl(&["get", "node", "ctl-0", "-o", "jsonpath={.spec.taints}"]);
+        assert!(!taints.contains(keys::DISRUPTING_TAINT), "{taints}");
+        for n in ["ctl-1", "ctl-2"] {
+            let state = cp.kubectl(&[
+                "get",
+                "node",
+                n,
+                "-o",
+                "jsonpath={.metadata.annotations.stowage\\.io/state}",
+            ]);
+            assert_eq!(state, keys::STATE_DRAINING);
+        }
+    });
+}
+
+#[test]
+fn a_drain_past_its_timeout_is_abandoned_and_the_node_released() {
+    run(async {
+        let cp = ControlPlane::shared();
+        let ns = fragmented(cp, "slow");
+        // A PDB that allows no disruption of web: its evictions are refused.
+        cp.apply(&format!(
+            "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  maxUnavailable: 0\n  selector: {{matchLabels: {{app: web}}}}\n"
+        ));
+        wait_until("the PDB computed", Duration::from_secs(30), || {
+            cp.kubectl_output(&[
+                "get",
+                "pdb",
+                "web",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.status.expectedPods}",
+            ])
+            .is_some_and(|s| s == "2")
+        });
+        let (mut ctl, index) = controller(cp).await;
+        // The plan respects the PDB: nothing to drain.
+        let live = policy("slow", "  disruption: {drainTimeout: 3s}\n");
+        let report = ctl.cycle(&index, &live, jiff::Timestamp::now()).await;
+        assert!(report.marked.is_empty(), "{report:?}");
+        // Mark one anyway (as a controller that planned before the PDB appeared would have).
+        act::mark_draining(&ctl.client, "slow-1", "slow", jiff::Timestamp::now())
+            .await
+            .unwrap();
+        let reports = cycle_until(&mut ctl, &index, &live, 40, |r| !r.abandoned.is_empty()).await;
+        let (node, why) = &reports.last().unwrap().abandoned[0];
+        assert_eq!(node, "slow-1");
+        assert!(
+            why.contains("PodDisruptionBudget") || why.contains("drainTimeout"),
+            "{why}"
+        );
+        // Released: no taint, not cordoned, no stowage annotation; web never disrupted.
+        let spec = cp.kubectl(&["get", "node", "slow-1", "-o", "jsonpath={.spec}"]);
+        assert!(
+            !spec.contains(keys::DISRUPTING_TAINT) && !spec.contains("unschedulable"),
+            "{spec}"
+        );
+        let annotations = cp.kubectl(&[
+            "get",
+            "node",
+            "slow-1",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ]);
+        assert!(!annotations.contains(keys::STOWAGE_PREFIX), "{annotations}");
+        assert_eq!(web_nodes(cp, &ns), ["slow-1", "slow-2"]);
+    });
+}
