@@ -86,6 +86,27 @@ enum Command {
     Version,
     /// Print the ConsolidationPolicy CustomResourceDefinition (YAML), for `kubectl apply -f -`.
     Crd,
+    /// Run the controller against a cluster: watch it, and each cycle follow the drains in
+    /// progress and start new ones as the policy says. Prints one JSON line per cycle.
+    Controller {
+        /// The cluster's kubeconfig ($KUBECONFIG or ~/.kube/config without it, or in-cluster).
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
+        /// The ConsolidationPolicy to run (YAML or JSON); defaults apply without it.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The bin-packing scheduler's KubeSchedulerConfiguration.
+        #[arg(long, value_name = "FILE")]
+        scheduler_config: Option<PathBuf>,
+        /// Time between cycles (Go duration).
+        #[arg(long, default_value = "30s")]
+        interval: String,
+        /// Run one cycle and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Print the embedded demo cluster (or, with --nodes, a synthetic one) as a snapshot file.
     #[command(hide = true)]
     Demo {
@@ -199,6 +220,22 @@ pub fn main() -> ExitCode {
             &format!("stowage {}\n", env!("CARGO_PKG_VERSION")),
         ),
         Command::Crd => print(&mut out, &crate::k8s::crd::definition_yaml()),
+        Command::Controller {
+            kubeconfig,
+            context,
+            policy,
+            scheduler_config,
+            interval,
+            once,
+        } => run_controller(
+            kubeconfig.as_deref(),
+            context.as_deref(),
+            policy.as_deref(),
+            scheduler_config.as_deref(),
+            &interval,
+            once,
+            &mut out,
+        ),
         Command::Demo { nodes, pods, seed } => {
             let cluster = match nodes {
                 Some(n) => crate::demo::synthetic_cluster(n, pods, seed),
@@ -227,28 +264,95 @@ enum Source {
     },
 }
 
+/// The client configuration of a kubeconfig (context); without a file, kube's inference
+/// ($KUBECONFIG, ~/.kube/config, in-cluster).
+async fn kube_config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Config, InputError> {
+    let source = kubeconfig.unwrap_or(Path::new("<kubeconfig>"));
+    let fail = |e: &dyn std::fmt::Display| input_error(source, e);
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(String::from),
+        ..Default::default()
+    };
+    match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| fail(&e))
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| fail(&e)),
+        None => kube::Config::infer().await.map_err(|e| fail(&e)),
+    }
+}
+
+fn runtime(source: &Path) -> Result<tokio::runtime::Runtime, InputError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| input_error(source, e))
+}
+
+fn read_policy(path: Option<&Path>) -> Result<ConsolidationPolicy, InputError> {
+    match path {
+        Some(p) => {
+            let text = String::from_utf8(read(p)?).map_err(|e| input_error(p, e))?;
+            ConsolidationPolicy::parse(&text).map_err(|e| input_error(p, e))
+        }
+        None => Ok(ConsolidationPolicy::default_policy()),
+    }
+}
+
+/// `stowage controller`: watch, then cycle every `interval` (or once).
+fn run_controller(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    policy_path: Option<&Path>,
+    scheduler_config: Option<&Path>,
+    interval: &str,
+    once: bool,
+    out: &mut dyn Write,
+) -> Result<(), InputError> {
+    let source = kubeconfig.unwrap_or(Path::new("<kubeconfig>"));
+    let policy = read_policy(policy_path)?;
+    let profiles = read_profiles(scheduler_config, SchedulerVersion::V1_36)?;
+    let interval = crate::policy::schedule::parse_duration(interval)
+        .map_err(|e| input_error(Path::new("--interval"), e))?;
+    runtime(source)?.block_on(async {
+        let config = kube_config(kubeconfig, context).await?;
+        let fail = |e: &dyn std::fmt::Display| input_error(source, e);
+        let client = kube::Client::try_from(config.clone()).map_err(|e| fail(&e))?;
+        let evictions = crate::k8s::act::eviction_client(config).map_err(|e| fail(&e))?;
+        let index =
+            std::sync::Arc::new(std::sync::Mutex::new(crate::k8s::index::ClusterIndex::new()));
+        crate::k8s::watch::watch_all(client.clone(), index.clone(), std::sync::Arc::new(|| {}))
+            .await;
+        let mut controller = crate::controller::cycle::Controller::new(client, evictions, profiles);
+        loop {
+            let report = controller.cycle(&index, &policy, Timestamp::now()).await;
+            let line = serde_json::to_string(&report).expect("a report serialises");
+            print(out, &format!("{line}\n"))?;
+            let _ = out.flush();
+            if once {
+                return Ok(());
+            }
+            tokio::time::sleep(interval).await;
+        }
+    })
+}
+
 /// Lists the live cluster into a snapshot, read-only, as the controller's index sees it.
 fn read_live(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Snapshot, InputError> {
     let source = kubeconfig.unwrap_or(Path::new("<kubeconfig>"));
     let fail = |e: &dyn std::fmt::Display| input_error(source, e);
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(&e))?;
-    runtime.block_on(async {
-        let options = kube::config::KubeConfigOptions {
-            context: context.map(String::from),
-            ..Default::default()
-        };
-        let config = match kubeconfig {
-            Some(path) => {
-                let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
-                kube::Config::from_custom_kubeconfig(file, &options).await
-            }
-            None => kube::Config::from_kubeconfig(&options).await,
-        }
-        .map_err(|e| fail(&e))?;
+    runtime(source)?.block_on(async {
+        let config = kube_config(kubeconfig, context).await?;
         let client = kube::Client::try_from(config).map_err(|e| fail(&e))?;
         let index = std::sync::Mutex::new(crate::k8s::index::ClusterIndex::new());
         let refused = crate::k8s::watch::list_all(&client, &index)
@@ -276,13 +380,7 @@ fn run_plan(
             context,
         } => read_live(kubeconfig.as_deref(), context.as_deref())?,
     };
-    let policy = match policy_path {
-        Some(p) => {
-            let text = String::from_utf8(read(p)?).map_err(|e| input_error(p, e))?;
-            ConsolidationPolicy::parse(&text).map_err(|e| input_error(p, e))?
-        }
-        None => ConsolidationPolicy::default_policy(),
-    };
+    let policy = read_policy(policy_path)?;
     let profiles = read_profiles(scheduler_config, version)?;
     if let (Some(r), Some(_)) = (&policy.spec.scoring.scheduler_config_ref, scheduler_config)
         && profiles.get(&r.profile).is_none()

@@ -251,3 +251,36 @@ fn a_drain_past_its_timeout_is_abandoned_and_the_node_released() {
         assert_eq!(web_nodes(cp, &ns), ["slow-1", "slow-2"]);
     });
 }
+
+#[test]
+fn the_controller_command_runs_a_cycle_as_the_chart_service_account() {
+    let cp = ControlPlane::shared();
+    fragmented(cp, "cli");
+    let kubeconfig = cp.service_account_kubeconfig("stowage-cli", true);
+    let dir = &cp.dir.0;
+    let policy_path = dir.join("cli-policy.yaml");
+    std::fs::write(
+        &policy_path,
+        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: cli}\nspec:\n  nodeSelector: {matchLabels: {pool: cli}}\n  dryRun: true\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["controller", "--once", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .arg("--policy")
+        .arg(&policy_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["wouldMark"],
+        serde_json::json!(["cli-1", "cli-2"]),
+        "{report}"
+    );
+    assert_eq!(report["marked"], serde_json::json!([]));
+}

@@ -21,7 +21,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// What one cycle did, for logs, Events and tests.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// Nodes newly tainted and cordoned.
     pub marked: Vec<String>,
