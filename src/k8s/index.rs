@@ -9,6 +9,7 @@
 use crate::model::Snapshot;
 use crate::model::load::{LoadError, load_object, pin_to_template_nodes};
 use rustc_hash::FxHashMap as HashMap;
+use std::sync::Arc;
 
 /// Which of the snapshot's collections an object kind lands in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,18 +44,20 @@ impl Collection {
     }
 }
 
-/// Where each object sits in its collection: `keys[i]` is the key of element `i`.
+/// Where each object sits in its collection: `keys[i]` is the key of element `i` (one shared
+/// allocation per key).
 #[derive(Default)]
 struct Slots {
-    position: HashMap<String, usize>,
-    keys: Vec<String>,
+    position: HashMap<Arc<str>, usize>,
+    keys: Vec<Arc<str>>,
 }
 
 impl Slots {
     fn upsert<T>(&mut self, items: &mut Vec<T>, key: String, item: T) {
-        match self.position.get(&key) {
+        match self.position.get(key.as_str()) {
             Some(&i) => items[i] = item,
             None => {
+                let key: Arc<str> = key.into();
                 self.position.insert(key.clone(), items.len());
                 self.keys.push(key);
                 items.push(item);
@@ -187,14 +190,14 @@ impl ClusterIndex {
             return;
         };
         let prefix = format!("{kind}/");
-        let gone: Vec<String> = self
+        let gone: Vec<Arc<str>> = self
             .slots
             .get(&collection)
             .map(|slots| {
                 slots
                     .keys
                     .iter()
-                    .filter(|k| k.starts_with(&prefix) && !seen.contains(*k))
+                    .filter(|k| k.starts_with(&prefix) && !seen.contains(&***k))
                     .cloned()
                     .collect()
             })

@@ -1,0 +1,54 @@
+//! How much memory the controller's index keeps for the benchmark cluster: `cargo run
+//! --release --example index_memory [NODES] [PODS]`. Counts live heap bytes with a counting
+//! allocator, before and after feeding every object to a `ClusterIndex` as watch events would.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use stowage::k8s::index::ClusterIndex;
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is kept.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<usize>().expect("a number"));
+    let nodes = args.next().unwrap_or(5_000);
+    let pods = args.next().unwrap_or(150_000);
+    let cluster = stowage::demo::synthetic_cluster(nodes, pods, 42);
+    let items = cluster["items"].as_array().expect("a List");
+    let before = LIVE.load(Ordering::Relaxed);
+    let start = std::time::Instant::now();
+    let mut index = ClusterIndex::new();
+    for item in items {
+        index.apply(item).expect("a valid object");
+    }
+    let elapsed = start.elapsed();
+    let snapshot_pods = index.snapshot().pods.len();
+    let kept = LIVE.load(Ordering::Relaxed) - before;
+    println!(
+        "{} objects ({snapshot_pods} pods) indexed in {elapsed:.2?}: {:.1} MiB kept, {} bytes per pod (everything the index holds / pods)",
+        index.len(),
+        kept as f64 / (1 << 20) as f64,
+        kept / snapshot_pods.max(1)
+    );
+}
