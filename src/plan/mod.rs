@@ -197,7 +197,7 @@ pub struct Plan {
 pub fn pool_of(node: &Node) -> String {
     keys::POOL_LABELS
         .iter()
-        .find_map(|k| node.labels.get(*k))
+        .find_map(|k| node.labels.get(k))
         .cloned()
         .unwrap_or_else(|| "-".into())
 }

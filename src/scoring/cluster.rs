@@ -1042,7 +1042,7 @@ impl<'a> ClusterState<'a> {
                     }
                     // volume_zone.go getPVTopologies: zone/region labels, values split on "__".
                     for key in ZONE_LABELS {
-                        if let Some(v) = pv.labels.get(*key) {
+                        if let Some(v) = pv.labels.get(key) {
                             needs
                                 .zones
                                 .push((key.to_string(), v.split("__").map(String::from).collect()));
@@ -1289,7 +1289,7 @@ fn volume_verdict(
             return NO_VOLUME_TO_BIND;
         }
     }
-    if !zones.is_empty() && ZONE_LABELS.iter().any(|k| n.labels.contains_key(*k)) {
+    if !zones.is_empty() && ZONE_LABELS.iter().any(|k| n.labels.contains_key(k)) {
         for (key, values) in zones {
             let value = n.labels.get(key).or_else(|| n.labels.get(ga_label(key)));
             if value.is_none_or(|value| !values.contains(value)) {
