@@ -247,7 +247,13 @@ fn a_drain_past_its_timeout_is_abandoned_and_the_node_released() {
             "-o",
             "jsonpath={.metadata.annotations}",
         ]);
-        assert!(!annotations.contains(keys::STOWAGE_PREFIX), "{annotations}");
+        // The drain's annotations are gone; the idle clock (`idle-since`) keeps running.
+        for key in [keys::STATE, keys::STATE_SINCE, keys::POLICY, keys::CORDONED] {
+            assert!(
+                !annotations.contains(&format!("\"{key}\"")),
+                "{key}: {annotations}"
+            );
+        }
         assert_eq!(web_nodes(cp, &ns), ["slow-1", "slow-2"]);
     });
 }
@@ -261,7 +267,7 @@ fn the_controller_command_runs_a_cycle_as_the_chart_service_account() {
     let policy_path = dir.join("cli-policy.yaml");
     std::fs::write(
         &policy_path,
-        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: cli}\nspec:\n  nodeSelector: {matchLabels: {pool: cli}}\n  dryRun: true\n",
+        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: cli}\nspec:\n  nodeSelector: {matchLabels: {pool: cli}}\n  idle: {for: 0s}\n  dryRun: true\n",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
@@ -283,4 +289,42 @@ fn the_controller_command_runs_a_cycle_as_the_chart_service_account() {
         "{report}"
     );
     assert_eq!(report["marked"], serde_json::json!([]));
+}
+
+#[test]
+fn idle_nodes_wait_out_idle_for_on_the_clock_the_controller_starts() {
+    run(async {
+        let cp = ControlPlane::shared();
+        fragmented(cp, "wait");
+        let (mut ctl, index) = controller(cp).await;
+        let patient = ConsolidationPolicy::parse(
+            "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: wait}\nspec:\n  nodeSelector: {matchLabels: {pool: wait}}\n  idle: {for: 1h}\n",
+        )
+        .unwrap();
+        let first = ctl.cycle(&index, &patient, jiff::Timestamp::now()).await;
+        assert_eq!(first.idle_since, ["wait-1", "wait-2"], "{first:?}");
+        // Idle for 0 s so far: no node is marked before its hour.
+        assert!(first.marked.is_empty(), "{first:?}");
+        let since = cp.kubectl(&[
+            "get",
+            "node",
+            "wait-1",
+            "-o",
+            "jsonpath={.metadata.annotations.stowage\\.io/idle-since}",
+        ]);
+        assert!(since.parse::<jiff::Timestamp>().is_ok(), "{since:?}");
+        // The busy node has no clock.
+        let busy = cp.kubectl(&[
+            "get",
+            "node",
+            "wait-0",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ]);
+        assert!(!busy.contains(keys::IDLE_SINCE), "{busy}");
+        // Once the index has the annotations: nothing new to start, still nothing marked.
+        let reports =
+            cycle_until(&mut ctl, &index, &patient, 20, |r| r.idle_since.is_empty()).await;
+        assert!(reports.iter().all(|r| r.marked.is_empty()), "{reports:#?}");
+    });
 }

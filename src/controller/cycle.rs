@@ -12,7 +12,7 @@ use crate::k8s::act::{self, Eviction};
 use crate::k8s::index::ClusterIndex;
 use crate::keys;
 use crate::model::Snapshot;
-use crate::plan::{PlanInput, plan, validate_nodes};
+use crate::plan::{Plan, PlanInput, Reason, plan, validate_nodes};
 use crate::policy::{Action, ConsolidationPolicy};
 use crate::scoring::Profiles;
 use jiff::Timestamp;
@@ -36,6 +36,10 @@ pub struct Report {
     pub abandoned: Vec<(String, String)>,
     /// What a dry run would have marked.
     pub would_mark: Vec<String>,
+    /// Nodes first seen idle this cycle (`stowage.io/idle-since` written).
+    pub idle_since: Vec<String>,
+    /// Nodes no longer idle (`stowage.io/idle-since` cleared).
+    pub busy_again: Vec<String>,
 }
 
 /// The controller's clients and memory between cycles.
@@ -54,6 +58,38 @@ pub struct Controller {
 struct Decisions {
     steps: Vec<(String, Step)>,
     to_mark: Vec<String>,
+    idle: IdleChanges,
+}
+
+/// The `stowage.io/idle-since` annotations to write and to clear.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct IdleChanges {
+    pub start: Vec<String>,
+    pub clear: Vec<String>,
+}
+
+/// From a plan of the policy's nodes: a managed node that is idle (every reason but
+/// `NotManaged` and `NotIdle`, or drained) and not yet annotated starts its `idle.for` clock;
+/// one annotated that is busy again (`NotIdle`) has it cleared. Nodes the policy does not
+/// manage are left alone.
+pub fn idle_changes(plan: &Plan, snapshot: &Snapshot) -> IdleChanges {
+    let reason: std::collections::HashMap<&str, Reason> = plan
+        .blocked
+        .iter()
+        .map(|b| (b.node.as_str(), b.reason))
+        .collect();
+    let mut changes = IdleChanges::default();
+    for node in &snapshot.nodes {
+        let annotated = node.stowage_annotations.contains_key(keys::IDLE_SINCE);
+        match reason.get(node.name.as_str()) {
+            Some(Reason::NotManaged) => {}
+            Some(Reason::NotIdle) if annotated => changes.clear.push(node.name.clone()),
+            Some(Reason::NotIdle) => {}
+            _ if !annotated => changes.start.push(node.name.clone()),
+            _ => {}
+        }
+    }
+    changes
 }
 
 impl Controller {
@@ -117,6 +153,21 @@ impl Controller {
                     if act::release(&self.client, &node).await.is_ok() {
                         report.abandoned.push((node, why.to_string()));
                     }
+                }
+            }
+        }
+        if !policy.spec.dry_run {
+            for node in decisions.idle.start {
+                if act::set_idle_since(&self.client, &node, Some(now))
+                    .await
+                    .is_ok()
+                {
+                    report.idle_since.push(node);
+                }
+            }
+            for node in decisions.idle.clear {
+                if act::set_idle_since(&self.client, &node, None).await.is_ok() {
+                    report.busy_again.push(node);
                 }
             }
         }
@@ -203,17 +254,79 @@ impl Controller {
         // New drains: the plan's, up to maxConcurrentDrains in all.
         let room = (policy.spec.disruption.max_concurrent_drains.max(0) as usize)
             .saturating_sub(draining.len());
-        let to_mark = if room == 0 {
-            Vec::new()
-        } else {
-            plan(&input)
-                .drain
-                .into_iter()
-                .map(|d| d.node)
-                .filter(|n| !draining.contains(&n.as_str()))
-                .take(room)
-                .collect()
+        let plan = plan(&input);
+        let idle = idle_changes(&plan, snapshot);
+        // The offline plan takes a node without `idle-since` as idle long enough; here its
+        // clock starts this cycle, so it waits `idle.for` like any other (the plan itself
+        // keeps annotated nodes whose time is not up as `Recent`).
+        let clock_started = |name: &str| {
+            policy.idle_for().is_zero()
+                || snapshot
+                    .nodes
+                    .iter()
+                    .any(|n| n.name == name && n.stowage_annotations.contains_key(keys::IDLE_SINCE))
         };
-        Decisions { steps, to_mark }
+        let to_mark = plan
+            .drain
+            .into_iter()
+            .map(|d| d.node)
+            .filter(|n| !draining.contains(&n.as_str()) && clock_started(n))
+            .take(room)
+            .collect();
+        Decisions {
+            steps,
+            to_mark,
+            idle,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Node, Pod};
+    use crate::scoring::SchedulerVersion;
+
+    #[test]
+    fn idle_clocks_start_on_idle_nodes_and_stop_on_busy_ones() {
+        let gi = 1 << 30;
+        let mut snapshot = Snapshot {
+            nodes: vec![
+                Node::test("busy"),
+                Node::test("busy-again"),
+                Node::test("idle"),
+                Node::test("idle-counting"),
+                Node::test("other-pool").label("pool", "batch"),
+            ],
+            pods: vec![
+                Pod::test("a").on("busy").req(12_000, 48 * gi),
+                Pod::test("b").on("busy-again").req(12_000, 48 * gi),
+                Pod::test("c").on("idle"),
+                Pod::test("d").on("idle-counting"),
+                Pod::test("e").on("other-pool"),
+            ],
+            ..Snapshot::default()
+        };
+        for n in [1, 3, 4] {
+            snapshot.nodes[n]
+                .stowage_annotations
+                .insert(keys::IDLE_SINCE.into(), "2026-11-23T21:00:00Z".into());
+        }
+        let mut policy = ConsolidationPolicy::default_policy();
+        policy.spec.node_selector.match_labels = [("pool".to_string(), "spark".to_string())].into();
+        let profiles = Profiles::defaults(SchedulerVersion::V1_36);
+        let plan = plan(&PlanInput {
+            snapshot: &snapshot,
+            policy: &policy,
+            profiles: &profiles,
+            now: "2026-11-23T22:00:00Z".parse().unwrap(),
+        });
+        assert_eq!(
+            idle_changes(&plan, &snapshot),
+            IdleChanges {
+                start: vec!["idle".into()],
+                clear: vec!["busy-again".into()],
+            }
+        );
     }
 }

@@ -78,6 +78,22 @@ pub async fn evict(
     }
 }
 
+/// Writes (`Some`) or clears (`None`) the node's `stowage.io/idle-since` annotation: when the
+/// controller first saw the node idle, what `idle.for` is measured from.
+pub async fn set_idle_since(
+    client: &Client,
+    node: &str,
+    since: Option<Timestamp>,
+) -> Result<(), kube::Error> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let value = since.map(|t| t.to_string());
+    let patch = json!({"metadata": {"annotations": {keys::IDLE_SINCE: value}}});
+    nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+}
+
 /// A name as one URL path segment (names are DNS labels or subdomains; this guards anyway).
 fn path_segment(s: &str) -> String {
     s.bytes()
