@@ -34,6 +34,30 @@ enum Output {
     Json,
 }
 
+/// Which cluster to talk to.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// The cluster's kubeconfig (without it: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// A context of that kubeconfig.
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl ClusterArgs {
+    fn given(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some()
+    }
+
+    /// What an error about the cluster names.
+    fn source(&self) -> &Path {
+        self.kubeconfig
+            .as_deref()
+            .unwrap_or(Path::new("<kubeconfig>"))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Show which nodes stowage would empty, where their pods would go, and why other nodes stay.
@@ -42,13 +66,9 @@ enum Command {
         /// Without it (and without --kubeconfig/--context), the embedded demo cluster is planned.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["kubeconfig", "context"])]
         snapshot: Option<PathBuf>,
-        /// Plan the live cluster of this kubeconfig, read-only (list and get only).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// Plan the live cluster of this kubeconfig context (of $KUBECONFIG or ~/.kube/config
-        /// unless --kubeconfig names another file).
-        #[arg(long, value_name = "NAME")]
-        context: Option<String>,
+        /// Plan the live cluster, read-only (list and get only).
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// A ConsolidationPolicy (YAML or JSON); defaults apply without it.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -89,11 +109,8 @@ enum Command {
     /// Run the controller against a cluster: watch it, and each cycle follow the drains in
     /// progress and start new ones as the policy says. Prints one JSON line per cycle.
     Controller {
-        /// The cluster's kubeconfig ($KUBECONFIG or ~/.kube/config without it, or in-cluster).
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        #[arg(long, value_name = "NAME")]
-        context: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
         /// The ConsolidationPolicy to run (YAML or JSON); defaults apply without it.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
@@ -177,20 +194,17 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan {
             snapshot,
-            kubeconfig,
-            context,
+            cluster,
             policy,
             scheduler_config,
             output,
             now,
             scheduler_version,
         } => run_plan(
-            match (kubeconfig, context) {
-                (None, None) => Source::File(snapshot),
-                (kubeconfig, context) => Source::Live {
-                    kubeconfig,
-                    context,
-                },
+            if cluster.given() {
+                Source::Live(cluster)
+            } else {
+                Source::File(snapshot)
             },
             policy.as_deref(),
             scheduler_config.as_deref(),
@@ -221,15 +235,13 @@ pub fn main() -> ExitCode {
         ),
         Command::Crd => print(&mut out, &crate::k8s::crd::definition_yaml()),
         Command::Controller {
-            kubeconfig,
-            context,
+            cluster,
             policy,
             scheduler_config,
             interval,
             once,
         } => run_controller(
-            kubeconfig.as_deref(),
-            context.as_deref(),
+            &cluster,
             policy.as_deref(),
             scheduler_config.as_deref(),
             &interval,
@@ -258,32 +270,25 @@ enum Source {
     /// A snapshot file, or the demo cluster.
     File(Option<PathBuf>),
     /// The API server of a kubeconfig (context).
-    Live {
-        kubeconfig: Option<PathBuf>,
-        context: Option<String>,
-    },
+    Live(ClusterArgs),
 }
 
 /// The client configuration of a kubeconfig (context); without a file, kube's inference
 /// ($KUBECONFIG, ~/.kube/config, in-cluster).
-async fn kube_config(
-    kubeconfig: Option<&Path>,
-    context: Option<&str>,
-) -> Result<kube::Config, InputError> {
-    let source = kubeconfig.unwrap_or(Path::new("<kubeconfig>"));
-    let fail = |e: &dyn std::fmt::Display| input_error(source, e);
+async fn kube_config(cluster: &ClusterArgs) -> Result<kube::Config, InputError> {
+    let fail = |e: &dyn std::fmt::Display| input_error(cluster.source(), e);
     let options = kube::config::KubeConfigOptions {
-        context: context.map(String::from),
+        context: cluster.context.clone(),
         ..Default::default()
     };
-    match kubeconfig {
+    match &cluster.kubeconfig {
         Some(path) => {
             let file = kube::config::Kubeconfig::read_from(path).map_err(|e| fail(&e))?;
             kube::Config::from_custom_kubeconfig(file, &options)
                 .await
                 .map_err(|e| fail(&e))
         }
-        None if context.is_some() => kube::Config::from_kubeconfig(&options)
+        None if cluster.context.is_some() => kube::Config::from_kubeconfig(&options)
             .await
             .map_err(|e| fail(&e)),
         None => kube::Config::infer().await.map_err(|e| fail(&e)),
@@ -311,21 +316,20 @@ fn read_policy(path: Option<&Path>) -> Result<ConsolidationPolicy, InputError> {
 
 /// `stowage controller`: watch, then cycle every `interval` (or once).
 fn run_controller(
-    kubeconfig: Option<&Path>,
-    context: Option<&str>,
+    cluster: &ClusterArgs,
     policy_path: Option<&Path>,
     scheduler_config: Option<&Path>,
     interval: &str,
     once: bool,
     out: &mut dyn Write,
 ) -> Result<(), InputError> {
-    let source = kubeconfig.unwrap_or(Path::new("<kubeconfig>"));
+    let source = cluster.source();
     let policy = read_policy(policy_path)?;
     let profiles = read_profiles(scheduler_config, SchedulerVersion::V1_36)?;
     let interval = crate::policy::schedule::parse_duration(interval)
         .map_err(|e| input_error(Path::new("--interval"), e))?;
     runtime(source)?.block_on(async {
-        let config = kube_config(kubeconfig, context).await?;
+        let config = kube_config(cluster).await?;
         let fail = |e: &dyn std::fmt::Display| input_error(source, e);
         let client = kube::Client::try_from(config.clone()).map_err(|e| fail(&e))?;
         let evictions = crate::k8s::act::eviction_client(config).map_err(|e| fail(&e))?;
@@ -348,11 +352,11 @@ fn run_controller(
 }
 
 /// Lists the live cluster into a snapshot, read-only, as the controller's index sees it.
-fn read_live(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Snapshot, InputError> {
-    let source = kubeconfig.unwrap_or(Path::new("<kubeconfig>"));
+fn read_live(cluster: &ClusterArgs) -> Result<Snapshot, InputError> {
+    let source = cluster.source();
     let fail = |e: &dyn std::fmt::Display| input_error(source, e);
     runtime(source)?.block_on(async {
-        let config = kube_config(kubeconfig, context).await?;
+        let config = kube_config(cluster).await?;
         let client = kube::Client::try_from(config).map_err(|e| fail(&e))?;
         let index = std::sync::Mutex::new(crate::k8s::index::ClusterIndex::new());
         let refused = crate::k8s::watch::list_all(&client, &index)
@@ -375,10 +379,7 @@ fn run_plan(
 ) -> Result<(), InputError> {
     let snapshot = match source {
         Source::File(path) => read_snapshot(path.as_deref())?,
-        Source::Live {
-            kubeconfig,
-            context,
-        } => read_live(kubeconfig.as_deref(), context.as_deref())?,
+        Source::Live(cluster) => read_live(&cluster)?,
     };
     let policy = read_policy(policy_path)?;
     let profiles = read_profiles(scheduler_config, version)?;

@@ -17,6 +17,7 @@ use crate::policy::{Action, ConsolidationPolicy};
 use crate::scoring::Profiles;
 use jiff::Timestamp;
 use kube::Client;
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -200,7 +201,7 @@ impl Controller {
         };
         // This policy's drains (another policy's are its own cycle's business; a drain whose
         // policy is gone is abandoned by the loop that knows every policy).
-        let draining: Vec<&str> = snapshot
+        let draining_nodes: Vec<&crate::model::Node> = snapshot
             .nodes
             .iter()
             .filter(|n| {
@@ -208,28 +209,24 @@ impl Controller {
                 a.get(keys::STATE).map(String::as_str) == Some(keys::STATE_DRAINING)
                     && a.get(keys::POLICY) == Some(&policy.metadata.name)
             })
-            .map(|n| n.name.as_str())
             .collect();
+        let draining: Vec<&str> = draining_nodes.iter().map(|n| n.name.as_str()).collect();
         // The set being drained is validated together, before its first evictions.
-        let fresh: Vec<&str> = draining
-            .iter()
-            .copied()
-            .filter(|n| !self.evicting.contains(*n))
-            .collect();
-        let validation = (!fresh.is_empty()).then(|| validate_nodes(&draining, &input));
+        let fresh = draining.iter().any(|n| !self.evicting.contains(*n));
+        let validation = fresh.then(|| validate_nodes(&draining, &input));
+        // The pods left on each draining node, in one pass over the pods.
+        let mut left: HashMap<&str, Vec<(String, String)>> =
+            draining.iter().map(|n| (*n, Vec::new())).collect();
+        for p in &snapshot.pods {
+            if let Some(on) = p.node_name.as_deref().and_then(|n| left.get_mut(n))
+                && p.needs_new_home()
+                && !p.terminating
+            {
+                on.push((p.key(), p.uid.clone()));
+            }
+        }
         let mut steps = Vec::new();
-        for node in snapshot
-            .nodes
-            .iter()
-            .filter(|n| draining.contains(&n.name.as_str()))
-        {
-            let left: Vec<(String, String)> = snapshot
-                .pods
-                .iter()
-                .filter(|p| p.node_name.as_deref() == Some(node.name.as_str()))
-                .filter(|p| p.needs_new_home() && !p.terminating)
-                .map(|p| (p.key(), p.uid.clone()))
-                .collect();
+        for node in draining_nodes {
             let managing = policy
                 .spec
                 .node_selector
@@ -239,11 +236,11 @@ impl Controller {
                 annotations: &node.stowage_annotations,
                 managing_policy: managing,
                 drain_timeout: policy.spec.disruption.drain_timeout.get(),
-                left,
-                validation: if fresh.contains(&node.name.as_str()) {
-                    validation.clone()
-                } else {
+                left: left.remove(node.name.as_str()).unwrap_or_default(),
+                validation: if self.evicting.contains(&node.name) {
                     None
+                } else {
+                    validation.clone()
                 },
                 now,
             };
@@ -259,13 +256,13 @@ impl Controller {
         // The offline plan takes a node without `idle-since` as idle long enough; here its
         // clock starts this cycle, so it waits `idle.for` like any other (the plan itself
         // keeps annotated nodes whose time is not up as `Recent`).
-        let clock_started = |name: &str| {
-            policy.idle_for().is_zero()
-                || snapshot
-                    .nodes
-                    .iter()
-                    .any(|n| n.name == name && n.stowage_annotations.contains_key(keys::IDLE_SINCE))
-        };
+        let clocked: HashSet<&str> = snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.stowage_annotations.contains_key(keys::IDLE_SINCE))
+            .map(|n| n.name.as_str())
+            .collect();
+        let clock_started = |name: &str| policy.idle_for().is_zero() || clocked.contains(name);
         let to_mark = plan
             .drain
             .into_iter()

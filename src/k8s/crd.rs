@@ -5,17 +5,13 @@
 //! stowage ever reads it. `stowage crd` prints it; `charts/stowage/crds/` holds the copy the
 //! chart installs (a test keeps the two equal).
 
-use crate::model::selector::LabelSelector;
-use crate::policy::{
-    self, DisruptionSpec, IdleSpec, PolicyMetadata, PolicySpec, ScoringSpec, ShuffleSpec,
-};
+use crate::policy::{self, PolicyMetadata, PolicySpec};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
-/// `spec` of the custom resource: the policy's own spec types, field for field.
+/// `spec` of the custom resource: the policy's own spec type.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "stowage.io",
@@ -29,28 +25,10 @@ use std::collections::BTreeMap;
     printcolumn = r#"{"name": "Draining", "type": "integer", "jsonPath": ".status.drainingCount"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
 pub struct ConsolidationPolicySpec {
-    /// Nodes this policy manages; empty selects every node.
-    #[serde(default)]
-    pub node_selector: LabelSelector,
-    #[serde(default)]
-    pub scoring: ScoringSpec,
-    #[serde(default)]
-    pub idle: IdleSpec,
-    #[serde(default)]
-    pub shuffle: ShuffleSpec,
-    #[serde(default)]
-    pub disruption: DisruptionSpec,
-    /// Block nodes whose pods use disk-backed emptyDir (hostPath always blocks).
-    #[serde(default)]
-    pub block_on_local_storage: bool,
-    /// Plan and report, never act.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// Pod `schedulerName` → the scheduler profile that places them.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub scheduler_aliases: BTreeMap<String, String>,
+    /// The policy's spec, exactly as `--policy` files are read.
+    #[serde(flatten)]
+    pub policy: PolicySpec,
 }
 
 /// `status`, written by the controller with server-side apply (field manager `stowage`).
@@ -94,21 +72,6 @@ pub struct Condition {
     pub message: String,
 }
 
-impl From<ConsolidationPolicySpec> for PolicySpec {
-    fn from(s: ConsolidationPolicySpec) -> PolicySpec {
-        PolicySpec {
-            node_selector: s.node_selector,
-            scoring: s.scoring,
-            idle: s.idle,
-            shuffle: s.shuffle,
-            disruption: s.disruption,
-            block_on_local_storage: s.block_on_local_storage,
-            dry_run: s.dry_run,
-            scheduler_aliases: s.scheduler_aliases,
-        }
-    }
-}
-
 impl ConsolidationPolicy {
     /// The policy as the planner takes it, checked as `stowage plan --policy` checks a file
     /// (what the CRD's schema cannot express, such as a schedule's field ranges).
@@ -119,7 +82,7 @@ impl ConsolidationPolicy {
             metadata: PolicyMetadata {
                 name: self.metadata.name.clone().unwrap_or_default(),
             },
-            spec: self.spec.clone().into(),
+            spec: self.spec.policy.clone(),
         };
         p.validate()?;
         Ok(p)

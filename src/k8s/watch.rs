@@ -19,21 +19,24 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The kinds the planner reads, as `kubectl get` names them in README's capture command.
-pub const KINDS: &[&str] = &[
-    "Node",
-    "Pod",
-    "PodDisruptionBudget",
-    "PersistentVolumeClaim",
-    "PersistentVolume",
-    "StorageClass",
-    "CSINode",
-    "Namespace",
-    "ReplicaSet",
-    "StatefulSet",
-    "Job",
-    "DaemonSet",
-];
+/// Calls `$m!(Type, "Kind")` for every kind the planner reads (README's capture command): the
+/// one list both the one-shot list and the watchers go through.
+macro_rules! each_kind {
+    ($m:ident) => {
+        $m!(Node, "Node");
+        $m!(Pod, "Pod");
+        $m!(PodDisruptionBudget, "PodDisruptionBudget");
+        $m!(PersistentVolumeClaim, "PersistentVolumeClaim");
+        $m!(PersistentVolume, "PersistentVolume");
+        $m!(StorageClass, "StorageClass");
+        $m!(CSINode, "CSINode");
+        $m!(Namespace, "Namespace");
+        $m!(ReplicaSet, "ReplicaSet");
+        $m!(StatefulSet, "StatefulSet");
+        $m!(Job, "Job");
+        $m!(DaemonSet, "DaemonSet");
+    };
+}
 
 /// Why the cluster could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -96,19 +99,12 @@ pub async fn list_all(
     index: &Mutex<ClusterIndex>,
 ) -> Result<Vec<String>, WatchError> {
     let mut refused = Vec::new();
-    refused.extend(list_kind::<Node>(client, "Node", index).await?);
-    refused.extend(list_kind::<Pod>(client, "Pod", index).await?);
-    refused.extend(list_kind::<PodDisruptionBudget>(client, "PodDisruptionBudget", index).await?);
-    refused
-        .extend(list_kind::<PersistentVolumeClaim>(client, "PersistentVolumeClaim", index).await?);
-    refused.extend(list_kind::<PersistentVolume>(client, "PersistentVolume", index).await?);
-    refused.extend(list_kind::<StorageClass>(client, "StorageClass", index).await?);
-    refused.extend(list_kind::<CSINode>(client, "CSINode", index).await?);
-    refused.extend(list_kind::<Namespace>(client, "Namespace", index).await?);
-    refused.extend(list_kind::<ReplicaSet>(client, "ReplicaSet", index).await?);
-    refused.extend(list_kind::<StatefulSet>(client, "StatefulSet", index).await?);
-    refused.extend(list_kind::<Job>(client, "Job", index).await?);
-    refused.extend(list_kind::<DaemonSet>(client, "DaemonSet", index).await?);
+    macro_rules! list {
+        ($ty:ty, $kind:literal) => {
+            refused.extend(list_kind::<$ty>(client, $kind, index).await?);
+        };
+    }
+    each_kind!(list);
     Ok(refused)
 }
 
@@ -173,6 +169,7 @@ pub async fn watch_all(
     changed: Arc<dyn Fn() + Send + Sync>,
 ) {
     let synced = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut watchers = 0;
     macro_rules! spawn {
         ($ty:ty, $kind:literal) => {
             tokio::spawn(watch_kind(
@@ -182,20 +179,10 @@ pub async fn watch_all(
                 synced.clone(),
                 changed.clone(),
             ));
+            watchers += 1;
         };
     }
-    spawn!(Node, "Node");
-    spawn!(Pod, "Pod");
-    spawn!(PodDisruptionBudget, "PodDisruptionBudget");
-    spawn!(PersistentVolumeClaim, "PersistentVolumeClaim");
-    spawn!(PersistentVolume, "PersistentVolume");
-    spawn!(StorageClass, "StorageClass");
-    spawn!(CSINode, "CSINode");
-    spawn!(Namespace, "Namespace");
-    spawn!(ReplicaSet, "ReplicaSet");
-    spawn!(StatefulSet, "StatefulSet");
-    spawn!(Job, "Job");
-    spawn!(DaemonSet, "DaemonSet");
+    each_kind!(spawn);
     // Each kind adds a permit when its first list is in.
-    let _ = synced.acquire_many(KINDS.len() as u32).await;
+    let _ = synced.acquire_many(watchers).await;
 }

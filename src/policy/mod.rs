@@ -69,7 +69,8 @@ pub struct PolicySpec {
     pub shuffle: ShuffleSpec,
     #[serde(default)]
     pub disruption: DisruptionSpec,
-    /// Block nodes whose pods use hostPath or disk-backed emptyDir (Cluster Autoscaler's rule).
+    /// Also block nodes whose pods use disk-backed emptyDir, or Spark's local dirs on hostPath
+    /// (Cluster Autoscaler's rule); other hostPath volumes always block.
     #[serde(default)]
     pub block_on_local_storage: bool,
     /// Plan and report, never act.

@@ -568,7 +568,10 @@ impl ControlPlane {
 
     /// Applies a manifest; the API server's refusal (kubectl's stderr) when it fails.
     pub fn try_apply(&self, manifest: &str) -> Result<String, String> {
-        let path = self.dir.0.join(format!("apply-{}.yaml", free_port()));
+        // Unique per call: tests of one binary apply in parallel (a free port may repeat).
+        static APPLIED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = APPLIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = self.dir.0.join(format!("apply-{n}.yaml"));
         write(&path, manifest);
         let out = Command::new(self.bin.join("kubectl"))
             .arg(format!("--kubeconfig={}", self.kubeconfig.display()))
