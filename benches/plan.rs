@@ -141,6 +141,7 @@ fn report_quality(profiles: &Profiles) {
             policy: &policy,
             profiles,
             now: "2026-11-23T22:00:00Z".parse().unwrap(),
+            governed_elsewhere: None,
         });
         let gone: std::collections::HashSet<String> = result
             .drain
@@ -170,6 +171,7 @@ fn benches(c: &mut Criterion) {
         policy: &policy,
         profiles: &profiles,
         now,
+        governed_elsewhere: None,
     };
     let result = plan(&input);
     let moves: usize = result.drain.iter().map(|d| d.moves.len()).sum();

@@ -16,6 +16,7 @@ fn main() {
         policy: &policy,
         profiles: &profiles,
         now: "2026-11-23T22:00:00Z".parse().unwrap(),
+        governed_elsewhere: None,
     };
     let runs: usize = std::env::args()
         .nth(1)

@@ -106,23 +106,42 @@ enum Command {
     Version,
     /// Print the ConsolidationPolicy CustomResourceDefinition (YAML), for `kubectl apply -f -`.
     Crd,
-    /// Run the controller against a cluster: watch it, and each cycle follow the drains in
-    /// progress and start new ones as the policy says. Prints one JSON line per cycle.
+    /// Run the controller against a cluster: watch it, and each round follow the drains in
+    /// progress and start new ones as the policies say. Prints one JSON line per round.
     Controller {
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// The ConsolidationPolicy to run (YAML or JSON); defaults apply without it.
+        /// Run this ConsolidationPolicy (YAML or JSON) instead of the cluster's.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
         /// The bin-packing scheduler's KubeSchedulerConfiguration.
         #[arg(long, value_name = "FILE")]
         scheduler_config: Option<PathBuf>,
-        /// Time between cycles (Go duration).
+        /// Time between rounds when nothing changes (Go duration).
         #[arg(long, default_value = "30s")]
         interval: String,
-        /// Run one cycle and exit.
+        /// Run one round and exit.
         #[arg(long)]
         once: bool,
+        /// Serve /healthz, /readyz and /metrics here ("" to serve nothing).
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        admin_address: String,
+        /// Compete for the leader Lease; only the leader acts.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        leader_elect: bool,
+        /// Namespace of the Lease; default: $POD_NAMESPACE, else the kubeconfig's namespace.
+        #[arg(long)]
+        lease_namespace: Option<String>,
+        #[arg(long, default_value = "stowage")]
+        lease_name: String,
+        /// Seconds a leader keeps the Lease without renewing it.
+        #[arg(long, default_value_t = 15)]
+        lease_duration: u64,
+        /// This replica's identity; default: $POD_NAME, else hostname and process id.
+        #[arg(long)]
+        identity: Option<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Print the embedded demo cluster (or, with --nodes, a synthetic one) as a snapshot file.
     #[command(hide = true)]
@@ -240,14 +259,30 @@ pub fn main() -> ExitCode {
             scheduler_config,
             interval,
             once,
-        } => run_controller(
-            &cluster,
-            policy.as_deref(),
-            scheduler_config.as_deref(),
-            &interval,
-            once,
-            &mut out,
-        ),
+            admin_address,
+            leader_elect,
+            lease_namespace,
+            lease_name,
+            lease_duration,
+            identity,
+            log_format,
+        } => {
+            init_logs(log_format);
+            let lease = leader_elect.then_some((lease_namespace, lease_name, lease_duration));
+            run_controller(
+                &cluster,
+                ControllerArgs {
+                    policy: policy.as_deref(),
+                    scheduler_config: scheduler_config.as_deref(),
+                    interval: &interval,
+                    once,
+                    admin_address: &admin_address,
+                    lease,
+                    identity,
+                },
+                &mut out,
+            )
+        }
         Command::Demo { nodes, pods, seed } => {
             let cluster = match nodes {
                 Some(n) => crate::demo::synthetic_cluster(n, pods, seed),
@@ -314,39 +349,102 @@ fn read_policy(path: Option<&Path>) -> Result<ConsolidationPolicy, InputError> {
     }
 }
 
-/// `stowage controller`: watch, then cycle every `interval` (or once).
+/// How log lines are written (to stderr).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The flags of `stowage controller` beyond the cluster's.
+struct ControllerArgs<'a> {
+    policy: Option<&'a Path>,
+    scheduler_config: Option<&'a Path>,
+    interval: &'a str,
+    once: bool,
+    admin_address: &'a str,
+    /// Lease namespace (if given), name and duration; `None`: no election.
+    lease: Option<(Option<String>, String, u64)>,
+    identity: Option<String>,
+}
+
+/// `stowage controller`: watch, then a round every `interval` (or once).
 fn run_controller(
     cluster: &ClusterArgs,
-    policy_path: Option<&Path>,
-    scheduler_config: Option<&Path>,
-    interval: &str,
-    once: bool,
+    args: ControllerArgs,
     out: &mut dyn Write,
 ) -> Result<(), InputError> {
+    use crate::controller::run;
     let source = cluster.source();
-    let policy = read_policy(policy_path)?;
-    let profiles = read_profiles(scheduler_config, SchedulerVersion::V1_36)?;
-    let interval = crate::policy::schedule::parse_duration(interval)
+    let policy = args.policy.map(|p| read_policy(Some(p))).transpose()?;
+    let profiles = read_profiles(args.scheduler_config, SchedulerVersion::V1_36)?;
+    let interval = crate::policy::schedule::parse_duration(args.interval)
         .map_err(|e| input_error(Path::new("--interval"), e))?;
+    let admin = match args.admin_address {
+        "" => None,
+        a => Some(a.parse::<std::net::SocketAddr>().map_err(|e| {
+            input_error(
+                Path::new("--admin-address"),
+                format!("{a:?} is not an address like 0.0.0.0:8080: {e}"),
+            )
+        })?),
+    };
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "stowage".into());
+            format!("{host}-{}", std::process::id())
+        });
     runtime(source)?.block_on(async {
         let config = kube_config(cluster).await?;
-        let fail = |e: &dyn std::fmt::Display| input_error(source, e);
-        let client = kube::Client::try_from(config.clone()).map_err(|e| fail(&e))?;
-        let evictions = crate::k8s::act::eviction_client(config).map_err(|e| fail(&e))?;
-        let index =
-            std::sync::Arc::new(std::sync::Mutex::new(crate::k8s::index::ClusterIndex::new()));
-        crate::k8s::watch::watch_all(client.clone(), index.clone(), std::sync::Arc::new(|| {}))
-            .await;
-        let mut controller = crate::controller::cycle::Controller::new(client, evictions, profiles);
-        loop {
-            let report = controller.cycle(&index, &policy, Timestamp::now()).await;
-            let line = serde_json::to_string(&report).expect("a report serialises");
-            print(out, &format!("{line}\n"))?;
-            let _ = out.flush();
-            if once {
-                return Ok(());
+        let lease = args.lease.map(
+            |(namespace, name, duration)| crate::k8s::lease::LeaseOptions {
+                namespace: namespace
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| config.default_namespace.clone()),
+                name,
+                identity: identity.clone(),
+                duration,
+            },
+        );
+        let options = run::Options {
+            policy,
+            profiles,
+            interval,
+            once: args.once,
+            admin,
+            lease,
+            instance: identity,
+        };
+        let mut failed = None;
+        let result = run::run(config, options, |round| {
+            let line = serde_json::to_string(round).expect("a round serialises");
+            if let Err(e) = print(out, &format!("{line}\n")) {
+                failed = Some(e);
             }
-            tokio::time::sleep(interval).await;
+            let _ = out.flush();
+        })
+        .await
+        .map_err(|e| input_error(source, e));
+        match failed {
+            Some(e) => Err(e),
+            None => result,
         }
     })
 }
@@ -409,6 +507,7 @@ fn run_plan(
         policy: &policy,
         profiles: &profiles,
         now,
+        governed_elsewhere: None,
     });
     for w in &result.warnings {
         eprintln!("warning: {w}");

@@ -17,6 +17,9 @@ pub const STATE_SINCE: &str = "stowage.io/state-since";
 pub const POLICY: &str = "stowage.io/policy";
 /// Node annotation `"true"`: stowage cordoned the node (and uncordons it when it lets go).
 pub const CORDONED: &str = "stowage.io/cordoned";
+/// Node annotation: when stowage found the node it was draining empty (RFC 3339); written
+/// once, so the drain is counted and announced once.
+pub const DRAINED_AT: &str = "stowage.io/drained-at";
 /// Node annotation: when the node first looked idle (RFC 3339).
 pub const IDLE_SINCE: &str = "stowage.io/idle-since";
 /// Pod annotation: the executor holds no shuffle data (an operator's promise).

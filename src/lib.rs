@@ -19,6 +19,7 @@ pub mod demo;
 pub mod field;
 pub mod k8s;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod policy;

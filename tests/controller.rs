@@ -112,20 +112,19 @@ async fn controller(cp: &ControlPlane) -> (Controller, Arc<Mutex<ClusterIndex>>)
     (ctl, index)
 }
 
-/// Cycles until `done` holds of the report, or panics after `cycles`.
+/// Cycles until `done` holds of the reports so far, or panics after `cycles`.
 async fn cycle_until(
     ctl: &mut Controller,
     index: &Mutex<ClusterIndex>,
     policy: &ConsolidationPolicy,
     cycles: usize,
-    done: impl Fn(&Report) -> bool,
+    done: impl Fn(&[Report]) -> bool,
 ) -> Vec<Report> {
     let mut reports = Vec::new();
     for _ in 0..cycles {
         let report = ctl.cycle(index, policy, jiff::Timestamp::now()).await;
-        let stop = done(&report);
         reports.push(report);
-        if stop {
+        if done(&reports) {
             return reports;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -167,7 +166,10 @@ fn thin_nodes_are_drained_and_their_pods_packed_onto_the_busy_one() {
         assert!(unschedulable.trim().is_empty(), "{unschedulable}");
 
         let live = policy("ctl", "");
-        let reports = cycle_until(&mut ctl, &index, &live, 60, |r| r.empty.len() == 2).await;
+        let reports = cycle_until(&mut ctl, &index, &live, 60, |rs| {
+            rs.iter().map(|r| r.empty.len()).sum::<usize>() == 2
+        })
+        .await;
         let marked: Vec<&String> = reports.iter().flat_map(|r| &r.marked).collect();
         assert_eq!(marked, ["ctl-1", "ctl-2"], "{reports:#?}");
         assert!(
@@ -227,7 +229,10 @@ fn a_drain_past_its_timeout_is_abandoned_and_the_node_released() {
         act::mark_draining(&ctl.client, "slow-1", "slow", jiff::Timestamp::now())
             .await
             .unwrap();
-        let reports = cycle_until(&mut ctl, &index, &live, 40, |r| !r.abandoned.is_empty()).await;
+        let reports = cycle_until(&mut ctl, &index, &live, 40, |rs| {
+            rs.last().is_some_and(|r| !r.abandoned.is_empty())
+        })
+        .await;
         let (node, why) = &reports.last().unwrap().abandoned[0];
         assert_eq!(node, "slow-1");
         assert!(
@@ -271,7 +276,13 @@ fn the_controller_command_runs_a_cycle_as_the_chart_service_account() {
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
-        .args(["controller", "--once", "--kubeconfig"])
+        .args([
+            "controller",
+            "--once",
+            "--leader-elect=false",
+            "--admin-address=",
+            "--kubeconfig",
+        ])
         .arg(&kubeconfig)
         .arg("--policy")
         .arg(&policy_path)
@@ -282,7 +293,8 @@ fn the_controller_command_runs_a_cycle_as_the_chart_service_account() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let round: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = &round["policies"]["cli"];
     assert_eq!(
         report["wouldMark"],
         serde_json::json!(["cli-1", "cli-2"]),
@@ -323,8 +335,10 @@ fn idle_nodes_wait_out_idle_for_on_the_clock_the_controller_starts() {
         ]);
         assert!(!busy.contains(keys::IDLE_SINCE), "{busy}");
         // Once the index has the annotations: nothing new to start, still nothing marked.
-        let reports =
-            cycle_until(&mut ctl, &index, &patient, 20, |r| r.idle_since.is_empty()).await;
+        let reports = cycle_until(&mut ctl, &index, &patient, 20, |rs| {
+            rs.last().is_some_and(|r| r.idle_since.is_empty())
+        })
+        .await;
         assert!(reports.iter().all(|r| r.marked.is_empty()), "{reports:#?}");
     });
 }

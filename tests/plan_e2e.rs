@@ -238,6 +238,7 @@ fn drained_nodes_empty_and_every_pod_finds_a_home() {
         policy: &policy,
         profiles: &profiles,
         now: jiff::Timestamp::now(),
+        governed_elsewhere: None,
     });
     let reason = |n: &str| {
         result

@@ -1,27 +1,35 @@
-//! One reconcile cycle: follow every node stowage is draining (evict what is left, note the
-//! empty ones, abandon what must be abandoned), then start new drains from a fresh plan, up to
-//! `maxConcurrentDrains`. Decisions are taken on the index's snapshot under its lock; the API
-//! calls happen after, so watch events keep flowing while stowage acts.
+//! One reconcile round over every policy: work out which policy governs which node, then for
+//! each policy follow the nodes it is draining (evict what is left, note the empty ones,
+//! abandon what must be abandoned) and start new drains from a fresh plan, up to
+//! `maxConcurrentDrains`; drains of a policy that is gone are released. Decisions are taken on
+//! the index's snapshot under its lock; the API calls happen after, so watch events keep
+//! flowing while stowage acts. Only the leader acts: leadership is read before every write.
 //!
-//! A new drain is only marked (taint + cordon) in the cycle that plans it; it is re-validated
-//! against the snapshot of a later cycle — after the taint, so no pod can have landed between
-//! the check and the first eviction — and evicted from then on.
+//! A new drain is only marked (taint + cordon) in the round that plans it; it is re-validated
+//! against the snapshot of a later round — after the taint, so no pod can have landed between
+//! the check and the first eviction — and evicted from then on. Every decision is an Event on
+//! the node or pod, a metric, and a line in the round's [`Report`].
 
 use super::drain::{Observed, Step, next_step};
-use crate::k8s::act::{self, Eviction};
+use super::govern::Governance;
+use crate::k8s::act::{self, API_TIMEOUT, Eviction};
+use crate::k8s::events::{Events, Regarding};
 use crate::k8s::index::ClusterIndex;
+use crate::k8s::status;
 use crate::keys;
-use crate::model::Snapshot;
+use crate::metrics::{Metrics, NodeLabels, ReasonLabels, ResourceLabels, StateLabels};
+use crate::model::{Node, Snapshot};
 use crate::plan::{Plan, PlanInput, Reason, plan, validate_nodes};
 use crate::policy::{Action, ConsolidationPolicy};
 use crate::scoring::Profiles;
 use jiff::Timestamp;
 use kube::Client;
-use rustc_hash::FxHashMap as HashMap;
-use std::collections::HashSet;
-use std::sync::Mutex;
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
 
-/// What one cycle did, for logs, Events and tests.
+/// What one policy's part of a round did, for logs, Events and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
@@ -31,35 +39,95 @@ pub struct Report {
     pub evicted: Vec<String>,
     /// Evictions refused for now (PDB), with the API server's message.
     pub refused: Vec<(String, String)>,
-    /// Draining nodes with nothing left to evict.
+    /// Draining nodes found empty this round (each once: `stowage.io/drained-at` is written).
     pub empty: Vec<String>,
     /// Drains given up, with why (the node was released).
     pub abandoned: Vec<(String, String)>,
     /// What a dry run would have marked.
     pub would_mark: Vec<String>,
-    /// Nodes first seen idle this cycle (`stowage.io/idle-since` written).
+    /// Nodes first seen idle this round (`stowage.io/idle-since` written).
     pub idle_since: Vec<String>,
     /// Nodes no longer idle (`stowage.io/idle-since` cleared).
     pub busy_again: Vec<String>,
+    /// Karpenter NodeClaims deleted (`DrainAndTerminate`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub terminated: Vec<String>,
+    /// Actions not taken because this replica is not (or no longer) the leader.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
 }
 
-/// The controller's clients and memory between cycles.
+/// A whole round: each policy's report and what its status should say, and the drains of
+/// policies that are gone.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Round {
+    pub policies: BTreeMap<String, Report>,
+    #[serde(skip)]
+    pub observed: BTreeMap<String, status::Observed>,
+    /// Nodes released because the policy that was draining them is gone, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub orphans_released: Vec<(String, String)>,
+}
+
+/// The controller's clients and memory between rounds.
 pub struct Controller {
     pub client: Client,
     /// Evictions: no automatic 429 retry.
     pub evictions: Client,
     pub profiles: Profiles,
+    pub metrics: Arc<Metrics>,
+    events: Events,
+    /// `true` while this replica leads; `None`: it always does (no election).
+    leading: Option<watch::Receiver<bool>>,
     /// Nodes whose evictions have started (validation is done before the first one only).
     evicting: HashSet<String>,
     /// UIDs of pods whose eviction was accepted: never asked twice while they terminate.
     evicted: HashSet<String>,
+    /// The guard last announced per blocked idle node: a `Blocked` Event only when it changes.
+    announced: HashMap<String, Reason>,
 }
 
-/// Decisions of one cycle, taken on the snapshot.
+/// The node a decision is about.
+#[derive(Debug, Clone)]
+struct NodeRef {
+    name: String,
+    uid: String,
+    provider_id: Option<String>,
+    /// When stowage tainted it (`stowage.io/state-since`).
+    since: Option<Timestamp>,
+}
+
+impl NodeRef {
+    fn of(node: &Node) -> NodeRef {
+        NodeRef {
+            name: node.name.clone(),
+            uid: node.uid.clone(),
+            provider_id: node.provider_id.clone(),
+            since: node
+                .stowage_annotations
+                .get(keys::STATE_SINCE)
+                .and_then(|t| t.parse().ok()),
+        }
+    }
+
+    fn regarding(&self) -> Regarding<'_> {
+        Regarding::Node {
+            name: &self.name,
+            uid: &self.uid,
+        }
+    }
+}
+
+/// Decisions for one policy, taken on the snapshot.
 struct Decisions {
-    steps: Vec<(String, Step)>,
-    to_mark: Vec<String>,
+    steps: Vec<(NodeRef, Step)>,
+    /// New drains, with what the `Consolidating` Event says.
+    to_mark: Vec<(NodeRef, String)>,
     idle: IdleChanges,
+    /// Idle nodes whose guard changed: (node, reason, detail).
+    blocked: Vec<(NodeRef, Reason, String)>,
+    observed: status::Observed,
 }
 
 /// The `stowage.io/idle-since` annotations to write and to clear.
@@ -93,121 +161,413 @@ pub fn idle_changes(plan: &Plan, snapshot: &Snapshot) -> IdleChanges {
     changes
 }
 
+/// A guard worth an Event: the node is idle but something keeps it.
+fn is_guard(reason: Reason) -> bool {
+    !matches!(
+        reason,
+        Reason::NotManaged | Reason::NotIdle | Reason::Recent
+    )
+}
+
+/// Runs an API call under [`API_TIMEOUT`]; the error as text.
+async fn within<T, E: std::fmt::Display>(
+    call: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(API_TIMEOUT, call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err(format!("no answer within {API_TIMEOUT:?}")),
+    }
+}
+
 impl Controller {
     pub fn new(client: Client, evictions: Client, profiles: Profiles) -> Controller {
         Controller {
+            events: Events::new(client.clone(), None),
             client,
             evictions,
             profiles,
+            metrics: Arc::new(Metrics::new()),
+            leading: None,
             evicting: HashSet::new(),
             evicted: HashSet::new(),
+            announced: HashMap::default(),
         }
     }
 
-    /// Runs one cycle of `policy` at `now`.
+    /// Records into `metrics` (the admin server's).
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Controller {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Acts only while `leading` reads true.
+    pub fn with_leader(mut self, leading: watch::Receiver<bool>) -> Controller {
+        self.leading = Some(leading);
+        self
+    }
+
+    /// Events name this replica (`instance`).
+    pub fn with_instance(mut self, instance: String) -> Controller {
+        self.events = Events::new(self.client.clone(), Some(instance));
+        self
+    }
+
+    /// Whether this replica may write now.
+    pub fn leads(&self) -> bool {
+        self.leading.as_ref().is_none_or(|l| *l.borrow())
+    }
+
+    /// One round of one policy (other policies' nodes and drains are left alone).
     pub async fn cycle(
         &mut self,
         index: &Mutex<ClusterIndex>,
         policy: &ConsolidationPolicy,
         now: Timestamp,
     ) -> Report {
-        let decisions = {
+        let mut round = self.round(index, &[policy], false, now).await;
+        round
+            .policies
+            .remove(&policy.metadata.name)
+            .unwrap_or_default()
+    }
+
+    /// One round of every policy in `policies`. With `complete`, they are all the policies
+    /// there are: drains started by any other policy are released.
+    pub async fn round(
+        &mut self,
+        index: &Mutex<ClusterIndex>,
+        policies: &[&ConsolidationPolicy],
+        complete: bool,
+        now: Timestamp,
+    ) -> Round {
+        let (decisions, orphans) = {
             let mut index = index.lock().expect("index lock");
-            self.decide(index.snapshot(), policy, now)
+            let snapshot = index.snapshot();
+            let governance = Governance::of(policies, &snapshot.nodes);
+            let decisions: Vec<Decisions> = policies
+                .iter()
+                .map(|p| self.decide(snapshot, p, policies, &governance, now))
+                .collect();
+            self.metrics.sweep();
+            let orphans: Vec<NodeRef> = if complete {
+                snapshot
+                    .nodes
+                    .iter()
+                    .filter(|n| {
+                        let a = &n.stowage_annotations;
+                        a.get(keys::STATE).map(String::as_str) == Some(keys::STATE_DRAINING)
+                            && !policies
+                                .iter()
+                                .any(|p| a.get(keys::POLICY) == Some(&p.metadata.name))
+                    })
+                    .map(NodeRef::of)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (decisions, orphans)
         };
+        let mut round = Round::default();
+        for (policy, mut d) in policies.iter().zip(decisions) {
+            let report = self.act(policy, &mut d, now).await;
+            d.observed.drained = report.empty.len();
+            round.policies.insert(policy.metadata.name.clone(), report);
+            round
+                .observed
+                .insert(policy.metadata.name.clone(), d.observed);
+        }
+        for node in orphans {
+            if !self.leads() {
+                break;
+            }
+            let why = "the ConsolidationPolicy that started the drain is gone".to_string();
+            if within(act::release(&self.client, &node.name)).await.is_ok() {
+                self.evicting.remove(&node.name);
+                self.metrics.decision("", "abandon", "done");
+                self.events
+                    .publish(node.regarding(), true, "Abandoned", "Release", why.clone())
+                    .await;
+                round.orphans_released.push((node.name, why));
+            }
+        }
+        round
+    }
+
+    /// Carries out one policy's decisions.
+    async fn act(
+        &mut self,
+        policy: &ConsolidationPolicy,
+        d: &mut Decisions,
+        now: Timestamp,
+    ) -> Report {
+        let name = policy.metadata.name.as_str();
         let mut report = Report::default();
-        for (node, step) in decisions.steps {
+        for (node, reason, detail) in std::mem::take(&mut d.blocked) {
+            self.events
+                .publish(
+                    node.regarding(),
+                    false,
+                    "Blocked",
+                    "Plan",
+                    format!("policy {name}: kept ({}): {detail}", reason.as_str()),
+                )
+                .await;
+        }
+        if !self.leads() {
+            report.standby = true;
+            return report;
+        }
+        let dry_run = policy.spec.dry_run;
+        for (node, step) in std::mem::take(&mut d.steps) {
+            if !self.leads() {
+                report.standby = true;
+                break;
+            }
             match step {
                 // CordonOnly keeps the node cordoned and evicts nothing.
                 Step::Evict(_) if policy.spec.disruption.action == Action::CordonOnly => {}
-                Step::Evict(pods) => {
-                    self.evicting.insert(node.clone());
-                    let grace = policy
-                        .spec
-                        .disruption
-                        .eviction_grace_period
-                        .as_ref()
-                        .map(|g| g.get().as_secs() as i64);
-                    for (pod, uid) in pods {
-                        if self.evicted.contains(&uid) {
-                            continue;
-                        }
-                        let (ns, name) = pod.split_once('/').unwrap_or(("", &pod));
-                        match act::evict(&self.evictions, ns, name, &uid, grace).await {
-                            Ok(Eviction::Evicted) => {
-                                self.evicted.insert(uid);
-                                report.evicted.push(pod);
-                            }
-                            Ok(Eviction::Blocked(why)) => report.refused.push((pod, why)),
-                            Ok(Eviction::Gone) => {}
-                            Err(e) => report.refused.push((pod, e.to_string())),
-                        }
-                    }
-                }
-                Step::Empty => {
-                    self.evicting.remove(&node);
-                    report.empty.push(node);
-                }
+                Step::Evict(pods) => self.evict_all(policy, &node, pods, &mut report).await,
+                Step::Empty => self.drained(policy, &node, now, &mut report).await,
                 Step::Abandon(why) => {
-                    self.evicting.remove(&node);
-                    // A release that fails is retried next cycle: the node is still marked.
-                    if act::release(&self.client, &node).await.is_ok() {
-                        report.abandoned.push((node, why.to_string()));
+                    self.evicting.remove(&node.name);
+                    let why = why.to_string();
+                    // A release that fails is retried next round: the node is still marked.
+                    match within(act::release(&self.client, &node.name)).await {
+                        Ok(()) => {
+                            self.metrics.decision(name, "abandon", "done");
+                            tracing::warn!(node = %node.name, policy = name, why = %why, "drain abandoned; node released");
+                            self.events
+                                .publish(
+                                    node.regarding(),
+                                    true,
+                                    "Abandoned",
+                                    "Release",
+                                    format!("policy {name}: {why}; taint and cordon removed"),
+                                )
+                                .await;
+                            report.abandoned.push((node.name, why));
+                        }
+                        Err(e) => {
+                            self.metrics.decision(name, "abandon", "failed");
+                            tracing::warn!(node = %node.name, error = %e, "release failed; retried next round");
+                        }
                     }
                 }
             }
         }
-        if !policy.spec.dry_run {
-            for node in decisions.idle.start {
-                if act::set_idle_since(&self.client, &node, Some(now))
-                    .await
-                    .is_ok()
+        if !dry_run {
+            for node in std::mem::take(&mut d.idle.start) {
+                if self.leads()
+                    && within(act::set_idle_since(&self.client, &node, Some(now)))
+                        .await
+                        .is_ok()
                 {
                     report.idle_since.push(node);
                 }
             }
-            for node in decisions.idle.clear {
-                if act::set_idle_since(&self.client, &node, None).await.is_ok() {
+            for node in std::mem::take(&mut d.idle.clear) {
+                if self.leads()
+                    && within(act::set_idle_since(&self.client, &node, None))
+                        .await
+                        .is_ok()
+                {
                     report.busy_again.push(node);
                 }
             }
         }
-        for node in decisions.to_mark {
-            if policy.spec.dry_run {
-                report.would_mark.push(node);
+        for (node, why) in std::mem::take(&mut d.to_mark) {
+            if dry_run {
+                self.metrics.decision(name, "consolidate", "dry_run");
+                self.events
+                    .publish(
+                        node.regarding(),
+                        false,
+                        "WouldConsolidate",
+                        "Cordon",
+                        format!("dry run: {why}"),
+                    )
+                    .await;
+                report.would_mark.push(node.name);
                 continue;
             }
-            // Unchanged: marked by an earlier cycle the index had not caught up with.
-            if let Ok(true) =
-                act::mark_draining(&self.client, &node, &policy.metadata.name, now).await
-            {
-                report.marked.push(node);
+            if !self.leads() {
+                report.standby = true;
+                break;
+            }
+            // Unchanged: marked by an earlier round the index had not caught up with.
+            match within(act::mark_draining(&self.client, &node.name, name, now)).await {
+                Ok(true) => {
+                    self.metrics.decision(name, "consolidate", "done");
+                    tracing::info!(node = %node.name, policy = name, why = %why, "consolidating: tainted and cordoned");
+                    self.events
+                        .publish(node.regarding(), false, "Consolidating", "Cordon", why)
+                        .await;
+                    report.marked.push(node.name);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    self.metrics.decision(name, "consolidate", "failed");
+                    tracing::warn!(node = %node.name, error = %e, "could not mark the node");
+                }
             }
         }
         report
     }
 
+    async fn evict_all(
+        &mut self,
+        policy: &ConsolidationPolicy,
+        node: &NodeRef,
+        pods: Vec<(String, String)>,
+        report: &mut Report,
+    ) {
+        self.evicting.insert(node.name.clone());
+        let grace = policy
+            .spec
+            .disruption
+            .eviction_grace_period
+            .as_ref()
+            .map(|g| g.get().as_secs() as i64);
+        for (pod, uid) in pods {
+            if self.evicted.contains(&uid) {
+                continue;
+            }
+            if !self.leads() {
+                report.standby = true;
+                return;
+            }
+            let (ns, name) = pod.split_once('/').unwrap_or(("", &pod));
+            let regarding = Regarding::Pod {
+                namespace: ns,
+                name,
+                uid: &uid,
+            };
+            match within(act::evict(&self.evictions, ns, name, &uid, grace)).await {
+                Ok(Eviction::Evicted) => {
+                    self.metrics.eviction("evicted");
+                    tracing::info!(pod = %pod, node = %node.name, policy = %policy.metadata.name, "evicted");
+                    self.events
+                        .publish(
+                            regarding,
+                            false,
+                            "Evicted",
+                            "Evict",
+                            format!(
+                                "evicted to empty node {} (policy {})",
+                                node.name, policy.metadata.name
+                            ),
+                        )
+                        .await;
+                    self.evicted.insert(uid);
+                    report.evicted.push(pod);
+                }
+                Ok(Eviction::Blocked(why)) => {
+                    self.metrics.eviction("refused");
+                    self.events
+                        .publish(
+                            regarding,
+                            true,
+                            "EvictionRefused",
+                            "Evict",
+                            format!("node {}: {why}; retried next round", node.name),
+                        )
+                        .await;
+                    report.refused.push((pod, why));
+                }
+                Ok(Eviction::Gone) => self.metrics.eviction("gone"),
+                Err(e) => {
+                    self.metrics.eviction("error");
+                    report.refused.push((pod, e));
+                }
+            }
+        }
+    }
+
+    /// A draining node found empty: recorded once (`stowage.io/drained-at`), announced, and
+    /// with `DrainAndTerminate` its Karpenter NodeClaim deleted.
+    async fn drained(
+        &mut self,
+        policy: &ConsolidationPolicy,
+        node: &NodeRef,
+        now: Timestamp,
+        report: &mut Report,
+    ) {
+        self.evicting.remove(&node.name);
+        let name = policy.metadata.name.as_str();
+        let mut note = match node.since {
+            Some(since) => format!(
+                "policy {name}: empty {}s after it was tainted",
+                now.duration_since(since).as_secs()
+            ),
+            None => format!("policy {name}: empty"),
+        };
+        if policy.spec.disruption.action == Action::DrainAndTerminate {
+            match within(act::delete_node_claim(&self.client, &node.name, node.provider_id.as_deref())).await {
+                Ok(Some(claim)) => {
+                    note.push_str(&format!("; NodeClaim {claim} deleted"));
+                    report.terminated.push(claim);
+                }
+                Ok(None) => note.push_str(
+                    "; no Karpenter NodeClaim owns it (ASG termination is not built yet): left to the provisioner",
+                ),
+                // Retried next round: drained-at is not written yet.
+                Err(e) => {
+                    tracing::warn!(node = %node.name, error = %e, "NodeClaim not deleted");
+                    return;
+                }
+            }
+        } else {
+            note.push_str("; left to Karpenter or Cluster Autoscaler to remove");
+        }
+        if within(act::set_annotation(
+            &self.client,
+            &node.name,
+            keys::DRAINED_AT,
+            Some(now.to_string()),
+        ))
+        .await
+        .is_err()
+        {
+            return;
+        }
+        if let Some(since) = node.since {
+            self.metrics
+                .drain_duration
+                .observe(now.duration_since(since).as_secs_f64().max(0.0));
+        }
+        self.metrics.decision(name, "drained", "done");
+        tracing::info!(node = %node.name, policy = name, "drained");
+        self.events
+            .publish(node.regarding(), false, "Drained", "Drain", note)
+            .await;
+        report.empty.push(node.name.clone());
+    }
+
     fn decide(
-        &self,
+        &mut self,
         snapshot: &Snapshot,
         policy: &ConsolidationPolicy,
+        policies: &[&ConsolidationPolicy],
+        governance: &Governance,
         now: Timestamp,
     ) -> Decisions {
+        let name = policy.metadata.name.as_str();
         let input = PlanInput {
             snapshot,
             policy,
             profiles: &self.profiles,
             now,
+            governed_elsewhere: governance.elsewhere.get(name),
         };
-        // This policy's drains (another policy's are its own cycle's business; a drain whose
-        // policy is gone is abandoned by the loop that knows every policy).
-        let draining_nodes: Vec<&crate::model::Node> = snapshot
+        // This policy's drains (another policy's are its own business; a drain whose policy
+        // is gone is released by the round when it knows every policy).
+        let draining_nodes: Vec<&Node> = snapshot
             .nodes
             .iter()
             .filter(|n| {
                 let a = &n.stowage_annotations;
                 a.get(keys::STATE).map(String::as_str) == Some(keys::STATE_DRAINING)
-                    && a.get(keys::POLICY) == Some(&policy.metadata.name)
+                    && a.get(keys::POLICY).map(String::as_str) == Some(name)
             })
             .collect();
         let draining: Vec<&str> = draining_nodes.iter().map(|n| n.name.as_str()).collect();
@@ -226,15 +586,10 @@ impl Controller {
             }
         }
         let mut steps = Vec::new();
-        for node in draining_nodes {
-            let managing = policy
-                .spec
-                .node_selector
-                .matches(&node.labels)
-                .then_some(policy.metadata.name.as_str());
+        for node in &draining_nodes {
             let observed = Observed {
                 annotations: &node.stowage_annotations,
-                managing_policy: managing,
+                managing_policy: Governance::owner(policies, node),
                 drain_timeout: policy.spec.disruption.drain_timeout.get(),
                 left: left.remove(node.name.as_str()).unwrap_or_default(),
                 validation: if self.evicting.contains(&node.name) {
@@ -244,17 +599,26 @@ impl Controller {
                 },
                 now,
             };
-            if let Some(step) = next_step(&observed) {
-                steps.push((node.name.clone(), step));
+            match next_step(&observed) {
+                // Already counted and announced.
+                Some(Step::Empty) if node.stowage_annotations.contains_key(keys::DRAINED_AT) => {}
+                Some(step) => steps.push((NodeRef::of(node), step)),
+                None => {}
             }
         }
         // New drains: the plan's, up to maxConcurrentDrains in all.
         let room = (policy.spec.disruption.max_concurrent_drains.max(0) as usize)
             .saturating_sub(draining.len());
+        let started = std::time::Instant::now();
         let plan = plan(&input);
+        self.metrics
+            .plan_duration
+            .observe(started.elapsed().as_secs_f64());
         let idle = idle_changes(&plan, snapshot);
+        let blocked = self.announce(&plan, snapshot);
+        let observed = self.record(&plan, snapshot, policy, &draining, governance);
         // The offline plan takes a node without `idle-since` as idle long enough; here its
-        // clock starts this cycle, so it waits `idle.for` like any other (the plan itself
+        // clock starts this round, so it waits `idle.for` like any other (the plan itself
         // keeps annotated nodes whose time is not up as `Recent`).
         let clocked: HashSet<&str> = snapshot
             .nodes
@@ -263,17 +627,168 @@ impl Controller {
             .map(|n| n.name.as_str())
             .collect();
         let clock_started = |name: &str| policy.idle_for().is_zero() || clocked.contains(name);
+        let by_name: HashMap<&str, &Node> = snapshot
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n))
+            .collect();
         let to_mark = plan
             .drain
-            .into_iter()
-            .map(|d| d.node)
-            .filter(|n| !draining.contains(&n.as_str()) && clock_started(n))
+            .iter()
+            .filter(|d| !draining.contains(&d.node.as_str()) && clock_started(&d.node))
             .take(room)
+            .filter_map(|d| {
+                let node = by_name.get(d.node.as_str())?;
+                let why = format!(
+                    "policy {name}: utilisation score {} below {}; {} pod(s) move to other nodes, {} evicted without a new home; tainted {}:NoSchedule and cordoned",
+                    d.score_before,
+                    policy.spec.idle.score_below,
+                    d.moves.len(),
+                    d.evict.len(),
+                    keys::DISRUPTING_TAINT
+                );
+                Some((NodeRef::of(node), why))
+            })
             .collect();
         Decisions {
             steps,
             to_mark,
             idle,
+            blocked,
+            observed,
+        }
+    }
+
+    /// Idle nodes whose guard is new since the last announcement (and forgets the ones that
+    /// are no longer guarded, so a guard coming back is announced again).
+    fn announce(&mut self, plan: &Plan, snapshot: &Snapshot) -> Vec<(NodeRef, Reason, String)> {
+        let guarded: HashMap<&str, (Reason, &str)> = plan
+            .blocked
+            .iter()
+            .filter(|b| is_guard(b.reason))
+            .map(|b| (b.node.as_str(), (b.reason, b.detail.as_str())))
+            .collect();
+        let managed_elsewhere: FxHashSet<&str> = plan
+            .blocked
+            .iter()
+            .filter(|b| b.reason == Reason::NotManaged)
+            .map(|b| b.node.as_str())
+            .collect();
+        // Forget nodes this policy manages that are no longer guarded.
+        self.announced.retain(|n, _| {
+            guarded.contains_key(n.as_str()) || managed_elsewhere.contains(n.as_str())
+        });
+        let mut out = Vec::new();
+        for node in &snapshot.nodes {
+            if let Some((reason, detail)) = guarded.get(node.name.as_str())
+                && self.announced.get(&node.name) != Some(reason)
+            {
+                self.announced.insert(node.name.clone(), *reason);
+                out.push((NodeRef::of(node), *reason, detail.to_string()));
+            }
+        }
+        out
+    }
+
+    /// Sets the policy's gauges from its plan and says what its status should count.
+    fn record(
+        &self,
+        plan: &Plan,
+        snapshot: &Snapshot,
+        policy: &ConsolidationPolicy,
+        draining: &[&str],
+        governance: &Governance,
+    ) -> status::Observed {
+        let name = &policy.metadata.name;
+        let unmanaged: FxHashSet<&str> = plan
+            .blocked
+            .iter()
+            .filter(|b| b.reason == Reason::NotManaged)
+            .map(|b| b.node.as_str())
+            .collect();
+        let mut by_reason: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for b in plan
+            .blocked
+            .iter()
+            .filter(|b| b.reason != Reason::NotManaged)
+        {
+            *by_reason.entry(b.reason.as_str()).or_default() += 1;
+        }
+        let managed: HashMap<&str, &Node> = snapshot
+            .nodes
+            .iter()
+            .filter(|n| !unmanaged.contains(n.name.as_str()))
+            .map(|n| (n.name.as_str(), n))
+            .collect();
+        for n in managed.keys() {
+            if let Some(score) = plan.scores.get(*n) {
+                self.metrics.node_score.set(
+                    NodeLabels {
+                        node: n.to_string(),
+                        policy: name.clone(),
+                    },
+                    *score as f64,
+                );
+            }
+        }
+        // Requested over allocatable, over the managed nodes.
+        let (mut cpu, mut memory) = ((0i64, 0i64), (0i64, 0i64));
+        for n in managed.values() {
+            cpu.1 += n.allocatable.cpu_milli;
+            memory.1 += n.allocatable.memory_bytes;
+        }
+        for p in &snapshot.pods {
+            if p.counts_on_node()
+                && p.node_name
+                    .as_deref()
+                    .is_some_and(|n| managed.contains_key(n))
+            {
+                cpu.0 += p.requests.real.cpu_milli;
+                memory.0 += p.requests.real.memory_bytes;
+            }
+        }
+        for (resource, (used, total)) in [("cpu", cpu), ("memory", memory)] {
+            if total > 0 {
+                self.metrics.cluster_requested_ratio.set(
+                    ResourceLabels {
+                        resource: resource.into(),
+                        policy: name.clone(),
+                    },
+                    used as f64 / total as f64,
+                );
+            }
+        }
+        let blocked: usize = by_reason.values().sum();
+        for (state, count) in [
+            ("managed", managed.len()),
+            ("candidate", plan.drain.len()),
+            ("blocked", blocked),
+            ("draining", draining.len()),
+        ] {
+            self.metrics.nodes.set(
+                StateLabels {
+                    policy: name.clone(),
+                    state: state.into(),
+                },
+                count as f64,
+            );
+        }
+        for (reason, count) in by_reason {
+            self.metrics.blocked_nodes.set(
+                ReasonLabels {
+                    policy: name.clone(),
+                    reason: reason.into(),
+                },
+                count as f64,
+            );
+        }
+        status::Observed {
+            invalid: None,
+            conflict: governance.conflict(name),
+            managed: managed.len(),
+            candidates: plan.drain.len(),
+            draining: draining.iter().map(|n| n.to_string()).collect(),
+            drained: 0,
         }
     }
 }
@@ -317,6 +832,7 @@ mod tests {
             policy: &policy,
             profiles: &profiles,
             now: "2026-11-23T22:00:00Z".parse().unwrap(),
+            governed_elsewhere: None,
         });
         assert_eq!(
             idle_changes(&plan, &snapshot),

@@ -1,9 +1,11 @@
-//! The controller: each cycle it plans from the watch-fed index, marks at most
-//! `maxConcurrentDrains` nodes for draining, re-validates after the taint, evicts, and follows
-//! every draining node — from its own annotations, so a restart resumes or abandons what the
-//! last instance started. [`drain`] is the state machine of one node, [`cycle`] one pass over
-//! the cluster for one policy. Still to come: the loop around it (interval, debounce, policies
-//! from the CRD), leader election, metrics and Events.
+//! The controller: each round it plans from the watch-fed index, marks at most
+//! `maxConcurrentDrains` nodes per policy for draining, re-validates after the taint, evicts,
+//! and follows every draining node — from its own annotations, so a restart resumes or
+//! abandons what the last instance started. [`drain`] is the state machine of one node,
+//! [`govern`] which policy governs which node, [`cycle`] one round over the cluster, and
+//! [`run`] the loop around it (admin server, watchers, leader election, status).
 
 pub mod cycle;
 pub mod drain;
+pub mod govern;
+pub mod run;

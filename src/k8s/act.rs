@@ -78,6 +78,10 @@ pub async fn evict(
     }
 }
 
+/// How long any single API call of an action may take before stowage gives up on it for
+/// this cycle.
+pub const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Writes (`Some`) or clears (`None`) the node's `stowage.io/idle-since` annotation: when the
 /// controller first saw the node idle, what `idle.for` is measured from.
 pub async fn set_idle_since(
@@ -85,13 +89,59 @@ pub async fn set_idle_since(
     node: &str,
     since: Option<Timestamp>,
 ) -> Result<(), kube::Error> {
+    set_annotation(client, node, keys::IDLE_SINCE, since.map(|t| t.to_string())).await
+}
+
+/// Writes (`Some`) or clears (`None`) one of stowage's node annotations.
+pub async fn set_annotation(
+    client: &Client,
+    node: &str,
+    key: &str,
+    value: Option<String>,
+) -> Result<(), kube::Error> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let value = since.map(|t| t.to_string());
-    let patch = json!({"metadata": {"annotations": {keys::IDLE_SINCE: value}}});
+    let patch = json!({"metadata": {"annotations": {key: value}}});
     nodes
         .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map(|_| ())
+}
+
+/// Deletes the Karpenter NodeClaim (`karpenter.sh/v1`) of `node` — the one whose
+/// `status.nodeName` is the node, or whose `status.providerID` is its provider id — so
+/// Karpenter terminates the instance. `None` when no NodeClaim owns it (or Karpenter is not
+/// installed).
+pub async fn delete_node_claim(
+    client: &Client,
+    node: &str,
+    provider_id: Option<&str>,
+) -> Result<Option<String>, kube::Error> {
+    use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("karpenter.sh", "v1", "NodeClaim"),
+        "nodeclaims",
+    );
+    let claims: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let list = match claims.list(&ListParams::default()).await {
+        Ok(list) => list,
+        // No NodeClaim CRD: not a Karpenter cluster.
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let owns = |c: &DynamicObject| {
+        let status = &c.data["status"];
+        status["nodeName"].as_str() == Some(node)
+            || (provider_id.is_some() && status["providerID"].as_str() == provider_id)
+    };
+    let Some(claim) = list.items.iter().find(|c| owns(c)) else {
+        return Ok(None);
+    };
+    let name = claim.metadata.name.clone().unwrap_or_default();
+    match claims.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => Ok(Some(name)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Some(name)),
+        Err(e) => Err(e),
+    }
 }
 
 /// A name as one URL path segment (names are DNS labels or subdomains; this guards anyway).
@@ -158,7 +208,13 @@ pub async fn release(client: &Client, node: &str) -> Result<(), NodeError> {
     let result: Result<bool, NodeError> = update_node(client, node, |n| {
         let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
         let cordoned_by_us = annotations.get(keys::CORDONED).map(String::as_str) == Some("true");
-        for key in [keys::STATE, keys::STATE_SINCE, keys::POLICY, keys::CORDONED] {
+        for key in [
+            keys::STATE,
+            keys::STATE_SINCE,
+            keys::POLICY,
+            keys::CORDONED,
+            keys::DRAINED_AT,
+        ] {
             annotations.remove(key);
         }
         let spec = n.spec.get_or_insert_with(Default::default);

@@ -1362,6 +1362,7 @@ fn convert_node(raw: RawNode) -> Result<Node, FieldError> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
         name: meta.name,
+        uid: meta.uid,
         labels: meta.labels,
         taints: raw.spec.taints.clone(),
         unschedulable: raw.spec.unschedulable,

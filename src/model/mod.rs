@@ -366,6 +366,8 @@ impl Pod {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Node {
     pub name: String,
+    /// `metadata.uid`: what Events about the node refer to.
+    pub uid: String,
     pub labels: Labels,
     pub taints: Vec<Taint>,
     pub unschedulable: bool,

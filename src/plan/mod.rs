@@ -209,6 +209,9 @@ pub struct PlanInput<'a> {
     pub profiles: &'a Profiles,
     /// When disruption budgets and idle times are evaluated.
     pub now: Timestamp,
+    /// Nodes the policy's selector matches that another policy governs (the controller's
+    /// alphabetically-first rule): not managed by this plan, though pods may move onto them.
+    pub governed_elsewhere: Option<&'a HashSet<String>>,
 }
 
 struct Candidate {
@@ -431,6 +434,16 @@ fn classify(
             *blocked = Some(block(
                 Reason::NotManaged,
                 "does not match the policy's nodeSelector",
+            ));
+            continue;
+        }
+        if input
+            .governed_elsewhere
+            .is_some_and(|others| others.contains(&node.name))
+        {
+            *blocked = Some(block(
+                Reason::NotManaged,
+                "governed by another policy (the alphabetically first that matches it)",
             ));
             continue;
         }

@@ -20,6 +20,7 @@ fn run(snapshot: &Snapshot, policy: &ConsolidationPolicy) -> Plan {
         policy,
         profiles: &profiles,
         now: now(),
+        governed_elsewhere: None,
     })
 }
 
@@ -1086,6 +1087,7 @@ fn a_profiles_do_not_schedule_default_constraints_filter_its_pods() {
             policy: &ConsolidationPolicy::default_policy(),
             profiles: &profiles,
             now: now(),
+            governed_elsewhere: None,
         })
     };
     let (reason, detail) = reason_of(&plan_with(&s), "idle").unwrap();
@@ -1221,6 +1223,7 @@ fn sampling_profiles_are_reported() {
         policy: &ConsolidationPolicy::default_policy(),
         profiles: &profiles,
         now: now(),
+        governed_elsewhere: None,
     });
     assert!(
         !full.warnings.iter().any(|w| w.contains("stops filtering")),
@@ -1647,6 +1650,7 @@ fn revalidate(
             policy,
             profiles: &profiles,
             now: now(),
+            governed_elsewhere: None,
         },
     )
 }

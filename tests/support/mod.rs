@@ -586,9 +586,10 @@ impl ControlPlane {
         }
     }
 
-    /// A kubeconfig of ServiceAccount `name` in a fresh namespace, bound to the ClusterRole
-    /// of `charts/stowage/files/clusterrole.yaml` (renamed `name`) unless `bound` is false: what
-    /// the controller runs with, so the API server enforces the chart's RBAC on it.
+    /// A kubeconfig of ServiceAccount `name` in a fresh namespace `name`, bound to the
+    /// ClusterRole of `charts/stowage/files/clusterrole.yaml` and, in that namespace, the Role
+    /// of `role.yaml` (both renamed `name`) unless `bound` is false: what the controller runs
+    /// with, so the API server enforces the chart's RBAC on it.
     pub fn service_account_kubeconfig(&self, prefix: &str, bound: bool) -> PathBuf {
         let ns = self.namespace(prefix);
         // Unique per call: tests of one binary run in parallel.
@@ -604,6 +605,22 @@ impl ControlPlane {
                 "clusterrolebinding",
                 name,
                 &format!("--clusterrole={name}"),
+                &format!("--serviceaccount={ns}:{name}"),
+            ]);
+            let role = std::fs::read_to_string("charts/stowage/files/role.yaml")
+                .expect("charts/stowage/files/role.yaml")
+                .replace(
+                    "  name: stowage\n",
+                    &format!("  name: {name}\n  namespace: {ns}\n"),
+                );
+            self.apply(&role);
+            self.kubectl(&[
+                "create",
+                "rolebinding",
+                name,
+                "-n",
+                &ns,
+                &format!("--role={name}"),
                 &format!("--serviceaccount={ns}:{name}"),
             ]);
         }

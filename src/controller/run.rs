@@ -1,0 +1,301 @@
+//! `stowage controller`: the loop around [`Controller::round`]. It serves the admin port,
+//! watches the cluster into the index (and the ConsolidationPolicies, unless one is given as a
+//! file), competes for the leader Lease, and runs a round every `interval` and soon after a
+//! change (debounced), writing each policy's status when it changed. Every replica plans and
+//! keeps its index warm; only the leader acts and writes status.
+
+use super::cycle::{Controller, Round};
+use crate::k8s::crd;
+use crate::k8s::index::ClusterIndex;
+use crate::k8s::lease::{self, LeaseOptions};
+use crate::k8s::{act, status, watch};
+use crate::metrics::{Metrics, server};
+use crate::policy::ConsolidationPolicy;
+use crate::scoring::Profiles;
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::watcher;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// How `stowage controller` runs.
+pub struct Options {
+    /// The one policy to run, from a file; `None`: the cluster's ConsolidationPolicies.
+    pub policy: Option<ConsolidationPolicy>,
+    pub profiles: Profiles,
+    /// Time between rounds when nothing changes.
+    pub interval: Duration,
+    /// One round, then exit.
+    pub once: bool,
+    /// Where to serve `/healthz`, `/readyz` and `/metrics`.
+    pub admin: Option<SocketAddr>,
+    /// Leader election; `None`: this replica always acts.
+    pub lease: Option<LeaseOptions>,
+    /// This replica's name in Events.
+    pub instance: String,
+}
+
+/// After a change, how long the cluster must be quiet before a round.
+pub const DEBOUNCE: Duration = Duration::from_secs(2);
+/// Change-triggered rounds start at least this far apart.
+pub const MIN_GAP: Duration = Duration::from_secs(5);
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("admin server on {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Client(kube::Error),
+    #[error(
+        "the ConsolidationPolicy CRD is not installed: `stowage crd | kubectl apply -f -` (or install the chart), or pass --policy FILE"
+    )]
+    NoCrd,
+    #[error("listing ConsolidationPolicies: {0}")]
+    Policies(kube::Error),
+    #[error("leader election: {0}")]
+    Lease(kube_lease_manager::LeaseManagerError),
+}
+
+/// The cluster's ConsolidationPolicies by name, as the watcher last saw them.
+type PolicyStore = Arc<Mutex<BTreeMap<String, crd::ConsolidationPolicy>>>;
+
+/// Runs until the process is stopped (or after one round with `once`); `each` sees every
+/// round (the command prints it as a JSON line).
+pub async fn run(
+    config: kube::Config,
+    options: Options,
+    mut each: impl FnMut(&Round),
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::new());
+    if let Some(addr) = options.admin {
+        let bound = server::serve(addr, metrics.clone())
+            .await
+            .map_err(|source| RunError::Admin { addr, source })?;
+        tracing::info!(address = %bound, "admin server listening");
+    }
+    let client = kube::Client::try_from(config.clone()).map_err(RunError::Client)?;
+    let evictions = act::eviction_client(config).map_err(RunError::Client)?;
+    let changed = Arc::new(Notify::new());
+    let notify: Arc<dyn Fn() + Send + Sync> = {
+        let changed = changed.clone();
+        Arc::new(move || changed.notify_one())
+    };
+    let store: Option<PolicyStore> = match options.policy {
+        Some(_) => None,
+        None => Some(watch_policies(client.clone(), notify.clone()).await?),
+    };
+    let index = Arc::new(Mutex::new(ClusterIndex::new()));
+    watch::watch_all(client.clone(), index.clone(), notify).await;
+    metrics.index_synced.set(1);
+    tracing::info!("index synced");
+    let mut controller = Controller::new(client.clone(), evictions, options.profiles)
+        .with_metrics(metrics.clone())
+        .with_instance(options.instance.clone());
+    if let Some(lease_options) = &options.lease {
+        let leading = lease::elect(client.clone(), lease_options)
+            .await
+            .map_err(RunError::Lease)?;
+        spawn_leader_gauge(leading.clone(), metrics.clone(), changed.clone());
+        controller = controller.with_leader(leading);
+    } else {
+        metrics.leader.set(1);
+    }
+    // What this replica last wrote per policy: the watcher's copy may lag behind it.
+    let mut written: BTreeMap<String, crd::PolicyStatus> = BTreeMap::new();
+    loop {
+        let last_round = Instant::now();
+        let now = Timestamp::now();
+        let (policies, invalid) = current_policies(options.policy.as_ref(), store.as_ref());
+        let refs: Vec<&ConsolidationPolicy> = policies.iter().collect();
+        let mut round = controller.round(&index, &refs, true, now).await;
+        for (name, why) in invalid {
+            tracing::warn!(policy = %name, error = %why, "policy ignored: its spec cannot be run");
+            round.observed.insert(
+                name,
+                status::Observed {
+                    invalid: Some(why),
+                    ..status::Observed::default()
+                },
+            );
+        }
+        if let Some(store) = &store
+            && controller.leads()
+        {
+            write_statuses(&controller, store, &round, &mut written, now).await;
+        }
+        each(&round);
+        if options.once {
+            return Ok(());
+        }
+        wait_for_work(&changed, options.interval, last_round).await;
+    }
+}
+
+/// Sleeps until `interval` has passed, or a change was seen and the cluster stayed quiet for
+/// [`DEBOUNCE`] — but never starts a round sooner than [`MIN_GAP`] after the last.
+async fn wait_for_work(changed: &Notify, interval: Duration, last_round: Instant) {
+    tokio::select! {
+        _ = tokio::time::sleep(interval) => return,
+        _ = changed.notified() => {}
+    }
+    // Debounce: wait for a quiet DEBOUNCE, up to the interval.
+    let deadline = last_round + interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(DEBOUNCE) => break,
+            _ = changed.notified() => {}
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    let earliest = last_round + MIN_GAP;
+    if let Some(left) = earliest.checked_duration_since(Instant::now()) {
+        tokio::time::sleep(left).await;
+    }
+}
+
+/// The policies to run this round, and the ones whose spec cannot be run, with why.
+fn current_policies(
+    file: Option<&ConsolidationPolicy>,
+    store: Option<&PolicyStore>,
+) -> (Vec<ConsolidationPolicy>, Vec<(String, String)>) {
+    if let Some(p) = file {
+        return (vec![p.clone()], Vec::new());
+    }
+    let store = store.expect("no file: policies are watched");
+    let mut valid = Vec::new();
+    let mut invalid = Vec::new();
+    for (name, object) in store.lock().expect("policy lock").iter() {
+        match object.to_policy() {
+            Ok(p) => valid.push(p),
+            Err(e) => invalid.push((name.clone(), e.to_string())),
+        }
+    }
+    (valid, invalid)
+}
+
+/// Writes each policy's status where it changed (leader only).
+async fn write_statuses(
+    controller: &Controller,
+    store: &PolicyStore,
+    round: &Round,
+    written: &mut BTreeMap<String, crd::PolicyStatus>,
+    now: Timestamp,
+) {
+    let objects: Vec<(String, Option<i64>, Option<crd::PolicyStatus>)> = store
+        .lock()
+        .expect("policy lock")
+        .iter()
+        .map(|(name, o)| (name.clone(), o.metadata.generation, o.status.clone()))
+        .collect();
+    written.retain(|name, _| objects.iter().any(|(n, _, _)| n == name));
+    for (name, generation, seen) in objects {
+        let Some(observed) = round.observed.get(&name) else {
+            continue;
+        };
+        let current = written.get(&name).cloned().or(seen);
+        let wanted = status::desired(current.as_ref(), generation, observed, now);
+        if current.as_ref() == Some(&wanted) {
+            continue;
+        }
+        match status::write(&controller.client, &name, &wanted).await {
+            Ok(()) => {
+                written.insert(name, wanted);
+            }
+            Err(e) => tracing::warn!(policy = %name, error = %e, "status not written"),
+        }
+    }
+}
+
+/// Lists the ConsolidationPolicies (failing clearly when the CRD is missing), then keeps the
+/// store up to date from a watcher; calls `changed` after every event.
+async fn watch_policies(
+    client: kube::Client,
+    changed: Arc<dyn Fn() + Send + Sync>,
+) -> Result<PolicyStore, RunError> {
+    let api: Api<crd::ConsolidationPolicy> = Api::all(client);
+    let first = tokio::time::timeout(watch::LIST_TIMEOUT, api.list(&Default::default()))
+        .await
+        .map_err(|_| {
+            RunError::Policies(kube::Error::Service(
+                format!("no answer within {:?}", watch::LIST_TIMEOUT).into(),
+            ))
+        })?;
+    let first = match first {
+        Ok(list) => list,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Err(RunError::NoCrd),
+        Err(e) => return Err(RunError::Policies(e)),
+    };
+    let store: PolicyStore = Arc::new(Mutex::new(
+        first
+            .items
+            .into_iter()
+            .map(|p| (p.metadata.name.clone().unwrap_or_default(), p))
+            .collect(),
+    ));
+    let watched = store.clone();
+    tokio::spawn(async move {
+        use kube::runtime::WatchStreamExt;
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        let mut relist = BTreeMap::new();
+        loop {
+            let event = match events.try_next().await {
+                Ok(Some(event)) => event,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "watching ConsolidationPolicies");
+                    continue;
+                }
+            };
+            let name = |p: &crd::ConsolidationPolicy| p.metadata.name.clone().unwrap_or_default();
+            let mut store = watched.lock().expect("policy lock");
+            match event {
+                watcher::Event::Init => relist.clear(),
+                watcher::Event::InitApply(p) => {
+                    relist.insert(name(&p), p);
+                }
+                watcher::Event::InitDone => *store = std::mem::take(&mut relist),
+                watcher::Event::Apply(p) => {
+                    store.insert(name(&p), p);
+                }
+                watcher::Event::Delete(p) => {
+                    store.remove(&name(&p));
+                }
+            }
+            drop(store);
+            changed();
+        }
+    });
+    Ok(store)
+}
+
+/// Mirrors leadership into the `stowage_leader` gauge and wakes the loop when it changes.
+fn spawn_leader_gauge(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    changed: Arc<Notify>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let now = *leading.borrow_and_update();
+            metrics.leader.set(i64::from(now));
+            tracing::info!(leader = now, "leadership");
+            changed.notify_one();
+            if leading.changed().await.is_err() {
+                metrics.leader.set(0);
+                return;
+            }
+        }
+    });
+}
