@@ -17,6 +17,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod moto;
+pub mod workload;
 
 /// The users' bin-packing profile, as reference/my-scheduler-config.yaml configures it.
 pub const BIN_PACKING_PROFILE: &str = "my-scheduler";
@@ -129,6 +130,20 @@ impl Supervised {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// SIGKILLs the supervised process itself (not its supervisor): a crash, with no chance
+    /// to clean up.
+    pub fn kill_hard(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// The whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn exited(&mut self) -> bool {

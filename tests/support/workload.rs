@@ -1,0 +1,94 @@
+//! Workloads the controller tests share: a fragmented pool of kwok nodes whose thin nodes run
+//! one `my-scheduler` web replica each, and where those replicas run.
+
+use super::ControlPlane;
+use serde_json::Value;
+use std::time::Duration;
+use stowage::demo::{NodeJson, PodJson};
+use stowage::keys;
+
+/// A busy node (`<p>-0`, 75 % requested) and two thin ones with one web replica each, all of
+/// pool `<p>`; the web Deployment is scheduled by `my-scheduler`. Returns the namespace.
+pub fn fragmented(cp: &ControlPlane, p: &str) -> String {
+    let ns = cp.namespace(p);
+    let nodes: Vec<Value> = (0..3)
+        .map(|i| {
+            NodeJson::new(&format!("{p}-{i}"))
+                .kwok()
+                .label("pool", p)
+                .resources("8", "32Gi", "110")
+                .build()
+        })
+        .collect();
+    cp.apply_objects(nodes);
+    cp.apply_objects(vec![
+        PodJson::new(&ns, "busy")
+            .on(&format!("{p}-0"))
+            .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
+            .grace(0)
+            .requests(6000, 24 * 1024)
+            .build(),
+    ]);
+    // One replica on each thin node: the others cordoned while it schedules.
+    for (i, target) in [1, 2].iter().enumerate() {
+        for other in (0..3).filter(|n| n != target) {
+            cp.kubectl(&["cordon", &format!("{p}-{other}")]);
+        }
+        if i == 0 {
+            cp.apply(&format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      schedulerName: my-scheduler\n      nodeSelector: {{pool: {p}}}\n      terminationGracePeriodSeconds: 0\n      containers: [{{name: c, image: fake, resources: {{requests: {{cpu: 500m, memory: 1Gi}}}}}}]\n"
+            ));
+        } else {
+            cp.kubectl(&["scale", "deployment", "web", "-n", &ns, "--replicas=2"]);
+        }
+        super::wait_until(
+            &format!("web on {p}-{target}"),
+            Duration::from_secs(30),
+            || web_nodes(cp, &ns).contains(&format!("{p}-{target}")),
+        );
+        for n in 0..3 {
+            cp.kubectl(&["uncordon", &format!("{p}-{n}")]);
+        }
+    }
+    ns
+}
+
+/// The nodes of the running web replicas, sorted.
+pub fn web_nodes(cp: &ControlPlane, ns: &str) -> Vec<String> {
+    let out = cp
+        .kubectl_output(&[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "app=web",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ])
+        .unwrap_or_default();
+    let mut nodes: Vec<String> = out.split_whitespace().map(String::from).collect();
+    nodes.sort();
+    nodes
+}
+
+/// A PodDisruptionBudget that allows no disruption of the web replicas, once the disruption
+/// controller has counted them.
+pub fn forbid_web_disruption(cp: &ControlPlane, ns: &str) {
+    cp.apply(&format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: web, namespace: {ns}}}\nspec:\n  maxUnavailable: 0\n  selector: {{matchLabels: {{app: web}}}}\n"
+    ));
+    super::wait_until("the PDB computed", Duration::from_secs(30), || {
+        cp.kubectl_output(&[
+            "get",
+            "pdb",
+            "web",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.status.expectedPods}",
+        ])
+        .is_some_and(|s| s == "2")
+    });
+}
