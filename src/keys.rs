@@ -11,6 +11,9 @@ pub const STOWAGE_PREFIX: &str = "stowage.io/";
 pub const STATE: &str = "stowage.io/state";
 /// [`STATE`] value of a node stowage is draining.
 pub const STATE_DRAINING: &str = "draining";
+/// [`STATE`] value of a node waiting for its shuffle holders and drivers to end (drain by
+/// attrition, `whenBlocked: Wait`).
+pub const STATE_WAITING: &str = "waiting";
 /// Node annotation: when the node entered its [`STATE`] (RFC 3339).
 pub const STATE_SINCE: &str = "stowage.io/state-since";
 /// Node annotation: the ConsolidationPolicy the node is being emptied for.
@@ -26,6 +29,8 @@ pub const IDLE_SINCE: &str = "stowage.io/idle-since";
 pub const SHUFFLE_FREE: &str = "stowage.io/shuffle-free";
 /// NoSchedule taint on a node stowage is emptying.
 pub const DISRUPTING_TAINT: &str = "stowage.io/disrupting";
+/// NoSchedule taint on a node waiting for its last shuffle holder or driver to end.
+pub const WAITING_TAINT: &str = "stowage.io/draining";
 
 // --- Karpenter.
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stowage::controller::cycle::{Controller, Report};
+use stowage::demo::PodJson;
 use stowage::k8s::{act, index::ClusterIndex, watch};
 use stowage::keys;
 use stowage::policy::ConsolidationPolicy;
@@ -260,5 +261,191 @@ fn idle_nodes_wait_out_idle_for_on_the_clock_the_controller_starts() {
         })
         .await;
         assert!(reports.iter().all(|r| r.marked.is_empty()), "{reports:#?}");
+    });
+}
+
+/// The waiting nodes' taints and cordon, as `kubectl get` shows them.
+fn taints_and_cordon(cp: &ControlPlane, node: &str) -> String {
+    cp.kubectl(&["get", "node", node, "-o", "jsonpath={.spec}"])
+}
+
+#[test]
+fn nodes_kept_by_a_running_app_wait_and_empty_by_attrition() {
+    run(async {
+        let cp = ControlPlane::shared();
+        let p = "att";
+        let ns = cp.namespace(p);
+        support::workload::pool_nodes(cp, p, 3);
+        // The driver and a big pod on att-0; one executor on each thin node, owned by the
+        // driver pod (the garbage collector removes them when it goes).
+        cp.apply_objects(vec![
+            PodJson::new(&ns, "big")
+                .on("att-0")
+                .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
+                .grace(0)
+                .requests(6000, 24 * 1024)
+                .build(),
+            PodJson::new(&ns, "driver")
+                .on("att-0")
+                .grace(0)
+                .label("spark-role", "driver")
+                .label("spark-app-selector", "app-att")
+                .requests(500, 1024)
+                .build(),
+        ]);
+        let driver_uid = cp.kubectl(&[
+            "get",
+            "pod",
+            "driver",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ]);
+        cp.apply_objects(
+            (1..3)
+                .map(|i| {
+                    PodJson::new(&ns, &format!("exec-{i}"))
+                        .on(&format!("att-{i}"))
+                        .grace(0)
+                        .owner_uid("Pod", "driver", &driver_uid)
+                        .label("spark-role", "executor")
+                        .label("spark-app-selector", "app-att")
+                        .label("spark-exec-id", &i.to_string())
+                        .requests(500, 1024)
+                        .build()
+                })
+                .collect(),
+        );
+        wait_until("the app runs", Duration::from_secs(30), || {
+            cp.kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                &ns,
+                "--field-selector=status.phase=Running",
+                "-o",
+                "name",
+            ])
+            .lines()
+            .count()
+                == 4
+        });
+        let (mut ctl, index) = controller(cp).await;
+        let live = policy(p, "  disruption: {whenBlocked: Wait, maxWaitingNodes: 2}\n");
+        let reports = cycle_until(&mut ctl, &index, &live, 20, |rs| {
+            rs.iter().map(|r| r.waiting.len()).sum::<usize>() == 2
+        })
+        .await;
+        assert!(reports.iter().all(|r| r.marked.is_empty()), "{reports:#?}");
+        for n in ["att-1", "att-2"] {
+            let spec = taints_and_cordon(cp, n);
+            assert!(
+                spec.contains(keys::WAITING_TAINT) && spec.contains("\"unschedulable\":true"),
+                "{n}: {spec}"
+            );
+        }
+        // While the app runs, a new pod of the bin-packing scheduler lands on att-0 only.
+        cp.apply_objects(vec![
+            PodJson::new(&ns, "newcomer")
+                .scheduler("my-scheduler")
+                .node_selector("pool", p)
+                .grace(0)
+                .requests(500, 1024)
+                .build(),
+        ]);
+        let newcomer_on = || {
+            cp.kubectl(&[
+                "get",
+                "pod",
+                "newcomer",
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.nodeName}",
+            ])
+        };
+        wait_until("newcomer scheduled", Duration::from_secs(30), || {
+            !newcomer_on().is_empty()
+        });
+        let on = newcomer_on();
+        assert_eq!(on, "att-0");
+        // Still waiting a few rounds later: nothing released, nothing evicted.
+        let more = cycle_until(&mut ctl, &index, &live, 3, |rs| rs.len() == 3).await;
+        assert!(
+            more.iter()
+                .all(|r| r.released.is_empty() && r.evicted.is_empty()),
+            "{more:#?}"
+        );
+        // The app ends: its executors go with the driver; the waiting nodes empty on their
+        // own and are drained without a single eviction.
+        cp.kubectl(&["delete", "pod", "driver", "-n", &ns, "--wait=false"]);
+        let reports = cycle_until(&mut ctl, &index, &live, 60, |rs| {
+            rs.iter().map(|r| r.empty.len()).sum::<usize>() == 2
+        })
+        .await;
+        let mut marked: Vec<&String> = reports.iter().flat_map(|r| &r.marked).collect();
+        marked.sort();
+        assert_eq!(marked, ["att-1", "att-2"], "{reports:#?}");
+        let evicted: Vec<&String> = reports.iter().flat_map(|r| &r.evicted).collect();
+        assert!(evicted.is_empty(), "{evicted:?}");
+        for n in ["att-1", "att-2"] {
+            let spec = taints_and_cordon(cp, n);
+            assert!(
+                spec.contains(keys::DISRUPTING_TAINT) && !spec.contains(keys::WAITING_TAINT),
+                "{n}: {spec}: {reports:#?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_do_not_disrupt_pod_that_appears_before_the_first_eviction_stops_the_drain() {
+    run(async {
+        let cp = ControlPlane::shared();
+        let ns = fragmented(cp, "dnd");
+        let (mut ctl, index) = controller(cp).await;
+        let live = policy("dnd", "");
+        // Marked by a round that planned a moment ago...
+        act::mark_draining(&ctl.client, "dnd-1", "dnd", jiff::Timestamp::now())
+            .await
+            .unwrap();
+        // ...and before its first eviction, a pod that must not be disrupted is bound there
+        // directly (a taint does not stop a pod that names its node).
+        cp.apply_objects(vec![
+            PodJson::new(&ns, "precious")
+                .on("dnd-1")
+                .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
+                .grace(0)
+                .build(),
+        ]);
+        wait_until("precious in the index", Duration::from_secs(30), || {
+            index
+                .lock()
+                .unwrap()
+                .snapshot()
+                .pods
+                .iter()
+                .any(|p| p.name == "precious")
+        });
+        let reports = cycle_until(&mut ctl, &index, &live, 10, |rs| {
+            rs.iter().any(|r| !r.abandoned.is_empty())
+        })
+        .await;
+        let evicted: Vec<&String> = reports.iter().flat_map(|r| &r.evicted).collect();
+        assert!(evicted.is_empty(), "{reports:#?}");
+        let (node, why) = &reports
+            .iter()
+            .find(|r| !r.abandoned.is_empty())
+            .unwrap()
+            .abandoned[0];
+        assert_eq!(node, "dnd-1");
+        assert!(
+            why.contains("precious") || why.contains("do-not-disrupt"),
+            "{why}"
+        );
+        let spec = cp.kubectl(&["get", "node", "dnd-1", "-o", "jsonpath={.spec}"]);
+        assert!(!spec.contains(keys::DISRUPTING_TAINT), "{spec}");
+        assert_eq!(web_nodes(cp, &ns), ["dnd-1", "dnd-2"]);
     });
 }

@@ -214,9 +214,22 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
             && l.contains("\"message\":\"consolidating: tainted and cordoned\"")),
         "{log}"
     );
-    // The drained nodes are Karpenter's to remove; here nobody does: delete them so the
-    // next scenes have the cluster to themselves, and remove this scene's policies.
+    // The drained nodes are Karpenter's to remove; here nobody does. Remove this scene's
+    // policies, then its nodes, so the next scenes have the cluster to themselves.
     cp.kubectl(&["delete", "cpol", "run", "run-too"]);
+    // Their policy gone, the drains are released: never a forgotten cordon.
+    wait_until("run-1 released", Duration::from_secs(30), || {
+        annotation(cp, "run-1", keys::STATE).is_empty()
+            && node_field(cp, "run-1", ".spec")
+                .find("unschedulable")
+                .is_none()
+    });
+    assert!(
+        node_events(cp, "run-1")
+            .contains("Abandoned: the ConsolidationPolicy that started the drain is gone"),
+        "{}",
+        node_events(cp, "run-1")
+    );
     drop(ctl);
     cp.kubectl(&["delete", "node", "run-0", "run-1", "run-2"]);
 

@@ -49,6 +49,15 @@ pub struct Report {
     pub idle_since: Vec<String>,
     /// Nodes no longer idle (`stowage.io/idle-since` cleared).
     pub busy_again: Vec<String>,
+    /// Nodes newly waiting for their shuffle holders and drivers to end (`whenBlocked: Wait`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting: Vec<String>,
+    /// What a dry run would have set waiting.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub would_wait: Vec<String>,
+    /// Waiting nodes released (taint and cordon removed), with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<(String, String)>,
     /// Karpenter NodeClaims deleted (`DrainAndTerminate`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub terminated: Vec<String>,
@@ -127,6 +136,10 @@ struct Decisions {
     idle: IdleChanges,
     /// Idle nodes whose guard changed: (node, reason, detail).
     blocked: Vec<(NodeRef, Reason, String)>,
+    /// Drain by attrition: waiting nodes to drain or release, nodes to start waiting.
+    convert: Vec<NodeRef>,
+    release: Vec<(NodeRef, String)>,
+    wait: Vec<(NodeRef, String)>,
     observed: status::Observed,
 }
 
@@ -255,7 +268,8 @@ impl Controller {
                     .iter()
                     .filter(|n| {
                         let a = &n.stowage_annotations;
-                        a.get(keys::STATE).map(String::as_str) == Some(keys::STATE_DRAINING)
+                        let state = a.get(keys::STATE).map(String::as_str);
+                        (state == Some(keys::STATE_DRAINING) || state == Some(keys::STATE_WAITING))
                             && !policies
                                 .iter()
                                 .any(|p| a.get(keys::POLICY) == Some(&p.metadata.name))
@@ -411,7 +425,92 @@ impl Controller {
                 }
             }
         }
+        self.attrition(policy, d, now, &mut report).await;
         report
+    }
+
+    /// Drain by attrition: waiting nodes whose holders ended become drains, others are
+    /// released, new ones start waiting.
+    async fn attrition(
+        &mut self,
+        policy: &ConsolidationPolicy,
+        d: &mut Decisions,
+        now: Timestamp,
+        report: &mut Report,
+    ) {
+        let name = policy.metadata.name.as_str();
+        for node in std::mem::take(&mut d.convert) {
+            if !self.leads() {
+                report.standby = true;
+                return;
+            }
+            if let Ok(true) = within(act::mark_draining(&self.client, &node.name, name, now)).await
+            {
+                self.metrics.decision(name, "consolidate", "done");
+                let why = format!(
+                    "policy {name}: its last shuffle holder or driver ended; draining (tainted {}:NoSchedule)",
+                    keys::DISRUPTING_TAINT
+                );
+                tracing::info!(node = %node.name, policy = name, "waiting node now drained");
+                self.events
+                    .publish(node.regarding(), false, "Consolidating", "Cordon", why)
+                    .await;
+                report.marked.push(node.name);
+            }
+        }
+        for (node, why) in std::mem::take(&mut d.release) {
+            if !self.leads() {
+                report.standby = true;
+                return;
+            }
+            if within(act::release(&self.client, &node.name)).await.is_ok() {
+                self.metrics.decision(name, "release", "done");
+                tracing::info!(node = %node.name, policy = name, why = %why, "waiting node released");
+                self.events
+                    .publish(
+                        node.regarding(),
+                        false,
+                        "Released",
+                        "Release",
+                        format!("policy {name}: {why}; taint and cordon removed"),
+                    )
+                    .await;
+                report.released.push((node.name, why));
+            }
+        }
+        for (node, why) in std::mem::take(&mut d.wait) {
+            let note = format!(
+                "policy {name}: idle but kept only by {why}; tainted {}:NoSchedule and cordoned so nothing new lands here; drained when they end (maxWait {})",
+                keys::WAITING_TAINT,
+                policy.spec.disruption.max_wait.text()
+            );
+            if policy.spec.dry_run {
+                self.metrics.decision(name, "wait", "dry_run");
+                self.events
+                    .publish(
+                        node.regarding(),
+                        false,
+                        "WouldWait",
+                        "Cordon",
+                        format!("dry run: {note}"),
+                    )
+                    .await;
+                report.would_wait.push(node.name);
+                continue;
+            }
+            if !self.leads() {
+                report.standby = true;
+                return;
+            }
+            if let Ok(true) = within(act::mark_waiting(&self.client, &node.name, name, now)).await {
+                self.metrics.decision(name, "wait", "done");
+                tracing::info!(node = %node.name, policy = name, why = %why, "waiting for shuffle holders to end");
+                self.events
+                    .publish(node.regarding(), false, "Waiting", "Cordon", note)
+                    .await;
+                report.waiting.push(node.name);
+            }
+        }
     }
 
     async fn evict_all(
@@ -564,11 +663,7 @@ impl Controller {
         let draining_nodes: Vec<&Node> = snapshot
             .nodes
             .iter()
-            .filter(|n| {
-                let a = &n.stowage_annotations;
-                a.get(keys::STATE).map(String::as_str) == Some(keys::STATE_DRAINING)
-                    && a.get(keys::POLICY).map(String::as_str) == Some(name)
-            })
+            .filter(|n| n.stowage_state_is(keys::STATE_DRAINING, name))
             .collect();
         let draining: Vec<&str> = draining_nodes.iter().map(|n| n.name.as_str()).collect();
         // The set being drained is validated together, before its first evictions.
@@ -632,10 +727,31 @@ impl Controller {
             .iter()
             .map(|n| (n.name.as_str(), n))
             .collect();
+        let marked = |n: &str| {
+            by_name
+                .get(n)
+                .is_some_and(|node| node.stowage_annotations.contains_key(keys::STATE))
+        };
+        let attrition = super::attrition::decide(&plan, snapshot, policy, now, room, |n| {
+            clock_started(n) && !marked(n)
+        });
+        let room = room.saturating_sub(attrition.drain.len());
+        let node_ref = |n: &str| by_name.get(n).map(|node| NodeRef::of(node));
+        let convert = attrition.drain.iter().filter_map(|n| node_ref(n)).collect();
+        let release = attrition
+            .release
+            .into_iter()
+            .filter_map(|(n, why)| Some((node_ref(&n)?, why)))
+            .collect();
+        let wait = attrition
+            .wait
+            .into_iter()
+            .filter_map(|(n, why)| Some((node_ref(&n)?, why)))
+            .collect();
         let to_mark = plan
             .drain
             .iter()
-            .filter(|d| !draining.contains(&d.node.as_str()) && clock_started(&d.node))
+            .filter(|d| !marked(&d.node) && clock_started(&d.node))
             .take(room)
             .filter_map(|d| {
                 let node = by_name.get(d.node.as_str())?;
@@ -655,6 +771,9 @@ impl Controller {
             to_mark,
             idle,
             blocked,
+            convert,
+            release,
+            wait,
             observed,
         }
     }
@@ -759,11 +878,17 @@ impl Controller {
             }
         }
         let blocked: usize = by_reason.values().sum();
+        let waiting = snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.stowage_state_is(keys::STATE_WAITING, name))
+            .count();
         for (state, count) in [
             ("managed", managed.len()),
             ("candidate", plan.drain.len()),
             ("blocked", blocked),
             ("draining", draining.len()),
+            ("waiting", waiting),
         ] {
             self.metrics.nodes.set(
                 StateLabels {

@@ -115,7 +115,10 @@ pub async fn run(
         let now = Timestamp::now();
         let (policies, invalid) = current_policies(options.policy.as_ref(), store.as_ref());
         let refs: Vec<&ConsolidationPolicy> = policies.iter().collect();
-        let mut round = controller.round(&index, &refs, true, now).await;
+        // Only the cluster's full set of policies may judge a drain orphaned: a policy run
+        // from a file leaves other policies' drains alone.
+        let complete = store.is_some();
+        let mut round = controller.round(&index, &refs, complete, now).await;
         for (name, why) in invalid {
             tracing::warn!(policy = %name, error = %why, "policy ignored: its spec cannot be run");
             round.observed.insert(

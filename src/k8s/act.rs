@@ -170,19 +170,60 @@ const ATTEMPTS: usize = 5;
 
 /// Marks `node` as being emptied by `policy`: the NoSchedule taint (so no pod can land
 /// between the plan's re-validation and the evictions), cordon, and the state annotations the
-/// planner and a restarted controller read. Idempotent: true when the node was changed.
+/// planner and a restarted controller read. A waiting node becomes a draining one (its
+/// waiting taint goes). Idempotent: true when the node was changed.
 pub async fn mark_draining(
     client: &Client,
     node: &str,
     policy: &str,
     now: Timestamp,
 ) -> Result<bool, NodeError> {
+    mark(
+        client,
+        node,
+        policy,
+        now,
+        keys::STATE_DRAINING,
+        keys::DISRUPTING_TAINT,
+    )
+    .await
+}
+
+/// Marks `node` as waiting for its shuffle holders and drivers to end (`whenBlocked: Wait`):
+/// taint `stowage.io/draining:NoSchedule` and cordon, so the bin-packing scheduler puts no
+/// new executor there. Idempotent: true when the node was changed.
+pub async fn mark_waiting(
+    client: &Client,
+    node: &str,
+    policy: &str,
+    now: Timestamp,
+) -> Result<bool, NodeError> {
+    mark(
+        client,
+        node,
+        policy,
+        now,
+        keys::STATE_WAITING,
+        keys::WAITING_TAINT,
+    )
+    .await
+}
+
+async fn mark(
+    client: &Client,
+    node: &str,
+    policy: &str,
+    now: Timestamp,
+    state: &str,
+    taint: &str,
+) -> Result<bool, NodeError> {
     update_node(client, node, |n| {
         let spec = n.spec.get_or_insert_with(Default::default);
         let taints = spec.taints.get_or_insert_with(Vec::new);
-        if !taints.iter().any(|t| t.key == keys::DISRUPTING_TAINT) {
+        taints.retain(|t| t.key == taint || !is_stowage_taint(&t.key));
+        if !taints.iter().any(|t| t.key == taint) {
             taints.push(Taint {
-                key: keys::DISRUPTING_TAINT.into(),
+                key: taint.into(),
                 effect: "NoSchedule".into(),
                 ..Taint::default()
             });
@@ -190,8 +231,8 @@ pub async fn mark_draining(
         let was_cordoned = spec.unschedulable == Some(true);
         spec.unschedulable = Some(true);
         let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
-        if annotations.get(keys::STATE).map(String::as_str) != Some(keys::STATE_DRAINING) {
-            annotations.insert(keys::STATE.into(), keys::STATE_DRAINING.into());
+        if annotations.get(keys::STATE).map(String::as_str) != Some(state) {
+            annotations.insert(keys::STATE.into(), state.into());
             annotations.insert(keys::STATE_SINCE.into(), now.to_string());
             annotations.insert(keys::POLICY.into(), policy.into());
             if !was_cordoned {
@@ -202,7 +243,12 @@ pub async fn mark_draining(
     .await
 }
 
-/// Undoes [`mark_draining`]: removes stowage's taint and annotations, and uncordons the node
+/// The NoSchedule taints stowage puts on nodes it works on.
+fn is_stowage_taint(key: &str) -> bool {
+    key == keys::DISRUPTING_TAINT || key == keys::WAITING_TAINT
+}
+
+/// Undoes [`mark_draining`] and [`mark_waiting`]: removes stowage's taints and annotations, and uncordons the node
 /// only if stowage cordoned it. Idempotent; a node that is gone is released.
 pub async fn release(client: &Client, node: &str) -> Result<(), NodeError> {
     let result: Result<bool, NodeError> = update_node(client, node, |n| {
@@ -219,7 +265,7 @@ pub async fn release(client: &Client, node: &str) -> Result<(), NodeError> {
         }
         let spec = n.spec.get_or_insert_with(Default::default);
         if let Some(taints) = spec.taints.as_mut() {
-            taints.retain(|t| t.key != keys::DISRUPTING_TAINT);
+            taints.retain(|t| !is_stowage_taint(&t.key));
         }
         if cordoned_by_us {
             spec.unschedulable = None;

@@ -31,7 +31,7 @@ pub struct ResourceLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub policy: String,
-    /// `managed`, `candidate`, `blocked`, `draining`.
+    /// `managed`, `candidate`, `blocked`, `draining`, `waiting`.
     pub state: String,
 }
 
@@ -45,7 +45,7 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub policy: String,
-    /// `consolidate` (taint + cordon), `drained`, `abandon`.
+    /// `consolidate` (taint + cordon), `drained`, `abandon`, `wait`, `release`.
     pub action: String,
     /// `done`, `dry_run`, `failed`.
     pub result: String,
@@ -152,7 +152,7 @@ impl Metrics {
         );
         m.registry.register(
             "nodes",
-            "Nodes of a policy by state (managed, candidate, blocked, draining)",
+            "Nodes of a policy by state (managed, candidate, blocked, draining, waiting)",
             m.nodes.family.clone(),
         );
         m.registry.register(

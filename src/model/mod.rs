@@ -387,6 +387,16 @@ pub struct Node {
     pub not_ready: bool,
 }
 
+impl Node {
+    /// Whether stowage's annotations put the node in `state` (`draining`, `waiting`) for
+    /// `policy`.
+    pub fn stowage_state_is(&self, state: &str, policy: &str) -> bool {
+        let a = &self.stowage_annotations;
+        a.get(crate::keys::STATE).map(String::as_str) == Some(state)
+            && a.get(crate::keys::POLICY).map(String::as_str) == Some(policy)
+    }
+}
+
 /// A PodDisruptionBudget: its selector and how many disruptions it allows now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pdb {

@@ -188,9 +188,16 @@ pub struct Plan {
     pub scores: BTreeMap<String, i64>,
     /// Pending pods placed (before any drain) where kube-scheduler is predicted to put them.
     pub pending_placed: usize,
+    /// Pending pods for which the plan found no room (they stay pending).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pending_unplaced: usize,
     /// Things the plan could not take into account exactly.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The node pool a node belongs to, for display.
@@ -674,6 +681,7 @@ fn select<'a>(
         }
     }
     let pending_placed = sim.place_first(&pending, &evicted_anyway);
+    let pending_unplaced = pending.len() - pending_placed;
 
     let mut pdb_left: Vec<i64> = snapshot
         .pdbs
@@ -739,14 +747,16 @@ fn select<'a>(
         nodes,
         home: sim.home,
         pending_placed,
+        pending_unplaced,
     }
 }
 
 /// What `select` decided.
 struct Drained {
     nodes: Vec<u32>,
-    /// Pending pods the simulation found room for before any drain.
+    /// Pending pods the simulation found room for before any drain, and those it did not.
     pending_placed: usize,
+    pending_unplaced: usize,
     /// Predicted node of every moved pod.
     home: HashMap<u32, u32>,
 }
@@ -820,6 +830,7 @@ fn assemble(
             .map(|(n, s)| (n.name.clone(), *s))
             .collect(),
         pending_placed: drained.pending_placed,
+        pending_unplaced: drained.pending_unplaced,
         warnings,
     }
 }

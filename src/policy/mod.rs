@@ -328,6 +328,32 @@ pub struct DisruptionSpec {
     /// Grace period for evictions (Go duration); null uses each pod's own.
     #[serde(default)]
     pub eviction_grace_period: Option<GoDuration>,
+    /// What to do with a candidate blocked only by shuffle holders or a running driver:
+    /// `Wait` cordons it so nothing new lands there, and drains it when they end.
+    #[serde(default)]
+    pub when_blocked: WhenBlocked,
+    /// How many nodes may wait at once (`whenBlocked: Wait`).
+    #[serde(default = "default_max_waiting_nodes")]
+    #[schemars(range(min = 0))]
+    pub max_waiting_nodes: i64,
+    /// How long a node may wait before it is released.
+    #[serde(default = "default_max_wait")]
+    pub max_wait: GoDuration,
+}
+
+/// `disruption.whenBlocked`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WhenBlocked {
+    #[default]
+    Ignore,
+    Wait,
+}
+
+fn default_max_waiting_nodes() -> i64 {
+    2
+}
+fn default_max_wait() -> GoDuration {
+    GoDuration::known("6h", Duration::from_secs(6 * 3600))
 }
 
 fn default_max_concurrent_drains() -> i64 {
@@ -345,6 +371,9 @@ impl Default for DisruptionSpec {
             max_concurrent_drains: default_max_concurrent_drains(),
             drain_timeout: default_drain_timeout(),
             eviction_grace_period: None,
+            when_blocked: WhenBlocked::Ignore,
+            max_waiting_nodes: default_max_waiting_nodes(),
+            max_wait: default_max_wait(),
         }
     }
 }

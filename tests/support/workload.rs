@@ -11,16 +11,7 @@ use stowage::keys;
 /// pool `<p>`; the web Deployment is scheduled by `my-scheduler`. Returns the namespace.
 pub fn fragmented(cp: &ControlPlane, p: &str) -> String {
     let ns = cp.namespace(p);
-    let nodes: Vec<Value> = (0..3)
-        .map(|i| {
-            NodeJson::new(&format!("{p}-{i}"))
-                .kwok()
-                .label("pool", p)
-                .resources("8", "32Gi", "110")
-                .build()
-        })
-        .collect();
-    cp.apply_objects(nodes);
+    pool_nodes(cp, p, 3);
     cp.apply_objects(vec![
         PodJson::new(&ns, "busy")
             .on(&format!("{p}-0"))
@@ -51,6 +42,20 @@ pub fn fragmented(cp: &ControlPlane, p: &str) -> String {
         }
     }
     ns
+}
+
+/// `count` kwok nodes `<p>-0`… of 8 cpu and 32 GiB, labelled `pool: <p>`.
+pub fn pool_nodes(cp: &ControlPlane, p: &str, count: usize) {
+    let nodes: Vec<Value> = (0..count)
+        .map(|i| {
+            NodeJson::new(&format!("{p}-{i}"))
+                .kwok()
+                .label("pool", p)
+                .resources("8", "32Gi", "110")
+                .build()
+        })
+        .collect();
+    cp.apply_objects(nodes);
 }
 
 /// The nodes of the running web replicas, sorted.
