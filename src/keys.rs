@@ -25,6 +25,11 @@ pub const CORDONED: &str = "stowage.io/cordoned";
 pub const DRAINED_AT: &str = "stowage.io/drained-at";
 /// Node annotation: when the node first looked idle (RFC 3339).
 pub const IDLE_SINCE: &str = "stowage.io/idle-since";
+/// Pod or node annotation `"true"`: stowage added the pod's `karpenter.sh/do-not-disrupt`
+/// (the node's `cluster-autoscaler.kubernetes.io/scale-down-disabled`) to protect shuffle data
+/// from the provisioner's own consolidation, and removes it when the data is no longer needed.
+/// Protection stowage added is not a guard to stowage itself.
+pub const PROTECTING: &str = "stowage.io/protecting";
 /// Pod annotation: the executor holds no shuffle data (an operator's promise).
 pub const SHUFFLE_FREE: &str = "stowage.io/shuffle-free";
 /// NoSchedule taint on a node stowage is emptying.

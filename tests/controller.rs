@@ -345,6 +345,26 @@ fn nodes_kept_by_a_running_app_wait_and_empty_by_attrition() {
                 "{n}: {spec}"
             );
         }
+        // The executors hold shuffle data: stowage protects them (and their nodes) from the
+        // provisioner's own consolidation, marking what it added.
+        let annotations = |kind: &str, name: &str| {
+            let mut args = vec!["get", kind, name, "-o", "jsonpath={.metadata.annotations}"];
+            if kind == "pod" {
+                args.extend(["-n", ns.as_str()]);
+            }
+            cp.kubectl(&args)
+        };
+        let protected = |a: &str, key: &str| {
+            a.contains(&format!("\"{key}\":\"true\"")) && a.contains(keys::PROTECTING)
+        };
+        for i in 1..3 {
+            let pod = annotations("pod", &format!("exec-{i}"));
+            assert!(protected(&pod, keys::KARPENTER_DO_NOT_DISRUPT), "{pod}");
+            let node = annotations("node", &format!("att-{i}"));
+            assert!(protected(&node, keys::CA_SCALE_DOWN_DISABLED), "{node}");
+        }
+        // The busy node holds no shuffle data: not protected.
+        assert!(!annotations("node", "att-0").contains(keys::CA_SCALE_DOWN_DISABLED));
         // While the app runs, a new pod of the bin-packing scheduler lands on att-0 only.
         cp.apply_objects(vec![
             PodJson::new(&ns, "newcomer")
@@ -396,6 +416,14 @@ fn nodes_kept_by_a_running_app_wait_and_empty_by_attrition() {
                 "{n}: {spec}: {reports:#?}"
             );
         }
+        // The data is no longer needed: the nodes lose the protection stowage gave them.
+        cycle_until(&mut ctl, &index, &live, 20, |_| {
+            ["att-1", "att-2"].iter().all(|n| {
+                let a = annotations("node", n);
+                !a.contains(keys::CA_SCALE_DOWN_DISABLED) && !a.contains(keys::PROTECTING)
+            })
+        })
+        .await;
     });
 }
 

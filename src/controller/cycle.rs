@@ -58,6 +58,12 @@ pub struct Report {
     /// Waiting nodes released (taint and cordon removed), with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub released: Vec<(String, String)>,
+    /// Pods and nodes given stowage's protection (`karpenter.sh/do-not-disrupt`,
+    /// `scale-down-disabled`) while they hold shuffle data, and those it was removed from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unprotected: Vec<String>,
     /// Karpenter NodeClaims deleted (`DrainAndTerminate`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub terminated: Vec<String>,
@@ -140,6 +146,7 @@ struct Decisions {
     convert: Vec<NodeRef>,
     release: Vec<(NodeRef, String)>,
     wait: Vec<(NodeRef, String)>,
+    protection: super::protect::Protection,
     observed: status::Observed,
 }
 
@@ -426,7 +433,71 @@ impl Controller {
             }
         }
         self.attrition(policy, d, now, &mut report).await;
+        if !dry_run {
+            self.protect(policy, d, &mut report).await;
+        }
         report
+    }
+
+    /// Adds and removes protection annotations (leader only, not in a dry run).
+    async fn protect(
+        &mut self,
+        policy: &ConsolidationPolicy,
+        d: &mut Decisions,
+        report: &mut Report,
+    ) {
+        let name = policy.metadata.name.as_str();
+        let p = std::mem::take(&mut d.protection);
+        let pods = p
+            .unprotect_pods
+            .into_iter()
+            .map(|k| (k, false))
+            .chain(p.protect_pods.into_iter().map(|k| (k, true)));
+        for ((ns, pod), on) in pods {
+            if !self.leads() {
+                report.standby = true;
+                return;
+            }
+            match within(act::protect_pod(&self.client, &ns, &pod, on)).await {
+                Ok(()) => {
+                    self.metrics
+                        .decision(name, if on { "protect" } else { "unprotect" }, "done");
+                    let list = if on {
+                        &mut report.protected
+                    } else {
+                        &mut report.unprotected
+                    };
+                    list.push(format!("{ns}/{pod}"));
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %format!("{ns}/{pod}"), error = %e, "protection not changed")
+                }
+            }
+        }
+        let nodes = p
+            .unprotect_nodes
+            .into_iter()
+            .map(|n| (n, false))
+            .chain(p.protect_nodes.into_iter().map(|n| (n, true)));
+        for (node, on) in nodes {
+            if !self.leads() {
+                report.standby = true;
+                return;
+            }
+            match within(act::protect_node(&self.client, &node, on)).await {
+                Ok(()) => {
+                    self.metrics
+                        .decision(name, if on { "protect" } else { "unprotect" }, "done");
+                    let list = if on {
+                        &mut report.protected
+                    } else {
+                        &mut report.unprotected
+                    };
+                    list.push(node);
+                }
+                Err(e) => tracing::warn!(node = %node, error = %e, "protection not changed"),
+            }
+        }
     }
 
     /// Drain by attrition: waiting nodes whose holders ended become drains, others are
@@ -710,6 +781,11 @@ impl Controller {
             .plan_duration
             .observe(started.elapsed().as_secs_f64());
         let idle = idle_changes(&plan, snapshot);
+        let elsewhere = governance.elsewhere.get(name);
+        let protection = super::protect::decide(snapshot, policy, |n| {
+            policy.spec.node_selector.matches(&n.labels)
+                && elsewhere.is_none_or(|e| !e.contains(&n.name))
+        });
         let blocked = self.announce(&plan, snapshot);
         let observed = self.record(&plan, snapshot, policy, &draining, governance);
         // The offline plan takes a node without `idle-since` as idle long enough; here its
@@ -774,6 +850,7 @@ impl Controller {
             convert,
             release,
             wait,
+            protection,
             observed,
         }
     }

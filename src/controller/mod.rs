@@ -9,4 +9,5 @@ pub mod attrition;
 pub mod cycle;
 pub mod drain;
 pub mod govern;
+pub mod protect;
 pub mod run;

@@ -107,6 +107,52 @@ pub async fn set_annotation(
         .map(|_| ())
 }
 
+/// Adds (`on`) or removes stowage's protection of a shuffle holder: the pod's
+/// `karpenter.sh/do-not-disrupt` with the `stowage.io/protecting` marker that says stowage
+/// added it.
+pub async fn protect_pod(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    on: bool,
+) -> Result<(), kube::Error> {
+    let value = on.then_some("true");
+    let patch = json!({"metadata": {"annotations": {
+        keys::KARPENTER_DO_NOT_DISRUPT: value,
+        keys::PROTECTING: value,
+    }}});
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    match pods
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone: nothing left to protect or unprotect.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Adds (`on`) or removes stowage's protection of a node that holds shuffle data:
+/// `cluster-autoscaler.kubernetes.io/scale-down-disabled` with the `stowage.io/protecting`
+/// marker.
+pub async fn protect_node(client: &Client, node: &str, on: bool) -> Result<(), kube::Error> {
+    let value = on.then_some("true");
+    let patch = json!({"metadata": {"annotations": {
+        keys::CA_SCALE_DOWN_DISABLED: value,
+        keys::PROTECTING: value,
+    }}});
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Deletes the Karpenter NodeClaim (`karpenter.sh/v1`) of `node` — the one whose
 /// `status.nodeName` is the node, or whose `status.providerID` is its provider id — so
 /// Karpenter terminates the instance. `None` when no NodeClaim owns it (or Karpenter is not

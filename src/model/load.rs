@@ -1075,7 +1075,9 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
         controller: meta.controller(),
         mirror: annotation(keys::MIRROR_POD).is_some(),
         terminating: meta.deletion_timestamp.is_some(),
-        do_not_disrupt: annotation(keys::KARPENTER_DO_NOT_DISRUPT) == Some("true"),
+        do_not_disrupt: annotation(keys::KARPENTER_DO_NOT_DISRUPT) == Some("true")
+            && annotation(keys::PROTECTING) != Some("true"),
+        protected: annotation(keys::PROTECTING) == Some("true"),
         safe_to_evict: annotation(keys::CA_SAFE_TO_EVICT).map(|v| v == "true"),
         shuffle_free: annotation(keys::SHUFFLE_FREE) == Some("true"),
         namespace,
@@ -1350,8 +1352,11 @@ fn convert_node(raw: RawNode) -> Result<Node, FieldError> {
     };
     let allocatable = resources(list, path)?;
     let meta = raw.metadata;
+    // stowage's own scale-down-disabled (marked stowage.io/protecting) is not a guard to it.
+    let protecting = meta.annotations.get(keys::PROTECTING).map(String::as_str) == Some("true");
     let do_not_disrupt = [keys::KARPENTER_DO_NOT_DISRUPT, keys::CA_SCALE_DOWN_DISABLED]
         .into_iter()
+        .filter(|k| !(protecting && *k == keys::CA_SCALE_DOWN_DISABLED))
         .find(|k| meta.annotations.get(*k).map(String::as_str) == Some("true"))
         .map(String::from);
     Ok(Node {

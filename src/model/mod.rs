@@ -299,6 +299,9 @@ pub struct Pod {
     pub terminating: bool,
     /// `karpenter.sh/do-not-disrupt: "true"`.
     pub do_not_disrupt: bool,
+    /// stowage's own `karpenter.sh/do-not-disrupt` (marked `stowage.io/protecting`): kept
+    /// while the pod holds shuffle data, not a guard to stowage (`do_not_disrupt` is false).
+    pub protected: bool,
     /// `cluster-autoscaler.kubernetes.io/safe-to-evict`, when present.
     pub safe_to_evict: Option<bool>,
     /// `stowage.io/shuffle-free: "true"`.

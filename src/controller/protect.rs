@@ -1,0 +1,187 @@
+//! Protection from the provisioner (`shuffle.protectFromProvisioner`, default on), pure: while
+//! a pod holds shuffle data a running job needs (an executor by the rules of §6a, or a
+//! Celeborn / Uniffle server serving a running app), stowage gives it
+//! `karpenter.sh/do-not-disrupt: "true"` and its node
+//! `cluster-autoscaler.kubernetes.io/scale-down-disabled: "true"`, so Karpenter's or Cluster
+//! Autoscaler's own consolidation does not kill it either; when the data is no longer needed it
+//! removes them. It marks what it added (`stowage.io/protecting: "true"`) and only ever removes
+//! what it marked: a user's own annotation is never touched, and stowage's own protection is
+//! not a guard to stowage.
+
+use crate::model::{Node, Snapshot};
+use crate::policy::ConsolidationPolicy;
+use crate::shuffle::{ShuffleState, SparkIndex};
+use std::collections::{BTreeSet, HashSet};
+
+/// Annotation writes one round may make (the rest follow in the next rounds), so an app
+/// starting a thousand executors does not flood the API server.
+pub const MAX_WRITES: usize = 200;
+
+/// A pod to annotate: namespace, name.
+pub type PodKey = (String, String);
+
+/// The protection annotations to add and remove this round.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Protection {
+    pub protect_pods: Vec<PodKey>,
+    pub unprotect_pods: Vec<PodKey>,
+    pub protect_nodes: Vec<String>,
+    pub unprotect_nodes: Vec<String>,
+}
+
+impl Protection {
+    pub fn is_empty(&self) -> bool {
+        self.protect_pods.is_empty()
+            && self.unprotect_pods.is_empty()
+            && self.protect_nodes.is_empty()
+            && self.unprotect_nodes.is_empty()
+    }
+}
+
+/// Protection changes on the nodes `governs` accepts (the policy's own).
+pub fn decide(
+    snapshot: &Snapshot,
+    policy: &ConsolidationPolicy,
+    governs: impl Fn(&Node) -> bool,
+) -> Protection {
+    let on = policy.spec.shuffle.protect_from_provisioner;
+    let governed: HashSet<&str> = snapshot
+        .nodes
+        .iter()
+        .filter(|n| governs(n))
+        .map(|n| n.name.as_str())
+        .collect();
+    let spark = SparkIndex::new(snapshot, &policy.spec.shuffle);
+    let mut out = Protection::default();
+    let mut holding_nodes: BTreeSet<&str> = BTreeSet::new();
+    for pod in &snapshot.pods {
+        let Some(node) = pod.node_name.as_deref().filter(|n| governed.contains(n)) else {
+            continue;
+        };
+        let holds = on
+            && !pod.terminating
+            && !pod.phase.is_finished()
+            && (matches!(spark.executor_state(pod), ShuffleState::Holds { .. })
+                || spark.serves_running_app(pod).is_some());
+        if holds {
+            holding_nodes.insert(node);
+        }
+        // A user's own do-not-disrupt already protects it, and is not stowage's to manage.
+        let wanted = holds && !pod.do_not_disrupt;
+        let key = || (pod.namespace.clone(), pod.name.clone());
+        if wanted && !pod.protected {
+            out.protect_pods.push(key());
+        } else if !wanted && pod.protected && !pod.terminating {
+            out.unprotect_pods.push(key());
+        }
+    }
+    for node in snapshot
+        .nodes
+        .iter()
+        .filter(|n| governed.contains(n.name.as_str()))
+    {
+        let marked = node
+            .stowage_annotations
+            .get(crate::keys::PROTECTING)
+            .map(String::as_str)
+            == Some("true");
+        // The user's own scale-down-disabled (or do-not-disrupt) is left alone.
+        let wanted = holding_nodes.contains(node.name.as_str()) && node.do_not_disrupt.is_none();
+        if wanted && !marked {
+            out.protect_nodes.push(node.name.clone());
+        } else if !wanted && marked {
+            out.unprotect_nodes.push(node.name.clone());
+        }
+    }
+    // Removals first (they end protection that is no longer needed), then additions.
+    let mut budget = MAX_WRITES;
+    let mut keep = |len: usize| {
+        let n = len.min(budget);
+        budget -= n;
+        n
+    };
+    out.unprotect_pods.truncate(keep(out.unprotect_pods.len()));
+    out.unprotect_nodes
+        .truncate(keep(out.unprotect_nodes.len()));
+    out.protect_pods.truncate(keep(out.protect_pods.len()));
+    out.protect_nodes.truncate(keep(out.protect_nodes.len()));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys;
+    use crate::model::{Pod, PodPhase};
+
+    fn cluster() -> Snapshot {
+        Snapshot {
+            nodes: vec![Node::test("a"), Node::test("b"), Node::test("c")],
+            pods: vec![
+                Pod::test("driver").on("a").driver_of("app-1"),
+                Pod::test("exec-1").on("b").executor_of("app-1", "driver"),
+                Pod::test("web").on("c"),
+            ],
+            ..Snapshot::default()
+        }
+    }
+
+    fn all(_: &Node) -> bool {
+        true
+    }
+
+    #[test]
+    fn holders_and_their_nodes_are_protected_while_the_app_runs() {
+        let policy = ConsolidationPolicy::default_policy();
+        let s = cluster();
+        let p = decide(&s, &policy, all);
+        assert_eq!(p.protect_pods, [("default".into(), "exec-1".into())]);
+        assert_eq!(p.protect_nodes, ["b"]);
+        assert!(p.unprotect_pods.is_empty() && p.unprotect_nodes.is_empty());
+        // Once protected, nothing more to do.
+        let mut done = s.clone();
+        done.pods[1].protected = true;
+        done.nodes[1]
+            .stowage_annotations
+            .insert(keys::PROTECTING.into(), "true".into());
+        assert!(decide(&done, &policy, all).is_empty());
+        // The app ends: stowage removes what it added.
+        done.pods[0].phase = PodPhase::Succeeded;
+        let p = decide(&done, &policy, all);
+        assert_eq!(p.unprotect_pods, [("default".into(), "exec-1".into())]);
+        assert_eq!(p.unprotect_nodes, ["b"]);
+        // Turned off in the policy: removed too; other policies' nodes are left alone.
+        let mut off = policy.clone();
+        off.spec.shuffle.protect_from_provisioner = false;
+        done.pods[0].phase = PodPhase::Running;
+        assert_eq!(decide(&done, &off, all).unprotect_nodes, ["b"]);
+        assert!(decide(&done, &off, |n| n.name != "b").is_empty());
+    }
+
+    #[test]
+    fn a_users_own_annotations_are_never_managed() {
+        let policy = ConsolidationPolicy::default_policy();
+        let mut s = cluster();
+        s.pods[1].do_not_disrupt = true;
+        s.nodes[1].do_not_disrupt = Some(keys::CA_SCALE_DOWN_DISABLED.into());
+        assert!(decide(&s, &policy, all).is_empty());
+        // The app ends: the user's annotations stay (stowage never marked them).
+        s.pods[0].phase = PodPhase::Succeeded;
+        assert!(decide(&s, &policy, all).is_empty());
+    }
+
+    #[test]
+    fn one_round_writes_at_most_max_writes() {
+        let policy = ConsolidationPolicy::default_policy();
+        let mut s = cluster();
+        for i in 0..MAX_WRITES + 50 {
+            s.pods.push(
+                Pod::test(&format!("e-{i}"))
+                    .on("b")
+                    .executor_of("app-1", "driver"),
+            );
+        }
+        let p = decide(&s, &policy, all);
+        assert_eq!(p.protect_pods.len() + p.protect_nodes.len(), MAX_WRITES);
+    }
+}
