@@ -22,6 +22,7 @@ use crate::model::{Node, Snapshot};
 use crate::plan::{Plan, PlanInput, Reason, plan, validate_nodes};
 use crate::policy::{Action, ConsolidationPolicy};
 use crate::scoring::Profiles;
+use futures::FutureExt;
 use jiff::Timestamp;
 use kube::Client;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet};
@@ -448,54 +449,39 @@ impl Controller {
     ) {
         let name = policy.metadata.name.as_str();
         let p = std::mem::take(&mut d.protection);
-        let pods = p
-            .unprotect_pods
-            .into_iter()
-            .map(|k| (k, false))
-            .chain(p.protect_pods.into_iter().map(|k| (k, true)));
-        for ((ns, pod), on) in pods {
+        // (namespace, name): a pod; ("", name): a node. Removals first, as decided.
+        let pod = |on| move |(ns, pod): (String, String)| (ns, pod, on);
+        let node = |on| move |n: String| (String::new(), n, on);
+        let targets = (p.unprotect_pods.into_iter().map(pod(false)))
+            .chain(p.unprotect_nodes.into_iter().map(node(false)))
+            .chain(p.protect_pods.into_iter().map(pod(true)))
+            .chain(p.protect_nodes.into_iter().map(node(true)));
+        for (ns, object, on) in targets {
             if !self.leads() {
                 report.standby = true;
                 return;
             }
-            match within(act::protect_pod(&self.client, &ns, &pod, on)).await {
+            let shown = if ns.is_empty() {
+                object.clone()
+            } else {
+                format!("{ns}/{object}")
+            };
+            let call = if ns.is_empty() {
+                act::protect_node(&self.client, &object, on).boxed()
+            } else {
+                act::protect_pod(&self.client, &ns, &object, on).boxed()
+            };
+            match within(call).await {
                 Ok(()) => {
-                    self.metrics
-                        .decision(name, if on { "protect" } else { "unprotect" }, "done");
-                    let list = if on {
-                        &mut report.protected
+                    let (action, list) = if on {
+                        ("protect", &mut report.protected)
                     } else {
-                        &mut report.unprotected
+                        ("unprotect", &mut report.unprotected)
                     };
-                    list.push(format!("{ns}/{pod}"));
+                    self.metrics.decision(name, action, "done");
+                    list.push(shown);
                 }
-                Err(e) => {
-                    tracing::warn!(pod = %format!("{ns}/{pod}"), error = %e, "protection not changed")
-                }
-            }
-        }
-        let nodes = p
-            .unprotect_nodes
-            .into_iter()
-            .map(|n| (n, false))
-            .chain(p.protect_nodes.into_iter().map(|n| (n, true)));
-        for (node, on) in nodes {
-            if !self.leads() {
-                report.standby = true;
-                return;
-            }
-            match within(act::protect_node(&self.client, &node, on)).await {
-                Ok(()) => {
-                    self.metrics
-                        .decision(name, if on { "protect" } else { "unprotect" }, "done");
-                    let list = if on {
-                        &mut report.protected
-                    } else {
-                        &mut report.unprotected
-                    };
-                    list.push(node);
-                }
-                Err(e) => tracing::warn!(node = %node, error = %e, "protection not changed"),
+                Err(e) => tracing::warn!(object = %shown, error = %e, "protection not changed"),
             }
         }
     }
