@@ -182,6 +182,9 @@ pub fn idle_changes(plan: &Plan, snapshot: &Snapshot) -> IdleChanges {
     changes
 }
 
+/// `Blocked` Events one policy publishes per round at most.
+const MAX_BLOCKED_EVENTS: usize = 50;
+
 /// A guard worth an Event: the node is idle but something keeps it.
 fn is_guard(reason: Reason) -> bool {
     !matches!(
@@ -261,6 +264,7 @@ impl Controller {
         complete: bool,
         now: Timestamp,
     ) -> Round {
+        let started = std::time::Instant::now();
         let (decisions, orphans) = {
             let mut index = index.lock().expect("index lock");
             let snapshot = index.snapshot();
@@ -312,6 +316,9 @@ impl Controller {
                 round.orphans_released.push((node.name, why));
             }
         }
+        self.metrics
+            .round_duration
+            .observe(started.elapsed().as_secs_f64());
         round
     }
 
@@ -862,6 +869,10 @@ impl Controller {
         });
         let mut out = Vec::new();
         for node in &snapshot.nodes {
+            // The rest are announced in the next rounds: no Event flood on start-up.
+            if out.len() == MAX_BLOCKED_EVENTS {
+                break;
+            }
             if let Some((reason, detail)) = guarded.get(node.name.as_str())
                 && self.announced.get(&node.name) != Some(reason)
             {

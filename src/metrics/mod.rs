@@ -109,6 +109,8 @@ pub struct Metrics {
     pub evictions: Family<ResultLabels, Counter>,
     pub drain_duration: Histogram,
     pub plan_duration: Histogram,
+    /// A whole round: snapshot, every policy's plan, and the actions.
+    pub round_duration: Histogram,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
     /// 1 once the watchers have listed everything (what `/readyz` answers).
@@ -136,6 +138,7 @@ impl Metrics {
             drain_duration: Histogram::new(exponential_buckets(10.0, 2.0, 13)),
             // 1 ms … ~16 s.
             plan_duration: Histogram::new(exponential_buckets(0.001, 2.0, 15)),
+            round_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             leader: Gauge::default(),
             index_synced: Gauge::default(),
             build_info: Family::default(),
@@ -179,6 +182,11 @@ impl Metrics {
             "plan_duration_seconds",
             "Time to plan one policy",
             m.plan_duration.clone(),
+        );
+        m.registry.register(
+            "round_duration_seconds",
+            "Time of a whole round: snapshot, every policy's plan, and the actions",
+            m.round_duration.clone(),
         );
         m.registry.register(
             "leader",

@@ -141,6 +141,11 @@ impl Supervised {
         let _ = self.child.wait();
     }
 
+    /// The supervisor's process id (the process itself is its child).
+    pub fn child_id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The whole log so far.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -270,6 +275,16 @@ impl ControlPlane {
 
     /// Starts etcd, kube-apiserver, kube-scheduler, kube-controller-manager and kwok.
     pub fn start() -> ControlPlane {
+        ControlPlane::start_with(true)
+    }
+
+    /// Starts etcd and kube-apiserver only: an API server to fill with objects (the scale
+    /// run), where nothing schedules, garbage-collects or runs pods.
+    pub fn start_api_only() -> ControlPlane {
+        ControlPlane::start_with(false)
+    }
+
+    fn start_with(full: bool) -> ControlPlane {
         let started = Instant::now();
         let bin = bin_dir();
         let dir = TempDir::new("stowage-control-plane");
@@ -440,6 +455,19 @@ impl ControlPlane {
             },
         );
 
+        if !full {
+            eprintln!(
+                "API server ready in {:.1}s at {server}",
+                started.elapsed().as_secs_f64()
+            );
+            return ControlPlane {
+                bin,
+                kubeconfig: admin_kubeconfig,
+                server,
+                procs,
+                dir,
+            };
+        }
         // kube-scheduler: the bin-packing profile plus the upstream default profile.
         let sched_kubeconfig = kubeconfig_for("scheduler", "stowage-test-scheduler");
         let sched_config = d.join("scheduler-config.yaml");
