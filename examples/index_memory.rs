@@ -1,5 +1,6 @@
 //! How much memory the controller's index keeps for the benchmark cluster: `cargo run
-//! --release --example index_memory [NODES] [PODS]`. Counts live heap bytes with a counting
+//! --release --example index_memory [NODES] [PODS]`, or for objects as an API server returns
+//! them: `… --example index_memory -- --file LIST.json`. Counts live heap bytes with a counting
 //! allocator, before and after feeding every object to a `ClusterIndex` as watch events would.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,12 +30,22 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 fn main() {
-    let mut args = std::env::args()
-        .skip(1)
-        .map(|a| a.parse::<usize>().expect("a number"));
-    let nodes = args.next().unwrap_or(5_000);
-    let pods = args.next().unwrap_or(150_000);
-    let cluster = stowage::demo::synthetic_cluster(nodes, pods, 42);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `--file LIST.json`: objects as an API server returned them (`kubectl get -o json`),
+    // defaults and all; otherwise the synthetic benchmark cluster.
+    let cluster = match args.first().map(String::as_str) {
+        Some("--file") => {
+            let path = args.get(1).expect("--file PATH");
+            let text = std::fs::read_to_string(path).expect("readable file");
+            serde_json::from_str::<serde_json::Value>(&text).expect("a JSON List")
+        }
+        _ => {
+            let mut numbers = args.iter().map(|a| a.parse::<usize>().expect("a number"));
+            let nodes = numbers.next().unwrap_or(5_000);
+            let pods = numbers.next().unwrap_or(150_000);
+            stowage::demo::synthetic_cluster(nodes, pods, 42)
+        }
+    };
     let items = cluster["items"].as_array().expect("a List");
     let before = LIVE.load(Ordering::Relaxed);
     let start = std::time::Instant::now();

@@ -426,6 +426,7 @@ fn run_controller(
         let options = run::Options {
             policy,
             profiles,
+            scheduler_version: SchedulerVersion::V1_36,
             interval,
             once: args.once,
             admin,

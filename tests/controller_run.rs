@@ -138,7 +138,25 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
 
     // --- Scene 1: policies from the cluster, two of them overlapping.
     let ns = fragmented(cp, "run");
-    apply_policy(cp, "run", "run", "");
+    // `run` scores with the bin-packing profile of a ConfigMap, as the users' scheduler does;
+    // `run-broken` names a ConfigMap that does not exist.
+    let config = cp.dir.0.join("scheduler-config-for-stowage.yaml");
+    std::fs::write(&config, support::scheduler_config(&cp.kubeconfig)).unwrap();
+    cp.kubectl(&[
+        "create",
+        "configmap",
+        "stowage-scheduler-config",
+        "-n",
+        "kube-system",
+        &format!("--from-file=config.yaml={}", config.display()),
+    ]);
+    let reference = |name: &str| {
+        format!(
+            "  scoring:\n    schedulerConfigRef: {{namespace: kube-system, name: {name}, key: config.yaml, profile: my-scheduler}}\n"
+        )
+    };
+    apply_policy(cp, "run", "run", &reference("stowage-scheduler-config"));
+    apply_policy(cp, "run-broken", "nothing", &reference("missing-config"));
     // Matches the same pool; `run` comes first alphabetically and governs it.
     apply_policy(cp, "run-too", "run", "");
     let ctl = Running::start(cp, "ctl-1", &kubeconfig, "scene-1");
@@ -176,6 +194,19 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
     assert_eq!(condition(cp, "run", "Ready"), "True");
     assert_eq!(condition(cp, "run", "Conflict"), "False");
     assert_eq!(condition(cp, "run-too", "Conflict"), "True");
+    assert_eq!(condition(cp, "run-broken", "Ready"), "False");
+    let message = cp.kubectl(&[
+        "get",
+        "cpol",
+        "run-broken",
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+    ]);
+    assert!(
+        message.contains("ConfigMap kube-system/missing-config")
+            && message.contains("no such ConfigMap"),
+        "{message}"
+    );
     let message = cp.kubectl(&[
         "get",
         "cpol",
@@ -216,7 +247,7 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
     );
     // The drained nodes are Karpenter's to remove; here nobody does. Remove this scene's
     // policies, then its nodes, so the next scenes have the cluster to themselves.
-    cp.kubectl(&["delete", "cpol", "run", "run-too"]);
+    cp.kubectl(&["delete", "cpol", "run", "run-too", "run-broken"]);
     // Their policy gone, the drains are released: never a forgotten cordon.
     wait_until("run-1 released", Duration::from_secs(30), || {
         annotation(cp, "run-1", keys::STATE).is_empty()

@@ -203,3 +203,81 @@ async fn watchers_follow_creates_updates_and_deletes() {
         .expect("node indexed");
     assert_eq!(node.allocatable.cpu_milli, 8000);
 }
+
+/// The Spark Operator's CRD, reduced to what the API server needs to serve it.
+const SPARK_APPLICATION_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: sparkapplications.sparkoperator.k8s.io
+  # A *.k8s.io group needs this (the Spark Operator's own CRD carries it too).
+  annotations: {api-approved.kubernetes.io: "https://github.com/kubeflow/spark-operator/pull/1298"}
+spec:
+  group: sparkoperator.k8s.io
+  scope: Namespaced
+  names: {kind: SparkApplication, plural: sparkapplications, singular: sparkapplication}
+  versions:
+    - name: v1beta2
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"#;
+
+#[test]
+fn spark_applications_are_watched_when_their_crd_exists() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    install_crypto_provider();
+    let cp = ControlPlane::shared();
+    cp.apply(SPARK_APPLICATION_CRD);
+    let ns = cp.namespace("sparkapps");
+    wait_until("SparkApplications served", Duration::from_secs(30), || {
+        cp.try_apply(&format!(
+            "apiVersion: sparkoperator.k8s.io/v1beta2\nkind: SparkApplication\nmetadata: {{name: etl, namespace: {ns}}}\nspec:\n  sparkConf: {{spark.shuffle.manager: org.apache.spark.shuffle.celeborn.SparkShuffleManager}}\nstatus:\n  sparkApplicationId: spark-etl-1\n  applicationState: {{state: RUNNING}}\n"
+        ))
+        .is_ok()
+    });
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let index = Arc::new(Mutex::new(ClusterIndex::new()));
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                stowage::k8s::watch::watch_all(cp.client().await, index.clone(), Arc::new(|| {})),
+            )
+            .await
+            .expect("every kind synced within 60 s");
+            let app = index
+                .lock()
+                .unwrap()
+                .snapshot()
+                .spark_apps
+                .iter()
+                .find(|a| a.namespace == ns)
+                .cloned()
+                .expect("the SparkApplication is in the index");
+            assert_eq!(app.name.as_deref(), Some("etl"));
+            assert_eq!(app.app_id.as_deref(), Some("spark-etl-1"));
+            assert_eq!(app.state.as_deref(), Some("RUNNING"));
+            assert_eq!(
+                app.conf["spark.shuffle.manager"],
+                "org.apache.spark.shuffle.celeborn.SparkShuffleManager"
+            );
+            // And a deleted app leaves it.
+            cp.kubectl(&["delete", "sparkapplication", "etl", "-n", &ns]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while index
+                .lock()
+                .unwrap()
+                .snapshot()
+                .spark_apps
+                .iter()
+                .any(|a| a.namespace == ns)
+            {
+                assert!(std::time::Instant::now() < deadline, "the app stayed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+}

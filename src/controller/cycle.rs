@@ -91,7 +91,10 @@ pub struct Controller {
     pub client: Client,
     /// Evictions: no automatic 429 retry.
     pub evictions: Client,
-    pub profiles: Profiles,
+    /// The scheduler profiles of policies without a `schedulerConfigRef`.
+    pub profiles: Arc<Profiles>,
+    /// Per policy: the profiles of the ConfigMap its `schedulerConfigRef` names.
+    policy_profiles: HashMap<String, Arc<Profiles>>,
     pub metrics: Arc<Metrics>,
     events: Events,
     /// `true` while this replica leads; `None`: it always does (no election).
@@ -209,7 +212,8 @@ impl Controller {
             events: Events::new(client.clone(), None),
             client,
             evictions,
-            profiles,
+            profiles: Arc::new(profiles),
+            policy_profiles: HashMap::default(),
             metrics: Arc::new(Metrics::new()),
             leading: None,
             evicting: HashSet::new(),
@@ -236,6 +240,15 @@ impl Controller {
         self
     }
 
+    /// Plans `policy` with `profiles` (from its `schedulerConfigRef`), or with the
+    /// controller's own with `None`.
+    pub fn set_profiles(&mut self, policy: &str, profiles: Option<Arc<Profiles>>) {
+        match profiles {
+            Some(p) => self.policy_profiles.insert(policy.to_string(), p),
+            None => self.policy_profiles.remove(policy),
+        };
+    }
+
     /// Whether this replica may write now.
     pub fn leads(&self) -> bool {
         self.leading.as_ref().is_none_or(|l| *l.borrow())
@@ -248,20 +261,20 @@ impl Controller {
         policy: &ConsolidationPolicy,
         now: Timestamp,
     ) -> Report {
-        let mut round = self.round(index, &[policy], false, now).await;
+        let mut round = self.round(index, &[policy], None, now).await;
         round
             .policies
             .remove(&policy.metadata.name)
             .unwrap_or_default()
     }
 
-    /// One round of every policy in `policies`. With `complete`, they are all the policies
-    /// there are: drains started by any other policy are released.
+    /// One round of every policy in `policies`. With `known` (every policy there is, whether
+    /// it runs this round or not), drains started by a policy not among them are released.
     pub async fn round(
         &mut self,
         index: &Mutex<ClusterIndex>,
         policies: &[&ConsolidationPolicy],
-        complete: bool,
+        known: Option<&std::collections::BTreeSet<String>>,
         now: Timestamp,
     ) -> Round {
         let started = std::time::Instant::now();
@@ -274,7 +287,7 @@ impl Controller {
                 .map(|p| self.decide(snapshot, p, policies, &governance, now))
                 .collect();
             self.metrics.sweep();
-            let orphans: Vec<NodeRef> = if complete {
+            let orphans: Vec<NodeRef> = if let Some(known) = known {
                 snapshot
                     .nodes
                     .iter()
@@ -282,9 +295,7 @@ impl Controller {
                         let a = &n.stowage_annotations;
                         let state = a.get(keys::STATE).map(String::as_str);
                         (state == Some(keys::STATE_DRAINING) || state == Some(keys::STATE_WAITING))
-                            && !policies
-                                .iter()
-                                .any(|p| a.get(keys::POLICY) == Some(&p.metadata.name))
+                            && !a.get(keys::POLICY).is_some_and(|p| known.contains(p))
                     })
                     .map(NodeRef::of)
                     .collect()
@@ -715,10 +726,12 @@ impl Controller {
         now: Timestamp,
     ) -> Decisions {
         let name = policy.metadata.name.as_str();
+        let profiles =
+            (self.policy_profiles.get(name).cloned()).unwrap_or_else(|| self.profiles.clone());
         let input = PlanInput {
             snapshot,
             policy,
-            profiles: &self.profiles,
+            profiles: &profiles,
             now,
             governed_elsewhere: governance.elsewhere.get(name),
         };

@@ -8,10 +8,11 @@ use super::cycle::{Controller, Round};
 use crate::k8s::crd;
 use crate::k8s::index::ClusterIndex;
 use crate::k8s::lease::{self, LeaseOptions};
+use crate::k8s::schedconf::SchedulerConfigs;
 use crate::k8s::{act, status, watch};
 use crate::metrics::{Metrics, server};
 use crate::policy::ConsolidationPolicy;
-use crate::scoring::Profiles;
+use crate::scoring::{Profiles, SchedulerVersion};
 use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use kube::api::Api;
@@ -26,7 +27,10 @@ use tokio::sync::Notify;
 pub struct Options {
     /// The one policy to run, from a file; `None`: the cluster's ConsolidationPolicies.
     pub policy: Option<ConsolidationPolicy>,
+    /// Profiles of the policies without a `schedulerConfigRef` (`--scheduler-config`).
     pub profiles: Profiles,
+    /// The scheduler version the referenced configurations are read for.
+    pub scheduler_version: SchedulerVersion,
     /// Time between rounds when nothing changes.
     pub interval: Duration,
     /// One round, then exit.
@@ -110,15 +114,36 @@ pub async fn run(
     }
     // What this replica last wrote per policy: the watcher's copy may lag behind it.
     let mut written: BTreeMap<String, crd::PolicyStatus> = BTreeMap::new();
+    let mut configs = SchedulerConfigs::default();
     loop {
         let last_round = Instant::now();
         let now = Timestamp::now();
-        let (policies, invalid) = current_policies(options.policy.as_ref(), store.as_ref());
-        let refs: Vec<&ConsolidationPolicy> = policies.iter().collect();
-        // Only the cluster's full set of policies may judge a drain orphaned: a policy run
-        // from a file leaves other policies' drains alone.
-        let complete = store.is_some();
-        let mut round = controller.round(&index, &refs, complete, now).await;
+        let (policies, mut invalid) = current_policies(options.policy.as_ref(), store.as_ref());
+        // Only the cluster's full set of policies may judge a drain orphaned (a policy run from
+        // a file leaves other policies' drains alone); one whose scheduler ConfigMap cannot
+        // be read this round still owns its drains.
+        let known: std::collections::BTreeSet<String> =
+            policies.iter().map(|p| p.metadata.name.clone()).collect();
+        let mut runnable = Vec::new();
+        for p in policies {
+            let name = p.metadata.name.clone();
+            match &p.spec.scoring.scheduler_config_ref {
+                Some(r) => match configs.resolve(&client, r, options.scheduler_version).await {
+                    Ok(profiles) => {
+                        controller.set_profiles(&name, Some(profiles));
+                        runnable.push(p);
+                    }
+                    Err(why) => invalid.push((name, why)),
+                },
+                None => {
+                    controller.set_profiles(&name, None);
+                    runnable.push(p);
+                }
+            }
+        }
+        let refs: Vec<&ConsolidationPolicy> = runnable.iter().collect();
+        let known = store.is_some().then_some(&known);
+        let mut round = controller.round(&index, &refs, known, now).await;
         for (name, why) in invalid {
             tracing::warn!(policy = %name, error = %why, "policy ignored: its spec cannot be run");
             round.observed.insert(

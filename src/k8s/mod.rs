@@ -9,5 +9,6 @@ pub mod crd;
 pub mod events;
 pub mod index;
 pub mod lease;
+pub mod schedconf;
 pub mod status;
 pub mod watch;

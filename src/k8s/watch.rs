@@ -53,22 +53,42 @@ pub enum WatchError {
 /// How long one list call may take.
 pub const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The object as the loader reads it (apiVersion and kind included).
-fn to_value<K: Serialize>(object: &K) -> serde_json::Value {
-    serde_json::to_value(object).unwrap_or(serde_json::Value::Null)
+/// The object as the loader reads it, with its kind (list items of a dynamic type come
+/// without one).
+fn to_value<K: Serialize>(object: &K, kind: &str) -> serde_json::Value {
+    let mut value = serde_json::to_value(object).unwrap_or(serde_json::Value::Null);
+    if value.get("kind").is_none_or(|k| k.is_null())
+        && let Some(o) = value.as_object_mut()
+    {
+        o.insert("kind".into(), kind.into());
+    }
+    value
+}
+
+/// The Spark Operator's SparkApplication, read when its CRD is installed.
+fn spark_applications() -> kube::api::GroupVersionKind {
+    kube::api::GroupVersionKind::gvk("sparkoperator.k8s.io", "v1beta2", "SparkApplication")
+}
+
+/// The SparkApplication API, if the cluster serves it.
+async fn spark_application_api(client: &Client) -> Option<Api<kube::api::DynamicObject>> {
+    let gvk = spark_applications();
+    let call = kube::discovery::oneshot::pinned_kind(client, &gvk);
+    match tokio::time::timeout(LIST_TIMEOUT, call).await {
+        Ok(Ok((resource, _))) => Some(Api::all_with(client.clone(), &resource)),
+        _ => None,
+    }
 }
 
 /// Lists every object of a kind, page by page, into the index; the objects refused, with why.
 async fn list_kind<K>(
-    client: &Client,
+    api: Api<K>,
     kind: &'static str,
     index: &Mutex<ClusterIndex>,
 ) -> Result<Vec<String>, WatchError>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
-    K::DynamicType: Default,
 {
-    let api = Api::<K>::all(client.clone());
     let mut refused = Vec::new();
     let mut params = ListParams::default().limit(500);
     index.lock().expect("index lock").relist_start(kind);
@@ -79,7 +99,7 @@ where
             .map_err(|source| WatchError::List { kind, source })?;
         let mut index = index.lock().expect("index lock");
         for object in &page.items {
-            if let Err(e) = index.apply(&to_value(object)) {
+            if let Err(e) = index.apply(&to_value(object, kind)) {
                 refused.push(e.to_string());
             }
         }
@@ -101,10 +121,13 @@ pub async fn list_all(
     let mut refused = Vec::new();
     macro_rules! list {
         ($ty:ty, $kind:literal) => {
-            refused.extend(list_kind::<$ty>(client, $kind, index).await?);
+            refused.extend(list_kind(Api::<$ty>::all(client.clone()), $kind, index).await?);
         };
     }
     each_kind!(list);
+    if let Some(api) = spark_application_api(client).await {
+        refused.extend(list_kind(api, "SparkApplication", index).await?);
+    }
     Ok(refused)
 }
 
@@ -118,7 +141,6 @@ async fn watch_kind<K>(
     changed: Arc<dyn Fn() + Send + Sync>,
 ) where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug + Send + 'static,
-    K::DynamicType: Default,
 {
     use kube::runtime::WatchStreamExt;
     let mut events = watcher(api, watcher::Config::default())
@@ -130,7 +152,7 @@ async fn watch_kind<K>(
             Ok(None) => return,
             Err(e) => {
                 // The backoff retries; say what failed.
-                eprintln!("watch {kind}: {e}");
+                tracing::warn!(kind, error = %e, "watch failed; retrying with backoff");
                 continue;
             }
         };
@@ -138,8 +160,8 @@ async fn watch_kind<K>(
         match event {
             watcher::Event::Init => idx.relist_start(kind),
             watcher::Event::InitApply(o) | watcher::Event::Apply(o) => {
-                if let Err(e) = idx.apply(&to_value(&o)) {
-                    eprintln!("watch {kind}: refused: {e}");
+                if let Err(e) = idx.apply(&to_value(&o, kind)) {
+                    tracing::warn!(kind, error = %e, "object refused by the index");
                 }
             }
             watcher::Event::InitDone => {
@@ -183,6 +205,17 @@ pub async fn watch_all(
         };
     }
     each_kind!(spawn);
+    // SparkApplications when the Spark Operator's CRD is installed (checked at start).
+    if let Some(api) = spark_application_api(&client).await {
+        tokio::spawn(watch_kind(
+            api,
+            "SparkApplication",
+            index.clone(),
+            synced.clone(),
+            changed.clone(),
+        ));
+        watchers += 1;
+    }
     // Each kind adds a permit when its first list is in.
     let _ = synced.acquire_many(watchers).await;
 }

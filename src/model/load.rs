@@ -1094,7 +1094,7 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
         placement: Placement {
             node_selector: spec.node_selector,
             required_terms: required_node_terms,
-            tolerations: spec.tolerations,
+            tolerations: shared_tolerations(spec.tolerations),
             node_name: None,
         },
         local_volumes,
@@ -1336,6 +1336,30 @@ fn spark_labels(labels: &Labels) -> Option<SparkPod> {
             .cloned()
             .unwrap_or_default(),
         app_name: labels.get(keys::SPARK_OPERATOR_APP_NAME).cloned(),
+    })
+}
+
+/// One copy of each distinct toleration list (per loading thread): pods repeat the same few
+/// lists, starting with the API server's two defaults.
+fn shared_tolerations(list: Vec<Toleration>) -> std::sync::Arc<[Toleration]> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    thread_local! {
+        static SEEN: RefCell<HashMap<Vec<Toleration>, Arc<[Toleration]>>> = RefCell::new(HashMap::new());
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(shared) = seen.get(&list) {
+            return shared.clone();
+        }
+        // Bounded: a cluster of endless distinct lists only stops sharing.
+        if seen.len() >= 4096 {
+            seen.clear();
+        }
+        let shared: Arc<[Toleration]> = list.clone().into();
+        seen.insert(list, shared.clone());
+        shared
     })
 }
 

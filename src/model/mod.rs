@@ -257,7 +257,9 @@ pub struct Placement {
     /// `affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms`;
     /// `None` when the pod has no required node affinity.
     pub required_terms: Option<Vec<NodeSelectorTerm>>,
-    pub tolerations: Vec<Toleration>,
+    /// Shared between the pods that have the same list (every pod gets the API server's two
+    /// default NoExecute tolerations; one copy serves them all).
+    pub tolerations: std::sync::Arc<[Toleration]>,
     /// `spec.nodeName` of the pod's controller template: its replacement is bound to that node
     /// without being scheduled (the NodeName filter).
     pub node_name: Option<String>,

@@ -1497,11 +1497,14 @@ proptest! {
                     1 => {
                         pod.placement.node_selector.insert("disk".into(), "ssd".into());
                     }
-                    2 => pod.placement.tolerations.push(crate::model::selector::Toleration {
-                        key: "dedicated".into(),
-                        operator: "Exists".into(),
-                        ..Default::default()
-                    }),
+                    2 => {
+                        pod.placement.tolerations = vec![crate::model::selector::Toleration {
+                            key: "dedicated".into(),
+                            operator: "Exists".into(),
+                            ..Default::default()
+                        }]
+                        .into()
+                    }
                     _ => {}
                 }
                 (pod, slot)

@@ -318,23 +318,25 @@ mod tests {
             static_fit(&node, &placement).unwrap_err().to_string(),
             "node(s) had untolerated taint {spot: true}"
         );
-        placement.tolerations.push(Toleration {
+        let spot = Toleration {
             key: "spot".into(),
             operator: "Exists".into(),
             ..Toleration::default()
-        });
+        };
+        placement.tolerations = vec![spot.clone()].into();
         assert_eq!(static_fit(&node, &placement), Ok(()));
         node.unschedulable = true;
         assert_eq!(
             static_fit(&node, &placement),
             Err(Infeasible::Unschedulable)
         );
-        placement.tolerations.push(Toleration {
+        let unschedulable = Toleration {
             key: crate::keys::UNSCHEDULABLE_TAINT.into(),
             operator: "Exists".into(),
             effect: "NoSchedule".into(),
             ..Toleration::default()
-        });
+        };
+        placement.tolerations = vec![spot, unschedulable].into();
         assert_eq!(static_fit(&node, &placement), Ok(()));
     }
 }
