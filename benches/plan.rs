@@ -142,6 +142,7 @@ fn report_quality(profiles: &Profiles) {
             profiles,
             now: "2026-11-23T22:00:00Z".parse().unwrap(),
             governed_elsewhere: None,
+            executors_seen: None,
         });
         let gone: std::collections::HashSet<String> = result
             .drain
@@ -172,6 +173,7 @@ fn benches(c: &mut Criterion) {
         profiles: &profiles,
         now,
         governed_elsewhere: None,
+        executors_seen: None,
     };
     let result = plan(&input);
     let moves: usize = result.drain.iter().map(|d| d.moves.len()).sum();

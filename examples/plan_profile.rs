@@ -17,6 +17,7 @@ fn main() {
         profiles: &profiles,
         now: "2026-11-23T22:00:00Z".parse().unwrap(),
         governed_elsewhere: None,
+        executors_seen: None,
     };
     let runs: usize = std::env::args()
         .nth(1)

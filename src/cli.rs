@@ -509,6 +509,7 @@ fn run_plan(
         profiles: &profiles,
         now,
         governed_elsewhere: None,
+        executors_seen: None,
     });
     for w in &result.warnings {
         eprintln!("warning: {w}");

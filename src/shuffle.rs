@@ -38,6 +38,8 @@ pub struct SparkIndex<'a> {
     apps_by_name: HashMap<(&'a str, &'a str), Vec<&'a SparkApp>>,
     apps_by_driver: HashMap<(&'a str, &'a str), Vec<&'a SparkApp>>,
     remote_managers: &'a [String],
+    /// Rule 3: what drivers' REST APIs said, by executor pod UID (true: holds data).
+    driver_answers: Option<&'a rustc_hash::FxHashMap<String, bool>>,
     server_selector: Option<&'a crate::model::selector::LabelSelector>,
     /// Running apps that keep their shuffle data in a remote shuffle service: the service
     /// and the app id, ordered by driver.
@@ -114,6 +116,7 @@ impl<'a> SparkIndex<'a> {
             apps_by_name,
             apps_by_driver,
             remote_managers: &shuffle.remote_shuffle_managers,
+            driver_answers: None,
             server_selector: shuffle.shuffle_server_selector.as_ref(),
             remote_users: Vec::new(),
         }
@@ -223,7 +226,17 @@ impl<'a> SparkIndex<'a> {
         })
     }
 
-    /// Rules 1, 2 and 4 of DESIGN.md §6a for an executor pod.
+    /// Takes rule 3 into account: what the drivers' REST APIs said this round.
+    pub fn with_driver_answers(
+        mut self,
+        answers: Option<&'a rustc_hash::FxHashMap<String, bool>>,
+    ) -> SparkIndex<'a> {
+        self.driver_answers = answers;
+        self
+    }
+
+    /// Rules 1 to 4 of DESIGN.md §6a for an executor pod (rule 3 when the controller asked
+    /// the drivers, see [`SparkIndex::with_driver_answers`]).
     pub fn executor_state(&self, executor: &Pod) -> ShuffleState {
         let Some(spark) = &executor.spark else {
             return ShuffleState::Free("not a Spark executor");
@@ -252,6 +265,13 @@ impl<'a> SparkIndex<'a> {
             && self.remote_managers.iter().any(|m| m == manager.trim())
         {
             return ShuffleState::Free("remote shuffle service");
+        }
+        if let Some(&holds) = self.driver_answers.and_then(|a| a.get(&executor.uid))
+            && !holds
+        {
+            return ShuffleState::Free(
+                "the driver's REST API shows no shuffle written during a running job and no cached blocks",
+            );
         }
         if executor.shuffle_free {
             return ShuffleState::Free("annotated stowage.io/shuffle-free");
@@ -307,6 +327,7 @@ mod tests {
                 role: SparkRole::Driver,
                 app_id: app.into(),
                 app_name: None,
+                pod_ip: None,
             }),
             ..Pod::default()
         }
@@ -325,6 +346,7 @@ mod tests {
                 role: SparkRole::Executor,
                 app_id: app.into(),
                 app_name: None,
+                pod_ip: None,
             }),
             ..Pod::default()
         }

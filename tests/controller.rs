@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stowage::controller::cycle::{Controller, Report};
-use stowage::demo::PodJson;
+use stowage::demo::{NodeJson, PodJson};
 use stowage::k8s::{act, index::ClusterIndex, watch};
 use stowage::keys;
 use stowage::policy::ConsolidationPolicy;
@@ -475,5 +475,126 @@ fn a_do_not_disrupt_pod_that_appears_before_the_first_eviction_stops_the_drain()
         let spec = cp.kubectl(&["get", "node", "dnd-1", "-o", "jsonpath={.spec}"]);
         assert!(!spec.contains(keys::DISRUPTING_TAINT), "{spec}");
         assert_eq!(web_nodes(cp, &ns), ["dnd-1", "dnd-2"]);
+    });
+}
+
+/// A Spark driver's REST API as Spark documents it, on 127.0.0.1: executor 1 wrote no shuffle
+/// and caches nothing; executor 2 wrote shuffle output while a job runs.
+async fn fake_driver_api(app: &str) -> u16 {
+    use axum::routing::get;
+    let json = |v: serde_json::Value| {
+        move || async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                v.to_string(),
+            )
+        }
+    };
+    let executors = serde_json::json!([
+        {"id": "driver", "totalShuffleWrite": 0, "rddBlocks": 0},
+        {"id": "1", "totalShuffleWrite": 0, "rddBlocks": 0},
+        {"id": "2", "totalShuffleWrite": 52428800, "rddBlocks": 0},
+    ]);
+    let jobs = serde_json::json!([{"jobId": 3, "status": "RUNNING"}]);
+    let router = axum::Router::new()
+        .route(
+            &format!("/api/v1/applications/{app}/executors"),
+            get(json(executors)),
+        )
+        .route(&format!("/api/v1/applications/{app}/jobs"), get(json(jobs)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    port
+}
+
+#[test]
+fn the_driver_rest_api_frees_executors_that_hold_no_shuffle_data() {
+    run(async {
+        let cp = ControlPlane::shared();
+        let p = "drv";
+        let ns = cp.namespace(p);
+        support::workload::pool_nodes(cp, p, 3);
+        // The driver runs on a node of another pool with no kubelet, so the IP it is given
+        // stays: the fake REST API's address.
+        cp.apply_objects(vec![
+            NodeJson::new("drv-host")
+                .label("pool", "drv-host")
+                .resources("8", "32Gi", "110")
+                .build(),
+        ]);
+        cp.apply_objects(vec![
+            PodJson::new(&ns, "big")
+                .on("drv-0")
+                .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
+                .grace(0)
+                .requests(6000, 24 * 1024)
+                .build(),
+            PodJson::new(&ns, "driver")
+                .on("drv-host")
+                .grace(0)
+                .label("spark-role", "driver")
+                .label("spark-app-selector", "app-drv")
+                .requests(500, 1024)
+                .build(),
+        ]);
+        cp.kubectl(&[
+            "patch",
+            "pod",
+            "driver",
+            "-n",
+            &ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running","podIP":"127.0.0.1","podIPs":[{"ip":"127.0.0.1"}]}}"#,
+        ]);
+        let driver_uid = cp.kubectl(&[
+            "get",
+            "pod",
+            "driver",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ]);
+        cp.apply_objects(
+            (1..3)
+                .map(|i| {
+                    PodJson::new(&ns, &format!("exec-{i}"))
+                        .on(&format!("drv-{i}"))
+                        .grace(0)
+                        .owner_uid("Pod", "driver", &driver_uid)
+                        .label("spark-role", "executor")
+                        .label("spark-app-selector", "app-drv")
+                        .label("spark-exec-id", &i.to_string())
+                        .requests(500, 1024)
+                        .build()
+                })
+                .collect(),
+        );
+        let port = fake_driver_api("app-drv").await;
+        let (mut ctl, index) = controller(cp).await;
+        wait_until(
+            "the driver's IP in the index",
+            Duration::from_secs(30),
+            || {
+                index.lock().unwrap().snapshot().pods.iter().any(|p| {
+                    p.name == "driver"
+                        && p.spark.as_ref().and_then(|s| s.pod_ip.as_deref()) == Some("127.0.0.1")
+                })
+            },
+        );
+        // Without the REST API both executors are taken to hold data (rule 4).
+        let blind = policy(p, "  dryRun: true\n");
+        let report = ctl.cycle(&index, &blind, jiff::Timestamp::now()).await;
+        assert!(report.would_mark.is_empty(), "{report:?}");
+        // With it, the executor that wrote nothing no longer keeps drv-1.
+        let asking = policy(
+            p,
+            &format!("  dryRun: true\n  shuffle: {{driverApi: {{enabled: true, port: {port}}}}}\n"),
+        );
+        let report = ctl.cycle(&index, &asking, jiff::Timestamp::now()).await;
+        assert_eq!(report.would_mark, ["drv-1"], "{report:?}");
     });
 }

@@ -239,6 +239,7 @@ fn drained_nodes_empty_and_every_pod_finds_a_home() {
         profiles: &profiles,
         now: jiff::Timestamp::now(),
         governed_elsewhere: None,
+        executors_seen: None,
     });
     let reason = |n: &str| {
         result

@@ -199,6 +199,7 @@ mod tests {
             profiles: &profiles,
             now: now(),
             governed_elsewhere: None,
+            executors_seen: None,
         });
         decide(&p, s, policy, now(), 2, |_| true)
     }

@@ -196,6 +196,55 @@ fn is_guard(reason: Reason) -> bool {
     )
 }
 
+/// Rule 3: asks the drivers of running apps with executors on the nodes of policies that
+/// enable `shuffle.driverApi`, once per app, outside the index lock.
+async fn ask_drivers(
+    index: &Mutex<ClusterIndex>,
+    policies: &[&ConsolidationPolicy],
+) -> HashMap<String, bool> {
+    use super::spark_api;
+    let enabled: Vec<&&ConsolidationPolicy> = policies
+        .iter()
+        .filter(|p| p.spec.shuffle.driver_api.enabled)
+        .collect();
+    if enabled.is_empty() {
+        return HashMap::default();
+    }
+    let (queries, timeout) = {
+        let mut index = index.lock().expect("index lock");
+        let snapshot = index.snapshot();
+        let labels: HashMap<&str, &crate::model::selector::Labels> = snapshot
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), &n.labels))
+            .collect();
+        let mut queries: Vec<spark_api::Query> = Vec::new();
+        for p in &enabled {
+            let api = &p.spec.shuffle.driver_api;
+            for q in spark_api::queries(snapshot, api.port, |node| {
+                labels
+                    .get(node)
+                    .is_some_and(|l| p.spec.node_selector.matches(l))
+            }) {
+                if !queries.contains(&q) {
+                    queries.push(q);
+                }
+            }
+        }
+        let timeout = enabled
+            .iter()
+            .map(|p| p.spec.shuffle.driver_api.timeout.get())
+            .max()
+            .unwrap_or(std::time::Duration::from_secs(1));
+        (queries, timeout)
+    };
+    let (seen, failed) = spark_api::ask(&queries, timeout).await;
+    for why in failed {
+        tracing::info!(error = %why, "driver REST API did not answer; its executors are taken to hold shuffle data");
+    }
+    seen
+}
+
 /// Runs an API call under [`API_TIMEOUT`]; the error as text.
 async fn within<T, E: std::fmt::Display>(
     call: impl std::future::Future<Output = Result<T, E>>,
@@ -278,13 +327,17 @@ impl Controller {
         now: Timestamp,
     ) -> Round {
         let started = std::time::Instant::now();
+        let seen = ask_drivers(index, policies).await;
         let (decisions, orphans) = {
             let mut index = index.lock().expect("index lock");
             let snapshot = index.snapshot();
             let governance = Governance::of(policies, &snapshot.nodes);
             let decisions: Vec<Decisions> = policies
                 .iter()
-                .map(|p| self.decide(snapshot, p, policies, &governance, now))
+                .map(|p| {
+                    let seen = p.spec.shuffle.driver_api.enabled.then_some(&seen);
+                    self.decide(snapshot, p, policies, &governance, seen, now)
+                })
                 .collect();
             self.metrics.sweep();
             let orphans: Vec<NodeRef> = if let Some(known) = known {
@@ -723,6 +776,7 @@ impl Controller {
         policy: &ConsolidationPolicy,
         policies: &[&ConsolidationPolicy],
         governance: &Governance,
+        executors_seen: Option<&HashMap<String, bool>>,
         now: Timestamp,
     ) -> Decisions {
         let name = policy.metadata.name.as_str();
@@ -734,6 +788,7 @@ impl Controller {
             profiles: &profiles,
             now,
             governed_elsewhere: governance.elsewhere.get(name),
+            executors_seen,
         };
         // This policy's drains (another policy's are its own business; a drain whose policy
         // is gone is released by the round when it knows every policy).
@@ -1045,6 +1100,7 @@ mod tests {
             profiles: &profiles,
             now: "2026-11-23T22:00:00Z".parse().unwrap(),
             governed_elsewhere: None,
+            executors_seen: None,
         });
         assert_eq!(
             idle_changes(&plan, &snapshot),

@@ -172,6 +172,7 @@ mod tests {
             profiles: &profiles,
             now: "2026-11-23T22:00:00Z".parse().unwrap(),
             governed_elsewhere: elsewhere,
+            executors_seen: None,
         };
         let drained = |p: crate::plan::Plan| -> Vec<String> {
             let mut d: Vec<String> = p.drain.into_iter().map(|d| d.node).collect();

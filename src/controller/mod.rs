@@ -11,3 +11,4 @@ pub mod drain;
 pub mod govern;
 pub mod protect;
 pub mod run;
+pub mod spark_api;

@@ -347,6 +347,8 @@ struct RawEmptyDir {
 struct RawPodStatus {
     #[serde(default)]
     phase: Option<String>,
+    #[serde(default, rename = "podIP")]
+    pod_ip: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1031,7 +1033,10 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
             })
         })
         .collect();
-    let spark = spark_labels(&meta.labels);
+    let mut spark = spark_labels(&meta.labels);
+    if let Some(s) = spark.as_mut().filter(|s| s.role == SparkRole::Driver) {
+        s.pod_ip = raw.status.pod_ip.clone().filter(|ip| !ip.is_empty());
+    }
     let (node_affinity, pod_affinity, pod_anti_affinity) = match spec.affinity {
         Some(a) => (a.node_affinity, a.pod_affinity, a.pod_anti_affinity),
         None => (None, None, None),
@@ -1336,6 +1341,7 @@ fn spark_labels(labels: &Labels) -> Option<SparkPod> {
             .cloned()
             .unwrap_or_default(),
         app_name: labels.get(keys::SPARK_OPERATOR_APP_NAME).cloned(),
+        pod_ip: None,
     })
 }
 

@@ -273,6 +273,8 @@ pub struct SparkPod {
     pub app_id: String,
     /// `sparkoperator.k8s.io/app-name`, when Spark Operator launched it.
     pub app_name: Option<String>,
+    /// A driver's `status.podIP`: where its REST API answers (rule 3 of §6a).
+    pub pod_ip: Option<String>,
 }
 
 /// `spark-role` label value.

@@ -121,6 +121,7 @@ impl Pod {
             role: SparkRole::Driver,
             app_id: app.into(),
             app_name: None,
+            pod_ip: None,
         });
         self.label("spark-role", "driver")
             .label("spark-app-selector", app)
@@ -135,6 +136,7 @@ impl Pod {
             role: SparkRole::Executor,
             app_id: app.into(),
             app_name: None,
+            pod_ip: None,
         });
         self.label("spark-role", "executor")
             .label("spark-app-selector", app)

@@ -219,6 +219,9 @@ pub struct PlanInput<'a> {
     /// Nodes the policy's selector matches that another policy governs (the controller's
     /// alphabetically-first rule): not managed by this plan, though pods may move onto them.
     pub governed_elsewhere: Option<&'a HashSet<String>>,
+    /// What Spark drivers' REST APIs said of their executors this round (rule 3 of §6a), by
+    /// pod UID: true when the executor holds shuffle data. Executors not in it fall to rule 4.
+    pub executors_seen: Option<&'a HashMap<String, bool>>,
 }
 
 struct Candidate {
@@ -234,7 +237,8 @@ struct Candidate {
 /// Computes the plan. Deterministic: the same input gives the same plan.
 pub fn plan(input: &PlanInput) -> Plan {
     let cluster = Cluster::new(input.snapshot, input.policy, input.profiles);
-    let spark = SparkIndex::new(input.snapshot, &input.policy.spec.shuffle);
+    let spark = SparkIndex::new(input.snapshot, &input.policy.spec.shuffle)
+        .with_driver_answers(input.executors_seen);
     let mut classes = classify(&cluster, input, &spark, None);
     let mut warnings = input.snapshot.warnings.clone();
     let drained = select(&cluster, input, &spark, &mut classes, &mut warnings);
@@ -280,7 +284,8 @@ pub fn validate_nodes(nodes: &[&str], input: &PlanInput) -> Result<(), Invalid> 
         });
     }
     let cluster = Cluster::new(input.snapshot, input.policy, input.profiles);
-    let spark = SparkIndex::new(input.snapshot, &input.policy.spec.shuffle);
+    let spark = SparkIndex::new(input.snapshot, &input.policy.spec.shuffle)
+        .with_driver_answers(input.executors_seen);
     let mut classes = classify(&cluster, input, &spark, Some(&wanted));
     let mut warnings = Vec::new();
     let drained = select(&cluster, input, &spark, &mut classes, &mut warnings);

@@ -21,6 +21,7 @@ fn run(snapshot: &Snapshot, policy: &ConsolidationPolicy) -> Plan {
         profiles: &profiles,
         now: now(),
         governed_elsewhere: None,
+        executors_seen: None,
     })
 }
 
@@ -1088,6 +1089,7 @@ fn a_profiles_do_not_schedule_default_constraints_filter_its_pods() {
             profiles: &profiles,
             now: now(),
             governed_elsewhere: None,
+            executors_seen: None,
         })
     };
     let (reason, detail) = reason_of(&plan_with(&s), "idle").unwrap();
@@ -1224,6 +1226,7 @@ fn sampling_profiles_are_reported() {
         profiles: &profiles,
         now: now(),
         governed_elsewhere: None,
+        executors_seen: None,
     });
     assert!(
         !full.warnings.iter().any(|w| w.contains("stops filtering")),
@@ -1654,6 +1657,7 @@ fn revalidate(
             profiles: &profiles,
             now: now(),
             governed_elsewhere: None,
+            executors_seen: None,
         },
     )
 }
