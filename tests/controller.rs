@@ -264,6 +264,63 @@ fn idle_nodes_wait_out_idle_for_on_the_clock_the_controller_starts() {
     });
 }
 
+/// A Spark app: a bare driver pod `driver` on `driver_node` (app id `app`) and executor `i`
+/// (`spark-exec-id: i`) on `<p>-i` for each of `executors`, owned by the driver pod (the
+/// garbage collector removes them when it goes).
+fn spark_app(
+    cp: &ControlPlane,
+    ns: &str,
+    app: &str,
+    driver_node: &str,
+    p: &str,
+    executors: &[usize],
+) {
+    cp.apply_objects(vec![
+        PodJson::new(ns, "driver")
+            .on(driver_node)
+            .grace(0)
+            .label("spark-role", "driver")
+            .label("spark-app-selector", app)
+            .requests(500, 1024)
+            .build(),
+    ]);
+    let uid = cp.kubectl(&[
+        "get",
+        "pod",
+        "driver",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    cp.apply_objects(
+        executors
+            .iter()
+            .map(|i| {
+                PodJson::new(ns, &format!("exec-{i}"))
+                    .on(&format!("{p}-{i}"))
+                    .grace(0)
+                    .owner_uid("Pod", "driver", &uid)
+                    .label("spark-role", "executor")
+                    .label("spark-app-selector", app)
+                    .label("spark-exec-id", &i.to_string())
+                    .requests(500, 1024)
+                    .build()
+            })
+            .collect(),
+    );
+}
+
+/// A pod that keeps `node` busy (and is never disrupted).
+fn busy_pod(ns: &str, node: &str) -> serde_json::Value {
+    PodJson::new(ns, "big")
+        .on(node)
+        .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
+        .grace(0)
+        .requests(6000, 24 * 1024)
+        .build()
+}
+
 /// The waiting nodes' taints and cordon, as `kubectl get` shows them.
 fn taints_and_cordon(cp: &ControlPlane, node: &str) -> String {
     cp.kubectl(&["get", "node", node, "-o", "jsonpath={.spec}"])
@@ -276,47 +333,9 @@ fn nodes_kept_by_a_running_app_wait_and_empty_by_attrition() {
         let p = "att";
         let ns = cp.namespace(p);
         support::workload::pool_nodes(cp, p, 3);
-        // The driver and a big pod on att-0; one executor on each thin node, owned by the
-        // driver pod (the garbage collector removes them when it goes).
-        cp.apply_objects(vec![
-            PodJson::new(&ns, "big")
-                .on("att-0")
-                .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
-                .grace(0)
-                .requests(6000, 24 * 1024)
-                .build(),
-            PodJson::new(&ns, "driver")
-                .on("att-0")
-                .grace(0)
-                .label("spark-role", "driver")
-                .label("spark-app-selector", "app-att")
-                .requests(500, 1024)
-                .build(),
-        ]);
-        let driver_uid = cp.kubectl(&[
-            "get",
-            "pod",
-            "driver",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.metadata.uid}",
-        ]);
-        cp.apply_objects(
-            (1..3)
-                .map(|i| {
-                    PodJson::new(&ns, &format!("exec-{i}"))
-                        .on(&format!("att-{i}"))
-                        .grace(0)
-                        .owner_uid("Pod", "driver", &driver_uid)
-                        .label("spark-role", "executor")
-                        .label("spark-app-selector", "app-att")
-                        .label("spark-exec-id", &i.to_string())
-                        .requests(500, 1024)
-                        .build()
-                })
-                .collect(),
-        );
+        // The driver and a big pod on att-0; one executor on each thin node.
+        cp.apply_objects(vec![busy_pod(&ns, "att-0")]);
+        spark_app(cp, &ns, "app-att", "att-0", p, &[1, 2]);
         wait_until("the app runs", Duration::from_secs(30), || {
             cp.kubectl(&[
                 "get",
@@ -523,21 +542,8 @@ fn the_driver_rest_api_frees_executors_that_hold_no_shuffle_data() {
                 .resources("8", "32Gi", "110")
                 .build(),
         ]);
-        cp.apply_objects(vec![
-            PodJson::new(&ns, "big")
-                .on("drv-0")
-                .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
-                .grace(0)
-                .requests(6000, 24 * 1024)
-                .build(),
-            PodJson::new(&ns, "driver")
-                .on("drv-host")
-                .grace(0)
-                .label("spark-role", "driver")
-                .label("spark-app-selector", "app-drv")
-                .requests(500, 1024)
-                .build(),
-        ]);
+        cp.apply_objects(vec![busy_pod(&ns, "drv-0")]);
+        spark_app(cp, &ns, "app-drv", "drv-host", p, &[1, 2]);
         cp.kubectl(&[
             "patch",
             "pod",
@@ -549,30 +555,6 @@ fn the_driver_rest_api_frees_executors_that_hold_no_shuffle_data() {
             "-p",
             r#"{"status":{"phase":"Running","podIP":"127.0.0.1","podIPs":[{"ip":"127.0.0.1"}]}}"#,
         ]);
-        let driver_uid = cp.kubectl(&[
-            "get",
-            "pod",
-            "driver",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.metadata.uid}",
-        ]);
-        cp.apply_objects(
-            (1..3)
-                .map(|i| {
-                    PodJson::new(&ns, &format!("exec-{i}"))
-                        .on(&format!("drv-{i}"))
-                        .grace(0)
-                        .owner_uid("Pod", "driver", &driver_uid)
-                        .label("spark-role", "executor")
-                        .label("spark-app-selector", "app-drv")
-                        .label("spark-exec-id", &i.to_string())
-                        .requests(500, 1024)
-                        .build()
-                })
-                .collect(),
-        );
         let port = fake_driver_api("app-drv").await;
         let (mut ctl, index) = controller(cp).await;
         wait_until(
