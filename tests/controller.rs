@@ -90,6 +90,27 @@ fn thin_nodes_are_drained_and_their_pods_packed_onto_the_busy_one() {
         let report = ctl.cycle(&index, &dry, jiff::Timestamp::now()).await;
         assert_eq!(report.would_mark, ["ctl-1", "ctl-2"], "{report:?}");
         assert!(report.marked.is_empty());
+        // What would happen is told by Events and metrics.
+        let events = cp.kubectl(&[
+            "get",
+            "events.events.k8s.io",
+            "-A",
+            "--field-selector",
+            "regarding.kind=Node,regarding.name=ctl-1",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.note}{\"\\n\"}{end}",
+        ]);
+        assert!(
+            events.contains("WouldConsolidate: dry run: policy ctl"),
+            "{events}"
+        );
+        let metrics = ctl.metrics.encode();
+        assert!(
+            metrics.contains(
+                "stowage_decisions_total{policy=\"ctl\",action=\"consolidate\",result=\"dry_run\"} 2"
+            ),
+            "{metrics}"
+        );
         let unschedulable = cp.kubectl(&[
             "get",
             "nodes",

@@ -159,11 +159,50 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
     apply_policy(cp, "run-broken", "nothing", &reference("missing-config"));
     // Matches the same pool; `run` comes first alphabetically and governs it.
     apply_policy(cp, "run-too", "run", "");
+    // What the plan says the pool comes to, read-only from the live cluster.
+    let policy_file = cp.dir.0.join("run-policy.yaml");
+    std::fs::write(
+        &policy_file,
+        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: run}\nspec:\n  nodeSelector: {matchLabels: {pool: run}}\n  idle: {for: 0s}\n",
+    )
+    .unwrap();
+    let planned = std::process::Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(["plan", "-o", "json", "--kubeconfig"])
+        .arg(&cp.kubeconfig)
+        .arg("--policy")
+        .arg(&policy_file)
+        .output()
+        .unwrap();
+    let planned: serde_json::Value = serde_json::from_slice(&planned.stdout).unwrap();
+    let nodes_after = planned["nodesAfter"].as_u64().unwrap();
     let ctl = Running::start(cp, "ctl-1", &kubeconfig, "scene-1");
     assert!(ctl.get("healthz", true).is_some());
     wait_until("web re-homed on run-0", Duration::from_secs(60), || {
         web_nodes(cp, &ns) == ["run-0", "run-0"]
     });
+    // The nodes still in use are as many as the plan said, and no pod is left pending.
+    let in_use: std::collections::BTreeSet<String> = cp
+        .kubectl(&[
+            "get",
+            "pods",
+            "-A",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ])
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    assert_eq!(in_use.len() as u64, nodes_after, "{in_use:?} vs {planned}");
+    let pending = cp.kubectl(&[
+        "get",
+        "pods",
+        "-A",
+        "--field-selector=status.phase=Pending",
+        "-o",
+        "name",
+    ]);
+    assert!(pending.trim().is_empty(), "{pending}");
     wait_until(
         "both thin nodes recorded drained",
         Duration::from_secs(60),

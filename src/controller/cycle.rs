@@ -103,6 +103,8 @@ pub struct Controller {
     evicting: HashSet<String>,
     /// UIDs of pods whose eviction was accepted: never asked twice while they terminate.
     evicted: HashSet<String>,
+    /// Evictions refused (a PDB said no) or failed wait before they are asked again.
+    backoff: super::backoff::Backoff,
     /// The guard last announced per blocked idle node: a `Blocked` Event only when it changes.
     announced: HashMap<String, Reason>,
 }
@@ -267,6 +269,7 @@ impl Controller {
             leading: None,
             evicting: HashSet::new(),
             evicted: HashSet::new(),
+            backoff: super::backoff::Backoff::default(),
             announced: HashMap::default(),
         }
     }
@@ -340,6 +343,12 @@ impl Controller {
                 })
                 .collect();
             self.metrics.sweep();
+            self.backoff.prune(std::time::Instant::now());
+            // UIDs of evicted pods that are gone need no more remembering.
+            if self.evicted.len() > 1000 {
+                let present: HashSet<&str> = snapshot.pods.iter().map(|p| p.uid.as_str()).collect();
+                self.evicted.retain(|uid| present.contains(uid.as_str()));
+            }
             let orphans: Vec<NodeRef> = if let Some(known) = known {
                 snapshot
                     .nodes
@@ -655,8 +664,9 @@ impl Controller {
             .eviction_grace_period
             .as_ref()
             .map(|g| g.get().as_secs() as i64);
+        let now = std::time::Instant::now();
         for (pod, uid) in pods {
-            if self.evicted.contains(&uid) {
+            if self.evicted.contains(&uid) || !self.backoff.ready(&uid, now) {
                 continue;
             }
             if !self.leads() {
@@ -685,10 +695,12 @@ impl Controller {
                             ),
                         )
                         .await;
+                    self.backoff.done(&uid);
                     self.evicted.insert(uid);
                     report.evicted.push(pod);
                 }
                 Ok(Eviction::Blocked(why)) => {
+                    self.backoff.refused(&uid, now);
                     self.metrics.eviction("refused");
                     self.events
                         .publish(
@@ -701,8 +713,12 @@ impl Controller {
                         .await;
                     report.refused.push((pod, why));
                 }
-                Ok(Eviction::Gone) => self.metrics.eviction("gone"),
+                Ok(Eviction::Gone) => {
+                    self.backoff.done(&uid);
+                    self.metrics.eviction("gone");
+                }
                 Err(e) => {
+                    self.backoff.refused(&uid, now);
                     self.metrics.eviction("error");
                     report.refused.push((pod, e));
                 }

@@ -6,6 +6,7 @@
 //! [`run`] the loop around it (admin server, watchers, leader election, status).
 
 pub mod attrition;
+pub mod backoff;
 pub mod cycle;
 pub mod drain;
 pub mod govern;

@@ -1,0 +1,83 @@
+//! stowage's own backoff for evictions a PodDisruptionBudget refused (or that failed): the
+//! eviction client does not retry 429 itself, so each refused pod waits 5 s, then 10 s, 20 s …
+//! up to 2 minutes before it is asked again, instead of every round. Pure, with the clock
+//! passed in.
+
+use rustc_hash::FxHashMap as HashMap;
+use std::time::{Duration, Instant};
+
+/// First wait after a refusal.
+pub const BASE: Duration = Duration::from_secs(5);
+/// Longest wait.
+pub const MAX: Duration = Duration::from_secs(120);
+
+/// Per key (a pod UID): refusals so far and when to ask again.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    waits: HashMap<String, (u32, Instant)>,
+}
+
+impl Backoff {
+    /// Whether `key` may be tried at `now`.
+    pub fn ready(&self, key: &str, now: Instant) -> bool {
+        self.waits.get(key).is_none_or(|(_, at)| now >= *at)
+    }
+
+    /// `key` was refused at `now`: it waits twice as long as last time, up to [`MAX`].
+    pub fn refused(&mut self, key: &str, now: Instant) {
+        let attempts = self.waits.get(key).map_or(0, |(n, _)| *n) + 1;
+        let wait = BASE.saturating_mul(1 << (attempts - 1).min(16)).min(MAX);
+        self.waits.insert(key.to_string(), (attempts, now + wait));
+    }
+
+    /// `key` went through (or is gone): forgotten.
+    pub fn done(&mut self, key: &str) {
+        self.waits.remove(key);
+    }
+
+    /// Forgets keys whose wait ended long ago (their pods are likely gone).
+    pub fn prune(&mut self, now: Instant) {
+        self.waits.retain(|_, (_, at)| *at + MAX > now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.waits.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waits.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_double_the_wait_up_to_the_maximum() {
+        let t0 = Instant::now();
+        let mut b = Backoff::default();
+        assert!(b.ready("pod", t0));
+        b.refused("pod", t0);
+        assert!(!b.ready("pod", t0 + Duration::from_secs(4)));
+        assert!(b.ready("pod", t0 + Duration::from_secs(5)));
+        let t1 = t0 + Duration::from_secs(5);
+        b.refused("pod", t1);
+        assert!(!b.ready("pod", t1 + Duration::from_secs(9)));
+        assert!(b.ready("pod", t1 + Duration::from_secs(10)));
+        let mut t = t1;
+        for _ in 0..10 {
+            t += MAX;
+            b.refused("pod", t);
+        }
+        assert!(b.ready("pod", t + MAX));
+        assert!(!b.ready("pod", t + MAX - Duration::from_secs(1)));
+        // Other pods are not held back; a success forgets.
+        assert!(b.ready("other", t));
+        b.done("pod");
+        assert!(b.ready("pod", t));
+        b.refused("old", t0);
+        b.prune(t0 + MAX + BASE + Duration::from_secs(1));
+        assert!(b.is_empty());
+    }
+}
