@@ -37,6 +37,8 @@ fn apply_policy(cp: &ControlPlane, name: &str, pool: &str, extra: &str) {
 struct Running {
     process: Supervised,
     port: u16,
+    /// Its identity (Events' reportingInstance).
+    name: String,
 }
 
 impl Running {
@@ -69,7 +71,11 @@ impl Running {
             &PathBuf::from(env!("CARGO_BIN_EXE_stowage")),
             &args,
         );
-        let running = Running { process, port };
+        let running = Running {
+            process,
+            port,
+            name: name.to_string(),
+        };
         wait_until(&format!("{name} ready"), Duration::from_secs(60), || {
             running.get("readyz", true).is_some()
         });
@@ -382,6 +388,23 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
             .map_or(0, |n| n.parse::<u64>().unwrap())
     };
     assert_eq!(evictions(&leader), 2, "{}", leader.metrics());
+    // Every Event about the pool's nodes comes from the leader: a standby writes nothing.
+    for n in ["ha-0", "ha-1", "ha-2"] {
+        let reporters = cp.kubectl(&[
+            "get",
+            "events.events.k8s.io",
+            "-A",
+            "--field-selector",
+            &format!("regarding.kind=Node,regarding.name={n}"),
+            "-o",
+            "jsonpath={.items[*].reportingInstance}",
+        ]);
+        assert!(
+            reporters.split_whitespace().all(|r| r == leader.name),
+            "{n}: {reporters} (leader {})",
+            leader.name
+        );
+    }
     assert_eq!(evictions(&standby), 0, "{}", standby.metrics());
     // The standby planned too: its index is warm and it knows the policy.
     assert!(

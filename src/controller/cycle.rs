@@ -117,6 +117,8 @@ struct NodeRef {
     provider_id: Option<String>,
     /// When stowage tainted it (`stowage.io/state-since`).
     since: Option<Timestamp>,
+    /// The policy its state annotations name (`stowage.io/policy`).
+    policy: String,
 }
 
 impl NodeRef {
@@ -129,6 +131,11 @@ impl NodeRef {
                 .stowage_annotations
                 .get(keys::STATE_SINCE)
                 .and_then(|t| t.parse().ok()),
+            policy: node
+                .stowage_annotations
+                .get(keys::POLICY)
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 
@@ -382,7 +389,7 @@ impl Controller {
             let why = "the ConsolidationPolicy that started the drain is gone".to_string();
             if within(act::release(&self.client, &node.name)).await.is_ok() {
                 self.evicting.remove(&node.name);
-                self.metrics.decision("", "abandon", "done");
+                self.metrics.decision(&node.policy, "abandon", "done");
                 self.events
                     .publish(node.regarding(), true, "Abandoned", "Release", why.clone())
                     .await;
@@ -404,6 +411,13 @@ impl Controller {
     ) -> Report {
         let name = policy.metadata.name.as_str();
         let mut report = Report::default();
+        if !self.leads() {
+            // Only the leader writes, Events included; what a standby would have announced
+            // is announced once it leads.
+            self.announced.clear();
+            report.standby = true;
+            return report;
+        }
         for (node, reason, detail) in std::mem::take(&mut d.blocked) {
             self.events
                 .publish(
@@ -414,10 +428,6 @@ impl Controller {
                     format!("policy {name}: kept ({}): {detail}", reason.as_str()),
                 )
                 .await;
-        }
-        if !self.leads() {
-            report.standby = true;
-            return report;
         }
         let dry_run = policy.spec.dry_run;
         for (node, step) in std::mem::take(&mut d.steps) {
