@@ -10,9 +10,12 @@
 //! an input error. None of these modules talk to Kubernetes or AWS.
 //!
 //! [`k8s`] is everything that talks to an API server (the CRD, the watch-fed index, the
-//! actions) and [`controller`] the loop that acts on plans (so far its drain state machine).
+//! actions, Events, the Lease, policy status), [`controller`] the loop that acts on plans,
+//! [`metrics`] the Prometheus registry and admin port, and [`aws`] the AWS side (so far the
+//! parser of interruption notices).
 #![forbid(unsafe_code)]
 
+pub mod aws;
 pub mod cli;
 pub mod controller;
 pub mod demo;
