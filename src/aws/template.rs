@@ -119,6 +119,49 @@ pub fn template_tags(
         .collect()
 }
 
+/// What to change on a group's tags to reach the wanted node-template tags.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TagChanges {
+    /// Tags to create or update (`CreateOrUpdateTags`, PropagateAtLaunch false).
+    pub write: BTreeMap<String, String>,
+    /// stowage's own tags no longer wanted (`DeleteTags`).
+    pub delete: Vec<String>,
+    /// Wanted tags a user already set differently: left as the user has them.
+    pub kept: Vec<String>,
+}
+
+impl TagChanges {
+    pub fn is_empty(&self) -> bool {
+        self.write.is_empty() && self.delete.is_empty()
+    }
+}
+
+/// From the group's `existing` tags, the `wanted` node-template tags and the keys stowage wrote
+/// earlier (`owned`): what to write and delete. A tag stowage did not write is never changed or
+/// deleted; nothing is written when nothing changed.
+pub fn changes(
+    existing: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+    owned: &std::collections::BTreeSet<String>,
+) -> TagChanges {
+    let mut out = TagChanges::default();
+    for (k, v) in wanted {
+        match existing.get(k) {
+            Some(current) if current == v => {}
+            Some(_) if !owned.contains(k) => out.kept.push(k.clone()),
+            _ => {
+                out.write.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    for k in owned {
+        if existing.contains_key(k) && !wanted.contains_key(k) {
+            out.delete.push(k.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +216,39 @@ mod tests {
         // CA's AWS provider: `(.*):(NoSchedule|NoExecute|PreferNoSchedule)`.
         let (_, effect) = value.rsplit_once(':').unwrap();
         assert!(["NoSchedule", "NoExecute", "PreferNoSchedule"].contains(&effect));
+    }
+
+    #[test]
+    fn only_stowages_own_tags_change_and_nothing_is_written_twice() {
+        let tag = |k: &str| format!("{PREFIX}label/{k}");
+        let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (tag(k), v.to_string())).collect()
+        };
+        let existing = map(&[
+            ("pool", "spark"),
+            ("team", "data"),
+            ("old", "x"),
+            ("user", "mine"),
+        ]);
+        let wanted = map(&[
+            ("pool", "spark"),
+            ("team", "ml"),
+            ("user", "theirs"),
+            ("new", "y"),
+        ]);
+        let owned: std::collections::BTreeSet<String> =
+            [tag("pool"), tag("team"), tag("old")].into_iter().collect();
+        let c = changes(&existing, &wanted, &owned);
+        assert_eq!(c.write, map(&[("team", "ml"), ("new", "y")]));
+        assert_eq!(c.delete, [tag("old")]);
+        assert_eq!(c.kept, [tag("user")], "a user's tag is left alone");
+        // Applied, the next reconcile writes nothing.
+        let mut after = existing.clone();
+        after.extend(c.write);
+        after.remove(&tag("old"));
+        let owned: std::collections::BTreeSet<String> =
+            [tag("pool"), tag("team"), tag("new")].into_iter().collect();
+        assert!(changes(&after, &wanted, &owned).is_empty());
     }
 
     #[test]
