@@ -249,6 +249,101 @@ fn parse_health_time(t: &str) -> Result<Timestamp, NoticeError> {
         .map_err(|e| bad("detail.startTime", format!("{t:?} is not a time: {e}")))
 }
 
+/// The instance metadata documents `stowage interruption-agent` polls (IMDSv2), parsed into
+/// the same notices as the queue's. Each takes the document's body; a 404 (no notice) is the
+/// caller's to skip.
+pub mod imds {
+    use super::{Notice, NoticeError, SpotAction, bad, time};
+    use serde_json::Value;
+
+    /// `/latest/meta-data/spot/instance-action`: `{"action": "terminate", "time": "…"}`, the
+    /// time being when the instance goes.
+    pub fn spot_action(instance_id: &str, body: &str) -> Result<Notice, NoticeError> {
+        let v: Value = serde_json::from_str(body)
+            .map_err(|e| bad("spot/instance-action", format!("not JSON: {e}")))?;
+        let action = match v["action"].as_str() {
+            Some("terminate") => SpotAction::Terminate,
+            Some("stop") => SpotAction::Stop,
+            Some("hibernate") => SpotAction::Hibernate,
+            other => {
+                return Err(bad(
+                    "spot/instance-action.action",
+                    format!("{other:?} is not terminate, stop or hibernate"),
+                ));
+            }
+        };
+        let deadline = time(&v, "time").map_err(|e| NoticeError {
+            field: format!("spot/instance-action.{}", e.field),
+            ..e
+        })?;
+        Ok(Notice::SpotInterruption {
+            instance_id: instance_id.into(),
+            action,
+            deadline,
+        })
+    }
+
+    /// `/latest/meta-data/events/recommendations/rebalance`: `{"noticeTime": "…"}`.
+    pub fn rebalance(instance_id: &str, body: &str) -> Result<Notice, NoticeError> {
+        let v: Value = serde_json::from_str(body)
+            .map_err(|e| bad("events/recommendations/rebalance", format!("not JSON: {e}")))?;
+        if v["noticeTime"].as_str().is_none() {
+            return Err(bad(
+                "events/recommendations/rebalance.noticeTime",
+                "missing",
+            ));
+        }
+        Ok(Notice::Rebalance {
+            instance_id: instance_id.into(),
+        })
+    }
+
+    /// `/latest/meta-data/events/maintenance/scheduled`: a list of
+    /// `{"Code", "NotBefore", "State", …}`; the active events are notices (canceled and
+    /// completed ones are not).
+    pub fn scheduled(instance_id: &str, body: &str) -> Result<Vec<Notice>, NoticeError> {
+        let v: Value = serde_json::from_str(body)
+            .map_err(|e| bad("events/maintenance/scheduled", format!("not JSON: {e}")))?;
+        let events = v
+            .as_array()
+            .ok_or_else(|| bad("events/maintenance/scheduled", "not a list"))?;
+        let mut out = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            if e["State"].as_str().is_some_and(|s| s != "active") {
+                continue;
+            }
+            let code = e["Code"].as_str().ok_or_else(|| {
+                bad(
+                    &format!("events/maintenance/scheduled[{i}].Code"),
+                    "missing",
+                )
+            })?;
+            let start = match e["NotBefore"].as_str() {
+                None => None,
+                Some(t) => Some(super::parse_health_time(t).map_err(|err| NoticeError {
+                    field: format!("events/maintenance/scheduled[{i}].NotBefore"),
+                    ..err
+                })?),
+            };
+            out.push(Notice::ScheduledChange {
+                instance_ids: vec![instance_id.into()],
+                start,
+                code: code.into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `/latest/meta-data/autoscaling/target-lifecycle-state`: `Terminated` means the group is
+    /// terminating the instance; any other state is no notice.
+    pub fn target_lifecycle_state(instance_id: &str, body: &str) -> Option<Notice> {
+        (body.trim() == "Terminated").then(|| Notice::StateChange {
+            instance_id: instance_id.into(),
+            state: "auto-scaling-terminating".into(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +441,63 @@ mod tests {
         assert_eq!(parse(&sns).unwrap().instances(), ["i-9"]);
         let test = r#"{"AccountId":"123456789012","RequestId":"r","AutoScalingGroupARN":"arn","AutoScalingGroupName":"spark-spot","Service":"AWS Auto Scaling","Event":"autoscaling:TEST_NOTIFICATION","Time":"2026-11-27T06:00:00.000Z"}"#;
         assert!(matches!(parse(test).unwrap(), Notice::Ignore { .. }));
+    }
+
+    #[test]
+    fn instance_metadata_documents() {
+        let spot = imds::spot_action(
+            "i-1",
+            r#"{"action": "terminate", "time": "2026-11-27T06:02:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            spot,
+            Notice::SpotInterruption {
+                instance_id: "i-1".into(),
+                action: SpotAction::Terminate,
+                deadline: "2026-11-27T06:02:00Z".parse().unwrap(),
+            }
+        );
+        assert_eq!(
+            imds::spot_action(
+                "i-1",
+                r#"{"action": "reboot", "time": "2026-11-27T06:02:00Z"}"#
+            )
+            .unwrap_err()
+            .field,
+            "spot/instance-action.action"
+        );
+        assert_eq!(
+            imds::spot_action("i-1", r#"{"action": "stop"}"#)
+                .unwrap_err()
+                .field,
+            "spot/instance-action.time"
+        );
+        assert_eq!(
+            imds::rebalance("i-1", r#"{"noticeTime": "2026-11-27T06:00:00Z"}"#)
+                .unwrap()
+                .kind(),
+            "rebalance"
+        );
+        let scheduled = imds::scheduled(
+            "i-1",
+            r#"[{"NotBefore": "21 Jan 2026 09:00:43 GMT", "Code": "system-reboot", "Description": "scheduled reboot", "EventId": "instance-event-0d59937288b749b32", "NotAfter": "21 Jan 2026 09:17:23 GMT", "State": "active"},
+                {"NotBefore": "20 Jan 2026 09:00:43 GMT", "Code": "instance-stop", "State": "canceled"}]"#,
+        )
+        .unwrap();
+        assert_eq!(scheduled.len(), 1, "canceled events are no notice");
+        assert!(matches!(
+            &scheduled[0],
+            Notice::ScheduledChange { code, start: Some(t), .. }
+                if code == "system-reboot" && *t == "2026-01-21T09:00:43Z".parse::<Timestamp>().unwrap()
+        ));
+        assert!(imds::target_lifecycle_state("i-1", "InService\n").is_none());
+        assert_eq!(
+            imds::target_lifecycle_state("i-1", "Terminated")
+                .unwrap()
+                .instances(),
+            ["i-1"]
+        );
     }
 
     #[test]
