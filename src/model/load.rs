@@ -16,8 +16,8 @@ use super::selector::{
     LabelSelector, LabelSelectorRequirement, Labels, NodeSelectorTerm, Taint, Toleration,
 };
 use super::{
-    ContainerRequests, LocalVolume, Node, OwnerRef, Pdb, Placement, Pod, PodPhase, Resources,
-    Snapshot, SparkApp, SparkPod, SparkRole, pod_requests,
+    ContainerRequests, DEFAULT_GRACE_SECONDS, LocalVolume, Node, OwnerRef, Pdb, Placement, Pod,
+    PodPhase, Resources, Snapshot, SparkApp, SparkPod, SparkRole, pod_requests,
 };
 use crate::field::FieldError;
 use crate::keys;
@@ -139,6 +139,8 @@ struct RawPod {
 struct RawPodSpec {
     #[serde(default)]
     node_name: Option<String>,
+    #[serde(default)]
+    termination_grace_period_seconds: Option<i64>,
     #[serde(default)]
     scheduler_name: Option<String>,
     #[serde(default)]
@@ -1085,6 +1087,11 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
         protected: annotation(keys::PROTECTING) == Some("true"),
         safe_to_evict: annotation(keys::CA_SAFE_TO_EVICT).map(|v| v == "true"),
         shuffle_free: annotation(keys::SHUFFLE_FREE) == Some("true"),
+        grace_seconds: spec
+            .termination_grace_period_seconds
+            .map_or(DEFAULT_GRACE_SECONDS, |g| {
+                g.clamp(0, i64::from(u32::MAX)) as u32
+            }),
         namespace,
         name: meta.name,
         uid: meta.uid,
@@ -1491,6 +1498,22 @@ mod tests {
         "annotations":{"karpenter.sh/do-not-disrupt":"true","stowage.io/state":"draining"}},
         "spec":{"providerID":"aws:///us-east-1a/i-0abc","taints":[{"key":"spot","value":"true","effect":"NoSchedule"}]},
         "status":{"allocatable":{"cpu":"7910m","memory":"31Gi","pods":"58","ephemeral-storage":"95551679124","nvidia.com/gpu":"1"}}}"#;
+
+    #[test]
+    fn a_pods_termination_grace_is_kept_with_the_api_servers_default() {
+        let list = r#"{"kind":"List","items":[
+            {"kind":"Pod","metadata":{"name":"slow","namespace":"spark","uid":"u1"},
+             "spec":{"terminationGracePeriodSeconds":120,"containers":[{"name":"c"}]}},
+            {"kind":"Pod","metadata":{"name":"plain","namespace":"spark","uid":"u2"},
+             "spec":{"containers":[{"name":"c"}]}}]}"#;
+        let s = load_snapshot(list.as_bytes()).unwrap();
+        let grace: Vec<(&str, u32)> = s
+            .pods
+            .iter()
+            .map(|p| (p.name.as_str(), p.grace_seconds))
+            .collect();
+        assert_eq!(grace, [("slow", 120), ("plain", 30)]);
+    }
 
     #[test]
     fn reads_nodes_pods_and_pdbs() {

@@ -310,6 +310,8 @@ pub struct Pod {
     pub safe_to_evict: Option<bool>,
     /// `stowage.io/shuffle-free: "true"`.
     pub shuffle_free: bool,
+    /// `spec.terminationGracePeriodSeconds` (30 when unset).
+    pub grace_seconds: u32,
     /// Volumes that keep data on the node (hostPath, emptyDir not in memory), except those
     /// the pod's `cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes` lets go.
     pub local_volumes: Vec<LocalVolume>,
@@ -368,6 +370,9 @@ impl Pod {
         !self.is_daemonset() && !self.mirror && !self.phase.is_finished() && !self.terminating
     }
 }
+
+/// The API server's default `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_SECONDS: u32 = 30;
 
 /// A node, reduced to what scheduling and consolidation decisions read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -63,6 +63,7 @@ impl Pod {
             uid: format!("uid-{name}"),
             phase: PodPhase::Running,
             scheduler_name: "my-scheduler".into(),
+            grace_seconds: super::DEFAULT_GRACE_SECONDS,
             controller: Some(OwnerRef {
                 kind: "ReplicaSet".into(),
                 name: "rs".into(),
