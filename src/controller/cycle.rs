@@ -437,7 +437,7 @@ impl Controller {
             }
             match step {
                 // CordonOnly keeps the node cordoned and evicts nothing.
-                Step::Evict(_) if policy.spec.disruption.action == Action::CordonOnly => {}
+                Step::Hold => {}
                 Step::Evict(pods) => self.evict_all(policy, &node, pods, &mut report).await,
                 Step::Empty => self.drained(policy, &node, now, &mut report).await,
                 Step::Abandon(why) => {
@@ -844,6 +844,7 @@ impl Controller {
                 annotations: &node.stowage_annotations,
                 managing_policy: Governance::owner(policies, node),
                 drain_timeout: policy.spec.disruption.drain_timeout.get(),
+                cordon_only: policy.spec.disruption.action == Action::CordonOnly,
                 left: left.remove(node.name.as_str()).unwrap_or_default(),
                 validation: if self.evicting.contains(&node.name) {
                     None

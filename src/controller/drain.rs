@@ -78,6 +78,8 @@ pub enum Step {
     Empty,
     /// Release the node (taint, cordon, annotations) and say why.
     Abandon(Abandon),
+    /// `CordonOnly`: keep the node cordoned while the plan still holds; nothing to evict.
+    Hold,
 }
 
 /// What the controller knows of a draining node this cycle.
@@ -88,6 +90,9 @@ pub struct Observed<'a> {
     pub managing_policy: Option<&'a str>,
     /// `drainTimeout` of that policy.
     pub drain_timeout: Duration,
+    /// The policy only cordons (`CordonOnly`): its pods leave by other means, so the node
+    /// stays cordoned as long as the plan holds, with no timeout.
+    pub cordon_only: bool,
     /// The pods left that need evicting (namespace/name, UID).
     pub left: Vec<(String, String)>,
     /// The plan re-checked against the current snapshot (only before the first eviction; later
@@ -114,6 +119,12 @@ pub fn next_step(o: &Observed) -> Option<Step> {
     }
     if o.left.is_empty() {
         return Some(Step::Empty);
+    }
+    if o.cordon_only {
+        return Some(match &o.validation {
+            Some(Err(why)) => Step::Abandon(Abandon::Invalid(why.clone())),
+            _ => Step::Hold,
+        });
     }
     let elapsed = o.now.duration_since(state.since);
     if elapsed.as_secs() >= o.drain_timeout.as_secs() as i64 {
@@ -149,6 +160,7 @@ mod tests {
             annotations,
             managing_policy: Some("spark-batch"),
             drain_timeout: Duration::from_secs(900),
+            cordon_only: false,
             left: vec![("spark/exec-1".into(), "uid-1".into())],
             validation: None,
             now: now.parse().unwrap(),
@@ -213,6 +225,30 @@ mod tests {
             matches!(&step, Some(Step::Abandon(Abandon::Unreadable(w))) if w.contains("stowage.io/state-since")),
             "{step:?}"
         );
+    }
+
+    #[test]
+    fn cordon_only_holds_while_the_plan_holds_with_no_timeout() {
+        let a = draining("2026-11-23T22:00:00Z", "spark-batch");
+        // Hours past drainTimeout with pods left: still held.
+        let mut o = observed(&a, "2026-11-24T06:00:00Z");
+        o.cordon_only = true;
+        o.validation = Some(Ok(()));
+        assert_eq!(next_step(&o), Some(Step::Hold));
+        // The plan no longer holds: released.
+        o.validation = Some(Err(Invalid {
+            node: "n".into(),
+            reason: Reason::NotIdle,
+            detail: "utilisation score 80 is not below 50".into(),
+            culprit: None,
+        }));
+        assert!(matches!(
+            next_step(&o),
+            Some(Step::Abandon(Abandon::Invalid(_)))
+        ));
+        // Emptied by someone else: empty, as with a drain.
+        o.left.clear();
+        assert_eq!(next_step(&o), Some(Step::Empty));
     }
 
     #[test]
