@@ -358,18 +358,7 @@ fn nodes_kept_by_a_running_app_wait_and_empty_by_attrition() {
         cp.apply_objects(vec![busy_pod(&ns, "att-0")]);
         spark_app(cp, &ns, "app-att", "att-0", p, &[1, 2]);
         wait_until("the app runs", Duration::from_secs(30), || {
-            cp.kubectl(&[
-                "get",
-                "pods",
-                "-n",
-                &ns,
-                "--field-selector=status.phase=Running",
-                "-o",
-                "name",
-            ])
-            .lines()
-            .count()
-                == 4
+            cp.running_pods(&ns) == 4
         });
         let (mut ctl, index) = controller(cp).await;
         let live = policy(p, "  disruption: {whenBlocked: Wait, maxWaitingNodes: 2}\n");

@@ -13,20 +13,6 @@ use stowage::keys;
 use support::workload::{fragmented, web_nodes};
 use support::{ControlPlane, Supervised, curl, free_port, wait_until};
 
-fn install_crd(cp: &ControlPlane) {
-    cp.apply(&stowage::k8s::crd::definition_yaml());
-    wait_until("the CRD is Established", Duration::from_secs(30), || {
-        cp.kubectl_output(&[
-            "get",
-            "crd",
-            "consolidationpolicies.stowage.io",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
-        ])
-        .is_some_and(|s| s == "True")
-    });
-}
-
 fn apply_policy(cp: &ControlPlane, name: &str, pool: &str, extra: &str) {
     cp.apply(&format!(
         "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {{name: {name}}}\nspec:\n  nodeSelector: {{matchLabels: {{pool: {pool}}}}}\n  idle: {{for: 0s}}\n{extra}"
@@ -139,7 +125,7 @@ fn condition(cp: &ControlPlane, policy: &str, kind: &str) -> String {
 #[test]
 fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
     let cp = ControlPlane::shared();
-    install_crd(cp);
+    cp.install_crd();
     let kubeconfig = cp.service_account_kubeconfig("stowage-run", true);
 
     // --- Scene 1: policies from the cluster, two of them overlapping.

@@ -4,25 +4,8 @@
 
 mod support;
 
-use std::time::Duration;
 use stowage::k8s::crd;
-use support::{ControlPlane, wait_until};
-
-/// Installs the CRD once for the tests of this binary (they run in parallel).
-fn install(cp: &ControlPlane) {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| cp.apply(&crd::definition_yaml()));
-    wait_until("the CRD is Established", Duration::from_secs(30), || {
-        cp.kubectl_output(&[
-            "get",
-            "crd",
-            "consolidationpolicies.stowage.io",
-            "-o",
-            "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
-        ])
-        .is_some_and(|s| s == "True")
-    });
-}
+use support::ControlPlane;
 
 fn policy(name: &str, spec: &str) -> String {
     format!(
@@ -33,7 +16,7 @@ fn policy(name: &str, spec: &str) -> String {
 #[test]
 fn example_policies_are_accepted_and_read_back_as_the_planner_reads_them() {
     let cp = ControlPlane::shared();
-    install(cp);
+    cp.install_crd();
     for entry in std::fs::read_dir("policies").unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -69,7 +52,7 @@ fn example_policies_are_accepted_and_read_back_as_the_planner_reads_them() {
 #[test]
 fn invalid_policies_are_refused_with_the_field_named() {
     let cp = ControlPlane::shared();
-    install(cp);
+    cp.install_crd();
     let cases = [
         ("idle: {scoreBelow: 150}", "spec.idle.scoreBelow"),
         ("idle: {for: ten}", "spec.idle.for"),

@@ -41,15 +41,7 @@ fn small_cluster(cp: &ControlPlane, prefix: &str) -> String {
         .collect();
     cp.apply_objects(pods);
     wait_until("pods Running", Duration::from_secs(30), || {
-        cp.kubectl_output(&[
-            "get",
-            "pods",
-            "-n",
-            &ns,
-            "-o",
-            "jsonpath={.items[*].status.phase}",
-        ])
-        .is_some_and(|s| s.split_whitespace().filter(|p| *p == "Running").count() == 4)
+        cp.running_pods(&ns) == 4
     });
     ns
 }

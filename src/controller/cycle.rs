@@ -308,6 +308,13 @@ impl Controller {
         };
     }
 
+    /// True (and the report says so) when this replica may not write now.
+    fn standby(&self, report: &mut Report) -> bool {
+        let standby = !self.leads();
+        report.standby |= standby;
+        standby
+    }
+
     /// Whether this replica may write now.
     pub fn leads(&self) -> bool {
         self.leading.as_ref().is_none_or(|l| *l.borrow())
@@ -431,8 +438,7 @@ impl Controller {
         }
         let dry_run = policy.spec.dry_run;
         for (node, step) in std::mem::take(&mut d.steps) {
-            if !self.leads() {
-                report.standby = true;
+            if self.standby(&mut report) {
                 break;
             }
             match step {
@@ -502,8 +508,7 @@ impl Controller {
                 report.would_mark.push(node.name);
                 continue;
             }
-            if !self.leads() {
-                report.standby = true;
+            if self.standby(&mut report) {
                 break;
             }
             // Unchanged: marked by an earlier round the index had not caught up with.
@@ -547,8 +552,7 @@ impl Controller {
             .chain(p.protect_pods.into_iter().map(pod(true)))
             .chain(p.protect_nodes.into_iter().map(node(true)));
         for (ns, object, on) in targets {
-            if !self.leads() {
-                report.standby = true;
+            if self.standby(report) {
                 return;
             }
             let shown = if ns.is_empty() {
@@ -587,8 +591,7 @@ impl Controller {
     ) {
         let name = policy.metadata.name.as_str();
         for node in std::mem::take(&mut d.convert) {
-            if !self.leads() {
-                report.standby = true;
+            if self.standby(report) {
                 return;
             }
             if let Ok(true) = within(act::mark_draining(&self.client, &node.name, name, now)).await
@@ -606,8 +609,7 @@ impl Controller {
             }
         }
         for (node, why) in std::mem::take(&mut d.release) {
-            if !self.leads() {
-                report.standby = true;
+            if self.standby(report) {
                 return;
             }
             if within(act::release(&self.client, &node.name)).await.is_ok() {
@@ -645,8 +647,7 @@ impl Controller {
                 report.would_wait.push(node.name);
                 continue;
             }
-            if !self.leads() {
-                report.standby = true;
+            if self.standby(report) {
                 return;
             }
             if let Ok(true) = within(act::mark_waiting(&self.client, &node.name, name, now)).await {
@@ -679,8 +680,7 @@ impl Controller {
             if self.evicted.contains(&uid) || !self.backoff.ready(&uid, now) {
                 continue;
             }
-            if !self.leads() {
-                report.standby = true;
+            if self.standby(report) {
                 return;
             }
             let (ns, name) = pod.split_once('/').unwrap_or(("", &pod));
@@ -853,11 +853,8 @@ impl Controller {
                 },
                 now,
             };
-            match next_step(&observed) {
-                // Already counted and announced.
-                Some(Step::Empty) if node.stowage_annotations.contains_key(keys::DRAINED_AT) => {}
-                Some(step) => steps.push((NodeRef::of(node), step)),
-                None => {}
+            if let Some(step) = next_step(&observed) {
+                steps.push((NodeRef::of(node), step));
             }
         }
         // New drains: the plan's, up to maxConcurrentDrains in all.

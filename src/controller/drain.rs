@@ -78,7 +78,8 @@ pub enum Step {
     Empty,
     /// Release the node (taint, cordon, annotations) and say why.
     Abandon(Abandon),
-    /// `CordonOnly`: keep the node cordoned while the plan still holds; nothing to evict.
+    /// Nothing to do this round: a `CordonOnly` node held while the plan holds, or an empty
+    /// node already recorded as drained.
     Hold,
 }
 
@@ -118,6 +119,10 @@ pub fn next_step(o: &Observed) -> Option<Step> {
         return Some(Step::Abandon(Abandon::Unmanaged(why)));
     }
     if o.left.is_empty() {
+        // Found empty once (`stowage.io/drained-at`): counted and announced already.
+        if o.annotations.contains_key(keys::DRAINED_AT) {
+            return Some(Step::Hold);
+        }
         return Some(Step::Empty);
     }
     if o.cordon_only {
@@ -180,6 +185,12 @@ mod tests {
         let mut o = observed(&a, "2026-11-24T00:00:00Z");
         o.left.clear();
         assert_eq!(next_step(&o), Some(Step::Empty));
+        // Once recorded drained, nothing more to do.
+        let mut recorded = a.clone();
+        recorded.insert(keys::DRAINED_AT.into(), "2026-11-23T22:10:00Z".into());
+        let mut o = observed(&recorded, "2026-11-24T00:00:00Z");
+        o.left.clear();
+        assert_eq!(next_step(&o), Some(Step::Hold));
         // Past drainTimeout with pods left: abandon, saying how many.
         let o = observed(&a, "2026-11-23T22:15:00Z");
         assert_eq!(

@@ -676,6 +676,37 @@ impl ControlPlane {
         path
     }
 
+    /// Installs stowage's ConsolidationPolicy CRD (idempotent) and waits until it is served.
+    pub fn install_crd(&self) {
+        // Once per binary: its tests run in parallel.
+        static APPLIED: std::sync::Once = std::sync::Once::new();
+        APPLIED.call_once(|| self.apply(&stowage::k8s::crd::definition_yaml()));
+        wait_until("the CRD is Established", Duration::from_secs(30), || {
+            self.kubectl_output(&[
+                "get",
+                "crd",
+                "consolidationpolicies.stowage.io",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+            ])
+            .is_some_and(|s| s == "True")
+        });
+    }
+
+    /// How many pods of namespace `ns` are Running.
+    pub fn running_pods(&self, ns: &str) -> usize {
+        self.kubectl_output(&[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        ])
+        .map_or(0, |s| s.lines().count())
+    }
+
     /// A fresh namespace for one test.
     pub fn namespace(&self, prefix: &str) -> String {
         let name = format!("{prefix}-{}", free_port());
