@@ -4,6 +4,8 @@
 //! line on stderr naming the file and the field, with exit code 2; nothing here panics on bad
 //! input.
 
+mod aws;
+
 use crate::demo::demo_cluster;
 use crate::model::{Node, Snapshot, load_pod, load_snapshot};
 use crate::plan::{Plan, PlanInput, plan, pool_of};
@@ -56,6 +58,34 @@ impl ClusterArgs {
             .as_deref()
             .unwrap_or(Path::new("<kubeconfig>"))
     }
+}
+
+/// The controller's AWS side (DESIGN.md §9). Credentials, region and endpoints come from the
+/// environment (IRSA, Pod Identity, `AWS_REGION`, `AWS_ENDPOINT_URL`).
+#[derive(clap::Args)]
+struct AwsArgs {
+    /// Read spot interruption, rebalance, state-change, Auto Scaling termination and AWS Health
+    /// events from this SQS queue (fed by EventBridge).
+    #[arg(long, value_name = "URL")]
+    interruption_queue: Option<String>,
+    /// Workers reading the queue.
+    #[arg(long, default_value_t = 4)]
+    interruption_workers: usize,
+    /// How long a received message stays invisible while its node is handled (Go duration);
+    /// a controller that dies mid-way gets it back after this.
+    #[arg(long, default_value = "60s")]
+    queue_visibility_timeout: String,
+    /// What a rebalance recommendation does to its node.
+    #[arg(long, value_enum, default_value = "cordon")]
+    rebalance_action: crate::aws::interruption::RebalanceAction,
+    /// The cluster's name in Cluster Autoscaler's discovery tag
+    /// `k8s.io/cluster-autoscaler/<name>`: enables the scale-from-zero tags of its Auto Scaling
+    /// groups and terminating emptied `DrainAndTerminate` nodes through their group.
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+    /// Time between two reconciliations of the groups' node-template tags ("0s": never).
+    #[arg(long, default_value = "5m")]
+    asg_tags_interval: String,
 }
 
 #[derive(Subcommand)]
@@ -142,6 +172,28 @@ enum Command {
         identity: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        #[command(flatten)]
+        aws: AwsArgs,
+    },
+    /// Write the Cluster Autoscaler node-template tags (labels, taints, resources) on the
+    /// cluster's Auto Scaling groups once, so CA can scale them up from zero. AWS credentials,
+    /// region and endpoints come from the environment.
+    AsgTags {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The cluster's name in Cluster Autoscaler's discovery tag
+        /// `k8s.io/cluster-autoscaler/<name>`.
+        #[arg(long, value_name = "NAME")]
+        cluster_name: String,
+        /// Namespace of the ConfigMap recording the tags stowage wrote; default:
+        /// $POD_NAMESPACE, else the kubeconfig's namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Print what would be written, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
     },
     /// Print the embedded demo cluster (or, with --nodes, a synthetic one) as a snapshot file.
     #[command(hide = true)]
@@ -266,6 +318,7 @@ pub fn main() -> ExitCode {
             lease_duration,
             identity,
             log_format,
+            aws,
         } => {
             init_logs(log_format);
             let lease = leader_elect.then_some((lease_namespace, lease_name, lease_duration));
@@ -279,10 +332,25 @@ pub fn main() -> ExitCode {
                     admin_address: &admin_address,
                     lease,
                     identity,
+                    aws,
                 },
                 &mut out,
             )
         }
+        Command::AsgTags {
+            cluster,
+            cluster_name,
+            namespace,
+            dry_run,
+            output,
+        } => aws::asg_tags(
+            &cluster,
+            &cluster_name,
+            namespace,
+            dry_run,
+            output,
+            &mut out,
+        ),
         Command::Demo { nodes, pods, seed } => {
             let cluster = match nodes {
                 Some(n) => crate::demo::synthetic_cluster(n, pods, seed),
@@ -379,6 +447,7 @@ struct ControllerArgs<'a> {
     /// Lease namespace (if given), name and duration; `None`: no election.
     lease: Option<(Option<String>, String, u64)>,
     identity: Option<String>,
+    aws: AwsArgs,
 }
 
 /// `stowage controller`: watch, then a round every `interval` (or once).
@@ -411,8 +480,40 @@ fn run_controller(
                 .unwrap_or_else(|_| "stowage".into());
             format!("{host}-{}", std::process::id())
         });
+    let aws = args.aws;
+    let duration = |flag: &str, text: &str| {
+        crate::policy::schedule::parse_duration(text).map_err(|e| input_error(Path::new(flag), e))
+    };
+    let visibility = duration("--queue-visibility-timeout", &aws.queue_visibility_timeout)?;
+    let tags_every = duration("--asg-tags-interval", &aws.asg_tags_interval)?;
+    if visibility < std::time::Duration::from_secs(2) {
+        return Err(input_error(
+            Path::new("--queue-visibility-timeout"),
+            "must be at least 2s (the handler extends it every half)",
+        ));
+    }
+    let lease_namespace = args.lease.as_ref().and_then(|l| l.0.clone());
     runtime(source)?.block_on(async {
         let config = kube_config(cluster).await?;
+        let namespace = lease_namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let aws = (aws.interruption_queue.is_some() || aws.cluster_name.is_some()).then(|| {
+            run::AwsOptions {
+                tags_every: (aws.cluster_name.is_some() && !tags_every.is_zero())
+                    .then_some(tags_every),
+                cluster: aws.cluster_name,
+                namespace: namespace.clone(),
+                queue: aws.interruption_queue.map(|url| {
+                    crate::controller::interrupt::QueueOptions {
+                        url,
+                        workers: aws.interruption_workers.max(1),
+                        visibility,
+                    }
+                }),
+                rebalance: aws.rebalance_action,
+            }
+        });
         let lease = args.lease.map(
             |(namespace, name, duration)| crate::k8s::lease::LeaseOptions {
                 namespace: namespace
@@ -432,6 +533,7 @@ fn run_controller(
             admin,
             lease,
             instance: identity,
+            aws,
         };
         let mut failed = None;
         let result = run::run(config, options, |round| {
@@ -452,19 +554,21 @@ fn run_controller(
 
 /// Lists the live cluster into a snapshot, read-only, as the controller's index sees it.
 fn read_live(cluster: &ClusterArgs) -> Result<Snapshot, InputError> {
-    let source = cluster.source();
-    let fail = |e: &dyn std::fmt::Display| input_error(source, e);
-    runtime(source)?.block_on(async {
-        let config = kube_config(cluster).await?;
-        let client = kube::Client::try_from(config).map_err(|e| fail(&e))?;
-        let index = std::sync::Mutex::new(crate::k8s::index::ClusterIndex::new());
-        let refused = crate::k8s::watch::list_all(&client, &index)
-            .await
-            .map_err(|e| fail(&e))?;
-        let mut snapshot = index.into_inner().expect("index lock").into_snapshot();
-        snapshot.warnings.extend(refused);
-        Ok(snapshot)
-    })
+    runtime(cluster.source())?.block_on(async { Ok(live_snapshot(cluster).await?.0) })
+}
+
+/// Lists the live cluster into a snapshot, with the client it used.
+async fn live_snapshot(cluster: &ClusterArgs) -> Result<(Snapshot, kube::Client), InputError> {
+    let fail = |e: &dyn std::fmt::Display| input_error(cluster.source(), e);
+    let config = kube_config(cluster).await?;
+    let client = kube::Client::try_from(config).map_err(|e| fail(&e))?;
+    let index = std::sync::Mutex::new(crate::k8s::index::ClusterIndex::new());
+    let refused = crate::k8s::watch::list_all(&client, &index)
+        .await
+        .map_err(|e| fail(&e))?;
+    let mut snapshot = index.into_inner().expect("index lock").into_snapshot();
+    snapshot.warnings.extend(refused);
+    Ok((snapshot, client))
 }
 
 fn run_plan(

@@ -14,6 +14,11 @@ pub const STATE_DRAINING: &str = "draining";
 /// [`STATE`] value of a node waiting for its shuffle holders and drivers to end (drain by
 /// attrition, `whenBlocked: Wait`).
 pub const STATE_WAITING: &str = "waiting";
+/// [`STATE`] value of a node whose instance is going away (a spot interruption warning, an
+/// Auto Scaling termination, a rebalance recommendation the policy acts on).
+pub const STATE_INTERRUPTED: &str = "interrupted";
+/// Node annotation: the notice that interrupted the node (`spot_interruption`, …).
+pub const INTERRUPTION: &str = "stowage.io/interruption";
 /// Node annotation: when the node entered its [`STATE`] (RFC 3339).
 pub const STATE_SINCE: &str = "stowage.io/state-since";
 /// Node annotation: the ConsolidationPolicy the node is being emptied for.
@@ -36,6 +41,8 @@ pub const SHUFFLE_FREE: &str = "stowage.io/shuffle-free";
 pub const DISRUPTING_TAINT: &str = "stowage.io/disrupting";
 /// NoSchedule taint on a node waiting for its last shuffle holder or driver to end.
 pub const WAITING_TAINT: &str = "stowage.io/draining";
+/// NoSchedule taint on a node whose instance is going away; its value is the notice's kind.
+pub const INTERRUPTION_TAINT: &str = "stowage.io/interruption";
 
 // --- Karpenter.
 

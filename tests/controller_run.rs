@@ -99,19 +99,6 @@ fn annotation(cp: &ControlPlane, node: &str, key: &str) -> String {
     )
 }
 
-/// The reasons of the Events about `node`.
-fn node_events(cp: &ControlPlane, node: &str) -> String {
-    cp.kubectl(&[
-        "get",
-        "events.events.k8s.io",
-        "-A",
-        "--field-selector",
-        &format!("regarding.kind=Node,regarding.name={node}"),
-        "-o",
-        "jsonpath={range .items[*]}{.reason}: {.note}{\"\\n\"}{end}",
-    ])
-}
-
 fn condition(cp: &ControlPlane, policy: &str, kind: &str) -> String {
     cp.kubectl(&[
         "get",
@@ -206,7 +193,7 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
     );
     for n in ["run-1", "run-2"] {
         assert_eq!(annotation(cp, n, keys::POLICY), "run");
-        let events = node_events(cp, n);
+        let events = cp.node_events(n);
         assert!(
             events.contains("Consolidating: policy run: utilisation score")
                 && events.contains("Drained: policy run: empty"),
@@ -287,10 +274,10 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
                 .is_none()
     });
     assert!(
-        node_events(cp, "run-1")
+        cp.node_events("run-1")
             .contains("Abandoned: the ConsolidationPolicy that started the drain is gone"),
         "{}",
-        node_events(cp, "run-1")
+        cp.node_events("run-1")
     );
     drop(ctl);
     cp.kubectl(&["delete", "node", "run-0", "run-1", "run-2"]);
@@ -337,7 +324,7 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
         },
     );
     // The drains kept the state-since of the first instance: resumed, not restarted.
-    let events = node_events(cp, "kill-1");
+    let events = cp.node_events("kill-1");
     assert!(
         events.contains("Consolidating") && events.contains("Drained"),
         "{events}"

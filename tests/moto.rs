@@ -1,11 +1,10 @@
 //! moto answers the AWS calls stowage makes, through the same Rust SDK crates the product uses:
-//! a launch template and an Auto Scaling group with instances and Cluster Autoscaler tags, tag
+//! a launch configuration and an Auto Scaling group with instances and Cluster Autoscaler tags, tag
 //! updates read back, and an SQS queue round trip. State does not leak between tests.
 
 mod support;
 
-use aws_sdk_autoscaling::types::{Filter as AsgFilter, LaunchTemplateSpecification, Tag};
-use aws_sdk_ec2::types::{Filter, RequestLaunchTemplateData};
+use aws_sdk_autoscaling::types::{Filter as AsgFilter, Tag};
 use support::moto::Moto;
 
 fn asg_tag(asg: &str, key: &str, value: &str) -> Tag {
@@ -22,59 +21,17 @@ fn asg_tag(asg: &str, key: &str, value: &str) -> Tag {
 async fn auto_scaling_group_with_instances_and_tags() {
     let moto = Moto::session();
     let config = moto.sdk_config().await;
-    let ec2 = aws_sdk_ec2::Client::new(&config);
     let asg = aws_sdk_autoscaling::Client::new(&config);
-
-    let image = ec2
-        .describe_images()
-        .send()
-        .await
-        .expect("describe images")
-        .images()
-        .first()
-        .and_then(|i| i.image_id().map(String::from))
-        .expect("moto serves default images");
-    ec2.create_launch_template()
-        .launch_template_name("spark-spot")
-        .launch_template_data(
-            RequestLaunchTemplateData::builder()
-                .image_id(&image)
-                .instance_type(aws_sdk_ec2::types::InstanceType::M54xlarge)
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create launch template");
-    asg.create_auto_scaling_group()
-        .auto_scaling_group_name("eks-spark-spot")
-        .launch_template(
-            LaunchTemplateSpecification::builder()
-                .launch_template_name("spark-spot")
-                .version("$Latest")
-                .build(),
-        )
-        .min_size(0)
-        .max_size(10)
-        .desired_capacity(2)
-        .availability_zones("us-east-1a")
-        .tags(asg_tag(
-            "eks-spark-spot",
-            "k8s.io/cluster-autoscaler/enabled",
-            "true",
-        ))
-        .tags(asg_tag(
-            "eks-spark-spot",
-            "k8s.io/cluster-autoscaler/test-cluster",
-            "owned",
-        ))
-        .tags(asg_tag(
-            "eks-spark-spot",
-            "eks:nodegroup-name",
-            "spark-spot",
-        ))
-        .send()
-        .await
-        .expect("create auto scaling group");
+    moto.group(
+        "eks-spark-spot",
+        2,
+        &[
+            ("k8s.io/cluster-autoscaler/enabled", "true"),
+            ("k8s.io/cluster-autoscaler/test-cluster", "owned"),
+            ("eks:nodegroup-name", "spark-spot"),
+        ],
+    )
+    .await;
 
     let groups = asg
         .describe_auto_scaling_groups()
@@ -86,22 +43,16 @@ async fn auto_scaling_group_with_instances_and_tags() {
     assert_eq!(group.instances().len(), 2);
     assert_eq!(group.tags().len(), 3);
 
-    // The instances carry the group's name, which is how stowage maps a node to its ASG.
+    // The group lists its instances, which is how stowage maps a node (its providerID) to
+    // its group; EC2 knows their private DNS names, which are node names on EKS.
     let instance_id = group.instances()[0].instance_id().unwrap().to_string();
-    let reservations = ec2
-        .describe_instances()
-        .instance_ids(&instance_id)
-        .send()
-        .await
-        .expect("describe instances");
-    let instance = &reservations.reservations()[0].instances()[0];
-    assert!(instance.private_dns_name().is_some_and(|n| !n.is_empty()));
-    let group_tag = instance
-        .tags()
-        .iter()
-        .find(|t| t.key() == Some("aws:autoscaling:groupName"))
-        .and_then(|t| t.value());
-    assert_eq!(group_tag, Some("eks-spark-spot"));
+    let names = moto.private_dns_names();
+    assert!(
+        names
+            .get(&instance_id)
+            .is_some_and(|n| n.ends_with(".ec2.internal")),
+        "{names:?}"
+    );
 
     // Scale-from-zero tags are written with CreateOrUpdateTags and read back by key.
     asg.create_or_update_tags()
@@ -148,23 +99,6 @@ async fn auto_scaling_group_with_instances_and_tags() {
             ),
         ]
     );
-    let by_group = ec2
-        .describe_instances()
-        .filters(
-            Filter::builder()
-                .name("tag:aws:autoscaling:groupName")
-                .values("eks-spark-spot")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("filter instances by group");
-    let count: usize = by_group
-        .reservations()
-        .iter()
-        .map(|r| r.instances().len())
-        .sum();
-    assert_eq!(count, 2);
 }
 
 #[tokio::test]
@@ -181,15 +115,7 @@ async fn sqs_queue_round_trip_and_reset_between_tests() {
         .expect("describe groups");
     assert!(groups.auto_scaling_groups().is_empty());
 
-    let queue = sqs
-        .create_queue()
-        .queue_name("stowage-interruptions")
-        .send()
-        .await
-        .expect("create queue")
-        .queue_url()
-        .expect("queue url")
-        .to_string();
+    let queue = moto.queue("stowage-interruptions").await;
     let body = r#"{"source":"aws.ec2","detail-type":"EC2 Spot Instance Interruption Warning","detail":{"instance-id":"i-0abc","instance-action":"terminate"}}"#;
     sqs.send_message()
         .queue_url(&queue)

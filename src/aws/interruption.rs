@@ -23,7 +23,12 @@ pub enum RebalanceAction {
 
 /// The instance id of a node on EC2, from its `spec.providerID`.
 pub fn instance_id(node: &Node) -> Option<&str> {
-    let id = node.provider_id.as_deref()?.strip_prefix("aws:///")?;
+    instance_of_provider_id(node.provider_id.as_deref()?)
+}
+
+/// The instance id in a provider id `aws:///<zone>/<instance id>`.
+pub fn instance_of_provider_id(provider_id: &str) -> Option<&str> {
+    let id = provider_id.strip_prefix("aws:///")?;
     let id = id.rsplit('/').next()?;
     id.starts_with("i-").then_some(id)
 }

@@ -4,6 +4,8 @@
 //! notice is about and what to evict with what grace, [`template`] computes a group's
 //! node-template tags and the tag changes; the SQS, IMDS and Auto Scaling clients come next.
 
+pub mod clients;
+pub mod groups;
 pub mod interruption;
 pub mod notice;
 pub mod template;

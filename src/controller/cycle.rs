@@ -107,6 +107,10 @@ pub struct Controller {
     backoff: super::backoff::Backoff,
     /// The guard last announced per blocked idle node: a `Blocked` Event only when it changes.
     announced: HashMap<String, Reason>,
+    /// Auto Scaling, and the cluster's name in Cluster Autoscaler's discovery tags: emptied
+    /// nodes of `DrainAndTerminate` policies that no NodeClaim owns are terminated through
+    /// their group.
+    asg: Option<(Arc<dyn crate::aws::clients::Aws>, String)>,
 }
 
 /// The node a decision is about.
@@ -278,6 +282,7 @@ impl Controller {
             evicted: HashSet::new(),
             backoff: super::backoff::Backoff::default(),
             announced: HashMap::default(),
+            asg: None,
         }
     }
 
@@ -294,6 +299,17 @@ impl Controller {
     }
 
     /// Events name this replica (`instance`).
+    /// Terminates emptied `DrainAndTerminate` nodes without a NodeClaim through the Auto Scaling
+    /// groups Cluster Autoscaler discovers for `cluster`.
+    pub fn with_asg(
+        mut self,
+        aws: Arc<dyn crate::aws::clients::Aws>,
+        cluster: String,
+    ) -> Controller {
+        self.asg = Some((aws, cluster));
+        self
+    }
+
     pub fn with_instance(mut self, instance: String) -> Controller {
         self.events = Events::new(self.client.clone(), Some(instance));
         self
@@ -760,9 +776,19 @@ impl Controller {
                     note.push_str(&format!("; NodeClaim {claim} deleted"));
                     report.terminated.push(claim);
                 }
-                Ok(None) => note.push_str(
-                    "; no Karpenter NodeClaim owns it (ASG termination is not built yet): left to the provisioner",
-                ),
+                Ok(None) => match self.terminate_instance(node).await {
+                    Ok(Some(done)) => {
+                        note.push_str(&format!("; {done}"));
+                        report.terminated.push(node.name.clone());
+                    }
+                    Ok(None) => note.push_str(
+                        "; no Karpenter NodeClaim or Auto Scaling group owns it: left to the provisioner",
+                    ),
+                    Err(why) => {
+                        tracing::warn!(node = %node.name, error = %why, "instance not terminated");
+                        note.push_str(&format!("; {why}"));
+                    }
+                },
                 // Retried next round: drained-at is not written yet.
                 Err(e) => {
                     tracing::warn!(node = %node.name, error = %e, "NodeClaim not deleted");
@@ -794,6 +820,38 @@ impl Controller {
             .publish(node.regarding(), false, "Drained", "Drain", note)
             .await;
         report.empty.push(node.name.clone());
+    }
+
+    /// Terminates the node's instance through its Auto Scaling group, decrementing the desired
+    /// capacity, never below the group's minimum. `None` when no group stowage knows owns it.
+    async fn terminate_instance(&self, node: &NodeRef) -> Result<Option<String>, String> {
+        use crate::aws::groups::{self, TerminateRefused};
+        let Some((aws, cluster)) = &self.asg else {
+            return Ok(None);
+        };
+        let Some(instance) = node
+            .provider_id
+            .as_deref()
+            .and_then(crate::aws::interruption::instance_of_provider_id)
+        else {
+            return Ok(None);
+        };
+        let found = aws
+            .groups_tagged(&groups::discovery_keys(cluster))
+            .await
+            .map_err(|e| e.to_string())?;
+        match groups::may_terminate(&found, instance) {
+            Ok(group) => {
+                aws.terminate(instance).await.map_err(|e| e.to_string())?;
+                self.metrics.decision(&node.policy, "terminate", "done");
+                Ok(Some(format!(
+                    "instance {instance} terminated through Auto Scaling group {} (desired capacity decremented)",
+                    group.name
+                )))
+            }
+            Err(TerminateRefused::NoGroup(_)) => Ok(None),
+            Err(refused) => Err(refused.to_string()),
+        }
     }
 
     fn decide(

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod cycle;
 pub mod drain;
 pub mod govern;
+pub mod interrupt;
 pub mod protect;
 pub mod run;
 pub mod spark_api;

@@ -227,10 +227,10 @@ pub async fn mark_draining(
     mark(
         client,
         node,
-        policy,
+        Some(policy),
         now,
         keys::STATE_DRAINING,
-        keys::DISRUPTING_TAINT,
+        (keys::DISRUPTING_TAINT, ""),
     )
     .await
 }
@@ -247,21 +247,42 @@ pub async fn mark_waiting(
     mark(
         client,
         node,
-        policy,
+        Some(policy),
         now,
         keys::STATE_WAITING,
-        keys::WAITING_TAINT,
+        (keys::WAITING_TAINT, ""),
     )
     .await
 }
 
+/// Marks `node` as going away with its instance (DESIGN.md §9): taint
+/// `stowage.io/interruption=<kind>:NoSchedule` and cordon at once, whatever stowage was doing
+/// on it (a drain of a policy stops being one). Idempotent: true when the node was changed.
+pub async fn mark_interrupted(
+    client: &Client,
+    node: &str,
+    kind: &str,
+    now: Timestamp,
+) -> Result<bool, NodeError> {
+    mark(
+        client,
+        node,
+        None,
+        now,
+        keys::STATE_INTERRUPTED,
+        (keys::INTERRUPTION_TAINT, kind),
+    )
+    .await
+}
+
+/// Taints (`taint` = key, value) and cordons `node`, and records `state` (for `policy`).
 async fn mark(
     client: &Client,
     node: &str,
-    policy: &str,
+    policy: Option<&str>,
     now: Timestamp,
     state: &str,
-    taint: &str,
+    (taint, value): (&str, &str),
 ) -> Result<bool, NodeError> {
     update_node(client, node, |n| {
         let spec = n.spec.get_or_insert_with(Default::default);
@@ -270,6 +291,7 @@ async fn mark(
         if !taints.iter().any(|t| t.key == taint) {
             taints.push(Taint {
                 key: taint.into(),
+                value: (!value.is_empty()).then(|| value.into()),
                 effect: "NoSchedule".into(),
                 ..Taint::default()
             });
@@ -280,7 +302,10 @@ async fn mark(
         if annotations.get(keys::STATE).map(String::as_str) != Some(state) {
             annotations.insert(keys::STATE.into(), state.into());
             annotations.insert(keys::STATE_SINCE.into(), now.to_string());
-            annotations.insert(keys::POLICY.into(), policy.into());
+            match policy {
+                Some(p) => annotations.insert(keys::POLICY.into(), p.into()),
+                None => annotations.remove(keys::POLICY),
+            };
             if !was_cordoned {
                 annotations.insert(keys::CORDONED.into(), "true".into());
             }
@@ -291,14 +316,18 @@ async fn mark(
 
 /// The NoSchedule taints stowage puts on nodes it works on.
 fn is_stowage_taint(key: &str) -> bool {
-    key == keys::DISRUPTING_TAINT || key == keys::WAITING_TAINT
+    key == keys::DISRUPTING_TAINT || key == keys::WAITING_TAINT || key == keys::INTERRUPTION_TAINT
 }
 
 /// Undoes [`mark_draining`] and [`mark_waiting`]: removes stowage's taints and annotations, and uncordons the node
-/// only if stowage cordoned it. Idempotent; a node that is gone is released.
+/// only if stowage cordoned it (never an interrupted node). Idempotent; a node that is gone is released.
 pub async fn release(client: &Client, node: &str) -> Result<(), NodeError> {
     let result: Result<bool, NodeError> = update_node(client, node, |n| {
         let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
+        // A node whose instance is going away stays cordoned whatever a policy decides.
+        if annotations.get(keys::STATE).map(String::as_str) == Some(keys::STATE_INTERRUPTED) {
+            return;
+        }
         let cordoned_by_us = annotations.get(keys::CORDONED).map(String::as_str) == Some("true");
         for key in [
             keys::STATE,

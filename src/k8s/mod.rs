@@ -9,6 +9,7 @@ pub mod crd;
 pub mod events;
 pub mod index;
 pub mod lease;
+pub mod record;
 pub mod schedconf;
 pub mod status;
 pub mod watch;

@@ -58,6 +58,15 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterruptionLabels {
+    /// The notice: `spot_interruption`, `rebalance`, `state_change`, `lifecycle_terminate`,
+    /// `scheduled_change`, `ignored`, `malformed`.
+    pub kind: String,
+    /// `sqs` or `imds`.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
     pub version: String,
 }
@@ -116,6 +125,11 @@ pub struct Metrics {
     /// 1 once the watchers have listed everything (what `/readyz` answers).
     pub index_synced: Gauge,
     pub build_info: Family<VersionLabels, Gauge>,
+    pub interruptions: Family<InterruptionLabels, Counter>,
+    /// From a notice's receipt to its node tainted and cordoned.
+    pub interruption_cordon_latency: Histogram,
+    /// Auto Scaling group tag writes by result (`written`, `unchanged`, `failed`).
+    pub asg_tag_updates: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -142,6 +156,10 @@ impl Metrics {
             leader: Gauge::default(),
             index_synced: Gauge::default(),
             build_info: Family::default(),
+            interruptions: Family::default(),
+            // 5 ms … ~20 s.
+            interruption_cordon_latency: Histogram::new(exponential_buckets(0.005, 2.0, 13)),
+            asg_tag_updates: Family::default(),
         };
         m.registry.register(
             "node_score",
@@ -200,6 +218,21 @@ impl Metrics {
         );
         m.registry
             .register("build_info", "The running build", m.build_info.clone());
+        m.registry.register(
+            "interruptions",
+            "Interruption notices received, by kind and source",
+            m.interruptions.clone(),
+        );
+        m.registry.register(
+            "interruption_cordon_latency_seconds",
+            "Time from an interruption notice's receipt to its node tainted and cordoned",
+            m.interruption_cordon_latency.clone(),
+        );
+        m.registry.register(
+            "asg_tag_updates",
+            "Auto Scaling groups whose node-template tags were reconciled, by result",
+            m.asg_tag_updates.clone(),
+        );
         m.build_info
             .get_or_create(&VersionLabels {
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -228,6 +261,23 @@ impl Metrics {
 
     pub fn eviction(&self, result: &str) {
         self.evictions
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn interruption(&self, kind: &str, source: &str) {
+        self.interruptions
+            .get_or_create(&InterruptionLabels {
+                kind: kind.into(),
+                source: source.into(),
+            })
+            .inc();
+    }
+
+    pub fn asg_tag_update(&self, result: &str) {
+        self.asg_tag_updates
             .get_or_create(&ResultLabels {
                 result: result.into(),
             })

@@ -95,6 +95,17 @@ impl Supervised {
         Supervised::spawn_owning(name, dir, program, args, false)
     }
 
+    /// Like `spawn`, with these environment variables set.
+    pub fn spawn_env(
+        name: &str,
+        dir: &Path,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> Supervised {
+        Supervised::start(name, dir, program, args, false, env)
+    }
+
     /// Like `spawn`; with `owns_dir`, `dir` is removed when the test process is gone.
     pub fn spawn_owning(
         name: &str,
@@ -103,8 +114,20 @@ impl Supervised {
         args: &[String],
         owns_dir: bool,
     ) -> Supervised {
+        Supervised::start(name, dir, program, args, owns_dir, &[])
+    }
+
+    fn start(
+        name: &str,
+        dir: &Path,
+        program: &Path,
+        args: &[String],
+        owns_dir: bool,
+        env: &[(&str, String)],
+    ) -> Supervised {
         let log = dir.join(format!("{name}.log"));
         let mut cmd = Command::new(repo().join("tests/harness/supervise.sh"));
+        cmd.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         cmd.arg(std::process::id().to_string()).arg(&log);
         if owns_dir {
             cmd.arg("--remove").arg(dir);
@@ -693,8 +716,26 @@ impl ControlPlane {
         });
     }
 
+    /// The Events about `node`, a line each: `reason: note`.
+    pub fn node_events(&self, node: &str) -> String {
+        self.kubectl(&[
+            "get",
+            "events.events.k8s.io",
+            "-A",
+            "--field-selector",
+            &format!("regarding.kind=Node,regarding.name={node}"),
+            "-o",
+            "jsonpath={range .items[*]}{.reason}: {.note}{\"\\n\"}{end}",
+        ])
+    }
+
     /// How many pods of namespace `ns` are Running.
     pub fn running_pods(&self, ns: &str) -> usize {
+        self.running_pods_named(ns, "")
+    }
+
+    /// How many pods of namespace `ns` whose name contains `part` are Running.
+    pub fn running_pods_named(&self, ns: &str, part: &str) -> usize {
         self.kubectl_output(&[
             "get",
             "pods",
@@ -704,7 +745,7 @@ impl ControlPlane {
             "-o",
             "name",
         ])
-        .map_or(0, |s| s.lines().count())
+        .map_or(0, |s| s.lines().filter(|l| l.contains(part)).count())
     }
 
     /// A fresh namespace for one test.

@@ -3,6 +3,7 @@
 //! a fresh state for each test (`POST /moto-api/reset`) — tests that use it take turns.
 
 use super::{Supervised, TempDir, curl, free_port};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -116,6 +117,7 @@ impl Moto {
     /// An SDK configuration for this server, for in-process clients.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(stowage::aws::clients::http_client())
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
@@ -123,5 +125,87 @@ impl Moto {
             ))
             .load()
             .await
+    }
+}
+
+impl Moto {
+    /// Creates an SQS queue; its URL.
+    pub async fn queue(&self, name: &str) -> String {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url()
+            .expect("queue url")
+            .to_string()
+    }
+
+    /// Instance id → private DNS name of every instance, from EC2's DescribeInstances through
+    /// the query API (stowage itself makes no EC2 call, and the tests spare the build of the
+    /// EC2 SDK crate).
+    pub fn private_dns_names(&self) -> BTreeMap<String, String> {
+        let xml = curl(&[
+            "-sf",
+            "-X",
+            "POST",
+            &self.endpoint,
+            "-H",
+            "Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+            "-d",
+            "Action=DescribeInstances&Version=2016-11-15",
+        ])
+        .expect("DescribeInstances");
+        let mut out = BTreeMap::new();
+        let mut rest = xml.as_str();
+        while let Some(at) = rest.find("<instanceId>") {
+            rest = &rest[at + "<instanceId>".len()..];
+            let id = &rest[..rest.find('<').expect("instanceId ends")];
+            let dns = rest
+                .find("<privateDnsName>")
+                .map(|d| &rest[d + "<privateDnsName>".len()..])
+                .and_then(|r| r.find('<').map(|e| &r[..e]))
+                .unwrap_or_default();
+            out.insert(id.to_string(), dns.to_string());
+        }
+        out
+    }
+
+    /// An Auto Scaling group of `desired` instances (a launch configuration, no EC2 call) with
+    /// these tags.
+    pub async fn group(&self, name: &str, desired: i32, tags: &[(&str, &str)]) {
+        use aws_sdk_autoscaling::types::Tag;
+        let asg = aws_sdk_autoscaling::Client::new(&self.sdk_config().await);
+        asg.create_launch_configuration()
+            .launch_configuration_name(name)
+            .image_id("ami-12c6146b")
+            .instance_type("r6i.4xlarge")
+            .send()
+            .await
+            .expect("create launch configuration");
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| {
+                Tag::builder()
+                    .resource_id(name)
+                    .resource_type("auto-scaling-group")
+                    .key(*k)
+                    .value(*v)
+                    .propagate_at_launch(false)
+                    .build()
+            })
+            .collect();
+        asg.create_auto_scaling_group()
+            .auto_scaling_group_name(name)
+            .launch_configuration_name(name)
+            .min_size(0)
+            .max_size(10)
+            .desired_capacity(desired)
+            .availability_zones("us-east-1a")
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .expect("create auto scaling group");
     }
 }

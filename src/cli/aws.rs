@@ -1,0 +1,108 @@
+//! The AWS commands: `stowage asg-tags` (the scale-from-zero tags, once) and
+//! `stowage interruption-agent` (IMDS mode).
+
+use super::{ClusterArgs, InputError, Output, input_error, live_snapshot, print, runtime, table};
+use crate::aws::clients::Sdk;
+use crate::aws::groups::{self, GroupReport};
+use crate::k8s::record;
+use std::io::Write;
+use std::path::Path;
+
+/// `stowage asg-tags`: one reconciliation of the node-template tags of the cluster's Auto
+/// Scaling groups; with `dry_run`, only what it would write.
+pub(super) fn asg_tags(
+    cluster: &ClusterArgs,
+    cluster_name: &str,
+    namespace: Option<String>,
+    dry_run: bool,
+    output: Output,
+    out: &mut dyn Write,
+) -> Result<(), InputError> {
+    let source = cluster.source();
+    let reports = runtime(source)?.block_on(async {
+        let (snapshot, client) = live_snapshot(cluster).await?;
+        let namespace = namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let mut owned: groups::Owned = record::load(&client, &namespace, record::ASG_TAGS)
+            .await
+            .map_err(|e| input_error(source, e))?;
+        let aws = Sdk::from_env().await;
+        let save =
+            record::saver::<groups::Owned>(client.clone(), namespace.clone(), record::ASG_TAGS);
+        let reports = groups::reconcile(
+            &aws,
+            &snapshot.nodes,
+            &groups::selected_keys(&snapshot),
+            cluster_name,
+            &mut owned,
+            (!dry_run).then_some(&save as groups::Save<'_>),
+        )
+        .await
+        .map_err(|e| input_error(Path::new("<aws>"), e))?;
+        Ok::<_, InputError>(reports)
+    })?;
+    let text = match output {
+        Output::Json => {
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "dryRun": dry_run, "groups": reports }),
+            )
+            .expect("reports serialise")
+                + "\n"
+        }
+        Output::Table => tags_table(&reports),
+    };
+    print(out, &text)?;
+    match reports
+        .iter()
+        .find_map(|r| r.error.as_ref().map(|e| (&r.group, e)))
+    {
+        Some((group, e)) => Err(input_error(Path::new(group), e)),
+        None => Ok(()),
+    }
+}
+
+fn tags_table(reports: &[GroupReport]) -> String {
+    let mut rows = Vec::new();
+    for r in reports {
+        let source = format!("{:?}", r.source).to_lowercase();
+        for (k, v) in &r.tags {
+            let change = if r.write.contains_key(k) {
+                "write"
+            } else if r.kept.contains(k) {
+                "kept (user's)"
+            } else {
+                "unchanged"
+            };
+            rows.push(vec![
+                r.group.clone(),
+                source.clone(),
+                change.into(),
+                k.clone(),
+                v.clone(),
+            ]);
+        }
+        for k in &r.delete {
+            rows.push(vec![
+                r.group.clone(),
+                source.clone(),
+                "delete".into(),
+                k.clone(),
+                String::new(),
+            ]);
+        }
+        if r.tags.is_empty() && r.delete.is_empty() {
+            rows.push(vec![
+                r.group.clone(),
+                source,
+                "none".into(),
+                String::new(),
+                String::new(),
+            ]);
+        }
+    }
+    if rows.is_empty() {
+        return "no Auto Scaling group carries Cluster Autoscaler's discovery tags for this cluster\n".into();
+    }
+    table(&["GROUP", "SOURCE", "CHANGE", "TAG", "VALUE"], &rows)
+}

@@ -1,0 +1,511 @@
+//! Interruption handling (DESIGN.md §9), the I/O around [`crate::aws::interruption`]: a notice's
+//! node is tainted `stowage.io/interruption:NoSchedule` and cordoned at once, then every pod
+//! that needs a new home — shuffle holders included — is evicted with
+//! `min(its grace, time left − 15 s)`; an Auto Scaling termination waits for the node to be
+//! empty (heartbeating the lifecycle hook) and completes the lifecycle action with CONTINUE.
+//!
+//! Queue mode ([`run_queue`]): workers long-poll the SQS queue (only on the leader); a message
+//! is deleted once its node was handled, or when its instance is not part of the cluster, or
+//! when it cannot be parsed (logged and counted) — a message whose handling failed stays and
+//! comes back after its visibility timeout, which is extended while a long drain runs.
+
+use crate::aws::clients::{Aws, LifecycleAction, Message};
+use crate::aws::interruption::{self, RebalanceAction};
+use crate::aws::notice::{self, Notice};
+use crate::k8s::act::{self, Eviction, NodeError};
+use crate::k8s::events::{Events, Regarding};
+use crate::k8s::index::ClusterIndex;
+use crate::metrics::Metrics;
+use futures::StreamExt;
+use jiff::Timestamp;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long evictions a PodDisruptionBudget refuses are retried, and how long an Auto Scaling
+/// termination waits for the node to be empty, when the notice gives no deadline.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(600);
+/// Between two attempts of a refused eviction, and two looks at a draining node.
+const RETRY: Duration = Duration::from_secs(2);
+/// Evictions in flight per node.
+const EVICTING: usize = 16;
+
+/// Handles notices on the cluster.
+pub struct Handler {
+    pub client: kube::Client,
+    /// Without kube's retry of 429 (a PodDisruptionBudget's answer).
+    pub evictions: kube::Client,
+    pub events: Events,
+    pub metrics: Arc<Metrics>,
+    /// Where nodes and pods are looked up.
+    pub index: Arc<Mutex<ClusterIndex>>,
+    pub rebalance: RebalanceAction,
+    /// For lifecycle actions; without it, an Auto Scaling termination is drained only.
+    pub aws: Option<Arc<dyn Aws>>,
+    /// `sqs` or `imds`, in metrics and logs.
+    pub source: &'static str,
+}
+
+/// What became of a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// These nodes were cordoned (and drained, if the notice asks it).
+    Handled(Vec<String>),
+    /// None of its instances is a node of this cluster.
+    NotInCluster(Vec<String>),
+    /// Nothing to do, with why.
+    Ignored(String),
+}
+
+/// Why a notice's handling must be tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error("{0}")]
+    Node(#[from] NodeError),
+    #[error("{0}")]
+    Aws(#[from] crate::aws::clients::AwsError),
+}
+
+/// The Event reason of a notice on its node.
+fn reason(notice: &Notice) -> &'static str {
+    match notice {
+        Notice::SpotInterruption { .. } => "SpotInterruption",
+        Notice::Rebalance { .. } => "RebalanceRecommendation",
+        Notice::StateChange { .. } => "InstanceStopping",
+        Notice::LifecycleTerminate { .. } => "AutoScalingTermination",
+        Notice::ScheduledChange { .. } => "ScheduledMaintenance",
+        Notice::Ignore { .. } => "Ignored",
+    }
+}
+
+/// The notice, as a log line and Event note says it.
+fn describe(notice: &Notice) -> String {
+    match notice {
+        Notice::SpotInterruption {
+            instance_id,
+            action,
+            deadline,
+        } => format!("spot interruption warning for {instance_id}: {action:?} at {deadline}"),
+        Notice::Rebalance { instance_id } => {
+            format!("rebalance recommendation for {instance_id}")
+        }
+        Notice::StateChange { instance_id, state } => format!("instance {instance_id} is {state}"),
+        Notice::LifecycleTerminate {
+            instance_id,
+            group,
+            hook,
+            ..
+        } => format!("Auto Scaling group {group} terminates {instance_id} (lifecycle hook {hook})"),
+        Notice::ScheduledChange {
+            instance_ids,
+            start,
+            code,
+        } => format!(
+            "scheduled maintenance {code} of {} from {}",
+            instance_ids.join(", "),
+            start.map_or("now".to_string(), |s| s.to_string())
+        ),
+        Notice::Ignore { why } => why.clone(),
+    }
+}
+
+fn deadline(notice: &Notice) -> Option<Timestamp> {
+    match notice {
+        Notice::SpotInterruption { deadline, .. } => Some(*deadline),
+        Notice::ScheduledChange { start, .. } => *start,
+        _ => None,
+    }
+}
+
+impl Handler {
+    /// Handles one notice received at `received`.
+    pub async fn handle(&self, notice: &Notice, received: Instant) -> Result<Outcome, HandleError> {
+        if let Notice::Ignore { why } = notice {
+            return Ok(Outcome::Ignored(why.clone()));
+        }
+        if matches!(notice, Notice::Rebalance { .. }) && self.rebalance == RebalanceAction::Ignore {
+            return Ok(Outcome::Ignored(
+                "rebalance recommendations are ignored".into(),
+            ));
+        }
+        let now = Timestamp::now();
+        let handlings: Vec<(interruption::Handling, String)> = {
+            let mut index = self.index.lock().expect("index lock");
+            let snapshot = index.snapshot();
+            interruption::handle(notice, snapshot, self.rebalance, now)
+                .into_iter()
+                .map(|h| {
+                    let uid = snapshot
+                        .nodes
+                        .iter()
+                        .find(|n| n.name == h.node)
+                        .map(|n| n.uid.clone())
+                        .unwrap_or_default();
+                    (h, uid)
+                })
+                .collect()
+        };
+        if handlings.is_empty() {
+            return Ok(Outcome::NotInCluster(
+                notice.instances().iter().map(|s| s.to_string()).collect(),
+            ));
+        }
+        let what = describe(notice);
+        let results = futures::future::join_all(
+            handlings
+                .iter()
+                .map(|(h, uid)| self.node(notice, &what, h, uid, received)),
+        )
+        .await;
+        let mut nodes = Vec::new();
+        for r in results {
+            nodes.push(r?);
+        }
+        if let Notice::LifecycleTerminate {
+            instance_id,
+            group,
+            hook,
+            token,
+        } = notice
+        {
+            let action = LifecycleAction {
+                group: group.clone(),
+                hook: hook.clone(),
+                token: Some(token.clone()).filter(|t| !t.is_empty()),
+                instance: instance_id.clone(),
+            };
+            self.complete_when_empty(&action, &nodes[0]).await?;
+        }
+        Ok(Outcome::Handled(nodes))
+    }
+
+    /// Cordons one node and evicts its pods; the node's name.
+    async fn node(
+        &self,
+        notice: &Notice,
+        what: &str,
+        h: &interruption::Handling,
+        uid: &str,
+        received: Instant,
+    ) -> Result<String, HandleError> {
+        match act::mark_interrupted(&self.client, &h.node, notice.kind(), Timestamp::now()).await {
+            Ok(_) | Err(NodeError::Gone(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let latency = received.elapsed();
+        self.metrics
+            .interruption_cordon_latency
+            .observe(latency.as_secs_f64());
+        tracing::info!(
+            node = %h.node,
+            notice = %what,
+            source = self.source,
+            latency_ms = latency.as_millis() as u64,
+            evicting = h.evict.len(),
+            "interruption: node tainted and cordoned"
+        );
+        let regarding = || Regarding::Node { name: &h.node, uid };
+        let plan = if h.evict.is_empty() {
+            "cordoned".to_string()
+        } else {
+            let max_grace = h.evict.iter().map(|e| e.2).max().unwrap_or(0);
+            format!(
+                "cordoned; evicting {} pods with grace up to {max_grace} s",
+                h.evict.len()
+            )
+        };
+        self.events
+            .publish(
+                regarding(),
+                true,
+                reason(notice),
+                "Cordon",
+                format!("{what}: {plan}"),
+            )
+            .await;
+        if h.evict.is_empty() {
+            return Ok(h.node.clone());
+        }
+        let until = deadline(notice)
+            .and_then(|d| {
+                let left =
+                    d.duration_since(Timestamp::now()).as_secs() - interruption::MARGIN_SECONDS;
+                u64::try_from(left).ok().map(Duration::from_secs)
+            })
+            .unwrap_or(DRAIN_LIMIT);
+        let stop = Instant::now() + until;
+        let evictions: Vec<_> = h
+            .evict
+            .iter()
+            .map(|(key, pod_uid, grace)| self.evict(&h.node, key, pod_uid, *grace, stop))
+            .collect();
+        let results: Vec<(String, &'static str)> = futures::stream::iter(evictions)
+            .buffer_unordered(EVICTING)
+            .collect()
+            .await;
+        let evicted: Vec<&str> = results
+            .iter()
+            .filter(|(_, r)| *r == "evicted")
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let left: Vec<&str> = results
+            .iter()
+            .filter(|(_, r)| *r == "refused" || *r == "error")
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let note = if left.is_empty() {
+            format!("{what}: evicted {}", evicted.join(", "))
+        } else {
+            format!(
+                "{what}: evicted {}; not evicted before the deadline: {}",
+                evicted.join(", "),
+                left.join(", ")
+            )
+        };
+        self.events
+            .publish(regarding(), !left.is_empty(), "Evicted", "Drain", note)
+            .await;
+        Ok(h.node.clone())
+    }
+
+    /// Evicts one pod, retrying a refusal until `stop`; the result as the metric counts it.
+    async fn evict(
+        &self,
+        node: &str,
+        key: &str,
+        uid: &str,
+        grace: i64,
+        stop: Instant,
+    ) -> (String, &'static str) {
+        (
+            key.to_string(),
+            self.evict_until(node, key, uid, grace, stop).await,
+        )
+    }
+
+    async fn evict_until(
+        &self,
+        node: &str,
+        key: &str,
+        uid: &str,
+        grace: i64,
+        stop: Instant,
+    ) -> &'static str {
+        let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+        loop {
+            let result = act::evict(&self.evictions, namespace, name, uid, Some(grace)).await;
+            let label = match &result {
+                Ok(Eviction::Evicted) => "evicted",
+                Ok(Eviction::Gone) => "gone",
+                Ok(Eviction::Blocked(_)) => "refused",
+                Err(_) => "error",
+            };
+            self.metrics.eviction(label);
+            match result {
+                Ok(Eviction::Evicted) => {
+                    tracing::info!(pod = %key, node, grace, reason = "interruption", "evicted");
+                    return label;
+                }
+                Ok(Eviction::Gone) => return label,
+                Ok(Eviction::Blocked(why)) => {
+                    tracing::info!(pod = %key, node, why = %why, "interruption: eviction refused; retrying")
+                }
+                Err(e) => {
+                    tracing::warn!(pod = %key, node, error = %e, "interruption: eviction failed; retrying")
+                }
+            }
+            if Instant::now() + RETRY >= stop {
+                tracing::warn!(pod = %key, node, "interruption: pod not evicted before the deadline");
+                return label;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    /// Waits for `node` to run no pod but DaemonSets' (at most [`DRAIN_LIMIT`]),
+    /// heartbeating the lifecycle hook, then completes the action with CONTINUE.
+    async fn complete_when_empty(
+        &self,
+        action: &LifecycleAction,
+        node: &str,
+    ) -> Result<(), HandleError> {
+        let Some(aws) = &self.aws else {
+            return Ok(());
+        };
+        let heartbeat = aws
+            .hook_heartbeat(&action.group, &action.hook)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "lifecycle hook's heartbeat timeout unknown; assuming 300 s");
+                None
+            })
+            .map_or(Duration::from_secs(300), |s| Duration::from_secs(s.max(2) as u64));
+        wait_until_empty(&self.index, node, DRAIN_LIMIT, heartbeat, || async {
+            if let Err(e) = aws.heartbeat(action).await {
+                tracing::warn!(node, error = %e, "lifecycle heartbeat failed");
+            }
+        })
+        .await;
+        aws.complete_lifecycle(action).await?;
+        tracing::info!(node, group = %action.group, hook = %action.hook, "lifecycle action completed: CONTINUE");
+        Ok(())
+    }
+}
+
+/// Whether `node` still runs a pod that is not a DaemonSet's or a mirror pod: terminating
+/// pods count, for Spark's decommissioning moves blocks during their grace period.
+fn occupied(index: &Mutex<ClusterIndex>, node: &str) -> bool {
+    let mut index = index.lock().expect("index lock");
+    index.snapshot().pods.iter().any(|p| {
+        p.node_name.as_deref() == Some(node)
+            && !p.is_daemonset()
+            && !p.mirror
+            && !p.phase.is_finished()
+    })
+}
+
+/// Waits until `node` is empty or `limit` passed, calling `beat` every half `heartbeat`.
+pub async fn wait_until_empty<F: Future<Output = ()>>(
+    index: &Mutex<ClusterIndex>,
+    node: &str,
+    limit: Duration,
+    heartbeat: Duration,
+    beat: impl Fn() -> F,
+) {
+    let start = Instant::now();
+    let mut last_beat = start;
+    while occupied(index, node) {
+        if start.elapsed() >= limit {
+            tracing::warn!(node, "node not empty within {limit:?}: completing anyway");
+            return;
+        }
+        if last_beat.elapsed() >= heartbeat / 2 {
+            beat().await;
+            last_beat = Instant::now();
+        }
+        tokio::time::sleep(RETRY.min(heartbeat / 4)).await;
+    }
+}
+
+/// How the queue is read.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    pub url: String,
+    pub workers: usize,
+    /// How long a received message stays invisible to other readers.
+    pub visibility: Duration,
+}
+
+/// Reads the queue with `options.workers` workers while `leading` says this replica leads.
+pub async fn run_queue(
+    handler: Arc<Handler>,
+    aws: Arc<dyn Aws>,
+    options: QueueOptions,
+    leading: Option<tokio::sync::watch::Receiver<bool>>,
+) {
+    let workers: Vec<_> = (0..options.workers.max(1))
+        .map(|_| {
+            let (handler, aws, options, leading) = (
+                handler.clone(),
+                aws.clone(),
+                options.clone(),
+                leading.clone(),
+            );
+            tokio::spawn(async move { worker(&handler, &*aws, &options, leading).await })
+        })
+        .collect();
+    futures::future::join_all(workers).await;
+}
+
+async fn worker(
+    handler: &Handler,
+    aws: &dyn Aws,
+    options: &QueueOptions,
+    mut leading: Option<tokio::sync::watch::Receiver<bool>>,
+) {
+    loop {
+        if let Some(l) = leading.as_mut()
+            && !*l.borrow_and_update()
+        {
+            if l.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let messages = match aws.receive(&options.url, options.visibility).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(queue = %options.url, error = %e, "interruption queue not read; retrying in 5 s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+        };
+        let received = Instant::now();
+        futures::future::join_all(
+            messages
+                .iter()
+                .map(|m| process(handler, aws, options, m, received)),
+        )
+        .await;
+    }
+}
+
+/// Handles one message and deletes it when it is done with.
+async fn process(
+    handler: &Handler,
+    aws: &dyn Aws,
+    options: &QueueOptions,
+    message: &Message,
+    received: Instant,
+) {
+    let metrics = &handler.metrics;
+    let done = match notice::parse(&message.body) {
+        Err(e) => {
+            metrics.interruption("malformed", handler.source);
+            tracing::warn!(message = %message.id, error = %e, "interruption message cannot be parsed: deleted");
+            true
+        }
+        Ok(notice) => {
+            metrics.interruption(notice.kind(), handler.source);
+            let handling = handler.handle(&notice, received);
+            let keepalive = async {
+                let mut tick =
+                    tokio::time::interval((options.visibility / 2).max(Duration::from_secs(1)));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = aws
+                        .extend(&options.url, &message.receipt, options.visibility)
+                        .await
+                    {
+                        tracing::warn!(message = %message.id, error = %e, "message visibility not extended");
+                    }
+                }
+            };
+            let outcome = tokio::select! {
+                outcome = handling => outcome,
+                _ = keepalive => unreachable!("the keepalive loop never ends"),
+            };
+            match outcome {
+                Ok(Outcome::Handled(nodes)) => {
+                    tracing::info!(message = %message.id, nodes = ?nodes, kind = notice.kind(), "interruption handled");
+                    true
+                }
+                Ok(Outcome::NotInCluster(instances)) => {
+                    tracing::info!(message = %message.id, instances = ?instances, kind = notice.kind(), "interruption of instances that are not nodes of this cluster: deleted");
+                    true
+                }
+                Ok(Outcome::Ignored(why)) => {
+                    tracing::info!(message = %message.id, why = %why, "interruption message ignored: deleted");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(message = %message.id, error = %e, "interruption not handled: the message comes back after its visibility timeout");
+                    false
+                }
+            }
+        }
+    };
+    if done && let Err(e) = aws.delete_message(&options.url, &message.receipt).await {
+        tracing::warn!(message = %message.id, error = %e, "interruption message not deleted; it will be handled again");
+    }
+}

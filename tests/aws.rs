@@ -1,0 +1,746 @@
+//! The AWS side against moto and the real control plane: the scale-from-zero tags read back
+//! and parsed as Cluster Autoscaler parses them; spot interruption warnings from an SQS queue
+//! handled by `stowage controller` (taint + cordon latency, grace, messages deleted only once
+//! handled, 500 at once, a controller killed mid-way, malformed messages); lifecycle hooks
+//! completed and heartbeated (the two calls moto does not implement, through the SDK's own
+//! mocks); `DrainAndTerminate` through the Auto Scaling group.
+
+mod support;
+
+use aws_sdk_autoscaling::types::Filter as AsgFilter;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, Patch, PatchParams};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use stowage::demo::{NodeJson, PodJson};
+use stowage::keys;
+use support::moto::Moto;
+use support::{ControlPlane, Supervised, curl, free_port, wait_until};
+
+const CLUSTER: &str = "test-cluster";
+const TEMPLATE: &str = "k8s.io/cluster-autoscaler/node-template/";
+
+fn discovery() -> [(&'static str, &'static str); 2] {
+    [
+        ("k8s.io/cluster-autoscaler/enabled", "true"),
+        ("k8s.io/cluster-autoscaler/test-cluster", "owned"),
+    ]
+}
+
+fn stowage_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_stowage"))
+}
+
+/// Runs `stowage` with moto's environment; (success, stdout, stderr).
+fn run(moto: &Moto, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(stowage_bin())
+        .args(args)
+        .envs(moto.env())
+        .output()
+        .expect("run stowage");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn group_tags(moto: &Moto, group: &str) -> BTreeMap<String, String> {
+    let asg = aws_sdk_autoscaling::Client::new(&moto.sdk_config().await);
+    let out = asg
+        .describe_tags()
+        .filters(
+            AsgFilter::builder()
+                .name("auto-scaling-group")
+                .values(group)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("describe tags");
+    out.tags()
+        .iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or("").to_string())))
+        .collect()
+}
+
+async fn group_instances(moto: &Moto, group: &str) -> Vec<String> {
+    let asg = aws_sdk_autoscaling::Client::new(&moto.sdk_config().await);
+    let out = asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names(group)
+        .send()
+        .await
+        .expect("describe group");
+    out.auto_scaling_groups()[0]
+        .instances()
+        .iter()
+        .filter_map(|i| i.instance_id().map(String::from))
+        .collect()
+}
+
+/// What Cluster Autoscaler's AWS provider builds a template node from: labels, taints (only
+/// values matching `(.*):(NoSchedule|NoExecute|PreferNoSchedule)`) and resources (quantities).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct CaTemplate {
+    labels: BTreeMap<String, String>,
+    taints: Vec<(String, String, String)>,
+    resources: BTreeMap<String, String>,
+}
+
+fn ca_parse(tags: &BTreeMap<String, String>) -> CaTemplate {
+    let mut t = CaTemplate::default();
+    for (k, v) in tags {
+        let Some(rest) = k.strip_prefix(TEMPLATE) else {
+            continue;
+        };
+        if let Some(label) = rest.strip_prefix("label/") {
+            t.labels.insert(label.into(), v.clone());
+        } else if let Some(taint) = rest.strip_prefix("taint/") {
+            let (value, effect) = v.rsplit_once(':').expect("a taint value has an effect");
+            assert!(
+                ["NoSchedule", "NoExecute", "PreferNoSchedule"].contains(&effect),
+                "{k}={v}: CA ignores this taint"
+            );
+            t.taints.push((taint.into(), value.into(), effect.into()));
+        } else if let Some(resource) = rest.strip_prefix("resources/") {
+            assert!(
+                v.chars().all(|c| c.is_ascii_digit()),
+                "{k}={v}: not a quantity"
+            );
+            t.resources.insert(resource.into(), v.clone());
+        } else {
+            panic!("{k}: CA reads no such node-template tag");
+        }
+    }
+    t
+}
+
+fn string_map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scale_from_zero_tags_are_what_cluster_autoscaler_parses() {
+    let cp = ControlPlane::shared();
+    let moto = Moto::session();
+    let config = moto.sdk_config().await;
+    let users_label = format!("{TEMPLATE}label/team");
+    let mut spot_tags: Vec<(&str, &str)> = discovery().to_vec();
+    spot_tags.push(("owner-team", "data"));
+    spot_tags.push((&users_label, "users-value"));
+    moto.group("spark-spot", 2, &spot_tags).await;
+    let mut zero_tags: Vec<(&str, &str)> = discovery().to_vec();
+    zero_tags.push(("eks:nodegroup-name", "spark-zero"));
+    moto.group("spark-zero", 0, &zero_tags).await;
+    moto.group(
+        "other-cluster",
+        1,
+        &[
+            ("k8s.io/cluster-autoscaler/enabled", "true"),
+            ("k8s.io/cluster-autoscaler/someone-else", "owned"),
+        ],
+    )
+    .await;
+    // The managed node group behind the group at zero.
+    let eks = aws_sdk_eks::Client::new(&config);
+    eks.create_cluster()
+        .name(CLUSTER)
+        .role_arn("arn:aws:iam::123456789012:role/eks")
+        .resources_vpc_config(aws_sdk_eks::types::VpcConfigRequest::builder().build())
+        .send()
+        .await
+        .expect("create EKS cluster");
+    eks.create_nodegroup()
+        .cluster_name(CLUSTER)
+        .nodegroup_name("spark-zero")
+        .node_role("arn:aws:iam::123456789012:role/node")
+        .subnets("subnet-0a")
+        .labels("pool", "spark-zero")
+        .taints(
+            aws_sdk_eks::types::Taint::builder()
+                .key("spot")
+                .value("")
+                .effect(aws_sdk_eks::types::TaintEffect::NoSchedule)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create node group");
+
+    // The group's instances as kwok nodes: named by their private DNS name, with the
+    // provider id the kubelet sets on EKS.
+    let dns = moto.private_dns_names();
+    let instances = group_instances(&moto, "spark-spot").await;
+    assert_eq!(instances.len(), 2);
+    let nodes: Vec<serde_json::Value> = instances
+        .iter()
+        .map(|id| {
+            let name = &dns[id];
+            NodeJson::new(name)
+                .kwok()
+                .label("pool", "spark")
+                .label("karpenter.sh/capacity-type", "spot")
+                .label("team", "node-value")
+                .label(keys::HOSTNAME, name)
+                .label(keys::ZONE, "us-east-1a")
+                .taint("dedicated", "spark", "NoSchedule")
+                .resources("16", "128Gi", "110")
+                .allocatable("ephemeral-storage", "100Gi")
+                .capacity("ephemeral-storage", "100Gi")
+                .provider_id(&format!("aws:///us-east-1a/{id}"))
+                .build()
+        })
+        .collect();
+    cp.apply_objects(nodes);
+    let kubeconfig = cp.service_account_kubeconfig("asg-tags", true);
+    let namespace = kubeconfig
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let kubeconfig = kubeconfig.to_string_lossy().into_owned();
+    let asg_tags = |extra: &[&str]| {
+        let mut args = vec![
+            "asg-tags",
+            "--kubeconfig",
+            &kubeconfig,
+            "--cluster-name",
+            CLUSTER,
+            "--namespace",
+            &namespace,
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let (ok, out, err) = run(&moto, &args);
+        assert!(ok, "asg-tags failed:\n{err}\n{out}");
+        let report: serde_json::Value = serde_json::from_str(&out).expect("JSON report");
+        report["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| (g["group"].as_str().unwrap().to_string(), g.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+
+    let untouched = group_tags(&moto, "spark-spot").await;
+    let dry = asg_tags(&["--dry-run"]);
+    // Only the groups CA discovers for this cluster.
+    assert_eq!(dry.keys().collect::<Vec<_>>(), ["spark-spot", "spark-zero"]);
+    assert_eq!(dry["spark-spot"]["source"], "nodes");
+    assert!(
+        dry["spark-spot"]["write"]
+            .as_object()
+            .is_some_and(|w| w.contains_key(&format!("{TEMPLATE}label/pool")))
+    );
+    assert_eq!(
+        group_tags(&moto, "spark-spot").await,
+        untouched,
+        "a dry run writes nothing"
+    );
+
+    let first = asg_tags(&[]);
+    assert_eq!(first["spark-zero"]["source"], "nodegroup");
+    let spot = group_tags(&moto, "spark-spot").await;
+    // The user's own tags are as they were, their node-template label included.
+    assert_eq!(spot["owner-team"], "data");
+    assert_eq!(spot[&users_label], "users-value");
+    assert_eq!(spot["stowage.io/node-template-owner"], CLUSTER);
+    assert_eq!(
+        ca_parse(&spot),
+        CaTemplate {
+            labels: string_map(&[
+                ("karpenter.sh/capacity-type", "spot"),
+                ("pool", "spark"),
+                ("team", "users-value"),
+            ]),
+            taints: vec![("dedicated".into(), "spark".into(), "NoSchedule".into())],
+            resources: string_map(&[("ephemeral-storage", &(100u64 << 30).to_string())]),
+        }
+    );
+    let zero = group_tags(&moto, "spark-zero").await;
+    assert_eq!(
+        ca_parse(&zero),
+        CaTemplate {
+            labels: string_map(&[("pool", "spark-zero")]),
+            taints: vec![("spot".into(), String::new(), "NoSchedule".into())],
+            resources: BTreeMap::new(),
+        }
+    );
+    assert!(
+        group_tags(&moto, "other-cluster")
+            .await
+            .keys()
+            .all(|k| !k.starts_with(TEMPLATE) && !k.starts_with("stowage.io/")),
+        "another cluster's group is not touched"
+    );
+    // The record of what stowage wrote.
+    let record = cp.kubectl(&[
+        "get",
+        "configmap",
+        "stowage-asg-tags",
+        "-n",
+        &namespace,
+        "-o",
+        "jsonpath={.data.state\\.json}",
+    ]);
+    assert!(
+        record.contains(&format!("{TEMPLATE}label/pool")),
+        "{record}"
+    );
+    assert!(!record.contains(&users_label), "{record}");
+
+    // Nothing changed: nothing written.
+    let again = asg_tags(&[]);
+    for (group, report) in &again {
+        assert!(report.get("write").is_none(), "{group} rewritten: {report}");
+    }
+
+    // The group scales to zero (its nodes go): it keeps its tags, for CA to scale it up again.
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    asg.update_auto_scaling_group()
+        .auto_scaling_group_name("spark-spot")
+        .min_size(0)
+        .desired_capacity(0)
+        .send()
+        .await
+        .expect("scale to zero");
+    for id in &instances {
+        cp.kubectl(&["delete", "node", &dns[id], "--wait=false"]);
+    }
+    wait_until("the group's nodes gone", Duration::from_secs(30), || {
+        instances.iter().all(|id| {
+            cp.kubectl_output(&["get", "node", &dns[id], "-o", "name"])
+                .is_none()
+        })
+    });
+    let at_zero = asg_tags(&[]);
+    assert_eq!(at_zero["spark-spot"]["source"], "recorded");
+    assert!(at_zero["spark-spot"].get("delete").is_none());
+    assert_eq!(group_tags(&moto, "spark-spot").await, spot);
+}
+
+/// A `stowage controller` reading the interruption queue, as the chart's ServiceAccount.
+struct Controller {
+    process: Supervised,
+    port: u16,
+}
+
+impl Controller {
+    fn start(cp: &ControlPlane, moto: &Moto, name: &str, kubeconfig: &Path, queue: &str) -> Self {
+        let port = free_port();
+        let namespace = kubeconfig
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let args: Vec<String> = [
+            "controller",
+            "--interval=30s",
+            "--log-format=json",
+            &format!("--admin-address=127.0.0.1:{port}"),
+            &format!("--lease-namespace={namespace}"),
+            "--lease-duration=6",
+            &format!("--identity={name}"),
+            &format!("--interruption-queue={queue}"),
+            "--queue-visibility-timeout=5s",
+            "--interruption-workers=4",
+            "--kubeconfig",
+            &kubeconfig.to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let process = Supervised::spawn_env(name, &cp.dir.0, &stowage_bin(), &args, &moto.env());
+        let c = Controller { process, port };
+        wait_until(&format!("{name} leads"), Duration::from_secs(60), || {
+            c.metrics().is_some_and(|m| m.contains("stowage_leader 1"))
+        });
+        c
+    }
+
+    fn metrics(&self) -> Option<String> {
+        curl(&["-sf", &format!("http://127.0.0.1:{}/metrics", self.port)])
+    }
+
+    /// Receipt-to-cordon latencies (ms) the controller logged, one per node.
+    fn latencies(&self) -> Vec<u64> {
+        self.process
+            .log_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == "interruption: node tainted and cordoned")
+            .filter_map(|v| v["latency_ms"].as_u64())
+            .collect()
+    }
+}
+
+fn spot_warning(instance: &str, at: jiff::Timestamp) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("warning-{instance}"),
+        "detail-type": "EC2 Spot Instance Interruption Warning",
+        "source": "aws.ec2",
+        "account": "123456789012",
+        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:ec2:us-east-1a:instance/{instance}")],
+        "detail": {"instance-id": instance, "instance-action": "terminate"},
+    })
+    .to_string()
+}
+
+async fn send_all(sqs: &aws_sdk_sqs::Client, queue: &str, bodies: &[String]) {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for (n, chunk) in bodies.chunks(10).enumerate() {
+        let entries: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{n}-{i}"))
+                    .message_body(b)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        sqs.send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("send batch");
+    }
+}
+
+/// Waits up to `limit` for the queue to hold no message; how many it holds then.
+async fn wait_empty(sqs: &aws_sdk_sqs::Client, queue: &str, limit: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let n = queued(sqs, queue).await;
+        if n == 0 || start.elapsed() > limit {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Messages in the queue, visible or in flight.
+async fn queued(sqs: &aws_sdk_sqs::Client, queue: &str) -> usize {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(queue)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes");
+    let attrs = out.attributes().unwrap();
+    [
+        A::ApproximateNumberOfMessages,
+        A::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .map(|a| attrs[a].parse::<usize>().unwrap())
+    .sum()
+}
+
+fn interrupted(node: &Node) -> bool {
+    let spec = node.spec.as_ref();
+    spec.and_then(|s| s.unschedulable) == Some(true)
+        && spec.and_then(|s| s.taints.as_ref()).is_some_and(|t| {
+            t.iter()
+                .any(|t| t.key == keys::INTERRUPTION_TAINT && t.effect == "NoSchedule")
+        })
+}
+
+/// `count` kwok nodes `<prefix>-<i>` with instance ids `i-<prefix><i>`, one pod each in `ns`.
+fn interruptible(cp: &ControlPlane, ns: &str, prefix: &str, count: usize) -> Vec<String> {
+    let mut objects = Vec::new();
+    let mut instances = Vec::new();
+    for i in 0..count {
+        let node = format!("{prefix}-{i}");
+        let instance = format!("i-{prefix}{i:05}");
+        objects.push(
+            NodeJson::new(&node)
+                .kwok()
+                .label("pool", prefix)
+                .resources("8", "32Gi", "110")
+                .provider_id(&format!("aws:///us-east-1a/{instance}"))
+                .build(),
+        );
+        objects.push(
+            PodJson::new(ns, &format!("{prefix}-pod-{i}"))
+                .on(&node)
+                .requests(100, 128)
+                .grace(30)
+                .build(),
+        );
+        instances.push(instance);
+    }
+    cp.apply_objects(objects);
+    instances
+}
+
+/// Pods of `ns` whose name contains `part`, in any phase.
+fn present(cp: &ControlPlane, ns: &str, part: &str) -> usize {
+    cp.kubectl_output(&["get", "pods", "-n", ns, "-o", "name"])
+        .map_or(0, |s| s.lines().filter(|l| l.contains(part)).count())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spot_interruptions_from_the_queue() {
+    let cp = ControlPlane::shared();
+    cp.install_crd();
+    let moto = Moto::session();
+    let config = moto.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = moto.queue("stowage-interruptions").await;
+    let ns = cp.namespace("spot");
+    let client = cp.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    // Scene 1: one warning. An executor with a long grace (held by a finalizer so its grace can
+    // be read) and a web pod.
+    cp.apply_objects(vec![
+        NodeJson::new("spot-one")
+            .kwok()
+            .label("pool", "spot-one")
+            .resources("8", "32Gi", "110")
+            .provider_id("aws:///us-east-1a/i-0one")
+            .build(),
+        NodeJson::new("bystander")
+            .kwok()
+            .label("pool", "bystander")
+            .resources("8", "32Gi", "110")
+            .provider_id("aws:///us-east-1a/i-0bystander")
+            .build(),
+    ]);
+    let mut executor = PodJson::new(&ns, "exec-1")
+        .on("spot-one")
+        .label(keys::SPARK_ROLE, "executor")
+        .label(keys::SPARK_APP_SELECTOR, "spark-app-1")
+        .grace(120)
+        .build();
+    executor["metadata"]["finalizers"] = serde_json::json!(["stowage.test/hold"]);
+    cp.apply_objects(vec![
+        executor,
+        PodJson::new(&ns, "web").on("spot-one").grace(30).build(),
+        PodJson::new(&ns, "calm").on("bystander").build(),
+    ]);
+    wait_until("pods running", Duration::from_secs(60), || {
+        cp.running_pods(&ns) == 3
+    });
+    let kubeconfig = cp.service_account_kubeconfig("spot", true);
+    let mut controller = Controller::start(cp, &moto, "spot-a", &kubeconfig, &queue);
+
+    // The grace each pod was evicted with: the first deletionGracePeriodSeconds a watch sees
+    // (kwok deletes terminating pods at once afterwards, with 0).
+    let graces = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, i64>::new()));
+    let watching = {
+        use futures::TryStreamExt;
+        let (pods, graces) = (pods.clone(), graces.clone());
+        tokio::spawn(async move {
+            let mut events = std::pin::pin!(kube::runtime::watcher(pods, Default::default()));
+            while let Ok(Some(e)) = events.try_next().await {
+                if let kube::runtime::watcher::Event::Apply(p) = e
+                    && let Some(g) = p.metadata.deletion_grace_period_seconds
+                {
+                    let name = p.metadata.name.unwrap_or_default();
+                    graces.lock().unwrap().entry(name).or_insert(g);
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent_at = jiff::Timestamp::now();
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(spot_warning("i-0one", sent_at))
+        .send()
+        .await
+        .expect("send warning");
+    let sent = Instant::now();
+    loop {
+        let node = nodes.get("spot-one").await.expect("get node");
+        if interrupted(&node) {
+            break;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "not cordoned:\n{}",
+            controller.process.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let end_to_end = sent.elapsed();
+    // The executor keeps 120 s − 15 s margin less what already passed; web keeps its 30 s.
+    wait_until("both pods evicted", Duration::from_secs(20), || {
+        graces.lock().unwrap().len() >= 2
+    });
+    watching.abort();
+    let graces = graces.lock().unwrap().clone();
+    assert!((100..=105).contains(&graces["exec-1"]), "{graces:?}");
+    assert_eq!(graces["web"], 30, "{graces:?}");
+    assert_eq!(
+        wait_empty(&sqs, &queue, Duration::from_secs(20)).await,
+        0,
+        "the handled message is deleted"
+    );
+    let events = cp.node_events("spot-one");
+    assert!(
+        events.contains("SpotInterruption: spot interruption warning for i-0one")
+            && events.contains("Evicted: "),
+        "{events}"
+    );
+    pods.patch(
+        "exec-1",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    println!(
+        "one spot warning: cordoned {} ms after SendMessage; the controller logged {:?} ms from receipt",
+        end_to_end.as_millis(),
+        controller.latencies()
+    );
+
+    // Scene 2: 100 malformed messages: logged, counted, deleted; nothing acts, nothing crashes.
+    let mut junk: Vec<String> = (0..60).map(|i| format!("not json {i}")).collect();
+    junk.extend((0..40).map(|i| {
+        serde_json::json!({"source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning", "time": format!("bad-time-{i}"), "detail": {}}).to_string()
+    }));
+    send_all(&sqs, &queue, &junk).await;
+    assert_eq!(
+        wait_empty(&sqs, &queue, Duration::from_secs(60)).await,
+        0,
+        "malformed messages are deleted"
+    );
+    let metrics = controller
+        .metrics()
+        .expect("controller alive after malformed messages");
+    assert!(
+        metrics.contains("stowage_interruptions_total{kind=\"malformed\",source=\"sqs\"} 100"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("interruptions"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!interrupted(&nodes.get("bystander").await.unwrap()));
+
+    // Scene 3: 500 warnings at once, every node drained within 120 s.
+    let bulk = interruptible(cp, &ns, "bulk", 500);
+    wait_until("bulk pods running", Duration::from_secs(180), || {
+        cp.running_pods_named(&ns, "bulk-pod-") == 500
+    });
+    let now = jiff::Timestamp::now();
+    let warnings: Vec<String> = bulk.iter().map(|i| spot_warning(i, now)).collect();
+    let started = Instant::now();
+    send_all(&sqs, &queue, &warnings).await;
+    let list = kube::api::ListParams::default().labels("pool=bulk");
+    let mut cordoned_after = None;
+    loop {
+        let listed = nodes.list(&list).await.unwrap();
+        let done = listed.items.iter().filter(|n| interrupted(n)).count();
+        if done == 500 && cordoned_after.is_none() {
+            cordoned_after = Some(started.elapsed());
+        }
+        let left = present(cp, &ns, "bulk-pod-");
+        if done == 500 && left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "after 120 s: {done} of 500 cordoned, {left} pods left\n{}",
+            controller.process.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let drained_after = started.elapsed();
+    let mut latencies = controller.latencies();
+    latencies.sort();
+    assert!(
+        latencies.len() >= 501,
+        "{} latencies logged",
+        latencies.len()
+    );
+    println!(
+        "500 spot warnings: all cordoned {} ms and drained {} ms after the first SendMessage; receipt-to-cordon p50 {} ms, p99 {} ms, max {} ms",
+        cordoned_after.unwrap().as_millis(),
+        drained_after.as_millis(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().unwrap()
+    );
+    assert!(
+        percentile(&latencies, 0.99) < 1000,
+        "p99 receipt-to-cordon {} ms is above the 1 s floor",
+        percentile(&latencies, 0.99)
+    );
+    assert_eq!(wait_empty(&sqs, &queue, Duration::from_secs(20)).await, 0);
+
+    // Scene 4: the controller dies at a random moment while handling 50 warnings; its
+    // successor handles every one (the visibility timeout brings the unfinished back).
+    let late = interruptible(cp, &ns, "late", 50);
+    wait_until("late pods running", Duration::from_secs(120), || {
+        cp.running_pods_named(&ns, "late-pod-") == 50
+    });
+    let now = jiff::Timestamp::now();
+    let warnings: Vec<String> = late.iter().map(|i| spot_warning(i, now)).collect();
+    send_all(&sqs, &queue, &warnings).await;
+    let delay = Duration::from_millis(u64::from(
+        jiff::Timestamp::now().subsec_nanosecond().unsigned_abs() % 400,
+    ));
+    tokio::time::sleep(delay).await;
+    controller.process.kill_hard();
+    let list = kube::api::ListParams::default().labels("pool=late");
+    let before = nodes
+        .list(&list)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|n| interrupted(n))
+        .count();
+    let successor = Controller::start(cp, &moto, "spot-b", &kubeconfig, &queue);
+    let start = Instant::now();
+    loop {
+        let done = nodes
+            .list(&list)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter(|n| interrupted(n))
+            .count();
+        let left = present(cp, &ns, "late-pod-");
+        if done == 50 && left == 0 && queued(&sqs, &queue).await == 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "{done} of 50 cordoned, {left} pods left\n{}",
+            successor.process.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    println!(
+        "killed {} ms after sending 50 warnings ({before} nodes cordoned by then); the successor finished the rest in {} ms",
+        delay.as_millis(),
+        start.elapsed().as_millis()
+    );
+}
