@@ -195,6 +195,27 @@ enum Command {
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// Handle this node's spot interruption notices, rebalance recommendations, scheduled
+    /// maintenance and Auto Scaling termination from the instance metadata service (IMDS
+    /// mode, one per node as a DaemonSet): taint and cordon at once, then drain.
+    InterruptionAgent {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The node this agent runs on (the downward API's spec.nodeName).
+        #[arg(long, env = "NODE_NAME")]
+        node_name: String,
+        /// Time between two reads of the metadata (Go duration).
+        #[arg(long, default_value = "2s")]
+        poll_interval: String,
+        /// What a rebalance recommendation does to the node.
+        #[arg(long, value_enum, default_value = "cordon")]
+        rebalance_action: crate::aws::interruption::RebalanceAction,
+        /// Serve /healthz and /metrics here ("" to serve nothing).
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        admin_address: String,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
     /// Print the embedded demo cluster (or, with --nodes, a synthetic one) as a snapshot file.
     #[command(hide = true)]
     Demo {
@@ -351,6 +372,23 @@ pub fn main() -> ExitCode {
             output,
             &mut out,
         ),
+        Command::InterruptionAgent {
+            cluster,
+            node_name,
+            poll_interval,
+            rebalance_action,
+            admin_address,
+            log_format,
+        } => {
+            init_logs(log_format);
+            aws::interruption_agent(
+                &cluster,
+                node_name,
+                &poll_interval,
+                rebalance_action,
+                &admin_address,
+            )
+        }
         Command::Demo { nodes, pods, seed } => {
             let cluster = match nodes {
                 Some(n) => crate::demo::synthetic_cluster(n, pods, seed),
@@ -450,6 +488,19 @@ struct ControllerArgs<'a> {
     aws: AwsArgs,
 }
 
+/// `--admin-address`: "" serves nothing.
+fn admin_address(text: &str) -> Result<Option<std::net::SocketAddr>, InputError> {
+    match text {
+        "" => Ok(None),
+        a => a.parse().map(Some).map_err(|e| {
+            input_error(
+                Path::new("--admin-address"),
+                format!("{a:?} is not an address like 0.0.0.0:8080: {e}"),
+            )
+        }),
+    }
+}
+
 /// `stowage controller`: watch, then a round every `interval` (or once).
 fn run_controller(
     cluster: &ClusterArgs,
@@ -462,15 +513,7 @@ fn run_controller(
     let profiles = read_profiles(args.scheduler_config, SchedulerVersion::V1_36)?;
     let interval = crate::policy::schedule::parse_duration(args.interval)
         .map_err(|e| input_error(Path::new("--interval"), e))?;
-    let admin = match args.admin_address {
-        "" => None,
-        a => Some(a.parse::<std::net::SocketAddr>().map_err(|e| {
-            input_error(
-                Path::new("--admin-address"),
-                format!("{a:?} is not an address like 0.0.0.0:8080: {e}"),
-            )
-        })?),
-    };
+    let admin = admin_address(args.admin_address)?;
     let identity = args
         .identity
         .or_else(|| std::env::var("POD_NAME").ok())

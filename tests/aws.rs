@@ -380,6 +380,28 @@ impl Controller {
     }
 }
 
+/// The grace each pod was evicted with: the first deletionGracePeriodSeconds a watch sees
+/// (kwok deletes terminating pods at once afterwards, with 0).
+type Graces = std::sync::Arc<std::sync::Mutex<BTreeMap<String, i64>>>;
+
+fn watch_graces(pods: Api<Pod>) -> (Graces, tokio::task::JoinHandle<()>) {
+    use futures::TryStreamExt;
+    let graces: Graces = Default::default();
+    let seen = graces.clone();
+    let task = tokio::spawn(async move {
+        let mut events = std::pin::pin!(kube::runtime::watcher(pods, Default::default()));
+        while let Ok(Some(e)) = events.try_next().await {
+            if let kube::runtime::watcher::Event::Apply(p) = e
+                && let Some(g) = p.metadata.deletion_grace_period_seconds
+            {
+                let name = p.metadata.name.unwrap_or_default();
+                seen.lock().unwrap().entry(name).or_insert(g);
+            }
+        }
+    });
+    (graces, task)
+}
+
 fn spot_warning(instance: &str, at: jiff::Timestamp) -> String {
     serde_json::json!({
         "version": "0",
@@ -545,24 +567,7 @@ async fn spot_interruptions_from_the_queue() {
     let kubeconfig = cp.service_account_kubeconfig("spot", true);
     let mut controller = Controller::start(cp, &moto, "spot-a", &kubeconfig, &queue);
 
-    // The grace each pod was evicted with: the first deletionGracePeriodSeconds a watch sees
-    // (kwok deletes terminating pods at once afterwards, with 0).
-    let graces = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::<String, i64>::new()));
-    let watching = {
-        use futures::TryStreamExt;
-        let (pods, graces) = (pods.clone(), graces.clone());
-        tokio::spawn(async move {
-            let mut events = std::pin::pin!(kube::runtime::watcher(pods, Default::default()));
-            while let Ok(Some(e)) = events.try_next().await {
-                if let kube::runtime::watcher::Event::Apply(p) = e
-                    && let Some(g) = p.metadata.deletion_grace_period_seconds
-                {
-                    let name = p.metadata.name.unwrap_or_default();
-                    graces.lock().unwrap().entry(name).or_insert(g);
-                }
-            }
-        })
-    };
+    let (graces, watching) = watch_graces(pods.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent_at = jiff::Timestamp::now();
     sqs.send_message()
@@ -742,5 +747,458 @@ async fn spot_interruptions_from_the_queue() {
         "killed {} ms after sending 50 warnings ({before} nodes cordoned by then); the successor finished the rest in {} ms",
         delay.as_millis(),
         start.elapsed().as_millis()
+    );
+}
+
+/// amazon-ec2-metadata-mock on 127.0.0.1, IMDSv2 only, with these arguments.
+struct MetadataMock {
+    _process: Supervised,
+    endpoint: String,
+}
+
+impl MetadataMock {
+    fn start(cp: &ControlPlane, name: &str, args: &[&str]) -> MetadataMock {
+        let port = free_port();
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(["-n", "127.0.0.1", "-p", &port.to_string(), "-I"].map(String::from));
+        let process = Supervised::spawn(
+            name,
+            &cp.dir.0,
+            &support::bin_dir().join("ec2-metadata-mock"),
+            &all,
+        );
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let token_url = format!("{endpoint}/latest/api/token");
+        wait_until(&format!("{name} serving"), Duration::from_secs(20), || {
+            curl(&[
+                "-sf",
+                "-X",
+                "PUT",
+                "-H",
+                "X-aws-ec2-metadata-token-ttl-seconds: 60",
+                &token_url,
+            ])
+            .is_some()
+        });
+        MetadataMock {
+            _process: process,
+            endpoint,
+        }
+    }
+}
+
+/// `stowage interruption-agent` for `node`, reading `mock`, as the agent's ServiceAccount.
+fn agent(
+    cp: &ControlPlane,
+    node: &str,
+    kubeconfig: &Path,
+    mock: &MetadataMock,
+    extra: &[&str],
+) -> Supervised {
+    let mut args: Vec<String> = [
+        "interruption-agent",
+        "--poll-interval=500ms",
+        "--admin-address=",
+        "--log-format=json",
+        "--kubeconfig",
+        &kubeconfig.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Supervised::spawn_env(
+        &format!("agent-{node}"),
+        &cp.dir.0,
+        &stowage_bin(),
+        &args,
+        &[
+            ("NODE_NAME", node.to_string()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", mock.endpoint.clone()),
+        ],
+    )
+}
+
+async fn cordoned(nodes: &Api<Node>, name: &str) -> bool {
+    nodes.get(name).await.is_ok_and(|n| interrupted(&n))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interruption_agent_reads_instance_metadata() {
+    let cp = ControlPlane::shared();
+    let ns = cp.namespace("imds");
+    let client = cp.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    // The mock's instance is i-1234567890abcdef0: the spot node carries it as provider id; the
+    // others are found by their own name (the agent's NODE_NAME).
+    cp.apply_objects(
+        ["imds-spot", "imds-rebalance", "imds-scheduled"]
+            .iter()
+            .map(|n| {
+                let node = NodeJson::new(n)
+                    .kwok()
+                    .label("pool", n)
+                    .resources("8", "32Gi", "110");
+                let node = if *n == "imds-spot" {
+                    node.provider_id("aws:///us-east-1a/i-1234567890abcdef0")
+                } else {
+                    node
+                };
+                node.build()
+            })
+            .collect(),
+    );
+    cp.apply_objects(vec![
+        PodJson::new(&ns, "spot-exec")
+            .on("imds-spot")
+            .label(keys::SPARK_ROLE, "executor")
+            .label(keys::SPARK_APP_SELECTOR, "spark-app-2")
+            .grace(300)
+            .build(),
+        PodJson::new(&ns, "rebalance-stays")
+            .on("imds-rebalance")
+            .build(),
+        PodJson::new(&ns, "retirement-moves")
+            .on("imds-scheduled")
+            .grace(30)
+            .build(),
+    ]);
+    wait_until("pods running", Duration::from_secs(60), || {
+        cp.running_pods(&ns) == 3
+    });
+    let kubeconfig = cp.service_account_with("agent", Some("agent-clusterrole.yaml"), false);
+    let (graces, watching) = watch_graces(pods.clone());
+
+    // A spot notice that the mock serves only 4 s after it starts.
+    let spot = MetadataMock::start(
+        cp,
+        "aemm-spot",
+        &[
+            "spot",
+            "--mock-delay-sec",
+            "4",
+            "--rebalance-delay-sec",
+            "600",
+        ],
+    );
+    let started = Instant::now();
+    let _spot_agent = agent(cp, "imds-spot", &kubeconfig, &spot, &[]);
+    // Scheduled maintenance: an instance retirement a minute from now.
+    let not_before = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60))
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let events = MetadataMock::start(
+        cp,
+        "aemm-events",
+        &[
+            "events",
+            "--code",
+            "instance-retirement",
+            "--not-before",
+            &not_before,
+        ],
+    );
+    let _events_agent = agent(cp, "imds-scheduled", &kubeconfig, &events, &[]);
+    // A rebalance recommendation now, the spot notice only in ten minutes.
+    let rebalance = MetadataMock::start(
+        cp,
+        "aemm-rebalance",
+        &[
+            "spot",
+            "--rebalance-delay-sec",
+            "1",
+            "--mock-delay-sec",
+            "600",
+        ],
+    );
+    let rebalance_agent = agent(cp, "imds-rebalance", &kubeconfig, &rebalance, &[]);
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if started.elapsed() < Duration::from_secs(4) {
+        assert!(
+            !cordoned(&nodes, "imds-spot").await,
+            "cordoned before the notice"
+        );
+    }
+    let start = Instant::now();
+    while !cordoned(&nodes, "imds-spot").await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "spot notice not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "IMDS spot notice (served 4 s after the mock started): node cordoned {} ms after the mock started",
+        started.elapsed().as_millis()
+    );
+    wait_until(
+        "rebalance and retirement handled",
+        Duration::from_secs(30),
+        || {
+            graces.lock().unwrap().contains_key("retirement-moves")
+                && graces.lock().unwrap().contains_key("spot-exec")
+        },
+    );
+    let start = Instant::now();
+    while !cordoned(&nodes, "imds-rebalance").await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "rebalance not handled:\n{}",
+            rebalance_agent.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cordoned(&nodes, "imds-scheduled").await);
+    // Spot: 120 s from the notice less the 15 s margin; the retirement a minute away leaves
+    // the pod its own 30 s; a rebalance recommendation only cordons (the default action).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    watching.abort();
+    let graces = graces.lock().unwrap().clone();
+    assert!((95..=105).contains(&graces["spot-exec"]), "{graces:?}");
+    assert_eq!(graces["retirement-moves"], 30, "{graces:?}");
+    assert!(!graces.contains_key("rebalance-stays"), "{graces:?}");
+    let stays = pods.get("rebalance-stays").await.unwrap();
+    assert!(stays.metadata.deletion_timestamp.is_none());
+    let notes = cp.node_events("imds-scheduled");
+    assert!(
+        notes.contains("ScheduledMaintenance: scheduled maintenance instance-retirement"),
+        "{notes}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
+    use aws_sdk_autoscaling::Client as Asg;
+    use aws_sdk_autoscaling::operation::complete_lifecycle_action::CompleteLifecycleActionOutput;
+    use aws_sdk_autoscaling::operation::describe_lifecycle_hooks::DescribeLifecycleHooksOutput;
+    use aws_sdk_autoscaling::operation::record_lifecycle_action_heartbeat::RecordLifecycleActionHeartbeatOutput;
+    use aws_sdk_autoscaling::types::LifecycleHook;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use std::sync::{Arc, Mutex};
+    use stowage::aws::notice::Notice;
+    use stowage::controller::interrupt::{Handler, Outcome};
+
+    let cp = ControlPlane::shared();
+    let ns = cp.namespace("hook");
+    cp.apply_objects(vec![
+        NodeJson::new("hook-0")
+            .kwok()
+            .label("pool", "hook")
+            .resources("8", "32Gi", "110")
+            .provider_id("aws:///us-east-1a/i-0hook")
+            .build(),
+    ]);
+    // An executor that takes 4 s to go (its finalizer is removed then): longer than half the
+    // hook's 2 s heartbeat timeout.
+    let mut held = PodJson::new(&ns, "decommissioning")
+        .on("hook-0")
+        .grace(60)
+        .build();
+    held["metadata"]["finalizers"] = serde_json::json!(["stowage.test/hold"]);
+    cp.apply_objects(vec![held, PodJson::new(&ns, "quick").on("hook-0").build()]);
+    wait_until("pods running", Duration::from_secs(60), || {
+        cp.running_pods(&ns) == 2
+    });
+
+    let action =
+        |group: Option<&str>, hook: Option<&str>, token: Option<&str>, instance: Option<&str>| {
+            group == Some("spark-spot")
+                && hook == Some("drain")
+                && token == Some("token-1")
+                && instance == Some("i-0hook")
+        };
+    let describe = mock!(Asg::describe_lifecycle_hooks)
+        .match_requests(|r| r.auto_scaling_group_name() == Some("spark-spot"))
+        .then_output(|| {
+            DescribeLifecycleHooksOutput::builder()
+                .lifecycle_hooks(
+                    LifecycleHook::builder()
+                        .lifecycle_hook_name("drain")
+                        .heartbeat_timeout(2)
+                        .build(),
+                )
+                .build()
+        });
+    let heartbeat = mock!(Asg::record_lifecycle_action_heartbeat)
+        .match_requests(move |r| {
+            action(
+                r.auto_scaling_group_name(),
+                r.lifecycle_hook_name(),
+                r.lifecycle_action_token(),
+                r.instance_id(),
+            )
+        })
+        .then_output(|| RecordLifecycleActionHeartbeatOutput::builder().build());
+    let complete = mock!(Asg::complete_lifecycle_action)
+        .match_requests(move |r| {
+            r.lifecycle_action_result() == Some("CONTINUE")
+                && action(
+                    r.auto_scaling_group_name(),
+                    r.lifecycle_hook_name(),
+                    r.lifecycle_action_token(),
+                    r.instance_id(),
+                )
+        })
+        .then_output(|| CompleteLifecycleActionOutput::builder().build());
+    let autoscaling = mock_client!(
+        aws_sdk_autoscaling,
+        RuleMode::MatchAny,
+        [&describe, &heartbeat, &complete]
+    );
+    let moto = Moto::session();
+    let config = moto.sdk_config().await;
+    let sdk = stowage::aws::clients::Sdk {
+        autoscaling,
+        eks: aws_sdk_eks::Client::new(&config),
+        sqs: aws_sdk_sqs::Client::new(&config),
+    };
+
+    let client = cp.client().await;
+    let index = Arc::new(Mutex::new(stowage::k8s::index::ClusterIndex::new()));
+    stowage::k8s::watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})).await;
+    let handler = Handler {
+        client: client.clone(),
+        evictions: client.clone(),
+        events: stowage::k8s::events::Events::new(client.clone(), None),
+        metrics: Arc::new(stowage::metrics::Metrics::new()),
+        index,
+        rebalance: Default::default(),
+        aws: Some(Arc::new(sdk)),
+        source: "sqs",
+        own_node: None,
+    };
+    let notice = Notice::LifecycleTerminate {
+        instance_id: "i-0hook".into(),
+        group: "spark-spot".into(),
+        hook: "drain".into(),
+        token: "token-1".into(),
+    };
+    let release = {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            pods.patch(
+                "decommissioning",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
+        })
+    };
+    let started = Instant::now();
+    let outcome = handler
+        .handle(&notice, Instant::now())
+        .await
+        .expect("handled");
+    let took = started.elapsed();
+    release.await.unwrap();
+    assert_eq!(outcome, Outcome::Handled(vec!["hook-0".into()]));
+    assert!(
+        took >= Duration::from_secs(4),
+        "completed before the node was empty: {took:?}"
+    );
+    assert_eq!(complete.num_calls(), 1);
+    assert!(
+        heartbeat.num_calls() >= 2,
+        "{} heartbeats in {took:?}",
+        heartbeat.num_calls()
+    );
+    assert_eq!(present(cp, &ns, ""), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_and_terminate_goes_through_the_group_never_below_its_minimum() {
+    use std::sync::{Arc, Mutex};
+    use stowage::controller::cycle::Controller;
+    use stowage::scoring::{Profiles, SchedulerVersion};
+
+    let cp = ControlPlane::shared();
+    let moto = Moto::session();
+    let config = moto.sdk_config().await;
+    moto.group("asg-thin", 2, &discovery()).await;
+    let asg = aws_sdk_autoscaling::Client::new(&config);
+    asg.update_auto_scaling_group()
+        .auto_scaling_group_name("asg-thin")
+        .min_size(1)
+        .send()
+        .await
+        .expect("minimum 1");
+    // Three nodes: asgp-0 busy (do-not-disrupt), asgp-1 and asgp-2 thin — the group's two
+    // instances.
+    let _ns = support::workload::fragmented(cp, "asgp");
+    let instances = group_instances(&moto, "asg-thin").await;
+    for (i, id) in instances.iter().enumerate() {
+        cp.kubectl(&[
+            "patch",
+            "node",
+            &format!("asgp-{}", i + 1),
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"spec":{{"providerID":"aws:///us-east-1a/{id}"}}}}"#),
+        ]);
+    }
+    let kubeconfig = cp.service_account_kubeconfig("asg-term", true);
+    let file = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+    let kube_config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(kube_config.clone()).unwrap();
+    let index = Arc::new(Mutex::new(stowage::k8s::index::ClusterIndex::new()));
+    stowage::k8s::watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})).await;
+    let mut ctl = Controller::new(
+        client,
+        stowage::k8s::act::eviction_client(kube_config).unwrap(),
+        Profiles::defaults(SchedulerVersion::V1_36),
+    )
+    .with_asg(
+        Arc::new(stowage::aws::clients::Sdk::new(&config)),
+        CLUSTER.to_string(),
+    );
+    let policy = stowage::policy::ConsolidationPolicy::parse(
+        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: asgp}\nspec:\n  nodeSelector: {matchLabels: {pool: asgp}}\n  idle: {for: 0s}\n  disruption: {action: DrainAndTerminate}\n",
+    )
+    .unwrap();
+    let mut empty = std::collections::BTreeSet::new();
+    let mut terminated = Vec::new();
+    for _ in 0..60 {
+        let report = ctl.cycle(&index, &policy, jiff::Timestamp::now()).await;
+        empty.extend(report.empty.iter().cloned());
+        terminated.extend(report.terminated.iter().cloned());
+        if empty.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        empty.iter().map(String::as_str).collect::<Vec<_>>(),
+        ["asgp-1", "asgp-2"]
+    );
+    // The first emptied node's instance went with the desired capacity; the second would take
+    // the group below its minimum and stays, said so in its Drained Event.
+    assert_eq!(terminated.len(), 1, "{terminated:?}");
+    let group = &asg
+        .describe_auto_scaling_groups()
+        .auto_scaling_group_names("asg-thin")
+        .send()
+        .await
+        .unwrap()
+        .auto_scaling_groups()[0]
+        .clone();
+    assert_eq!(group.desired_capacity(), Some(1));
+    assert_eq!(group.instances().len(), 1);
+    let kept = empty.iter().find(|n| !terminated.contains(n)).unwrap();
+    let notes = cp.node_events(kept);
+    assert!(
+        notes.contains("is at its minimum size (1): the instance stays"),
+        "{notes}"
+    );
+    let gone = &terminated[0];
+    assert!(
+        cp.node_events(gone).contains(
+            "terminated through Auto Scaling group asg-thin (desired capacity decremented)"
+        )
     );
 }

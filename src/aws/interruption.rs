@@ -68,12 +68,14 @@ pub struct Handling {
 }
 
 /// How `notice` is handled on the nodes of this cluster (none when its instances are not
-/// part of it, or the notice asks nothing).
+/// part of it, or the notice asks nothing). `own_node`: the node an interruption agent runs on,
+/// found by name when no node has the instance's provider id.
 pub fn handle(
     notice: &Notice,
     snapshot: &Snapshot,
     rebalance: RebalanceAction,
     now: Timestamp,
+    own_node: Option<&str>,
 ) -> Vec<Handling> {
     let (drain, deadline) = match notice {
         Notice::SpotInterruption { deadline, .. } => (true, Some(*deadline)),
@@ -89,7 +91,7 @@ pub fn handle(
     notice
         .instances()
         .into_iter()
-        .filter_map(|i| node_of(snapshot, i, None))
+        .filter_map(|i| node_of(snapshot, i, own_node))
         .map(|node| Handling {
             node: node.name.clone(),
             evict: if drain {
@@ -151,7 +153,7 @@ mod tests {
             action: SpotAction::Terminate,
             deadline: "2026-11-27T06:02:00Z".parse().unwrap(),
         };
-        let h = handle(&spot, &s, RebalanceAction::Cordon, now());
+        let h = handle(&spot, &s, RebalanceAction::Cordon, now(), None);
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].node, "ip-10-0-1-5.ec2.internal");
         // 90 s left − 15 s: the executor's 120 s shrinks to 75 s; web keeps its 30 s; the
@@ -173,17 +175,17 @@ mod tests {
         let rebalance = Notice::Rebalance {
             instance_id: "i-0aaa".into(),
         };
-        assert!(handle(&rebalance, &s, RebalanceAction::Ignore, now()).is_empty());
-        let cordon = handle(&rebalance, &s, RebalanceAction::Cordon, now());
+        assert!(handle(&rebalance, &s, RebalanceAction::Ignore, now(), None).is_empty());
+        let cordon = handle(&rebalance, &s, RebalanceAction::Cordon, now(), None);
         assert_eq!(cordon.len(), 1);
         assert!(cordon[0].evict.is_empty());
-        let drain = handle(&rebalance, &s, RebalanceAction::Drain, now());
+        let drain = handle(&rebalance, &s, RebalanceAction::Drain, now(), None);
         assert_eq!(drain[0].evict.len(), 2);
         // An instance that is not part of the cluster: nothing to do (the message is deleted).
         let stranger = Notice::Rebalance {
             instance_id: "i-0zzz".into(),
         };
-        assert!(handle(&stranger, &s, RebalanceAction::Drain, now()).is_empty());
+        assert!(handle(&stranger, &s, RebalanceAction::Drain, now(), None).is_empty());
         // Without a provider id, the private DNS name finds the node.
         assert_eq!(
             node_of(&s, "i-0bbb", Some("ip-10-0-1-6.ec2.internal")).map(|n| n.name.as_str()),

@@ -106,3 +106,51 @@ fn tags_table(reports: &[GroupReport]) -> String {
     }
     table(&["GROUP", "SOURCE", "CHANGE", "TAG", "VALUE"], &rows)
 }
+
+/// `stowage interruption-agent`: polls IMDS and handles this node's notices; never returns but
+/// on a startup error.
+pub(super) fn interruption_agent(
+    cluster: &ClusterArgs,
+    node: String,
+    poll_interval: &str,
+    rebalance: crate::aws::interruption::RebalanceAction,
+    admin_address: &str,
+) -> Result<(), InputError> {
+    use crate::controller::{agent, interrupt::Handler};
+    use std::sync::{Arc, Mutex};
+    let source = cluster.source();
+    let interval = crate::policy::schedule::parse_duration(poll_interval)
+        .map_err(|e| input_error(Path::new("--poll-interval"), e))?;
+    let admin = super::admin_address(admin_address)?;
+    runtime(source)?.block_on(async {
+        let config = super::kube_config(cluster).await?;
+        let fail = |e: &dyn std::fmt::Display| input_error(source, e);
+        let client = kube::Client::try_from(config.clone()).map_err(|e| fail(&e))?;
+        let evictions = crate::k8s::act::eviction_client(config).map_err(|e| fail(&e))?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        if let Some(addr) = admin {
+            let bound = crate::metrics::server::serve(addr, metrics.clone())
+                .await
+                .map_err(|e| input_error(Path::new("--admin-address"), e))?;
+            tracing::info!(address = %bound, "admin server listening");
+        }
+        let handler = Handler {
+            events: crate::k8s::events::Events::new(client.clone(), Some(node.clone())),
+            client,
+            evictions,
+            metrics,
+            index: Arc::new(Mutex::new(crate::k8s::index::ClusterIndex::new())),
+            rebalance,
+            aws: None,
+            source: "imds",
+            own_node: Some(node.clone()),
+        };
+        agent::run(
+            handler,
+            agent::imds_client(),
+            agent::AgentOptions { node, interval },
+        )
+        .await;
+        Ok(())
+    })
+}

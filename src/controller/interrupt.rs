@@ -43,6 +43,8 @@ pub struct Handler {
     pub aws: Option<Arc<dyn Aws>>,
     /// `sqs` or `imds`, in metrics and logs.
     pub source: &'static str,
+    /// The node an interruption agent runs on (every notice it reads is about it).
+    pub own_node: Option<String>,
 }
 
 /// What became of a notice.
@@ -131,18 +133,24 @@ impl Handler {
         let handlings: Vec<(interruption::Handling, String)> = {
             let mut index = self.index.lock().expect("index lock");
             let snapshot = index.snapshot();
-            interruption::handle(notice, snapshot, self.rebalance, now)
-                .into_iter()
-                .map(|h| {
-                    let uid = snapshot
-                        .nodes
-                        .iter()
-                        .find(|n| n.name == h.node)
-                        .map(|n| n.uid.clone())
-                        .unwrap_or_default();
-                    (h, uid)
-                })
-                .collect()
+            interruption::handle(
+                notice,
+                snapshot,
+                self.rebalance,
+                now,
+                self.own_node.as_deref(),
+            )
+            .into_iter()
+            .map(|h| {
+                let uid = snapshot
+                    .nodes
+                    .iter()
+                    .find(|n| n.name == h.node)
+                    .map(|n| n.uid.clone())
+                    .unwrap_or_default();
+                (h, uid)
+            })
+            .collect()
         };
         if handlings.is_empty() {
             return Ok(Outcome::NotInCluster(

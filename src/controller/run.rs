@@ -161,6 +161,7 @@ pub async fn run(
                 rebalance: aws_options.rebalance,
                 aws: Some(aws.clone()),
                 source: "sqs",
+                own_node: None,
             });
             tracing::info!(queue = %queue.url, workers = queue.workers, "reading the interruption queue");
             tokio::spawn(interrupt::run_queue(handler, aws, queue, leader.clone()));

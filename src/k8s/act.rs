@@ -287,14 +287,15 @@ async fn mark(
     update_node(client, node, |n| {
         let spec = n.spec.get_or_insert_with(Default::default);
         let taints = spec.taints.get_or_insert_with(Vec::new);
-        taints.retain(|t| t.key == taint || !is_stowage_taint(&t.key));
+        let wanted = Taint {
+            key: taint.into(),
+            value: (!value.is_empty()).then(|| value.into()),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        };
+        taints.retain(|t| !is_stowage_taint(&t.key) || (t.key == taint && t.value == wanted.value));
         if !taints.iter().any(|t| t.key == taint) {
-            taints.push(Taint {
-                key: taint.into(),
-                value: (!value.is_empty()).then(|| value.into()),
-                effect: "NoSchedule".into(),
-                ..Taint::default()
-            });
+            taints.push(wanted);
         }
         let was_cordoned = spec.unschedulable == Some(true);
         spec.unschedulable = Some(true);

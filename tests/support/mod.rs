@@ -657,14 +657,25 @@ impl ControlPlane {
     /// of `role.yaml` (both renamed `name`) unless `bound` is false: what the controller runs
     /// with, so the API server enforces the chart's RBAC on it.
     pub fn service_account_kubeconfig(&self, prefix: &str, bound: bool) -> PathBuf {
+        self.service_account_with(prefix, bound.then_some("clusterrole.yaml"), bound)
+    }
+
+    /// A kubeconfig of a fresh ServiceAccount bound to the ClusterRole of
+    /// `charts/stowage/files/<cluster_role>` (and, with `role`, the Role of `role.yaml`).
+    pub fn service_account_with(
+        &self,
+        prefix: &str,
+        cluster_role: Option<&str>,
+        role: bool,
+    ) -> PathBuf {
         let ns = self.namespace(prefix);
         // Unique per call: tests of one binary run in parallel.
         let name = ns.as_str();
         self.kubectl(&["create", "serviceaccount", name, "-n", &ns]);
-        if bound {
-            let role = std::fs::read_to_string("charts/stowage/files/clusterrole.yaml")
-                .expect("charts/stowage/files/clusterrole.yaml")
-                .replace("  name: stowage\n", &format!("  name: {name}\n"));
+        if let Some(file) = cluster_role {
+            let path = format!("charts/stowage/files/{file}");
+            let text = std::fs::read_to_string(&path).expect(&path);
+            let role = with_name(&text, name);
             self.apply(&role);
             self.kubectl(&[
                 "create",
@@ -673,6 +684,8 @@ impl ControlPlane {
                 &format!("--clusterrole={name}"),
                 &format!("--serviceaccount={ns}:{name}"),
             ]);
+        }
+        if role {
             let role = std::fs::read_to_string("charts/stowage/files/role.yaml")
                 .expect("charts/stowage/files/role.yaml")
                 .replace(
@@ -765,6 +778,18 @@ impl ControlPlane {
             .expect("kubeconfig");
         kube::Client::try_from(config).expect("client")
     }
+}
+
+/// A role's manifest with its `metadata.name` replaced by `name`.
+fn with_name(manifest: &str, name: &str) -> String {
+    manifest
+        .lines()
+        .map(|l| match l.strip_prefix("  name: ") {
+            Some(_) => format!("  name: {name}"),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// kube's rustls (ring) and the AWS SDK's (aws-lc) are both linked into the tests: pick one.
