@@ -1049,7 +1049,7 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
     );
     let moto = Moto::session();
     let config = moto.sdk_config().await;
-    let sdk = stowage::aws::clients::Sdk {
+    let sdk = stowage::aws::sdk::Sdk {
         autoscaling,
         eks: aws_sdk_eks::Client::new(&config),
         sqs: aws_sdk_sqs::Client::new(&config),
@@ -1154,7 +1154,7 @@ async fn drain_and_terminate_goes_through_the_group_never_below_its_minimum() {
         Profiles::defaults(SchedulerVersion::V1_36),
     )
     .with_asg(
-        Arc::new(stowage::aws::clients::Sdk::new(&config)),
+        Arc::new(stowage::aws::sdk::Sdk::new(&config)),
         CLUSTER.to_string(),
     );
     let policy = stowage::policy::ConsolidationPolicy::parse(

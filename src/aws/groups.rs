@@ -355,6 +355,172 @@ mod tests {
         assert_eq!(tags.len(), MAX_TAGS - 10 - 1);
     }
 
+    /// Groups in memory; every call it gets is logged.
+    struct Fake {
+        groups: Vec<Group>,
+        log: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Fake {
+        fn log(&self, what: String) {
+            self.log.lock().unwrap().push(what);
+        }
+    }
+
+    fn unused<'a, T: Send + 'a>() -> futures::future::BoxFuture<'a, Result<T, AwsError>> {
+        Box::pin(async {
+            Err(AwsError {
+                call: "unused",
+                message: "not called by the reconciler".into(),
+            })
+        })
+    }
+
+    impl Aws for Fake {
+        fn groups_tagged<'a>(
+            &'a self,
+            _: &'a [String],
+        ) -> futures::future::BoxFuture<'a, Result<Vec<Group>, AwsError>> {
+            Box::pin(async { Ok(self.groups.clone()) })
+        }
+        fn write_tags<'a>(
+            &'a self,
+            group: &'a str,
+            tags: &'a BTreeMap<String, String>,
+        ) -> futures::future::BoxFuture<'a, Result<(), AwsError>> {
+            self.log(format!("write {group} {}", tags.len()));
+            Box::pin(async { Ok(()) })
+        }
+        fn delete_tags<'a>(
+            &'a self,
+            group: &'a str,
+            keys: &'a [String],
+        ) -> futures::future::BoxFuture<'a, Result<(), AwsError>> {
+            self.log(format!("delete {group} {keys:?}"));
+            Box::pin(async { Ok(()) })
+        }
+        fn hook_heartbeat<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<Option<i32>, AwsError>> {
+            unused()
+        }
+        fn complete_lifecycle<'a>(
+            &'a self,
+            _: &'a super::super::clients::LifecycleAction,
+        ) -> futures::future::BoxFuture<'a, Result<(), AwsError>> {
+            unused()
+        }
+        fn heartbeat<'a>(
+            &'a self,
+            _: &'a super::super::clients::LifecycleAction,
+        ) -> futures::future::BoxFuture<'a, Result<(), AwsError>> {
+            unused()
+        }
+        fn terminate<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<(), AwsError>> {
+            unused()
+        }
+        fn nodegroup<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<Nodegroup, AwsError>> {
+            unused()
+        }
+        fn receive<'a>(
+            &'a self,
+            _: &'a str,
+            _: std::time::Duration,
+        ) -> futures::future::BoxFuture<'a, Result<Vec<super::super::clients::Message>, AwsError>>
+        {
+            unused()
+        }
+        fn delete_message<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<(), AwsError>> {
+            unused()
+        }
+        fn extend<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: std::time::Duration,
+        ) -> futures::future::BoxFuture<'a, Result<(), AwsError>> {
+            unused()
+        }
+    }
+
+    #[test]
+    fn the_record_is_saved_before_any_tag_is_written_and_a_failed_save_writes_nothing() {
+        let mut node = Node::test("ip-10-0-1-1");
+        node.provider_id = Some("aws:///us-east-1a/i-1".into());
+        let stale = format!("{PREFIX}label/old");
+        let fake = Fake {
+            groups: vec![group(&[(CA_ENABLED, "true"), (&stale, "x")], &["i-1"])],
+            log: Default::default(),
+        };
+        let nodes = [node.label("pool", "spark")];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // The save fails: nothing is written, and the group says why.
+        let failing = |_: &Owned| -> futures::future::BoxFuture<'static, Result<(), String>> {
+            Box::pin(async { Err("forbidden".to_string()) })
+        };
+        let mut owned: Owned = [("eks-spark-spot".to_string(), [stale.clone()].into())].into();
+        let reports = runtime
+            .block_on(reconcile(
+                &fake,
+                &nodes,
+                &HashSet::new(),
+                "c",
+                &mut owned,
+                Some(&failing),
+            ))
+            .unwrap();
+        assert!(fake.log.lock().unwrap().is_empty());
+        assert!(reports[0].error.as_deref().unwrap().contains("forbidden"));
+        // The save works: it happens before the write, the stale tag stowage wrote goes, and
+        // the record says what stowage now owns.
+        let saved = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = &fake.log;
+        let seen = saved.clone();
+        let saving = move |o: &Owned| -> futures::future::BoxFuture<'static, Result<(), String>> {
+            log.lock().unwrap().push("save".into());
+            seen.lock().unwrap().push(o.clone());
+            Box::pin(async { Ok(()) })
+        };
+        let mut owned: Owned = [("eks-spark-spot".to_string(), [stale.clone()].into())].into();
+        runtime
+            .block_on(reconcile(
+                &fake,
+                &nodes,
+                &HashSet::new(),
+                "c",
+                &mut owned,
+                Some(&saving),
+            ))
+            .unwrap();
+        let log = fake.log.lock().unwrap().clone();
+        assert_eq!(log[0], "save");
+        assert!(log[1].starts_with("write eks-spark-spot"), "{log:?}");
+        assert!(
+            log[2].starts_with("delete eks-spark-spot") && log[2].contains("label/old"),
+            "{log:?}"
+        );
+        assert_eq!(log[3], "save");
+        let first = &saved.lock().unwrap()[0]["eks-spark-spot"];
+        assert!(first.contains(&format!("{PREFIX}label/pool")) && first.contains(&stale));
+        assert!(!owned["eks-spark-spot"].contains(&stale));
+        assert!(!owned["eks-spark-spot"].contains(OWNER_TAG));
+    }
+
     #[test]
     fn termination_never_goes_below_the_minimum() {
         let mut g = group(&[], &["i-1", "i-2"]);

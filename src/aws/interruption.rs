@@ -193,4 +193,44 @@ mod tests {
         );
         assert_eq!(instance_id(&s.nodes[0]), Some("i-0aaa"));
     }
+
+    #[test]
+    fn an_agent_finds_its_own_node_by_name_when_no_provider_id_matches() {
+        let s = cluster();
+        let spot = Notice::SpotInterruption {
+            instance_id: "i-0bbb".into(),
+            action: SpotAction::Stop,
+            deadline: "2026-11-27T06:02:00Z".parse().unwrap(),
+        };
+        assert!(handle(&spot, &s, RebalanceAction::Cordon, now(), None).is_empty());
+        let own = handle(
+            &spot,
+            &s,
+            RebalanceAction::Cordon,
+            now(),
+            Some("ip-10-0-1-6.ec2.internal"),
+        );
+        assert_eq!(own.len(), 1);
+        assert_eq!(own[0].node, "ip-10-0-1-6.ec2.internal");
+        assert_eq!(
+            own[0].evict,
+            [("default/other".into(), "uid-other".into(), 30)]
+        );
+        // A provider id match wins over the name.
+        let a = handle(
+            &Notice::Rebalance {
+                instance_id: "i-0aaa".into(),
+            },
+            &s,
+            RebalanceAction::Drain,
+            now(),
+            Some("ip-10-0-1-6.ec2.internal"),
+        );
+        assert_eq!(a[0].node, "ip-10-0-1-5.ec2.internal");
+        assert_eq!(
+            instance_of_provider_id("aws:///us-east-1a/i-0ccc"),
+            Some("i-0ccc")
+        );
+        assert_eq!(instance_of_provider_id("kind://docker/node"), None);
+    }
 }

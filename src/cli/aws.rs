@@ -1,15 +1,41 @@
 //! The AWS commands: `stowage asg-tags` (the scale-from-zero tags, once) and
 //! `stowage interruption-agent` (IMDS mode).
 
-use super::{ClusterArgs, InputError, Output, input_error, live_snapshot, print, runtime, table};
-use crate::aws::clients::Sdk;
-use crate::aws::groups::{self, GroupReport};
-use crate::k8s::record;
+use super::{ClusterArgs, InputError, Output, input_error};
+use crate::aws::groups::GroupReport;
 use std::io::Write;
 use std::path::Path;
 
+/// The commands of a build without the `aws` feature: they say how to get them.
+#[cfg(not(feature = "aws"))]
+pub(super) fn asg_tags(
+    _: &ClusterArgs,
+    _: &str,
+    _: Option<String>,
+    _: bool,
+    _: Output,
+    _: &mut dyn Write,
+) -> Result<(), InputError> {
+    Err(input_error(Path::new("asg-tags"), crate::aws::NO_AWS))
+}
+
+#[cfg(not(feature = "aws"))]
+pub(super) fn interruption_agent(
+    _: &ClusterArgs,
+    _: String,
+    _: &str,
+    _: crate::aws::interruption::RebalanceAction,
+    _: &str,
+) -> Result<(), InputError> {
+    Err(input_error(
+        Path::new("interruption-agent"),
+        crate::aws::NO_AWS,
+    ))
+}
+
 /// `stowage asg-tags`: one reconciliation of the node-template tags of the cluster's Auto
 /// Scaling groups; with `dry_run`, only what it would write.
+#[cfg(feature = "aws")]
 pub(super) fn asg_tags(
     cluster: &ClusterArgs,
     cluster_name: &str,
@@ -18,6 +44,10 @@ pub(super) fn asg_tags(
     output: Output,
     out: &mut dyn Write,
 ) -> Result<(), InputError> {
+    use super::{live_snapshot, print, runtime};
+    use crate::aws::groups;
+    use crate::aws::sdk::Sdk;
+    use crate::k8s::record;
     let source = cluster.source();
     let reports = runtime(source)?.block_on(async {
         let (snapshot, client) = live_snapshot(cluster).await?;
@@ -62,6 +92,7 @@ pub(super) fn asg_tags(
     }
 }
 
+#[cfg_attr(not(feature = "aws"), allow(dead_code))]
 fn tags_table(reports: &[GroupReport]) -> String {
     let mut rows = Vec::new();
     for r in reports {
@@ -104,11 +135,12 @@ fn tags_table(reports: &[GroupReport]) -> String {
     if rows.is_empty() {
         return "no Auto Scaling group carries Cluster Autoscaler's discovery tags for this cluster\n".into();
     }
-    table(&["GROUP", "SOURCE", "CHANGE", "TAG", "VALUE"], &rows)
+    super::table(&["GROUP", "SOURCE", "CHANGE", "TAG", "VALUE"], &rows)
 }
 
 /// `stowage interruption-agent`: polls IMDS and handles this node's notices; never returns but
 /// on a startup error.
+#[cfg(feature = "aws")]
 pub(super) fn interruption_agent(
     cluster: &ClusterArgs,
     node: String,
@@ -122,7 +154,7 @@ pub(super) fn interruption_agent(
     let interval = crate::policy::schedule::parse_duration(poll_interval)
         .map_err(|e| input_error(Path::new("--poll-interval"), e))?;
     let admin = super::admin_address(admin_address)?;
-    runtime(source)?.block_on(async {
+    super::runtime(source)?.block_on(async {
         let config = super::kube_config(cluster).await?;
         let fail = |e: &dyn std::fmt::Display| input_error(source, e);
         let client = kube::Client::try_from(config.clone()).map_err(|e| fail(&e))?;

@@ -24,7 +24,7 @@ pub const LIFECYCLE: &str = "/latest/meta-data/autoscaling/target-lifecycle-stat
 /// The IMDS client: the SDK's, with stowage's HTTP client and short timeouts.
 pub fn imds_client() -> aws_config::imds::Client {
     let provider = aws_config::provider_config::ProviderConfig::default()
-        .with_http_client(crate::aws::clients::http_client());
+        .with_http_client(crate::aws::sdk::http_client());
     aws_config::imds::Client::builder()
         .configure(&provider)
         .connect_timeout(Duration::from_secs(1))

@@ -5,6 +5,7 @@
 //! [`govern`] which policy governs which node, [`cycle`] one round over the cluster, and
 //! [`run`] the loop around it (admin server, watchers, leader election, status).
 
+#[cfg(feature = "aws")]
 pub mod agent;
 pub mod attrition;
 pub mod backoff;

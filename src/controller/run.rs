@@ -5,15 +5,11 @@
 //! keeps its index warm; only the leader acts and writes status.
 
 use super::cycle::{Controller, Round};
-use super::interrupt::{self, Handler, QueueOptions};
-use crate::aws::clients::{Aws, Sdk};
-use crate::aws::groups;
+use super::interrupt::QueueOptions;
 use crate::aws::interruption::RebalanceAction;
 use crate::k8s::crd;
-use crate::k8s::events::Events;
 use crate::k8s::index::ClusterIndex;
 use crate::k8s::lease::{self, LeaseOptions};
-use crate::k8s::record;
 use crate::k8s::schedconf::SchedulerConfigs;
 use crate::k8s::{act, status, watch};
 use crate::metrics::{Metrics, server};
@@ -88,6 +84,8 @@ pub enum RunError {
     Policies(kube::Error),
     #[error("leader election: {0}")]
     Lease(kube_lease_manager::LeaseManagerError),
+    #[error("{}", crate::aws::NO_AWS)]
+    NoAws,
 }
 
 /// The cluster's ConsolidationPolicies by name, as the watcher last saw them.
@@ -137,35 +135,14 @@ pub async fn run(
         metrics.leader.set(1);
     }
     if let Some(aws_options) = options.aws {
-        let aws: Arc<dyn Aws> = Arc::new(Sdk::from_env().await);
-        if let Some(cluster) = &aws_options.cluster {
-            controller = controller.with_asg(aws.clone(), cluster.clone());
-            if let Some(every) = aws_options.tags_every {
-                tokio::spawn(tag_groups(
-                    aws.clone(),
-                    client.clone(),
-                    index.clone(),
-                    metrics.clone(),
-                    (cluster.clone(), aws_options.namespace.clone(), every),
-                    leader.clone(),
-                ));
-            }
-        }
-        if let Some(queue) = aws_options.queue {
-            let handler = Arc::new(Handler {
-                client: client.clone(),
-                evictions: controller.evictions.clone(),
-                events: Events::new(client.clone(), Some(options.instance.clone())),
-                metrics: metrics.clone(),
-                index: index.clone(),
-                rebalance: aws_options.rebalance,
-                aws: Some(aws.clone()),
-                source: "sqs",
-                own_node: None,
-            });
-            tracing::info!(queue = %queue.url, workers = queue.workers, "reading the interruption queue");
-            tokio::spawn(interrupt::run_queue(handler, aws, queue, leader.clone()));
-        }
+        controller = start_aws(
+            aws_options,
+            controller,
+            (&client, &index, &metrics),
+            &options.instance,
+            leader.clone(),
+        )
+        .await?;
     }
     // What this replica last wrote per policy: the watcher's copy may lag behind it.
     let mut written: BTreeMap<String, crd::PolicyStatus> = BTreeMap::new();
@@ -383,68 +360,19 @@ fn spawn_leader_gauge(
     });
 }
 
-/// Reconciles the Auto Scaling groups' node-template tags every `every` while this replica
-/// leads (`cluster`, the record's `namespace`, `every`).
-async fn tag_groups(
-    aws: Arc<dyn Aws>,
-    client: kube::Client,
-    index: Arc<Mutex<ClusterIndex>>,
-    metrics: Arc<Metrics>,
-    (cluster, namespace, every): (String, String, Duration),
-    leading: Option<tokio::sync::watch::Receiver<bool>>,
-) {
-    // Read when this replica starts to lead: another may have written it meanwhile.
-    let mut owned: Option<groups::Owned> = None;
-    loop {
-        let leads = leading.as_ref().is_none_or(|l| *l.borrow());
-        if !leads {
-            owned = None;
-        } else {
-            if owned.is_none() {
-                match record::load(&client, &namespace, record::ASG_TAGS).await {
-                    Ok(o) => owned = Some(o),
-                    Err(e) => tracing::warn!(error = %e, "Auto Scaling group tags not reconciled"),
-                }
-            }
-            if let Some(o) = owned.as_mut() {
-                let (nodes, selected) = {
-                    let mut index = index.lock().expect("index lock");
-                    let snapshot = index.snapshot();
-                    (snapshot.nodes.clone(), groups::selected_keys(snapshot))
-                };
-                let save = record::saver::<groups::Owned>(
-                    client.clone(),
-                    namespace.clone(),
-                    record::ASG_TAGS,
-                );
-                match groups::reconcile(&*aws, &nodes, &selected, &cluster, o, Some(&save)).await {
-                    Ok(reports) => {
-                        for r in &reports {
-                            let result = match (&r.error, r.changed()) {
-                                (Some(e), _) => {
-                                    tracing::warn!(group = %r.group, error = %e, "node-template tags not written");
-                                    "failed"
-                                }
-                                (None, true) => {
-                                    tracing::info!(group = %r.group, source = ?r.source, written = ?r.write.keys().collect::<Vec<_>>(), deleted = ?r.delete, "node-template tags written");
-                                    "written"
-                                }
-                                (None, false) => "unchanged",
-                            };
-                            metrics.asg_tag_update(result);
-                        }
-                        // A failed save leaves the record in doubt: read it again.
-                        if reports.iter().any(|r| r.error.is_some()) {
-                            owned = None;
-                        }
-                    }
-                    Err(e) => {
-                        metrics.asg_tag_update("failed");
-                        tracing::warn!(error = %e, "Auto Scaling groups not listed");
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(every).await;
-    }
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "aws")]
+use aws::start_aws;
+
+/// Without the `aws` feature the AWS side cannot start.
+#[cfg(not(feature = "aws"))]
+async fn start_aws(
+    _: AwsOptions,
+    _: Controller,
+    _: (&kube::Client, &Arc<Mutex<ClusterIndex>>, &Arc<Metrics>),
+    _: &str,
+    _: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Result<Controller, RunError> {
+    Err(RunError::NoAws)
 }

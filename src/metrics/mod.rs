@@ -310,8 +310,14 @@ mod tests {
         m.decision("spark", "consolidate", "done");
         m.eviction("evicted");
         m.plan_duration.observe(0.2);
+        m.interruption("spot_interruption", "sqs");
+        m.interruption_cordon_latency.observe(0.012);
+        m.asg_tag_update("written");
         let text = m.encode();
         for name in [
+            "stowage_interruptions_total{kind=\"spot_interruption\",source=\"sqs\"} 1",
+            "stowage_interruption_cordon_latency_seconds_bucket{le=\"0.02\"} 1",
+            "stowage_asg_tag_updates_total{result=\"written\"} 1",
             "stowage_node_score{node=\"a\",policy=\"spark\"} 40.0",
             "stowage_decisions_total{policy=\"spark\",action=\"consolidate\",result=\"done\"} 1",
             "stowage_evictions_total{result=\"evicted\"} 1",

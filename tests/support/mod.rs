@@ -16,6 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "aws")]
 pub mod moto;
 pub mod workload;
 

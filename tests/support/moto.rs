@@ -117,7 +117,7 @@ impl Moto {
     /// An SDK configuration for this server, for in-process clients.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .http_client(stowage::aws::clients::http_client())
+            .http_client(stowage::aws::sdk::http_client())
             .endpoint_url(&self.endpoint)
             .region(aws_config::Region::new(REGION))
             .credentials_provider(aws_sdk_sqs::config::Credentials::new(
