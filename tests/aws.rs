@@ -656,6 +656,7 @@ async fn spot_interruptions_from_the_queue() {
     let warnings: Vec<String> = bulk.iter().map(|i| spot_warning(i, now)).collect();
     let started = Instant::now();
     send_all(&sqs, &queue, &warnings).await;
+    let sending = started.elapsed();
     let list = kube::api::ListParams::default().labels("pool=bulk");
     let mut cordoned_after = None;
     loop {
@@ -684,7 +685,8 @@ async fn spot_interruptions_from_the_queue() {
         latencies.len()
     );
     println!(
-        "500 spot warnings: all cordoned {} ms and drained {} ms after the first SendMessage; receipt-to-cordon p50 {} ms, p99 {} ms, max {} ms",
+        "500 spot warnings (sent in {} ms, 50 batches): all cordoned {} ms and drained {} ms after the first SendMessage; receipt-to-cordon p50 {} ms, p99 {} ms, max {} ms",
+        sending.as_millis(),
         cordoned_after.unwrap().as_millis(),
         drained_after.as_millis(),
         percentile(&latencies, 0.5),
@@ -1201,4 +1203,81 @@ async fn drain_and_terminate_goes_through_the_group_never_below_its_minimum() {
             "terminated through Auto Scaling group asg-thin (desired capacity decremented)"
         )
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_notice_during_a_policys_drain_takes_the_node_over_and_no_release_undoes_it() {
+    use std::sync::{Arc, Mutex};
+    use stowage::aws::notice::{Notice, SpotAction};
+    use stowage::controller::interrupt::{Handler, Outcome};
+    use stowage::k8s::act;
+
+    let cp = ControlPlane::shared();
+    let ns = cp.namespace("both");
+    cp.apply_objects(vec![
+        NodeJson::new("both-0")
+            .kwok()
+            .label("pool", "both")
+            .resources("8", "32Gi", "110")
+            .provider_id("aws:///us-east-1a/i-0both")
+            .build(),
+        PodJson::new(&ns, "work").on("both-0").grace(30).build(),
+    ]);
+    wait_until("pod running", Duration::from_secs(60), || {
+        cp.running_pods(&ns) == 1
+    });
+    let client = cp.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    // A policy's drain is under way.
+    act::mark_draining(&client, "both-0", "both", jiff::Timestamp::now())
+        .await
+        .unwrap();
+    let index = Arc::new(Mutex::new(stowage::k8s::index::ClusterIndex::new()));
+    stowage::k8s::watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})).await;
+    let handler = Handler {
+        client: client.clone(),
+        evictions: client.clone(),
+        events: stowage::k8s::events::Events::new(client.clone(), None),
+        metrics: Arc::new(stowage::metrics::Metrics::new()),
+        index,
+        rebalance: Default::default(),
+        aws: None,
+        source: "sqs",
+        own_node: None,
+    };
+    let warning = Notice::SpotInterruption {
+        instance_id: "i-0both".into(),
+        action: SpotAction::Terminate,
+        deadline: jiff::Timestamp::now() + jiff::SignedDuration::from_secs(120),
+    };
+    let outcome = handler.handle(&warning, Instant::now()).await.unwrap();
+    assert_eq!(outcome, Outcome::Handled(vec!["both-0".into()]));
+    let check = |node: &Node| {
+        let annotations = node.metadata.annotations.clone().unwrap_or_default();
+        let taints: Vec<String> = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
+        assert!(interrupted(node), "{taints:?}");
+        assert!(
+            !taints.iter().any(|t| t == keys::DISRUPTING_TAINT),
+            "{taints:?}"
+        );
+        assert_eq!(
+            annotations.get(keys::STATE).map(String::as_str),
+            Some("interrupted")
+        );
+        assert!(!annotations.contains_key(keys::POLICY), "{annotations:?}");
+    };
+    check(&nodes.get("both-0").await.unwrap());
+    // The policy letting go of its drain (abandoned, or the policy deleted) changes nothing.
+    act::release(&client, "both-0").await.unwrap();
+    check(&nodes.get("both-0").await.unwrap());
+    wait_until("the pod evicted", Duration::from_secs(30), || {
+        present(cp, &ns, "work") == 0
+    });
 }
