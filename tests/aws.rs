@@ -332,7 +332,14 @@ struct Controller {
 }
 
 impl Controller {
-    fn start(cp: &ControlPlane, moto: &Moto, name: &str, kubeconfig: &Path, queue: &str) -> Self {
+    fn start(
+        cp: &ControlPlane,
+        moto: &Moto,
+        name: &str,
+        kubeconfig: &Path,
+        queue: &str,
+        workers: usize,
+    ) -> Self {
         let port = free_port();
         let namespace = kubeconfig
             .file_stem()
@@ -349,7 +356,7 @@ impl Controller {
             &format!("--identity={name}"),
             &format!("--interruption-queue={queue}"),
             "--queue-visibility-timeout=5s",
-            "--interruption-workers=4",
+            &format!("--interruption-workers={workers}"),
             "--kubeconfig",
             &kubeconfig.to_string_lossy(),
         ]
@@ -548,7 +555,16 @@ async fn spot_interruptions_from_the_queue() {
             .resources("8", "32Gi", "110")
             .provider_id("aws:///us-east-1a/i-0bystander")
             .build(),
+        NodeJson::new("held")
+            .kwok()
+            .label("pool", "held")
+            .resources("8", "32Gi", "110")
+            .provider_id("aws:///us-east-1a/i-0held")
+            .build(),
     ]);
+    cp.apply(&format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: pinned, namespace: {ns}}}\nspec:\n  maxUnavailable: 0\n  selector: {{matchLabels: {{app: pinned}}}}\n"
+    ));
     let mut executor = PodJson::new(&ns, "exec-1")
         .on("spot-one")
         .label(keys::SPARK_ROLE, "executor")
@@ -560,12 +576,43 @@ async fn spot_interruptions_from_the_queue() {
         executor,
         PodJson::new(&ns, "web").on("spot-one").grace(30).build(),
         PodJson::new(&ns, "calm").on("bystander").build(),
+        PodJson::new(&ns, "pinned")
+            .on("held")
+            .label("app", "pinned")
+            .build(),
     ]);
     wait_until("pods running", Duration::from_secs(60), || {
-        cp.running_pods(&ns) == 3
+        cp.running_pods(&ns) == 4
     });
     let kubeconfig = cp.service_account_kubeconfig("spot", true);
-    let mut controller = Controller::start(cp, &moto, "spot-a", &kubeconfig, &queue);
+    // One worker: a drain that cannot finish must not keep it from the next warning.
+    let mut controller = Controller::start(cp, &moto, "spot-a", &kubeconfig, &queue, 1);
+
+    // An instance stopping whose pod a PDB pins: its handling retries the eviction (for up to
+    // ten minutes, there being no deadline) and its message stays in flight.
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(
+            serde_json::json!({
+                "version": "0", "id": "stopping-held", "source": "aws.ec2",
+                "detail-type": "EC2 Instance State-change Notification",
+                "time": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "region": "us-east-1", "resources": [],
+                "detail": {"instance-id": "i-0held", "state": "stopping"},
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("send state change");
+    let start = Instant::now();
+    while !cordoned(&nodes, "held").await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "state change not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let (graces, watching) = watch_graces(pods.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -598,11 +645,19 @@ async fn spot_interruptions_from_the_queue() {
     let graces = graces.lock().unwrap().clone();
     assert!((100..=105).contains(&graces["exec-1"]), "{graces:?}");
     assert_eq!(graces["web"], 30, "{graces:?}");
-    assert_eq!(
-        wait_empty(&sqs, &queue, Duration::from_secs(20)).await,
-        0,
-        "the handled message is deleted"
+    assert!(
+        end_to_end < Duration::from_secs(2),
+        "a pinned drain delayed the warning: {end_to_end:?}"
     );
+    // The pinned pod is let go: its drain ends, and both messages are gone.
+    assert!(present(cp, &ns, "pinned") == 1);
+    cp.kubectl(&["delete", "pdb", "pinned", "-n", &ns]);
+    assert_eq!(
+        wait_empty(&sqs, &queue, Duration::from_secs(30)).await,
+        0,
+        "the handled messages are deleted"
+    );
+    assert_eq!(present(cp, &ns, "pinned"), 0);
     let events = cp.node_events("spot-one");
     assert!(
         events.contains("SpotInterruption: spot interruption warning for i-0one")
@@ -723,7 +778,7 @@ async fn spot_interruptions_from_the_queue() {
         .iter()
         .filter(|n| interrupted(n))
         .count();
-    let successor = Controller::start(cp, &moto, "spot-b", &kubeconfig, &queue);
+    let successor = Controller::start(cp, &moto, "spot-b", &kubeconfig, &queue, 4);
     let start = Instant::now();
     loop {
         let done = nodes
@@ -750,6 +805,27 @@ async fn spot_interruptions_from_the_queue() {
         delay.as_millis(),
         start.elapsed().as_millis()
     );
+}
+
+/// The queue mode's handler in this process, its index fed by watchers, as admin.
+async fn handler(
+    client: &kube::Client,
+    aws: Option<std::sync::Arc<dyn stowage::aws::clients::Aws>>,
+) -> stowage::controller::interrupt::Handler {
+    use std::sync::{Arc, Mutex};
+    let index = Arc::new(Mutex::new(stowage::k8s::index::ClusterIndex::new()));
+    stowage::k8s::watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})).await;
+    stowage::controller::interrupt::Handler {
+        client: client.clone(),
+        evictions: client.clone(),
+        events: stowage::k8s::events::Events::new(client.clone(), None),
+        metrics: Arc::new(stowage::metrics::Metrics::new()),
+        index,
+        rebalance: Default::default(),
+        aws,
+        source: "sqs",
+        own_node: None,
+    }
 }
 
 /// amazon-ec2-metadata-mock on 127.0.0.1, IMDSv2 only, with these arguments.
@@ -978,9 +1054,9 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
     use aws_sdk_autoscaling::operation::record_lifecycle_action_heartbeat::RecordLifecycleActionHeartbeatOutput;
     use aws_sdk_autoscaling::types::LifecycleHook;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
     use stowage::aws::notice::Notice;
-    use stowage::controller::interrupt::{Handler, Outcome};
+    use stowage::controller::interrupt::Outcome;
 
     let cp = ControlPlane::shared();
     let ns = cp.namespace("hook");
@@ -1058,19 +1134,7 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
     };
 
     let client = cp.client().await;
-    let index = Arc::new(Mutex::new(stowage::k8s::index::ClusterIndex::new()));
-    stowage::k8s::watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})).await;
-    let handler = Handler {
-        client: client.clone(),
-        evictions: client.clone(),
-        events: stowage::k8s::events::Events::new(client.clone(), None),
-        metrics: Arc::new(stowage::metrics::Metrics::new()),
-        index,
-        rebalance: Default::default(),
-        aws: Some(Arc::new(sdk)),
-        source: "sqs",
-        own_node: None,
-    };
+    let handler = handler(&client, Some(Arc::new(sdk))).await;
     let notice = Notice::LifecycleTerminate {
         instance_id: "i-0hook".into(),
         group: "spark-spot".into(),
@@ -1207,9 +1271,8 @@ async fn drain_and_terminate_goes_through_the_group_never_below_its_minimum() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_notice_during_a_policys_drain_takes_the_node_over_and_no_release_undoes_it() {
-    use std::sync::{Arc, Mutex};
     use stowage::aws::notice::{Notice, SpotAction};
-    use stowage::controller::interrupt::{Handler, Outcome};
+    use stowage::controller::interrupt::Outcome;
     use stowage::k8s::act;
 
     let cp = ControlPlane::shared();
@@ -1232,19 +1295,7 @@ async fn a_notice_during_a_policys_drain_takes_the_node_over_and_no_release_undo
     act::mark_draining(&client, "both-0", "both", jiff::Timestamp::now())
         .await
         .unwrap();
-    let index = Arc::new(Mutex::new(stowage::k8s::index::ClusterIndex::new()));
-    stowage::k8s::watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})).await;
-    let handler = Handler {
-        client: client.clone(),
-        evictions: client.clone(),
-        events: stowage::k8s::events::Events::new(client.clone(), None),
-        metrics: Arc::new(stowage::metrics::Metrics::new()),
-        index,
-        rebalance: Default::default(),
-        aws: None,
-        source: "sqs",
-        own_node: None,
-    };
+    let handler = handler(&client, None).await;
     let warning = Notice::SpotInterruption {
         instance_id: "i-0both".into(),
         action: SpotAction::Terminate,

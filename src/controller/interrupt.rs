@@ -403,31 +403,39 @@ pub struct QueueOptions {
     pub visibility: Duration,
 }
 
-/// Reads the queue with `options.workers` workers while `leading` says this replica leads.
+/// Messages being handled at once, across the workers: a long drain (an Auto Scaling
+/// termination waits for its node to be empty) never keeps a worker from the next spot warning.
+pub const IN_FLIGHT: usize = 256;
+
+/// Reads the queue with `options.workers` workers while `leading` says this replica leads;
+/// each received message is handled in a task of its own, at most [`IN_FLIGHT`] at once.
 pub async fn run_queue(
     handler: Arc<Handler>,
     aws: Arc<dyn Aws>,
     options: QueueOptions,
     leading: Option<tokio::sync::watch::Receiver<bool>>,
 ) {
+    let options = Arc::new(options);
+    let slots = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     let workers: Vec<_> = (0..options.workers.max(1))
         .map(|_| {
-            let (handler, aws, options, leading) = (
+            tokio::spawn(worker(
                 handler.clone(),
                 aws.clone(),
                 options.clone(),
+                slots.clone(),
                 leading.clone(),
-            );
-            tokio::spawn(async move { worker(&handler, &*aws, &options, leading).await })
+            ))
         })
         .collect();
     futures::future::join_all(workers).await;
 }
 
 async fn worker(
-    handler: &Handler,
-    aws: &dyn Aws,
-    options: &QueueOptions,
+    handler: Arc<Handler>,
+    aws: Arc<dyn Aws>,
+    options: Arc<QueueOptions>,
+    slots: Arc<tokio::sync::Semaphore>,
     mut leading: Option<tokio::sync::watch::Receiver<bool>>,
 ) {
     loop {
@@ -439,6 +447,10 @@ async fn worker(
             }
             continue;
         }
+        // Room for a whole batch before asking for one: what is received is handled at once.
+        let Ok(permits) = slots.clone().acquire_many_owned(10).await else {
+            return;
+        };
         let messages = match aws.receive(&options.url, options.visibility).await {
             Ok(m) => m,
             Err(e) => {
@@ -448,12 +460,15 @@ async fn worker(
             }
         };
         let received = Instant::now();
-        futures::future::join_all(
-            messages
-                .iter()
-                .map(|m| process(handler, aws, options, m, received)),
-        )
-        .await;
+        let mut permits = permits;
+        for message in messages {
+            let permit = permits.split(1).expect("a permit per message received");
+            let (handler, aws, options) = (handler.clone(), aws.clone(), options.clone());
+            tokio::spawn(async move {
+                process(&handler, &*aws, &options, &message, received).await;
+                drop(permit);
+            });
+        }
     }
 }
 
