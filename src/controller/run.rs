@@ -129,6 +129,18 @@ pub async fn run(
             .await
             .map_err(RunError::Lease)?;
         spawn_leader_gauge(leading.clone(), metrics.clone(), changed.clone());
+        if options.once {
+            // One round is meant to act: wait (up to two Lease durations) for the Lease, which
+            // a leader that went away leaves free once it expires; else the round stands by.
+            let mut waiting = leading.clone();
+            let limit = Duration::from_secs(2 * lease_options.duration);
+            if tokio::time::timeout(limit, waiting.wait_for(|l| *l))
+                .await
+                .is_err()
+            {
+                tracing::warn!("another replica holds the Lease: this round only plans");
+            }
+        }
         leader = Some(leading.clone());
         controller = controller.with_leader(leading);
     } else {

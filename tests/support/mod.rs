@@ -704,8 +704,14 @@ impl ControlPlane {
                 &format!("--serviceaccount={ns}:{name}"),
             ]);
         }
-        let token = self.kubectl(&["create", "token", name, "-n", &ns, "--duration=1h"]);
-        let path = self.dir.0.join(format!("{name}.kubeconfig"));
+        self.token_kubeconfig(&ns, name)
+    }
+
+    /// A kubeconfig of the existing ServiceAccount `ns/name` (a token of an hour), named
+    /// `<ns>.kubeconfig`.
+    pub fn token_kubeconfig(&self, ns: &str, name: &str) -> PathBuf {
+        let token = self.kubectl(&["create", "token", name, "-n", ns, "--duration=1h"]);
+        let path = self.dir.0.join(format!("{ns}.kubeconfig"));
         write(
             &path,
             &kubeconfig(&self.server, &self.dir.0.join("ca.crt"), token.trim()),
