@@ -216,6 +216,24 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
     },
+    /// Undo everything stowage put on the cluster, for uninstalling it (the chart's pre-delete
+    /// hook): stop the controller (scale its Deployment to zero and wait for its pods), release
+    /// every drain and wait, remove stowage's annotations and the shuffle protection it added.
+    /// Nodes whose instance is going away stay cordoned. Prints what it did as JSON.
+    Cleanup {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The controller Deployment's namespace; default: $POD_NAMESPACE, else the
+        /// kubeconfig's namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The controller's Deployment.
+        #[arg(long, default_value = "stowage")]
+        deployment: String,
+        /// How long to wait for the controller's pods to go (Go duration).
+        #[arg(long, default_value = "2m")]
+        timeout: String,
+    },
     /// Print the embedded demo cluster (or, with --nodes, a synthetic one) as a snapshot file.
     #[command(hide = true)]
     Demo {
@@ -389,6 +407,12 @@ pub fn main() -> ExitCode {
                 &admin_address,
             )
         }
+        Command::Cleanup {
+            cluster,
+            namespace,
+            deployment,
+            timeout,
+        } => run_cleanup(&cluster, namespace, &deployment, &timeout, &mut out),
         Command::Demo { nodes, pods, seed } => {
             let cluster = match nodes {
                 Some(n) => crate::demo::synthetic_cluster(n, pods, seed),
@@ -486,6 +510,31 @@ struct ControllerArgs<'a> {
     lease: Option<(Option<String>, String, u64)>,
     identity: Option<String>,
     aws: AwsArgs,
+}
+
+/// `stowage cleanup`.
+fn run_cleanup(
+    cluster: &ClusterArgs,
+    namespace: Option<String>,
+    deployment: &str,
+    timeout: &str,
+    out: &mut dyn Write,
+) -> Result<(), InputError> {
+    let source = cluster.source();
+    let timeout = crate::policy::schedule::parse_duration(timeout)
+        .map_err(|e| input_error(Path::new("--timeout"), e))?;
+    let report = runtime(source)?.block_on(async {
+        let config = kube_config(cluster).await?;
+        let namespace = namespace
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| config.default_namespace.clone());
+        let client = kube::Client::try_from(config).map_err(|e| input_error(source, e))?;
+        crate::k8s::cleanup::cleanup(&client, &namespace, deployment, timeout)
+            .await
+            .map_err(|e| input_error(source, e))
+    })?;
+    let line = serde_json::to_string(&report).expect("a report serialises");
+    print(out, &format!("{line}\n"))
 }
 
 /// `--admin-address`: "" serves nothing.

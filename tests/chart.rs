@@ -268,10 +268,142 @@ fn installs_into_a_restricted_namespace_and_its_service_account_runs_the_control
         cp.running_pods_named(&ns, "s-stowage-agent-") >= 1
     });
 
+    // What stowage leaves on a cluster while it works: a node marked for draining, a clock, a
+    // protected shuffle holder and its protected node.
+    let node = format!("{ns}-node");
+    let other = cp.namespace("chart-apps");
+    cp.apply_objects(vec![
+        stowage::demo::PodJson::new(&other, "executor")
+            .on(&node)
+            .build(),
+    ]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let client = cp.client().await;
+        let now = jiff::Timestamp::now();
+        stowage::k8s::act::mark_draining(&client, &node, &ns, now)
+            .await
+            .unwrap();
+        stowage::k8s::act::set_idle_since(&client, &node, Some(now))
+            .await
+            .unwrap();
+        stowage::k8s::act::protect_node(&client, &node, true)
+            .await
+            .unwrap();
+        stowage::k8s::act::protect_pod(&client, &other, "executor", true)
+            .await
+            .unwrap();
+    });
+    assert_eq!(
+        cp.kubectl(&["get", "node", &node, "-o", "jsonpath={.spec.unschedulable}"]),
+        "true"
+    );
+
+    // The pre-delete hook: kwok completes a Job's pod without running it, so its command runs
+    // here, as the hook's ServiceAccount with the hook's RBAC, exactly as the Job says.
+    let hook = helm_ok(
+        cp,
+        &[
+            "template",
+            "s",
+            "charts/stowage",
+            "-n",
+            &ns,
+            "--show-only",
+            "templates/cleanup.yaml",
+        ],
+    );
+    let docs: Vec<serde_json::Value> = hook
+        .split("\n---")
+        .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
+        .filter(|d| !d.is_null())
+        .collect();
+    let job = docs
+        .iter()
+        .find(|d| d["kind"] == "Job")
+        .expect("the hook Job");
+    assert_eq!(job["metadata"]["annotations"]["helm.sh/hook"], "pre-delete");
+    let rbac: Vec<serde_json::Value> = docs
+        .iter()
+        .filter(|d| d["kind"] != "Job")
+        .cloned()
+        .collect();
+    cp.apply_objects(rbac);
+    let hook_kubeconfig = cp.token_kubeconfig(&ns, "s-stowage-cleanup");
+    let args: Vec<String> = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_stowage"))
+        .args(&args)
+        .arg("--kubeconfig")
+        .arg(&hook_kubeconfig)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "cleanup failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(report["stopped"], true, "{report}");
+    assert_eq!(report["released"], serde_json::json!([node]), "{report}");
+    assert_eq!(
+        report["podsUnprotected"],
+        serde_json::json!([format!("{other}/executor")]),
+        "{report}"
+    );
+    let controllers =
+        cp.running_pods_named(&ns, "s-stowage-") - cp.running_pods_named(&ns, "s-stowage-agent-");
+    assert_eq!(controllers, 0, "the controller is stopped first");
+
     helm_ok(
         cp,
         &["uninstall", "s", "-n", &ns, "--wait", "--timeout", "120s"],
     );
+    // Nothing of stowage's is left on the node or the pod.
+    let left: serde_json::Value =
+        serde_json::from_str(&cp.kubectl(&["get", "node", &node, "-o", "json"])).unwrap();
+    assert!(left["spec"]["unschedulable"].is_null(), "{}", left["spec"]);
+    let taints = left["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        taints
+            .iter()
+            .all(|t| !t["key"].as_str().unwrap().starts_with("stowage.io/")),
+        "{taints:?}"
+    );
+    let annotations = left["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        annotations
+            .keys()
+            .all(|k| !k.starts_with("stowage.io/") && k != stowage::keys::CA_SCALE_DOWN_DISABLED),
+        "{annotations:?}"
+    );
+    let pod = cp.kubectl(&[
+        "get",
+        "pod",
+        "executor",
+        "-n",
+        &other,
+        "-o",
+        "jsonpath={.metadata.annotations}",
+    ]);
+    assert!(
+        !pod.contains("do-not-disrupt") && !pod.contains("stowage.io"),
+        "{pod}"
+    );
+    let hooks_left = cp.kubectl(&["get", "jobs,serviceaccounts", "-n", &ns, "-o", "name"]);
+    assert!(!hooks_left.contains("s-stowage-cleanup"), "{hooks_left}");
+
     for kind in [
         "deployment",
         "daemonset",

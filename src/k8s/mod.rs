@@ -5,6 +5,7 @@
 //! pure.
 
 pub mod act;
+pub mod cleanup;
 pub mod crd;
 pub mod events;
 pub mod index;
