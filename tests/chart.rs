@@ -40,6 +40,15 @@ fn helm_ok(cp: &ControlPlane, args: &[&str]) -> String {
     out
 }
 
+/// The objects of a `helm template` output.
+fn documents(rendered: &str) -> Vec<serde_json::Value> {
+    rendered
+        .split("\n---")
+        .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
 /// The Prometheus Operator's two kinds the chart renders, as minimal CRDs (their schemas are
 /// not available offline): enough for the API server to accept the objects.
 fn install_monitoring_crds(cp: &ControlPlane) {
@@ -116,11 +125,7 @@ fn every_rendered_object_is_accepted_by_the_api_server() {
         assert!(out.contains(kind), "{kind} not applied:\n{out}");
     }
     // The ClusterRoles are the files the end-to-end tests bind, rule for rule.
-    let docs: Vec<serde_json::Value> = rendered
-        .split("\n---")
-        .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
-        .filter(|d| !d.is_null())
-        .collect();
+    let docs = documents(&rendered);
     for (name, file) in [
         ("s-stowage", "charts/stowage/files/clusterrole.yaml"),
         (
@@ -313,11 +318,7 @@ fn installs_into_a_restricted_namespace_and_its_service_account_runs_the_control
             "templates/cleanup.yaml",
         ],
     );
-    let docs: Vec<serde_json::Value> = hook
-        .split("\n---")
-        .filter_map(|d| serde_saphyr::from_str::<serde_json::Value>(d).ok())
-        .filter(|d| !d.is_null())
-        .collect();
+    let docs = documents(&hook);
     let job = docs
         .iter()
         .find(|d| d["kind"] == "Job")
