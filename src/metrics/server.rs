@@ -1,5 +1,7 @@
 //! The admin port: `/healthz` (the process answers), `/readyz` (the index is synced: every
-//! watcher has listed its kind once) and `/metrics` (OpenMetrics text).
+//! watcher has listed its kind once) and `/metrics`: OpenMetrics text to a scraper that asks
+//! for it (Prometheus does), the classic text format 0.0.4 otherwise (curl, `promtool check
+//! metrics`).
 
 use super::Metrics;
 use axum::Router;
@@ -11,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const CLASSIC: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 async fn healthz() -> &'static str {
     "ok\n"
@@ -24,8 +27,53 @@ async fn readyz(State(m): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn metrics(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, OPENMETRICS)], m.encode())
+async fn metrics(State(m): State<Arc<Metrics>>, headers: header::HeaderMap) -> impl IntoResponse {
+    let open = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if open {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], m.encode())
+    } else {
+        ([(header::CONTENT_TYPE, CLASSIC)], classic(&m.encode()))
+    }
+}
+
+/// OpenMetrics text in the classic format: a counter's `# HELP` and `# TYPE` name its sample
+/// (`x_total`, where OpenMetrics names the family `x`), no `# UNIT`, no `# EOF`.
+pub fn classic(open: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in open.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|t| t.strip_suffix(" counter"))
+        {
+            counters.insert(name.to_string());
+        }
+    }
+    let mut out = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                if counters.contains(name) {
+                    out.push_str(&format!("{prefix}{name}_total {tail}"));
+                } else {
+                    out.push_str(line);
+                }
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Binds `addr` and serves the admin endpoints on the current runtime. Returns the address
@@ -44,4 +92,22 @@ pub async fn serve(addr: SocketAddr, metrics_: Arc<Metrics>) -> std::io::Result<
         }
     });
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_classic_format_names_counters_by_their_samples() {
+        let m = Metrics::new();
+        m.eviction("evicted");
+        m.plan_duration.observe(0.1);
+        let text = classic(&m.encode());
+        assert!(text.contains("# HELP stowage_evictions_total Eviction requests by result"));
+        assert!(text.contains("# TYPE stowage_evictions_total counter\n"));
+        assert!(text.contains("stowage_evictions_total{result=\"evicted\"} 1\n"));
+        assert!(text.contains("# TYPE stowage_plan_duration_seconds histogram\n"));
+        assert!(!text.contains("# EOF") && !text.contains("# TYPE stowage_evictions counter"));
+    }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real components stowage's tests run against, from their Go modules (no downloads of
 # release binaries, no Docker): etcd, kube-apiserver, kube-scheduler, kube-controller-manager,
-# kubectl, kwok, helm and amazon-ec2-metadata-mock.
+# kubectl, kwok, helm, amazon-ec2-metadata-mock, and Prometheus with promtool.
 #
 #   tests/harness/build.sh          build what is missing, print the binary directory
 #   tests/harness/build.sh --dir    only print the directory the binaries go to
@@ -18,10 +18,11 @@ ETCD_VERSION=v3.6.8       # what Kubernetes v1.36.3's go.mod requires (etcd/go.m
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
 AEMM_VERSION=v1.13.0
+PROMETHEUS_VERSION=v0.316.0 # the Go module version of Prometheus 3.16; built without service discoveries
 BUILD_REVISION=1          # bump when the way binaries are built changes
 
 
-hash=$( (echo "$KUBE_VERSION $ETCD_VERSION $KWOK_VERSION $HELM_VERSION $AEMM_VERSION $BUILD_REVISION"
+hash=$( (echo "$KUBE_VERSION $ETCD_VERSION $KWOK_VERSION $HELM_VERSION $AEMM_VERSION $PROMETHEUS_VERSION $BUILD_REVISION"
   cat "$here"/kube/go.mod "$here"/kube/go.sum "$here"/etcd/go.mod "$here"/etcd/go.sum "$here"/etcd/main.go) |
   sha256sum | cut -c1-16)
 out=${STOWAGE_BIN_DIR:-$HOME/.cache/stowage/bin/$hash}
@@ -76,6 +77,14 @@ if [ ! -f "$out/kwok-stages.yaml" ]; then
 fi
 install_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 install_tool ec2-metadata-mock "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$AEMM_VERSION"
+if [ ! -x "$out/prometheus" ] || [ ! -x "$out/promtool" ]; then
+  # Static scrape configs are all the tests use: every service discovery is left out
+  # (Prometheus's remove_all_sd build tag), which spares the cloud SDKs' build.
+  log "prometheus, promtool $PROMETHEUS_VERSION"
+  GOBIN="$out" GOFLAGS= go install -trimpath -tags remove_all_sd -ldflags "-s -w" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION"
+fi
 
 touch "$out/.complete"
 log "done: $(du -sh "$out" | cut -f1) in $out"
