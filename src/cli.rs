@@ -34,6 +34,8 @@ struct Cli {
 enum Output {
     Table,
     Json,
+    /// `plan`: every node as a cpu and a memory bar, before and after (elsewhere: the table).
+    Wide,
 }
 
 /// Which cluster to talk to.
@@ -131,6 +133,21 @@ enum Command {
         scheduler_version: SchedulerVersion,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
+    },
+    /// Watch the live cluster as the node view of `plan -o wide`, redrawn every --interval.
+    View {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        scheduler_config: Option<PathBuf>,
+        /// Time between two frames (Go duration).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        /// Draw one frame and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Print the version.
     Version,
@@ -339,6 +356,20 @@ pub fn main() -> ExitCode {
             output,
             &mut out,
         ),
+        Command::View {
+            cluster,
+            policy,
+            scheduler_config,
+            interval,
+            once,
+        } => run_view(
+            &cluster,
+            policy.as_deref(),
+            scheduler_config.as_deref(),
+            &interval,
+            once,
+            &mut out,
+        ),
         Command::Version => print(
             &mut out,
             &format!("stowage {}\n", env!("CARGO_PKG_VERSION")),
@@ -510,6 +541,63 @@ struct ControllerArgs<'a> {
     lease: Option<(Option<String>, String, u64)>,
     identity: Option<String>,
     aws: AwsArgs,
+}
+
+/// `stowage view`: watches the cluster into the index and draws the plan's node view every
+/// `interval` (clearing the screen first on a terminal).
+fn run_view(
+    cluster: &ClusterArgs,
+    policy_path: Option<&Path>,
+    scheduler_config: Option<&Path>,
+    interval: &str,
+    once: bool,
+    out: &mut dyn Write,
+) -> Result<(), InputError> {
+    use std::io::IsTerminal;
+    let source = cluster.source();
+    let every = crate::policy::schedule::parse_duration(interval)
+        .map_err(|e| input_error(Path::new("--interval"), e))?;
+    let policy = read_policy(policy_path)?;
+    let profiles = read_profiles(scheduler_config, SchedulerVersion::V1_36)?;
+    let terminal = std::io::stdout().is_terminal();
+    runtime(source)?.block_on(async {
+        let config = kube_config(cluster).await?;
+        let client = kube::Client::try_from(config).map_err(|e| input_error(source, e))?;
+        let index =
+            std::sync::Arc::new(std::sync::Mutex::new(crate::k8s::index::ClusterIndex::new()));
+        crate::k8s::watch::watch_all(client, index.clone(), std::sync::Arc::new(|| {})).await;
+        loop {
+            let now = Timestamp::now();
+            let frame = {
+                let mut index = index.lock().expect("index lock");
+                let snapshot = index.snapshot();
+                let result = plan(&PlanInput {
+                    snapshot,
+                    policy: &policy,
+                    profiles: &profiles,
+                    now,
+                    governed_elsewhere: None,
+                    executors_seen: None,
+                });
+                crate::view::render(snapshot, &result, terminal)
+            };
+            let clear = if terminal && !once {
+                "\x1b[H\x1b[2J"
+            } else {
+                ""
+            };
+            let title = format!(
+                "stowage view · {} · every {interval}",
+                now.strftime("%H:%M:%S")
+            );
+            print(out, &format!("{clear}{title}\n\n{frame}"))?;
+            let _ = out.flush();
+            if once {
+                return Ok(());
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
 }
 
 /// `stowage cleanup`.
@@ -713,6 +801,11 @@ fn run_plan(
     match output {
         Output::Json => print(out, &to_json(&result)),
         Output::Table => print(out, &plan_table(&result, &snapshot.nodes)),
+        Output::Wide => {
+            use std::io::IsTerminal;
+            let color = std::io::stdout().is_terminal();
+            print(out, &crate::view::render(&snapshot, &result, color))
+        }
     }
 }
 
@@ -900,7 +993,7 @@ fn run_score(
     }
     match output {
         Output::Json => print(out, &to_json(&result)),
-        Output::Table => {
+        Output::Table | Output::Wide => {
             // Feasible nodes first, best first: the order kube-scheduler would consider them.
             let mut ranked: Vec<(&String, &i64)> = result.scores.iter().collect();
             ranked.sort_by_key(|(n, s)| (result.infeasible.contains_key(*n), -**s, *n));

@@ -28,3 +28,4 @@ pub mod plan;
 pub mod policy;
 pub mod scoring;
 pub mod shuffle;
+pub mod view;

@@ -588,3 +588,23 @@ fn demo_plan_is_the_golden_one() {
     assert_eq!(golden["nodesBefore"], 36);
     assert_eq!(golden["nodesAfter"], 25);
 }
+
+#[test]
+fn the_wide_plan_draws_every_node_in_80_columns_without_colour_into_a_pipe() {
+    let out = stowage(&["plan", "-o", "wide"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains('\u{1b}'), "colour into a pipe");
+    for line in text.lines() {
+        assert!(line.chars().count() <= 80, "{line:?}");
+    }
+    assert!(
+        text.contains("spark-spot: 24 nodes → 15, cpu 48% → 71%"),
+        "{text}"
+    );
+    assert!(text.contains("█ requested ▓ arriving ▒ leaving ░ free"));
+    // The table's drains are the view's drains.
+    let table = String::from_utf8(stowage(&["plan"]).stdout).unwrap();
+    let drains = |t: &str, word: &str| t.lines().filter(|l| l.contains(word)).count();
+    assert_eq!(drains(&text, " drain"), drains(&table, " drain "));
+}

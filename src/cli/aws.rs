@@ -80,7 +80,7 @@ pub(super) fn asg_tags(
             .expect("reports serialise")
                 + "\n"
         }
-        Output::Table => tags_table(&reports),
+        Output::Table | Output::Wide => tags_table(&reports),
     };
     print(out, &text)?;
     match reports
