@@ -19,6 +19,9 @@ fn example_policies_are_accepted_and_read_back_as_the_planner_reads_them() {
     cp.install_crd();
     for entry in std::fs::read_dir("policies").unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         cp.try_apply(&text)
             .unwrap_or_else(|e| panic!("{} refused: {e}", path.display()));
@@ -124,4 +127,31 @@ fn invalid_policies_are_refused_with_the_field_named() {
             own.path
         );
     }
+}
+
+#[test]
+fn the_invalid_examples_are_refused_with_the_field_their_header_names() {
+    let cp = ControlPlane::shared();
+    cp.install_crd();
+    let mut seen = 0;
+    for entry in std::fs::read_dir("policies/invalid").unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let field = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# refused: "))
+            .unwrap_or_else(|| panic!("{}: no `# refused: <field>` line", path.display()));
+        let err = cp
+            .try_apply(&text)
+            .expect_err(&format!("{} accepted", path.display()));
+        assert!(
+            err.contains(&format!("{field}:")) || err.contains(&format!("{field}\"")),
+            "{}: the refusal should name {field}: {err}",
+            path.display()
+        );
+        let own = stowage::policy::ConsolidationPolicy::parse(&text).unwrap_err();
+        assert!(own.to_string().contains(field), "{}: {own}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 4);
 }
