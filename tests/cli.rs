@@ -390,6 +390,16 @@ fn example_policies_are_valid_and_plan_the_demo() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
+        if path.is_dir() {
+            // policies/invalid: refused, with the field named (tests/crd.rs checks which).
+            for bad in std::fs::read_dir(&path).unwrap() {
+                let bad = bad.unwrap().path();
+                let out = stowage(&["plan", "--policy", bad.to_str().unwrap()]);
+                assert_eq!(out.status.code(), Some(2), "{} accepted", bad.display());
+                assert!(String::from_utf8_lossy(&out.stderr).contains("spec."));
+            }
+            continue;
+        }
         let plan = stdout_json(&stowage(&[
             "plan",
             "--policy",
