@@ -387,6 +387,17 @@ impl Controller {
     }
 }
 
+/// A kwok node of 8 cpu and 32 GiB for the EC2 instance `instance` (its provider id), in a
+/// pool of its own name.
+fn aws_node(name: &str, instance: &str) -> serde_json::Value {
+    NodeJson::new(name)
+        .kwok()
+        .label("pool", name)
+        .resources("8", "32Gi", "110")
+        .provider_id(&format!("aws:///us-east-1a/{instance}"))
+        .build()
+}
+
 /// The grace each pod was evicted with: the first deletionGracePeriodSeconds a watch sees
 /// (kwok deletes terminating pods at once afterwards, with 0).
 type Graces = std::sync::Arc<std::sync::Mutex<BTreeMap<String, i64>>>;
@@ -543,24 +554,9 @@ async fn spot_interruptions_from_the_queue() {
     // Scene 1: one warning. An executor with a long grace (held by a finalizer so its grace can
     // be read) and a web pod.
     cp.apply_objects(vec![
-        NodeJson::new("spot-one")
-            .kwok()
-            .label("pool", "spot-one")
-            .resources("8", "32Gi", "110")
-            .provider_id("aws:///us-east-1a/i-0one")
-            .build(),
-        NodeJson::new("bystander")
-            .kwok()
-            .label("pool", "bystander")
-            .resources("8", "32Gi", "110")
-            .provider_id("aws:///us-east-1a/i-0bystander")
-            .build(),
-        NodeJson::new("held")
-            .kwok()
-            .label("pool", "held")
-            .resources("8", "32Gi", "110")
-            .provider_id("aws:///us-east-1a/i-0held")
-            .build(),
+        aws_node("spot-one", "i-0one"),
+        aws_node("bystander", "i-0bystander"),
+        aws_node("held", "i-0held"),
     ]);
     cp.apply(&format!(
         "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: pinned, namespace: {ns}}}\nspec:\n  maxUnavailable: 0\n  selector: {{matchLabels: {{app: pinned}}}}\n"
@@ -1060,14 +1056,7 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
 
     let cp = ControlPlane::shared();
     let ns = cp.namespace("hook");
-    cp.apply_objects(vec![
-        NodeJson::new("hook-0")
-            .kwok()
-            .label("pool", "hook")
-            .resources("8", "32Gi", "110")
-            .provider_id("aws:///us-east-1a/i-0hook")
-            .build(),
-    ]);
+    cp.apply_objects(vec![aws_node("hook-0", "i-0hook")]);
     // An executor that takes 4 s to go (its finalizer is removed then): longer than half the
     // hook's 2 s heartbeat timeout.
     let mut held = PodJson::new(&ns, "decommissioning")
@@ -1278,12 +1267,7 @@ async fn a_notice_during_a_policys_drain_takes_the_node_over_and_no_release_undo
     let cp = ControlPlane::shared();
     let ns = cp.namespace("both");
     cp.apply_objects(vec![
-        NodeJson::new("both-0")
-            .kwok()
-            .label("pool", "both")
-            .resources("8", "32Gi", "110")
-            .provider_id("aws:///us-east-1a/i-0both")
-            .build(),
+        aws_node("both-0", "i-0both"),
         PodJson::new(&ns, "work").on("both-0").grace(30).build(),
     ]);
     wait_until("pod running", Duration::from_secs(60), || {
