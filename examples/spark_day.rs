@@ -38,14 +38,12 @@ fn planned(
     profiles: &Profiles,
 ) -> (usize, usize, usize) {
     let snapshot = load_snapshot(&serde_json::to_vec(cluster).unwrap()).unwrap();
-    let p = plan(&PlanInput {
-        snapshot: &snapshot,
+    let p = plan(&PlanInput::new(
+        &snapshot,
         policy,
         profiles,
-        now: jiff::Timestamp::now(),
-        governed_elsewhere: None,
-        executors_seen: None,
-    });
+        jiff::Timestamp::now(),
+    ));
     let pinned = p
         .blocked
         .iter()

@@ -90,6 +90,18 @@ struct AwsArgs {
     asg_tags_interval: String,
 }
 
+/// What a plan is made with (`plan`, `view`).
+#[derive(clap::Args)]
+struct PlanningArgs {
+    /// A ConsolidationPolicy (YAML or JSON); defaults apply without it.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// A KubeSchedulerConfiguration; without it, `my-scheduler` (MostAllocated) and
+    /// `default-scheduler` (LeastAllocated + BalancedAllocation).
+    #[arg(long, value_name = "FILE")]
+    scheduler_config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Show which nodes stowage would empty, where their pods would go, and why other nodes stay.
@@ -101,13 +113,8 @@ enum Command {
         /// Plan the live cluster, read-only (list and get only).
         #[command(flatten)]
         cluster: ClusterArgs,
-        /// A ConsolidationPolicy (YAML or JSON); defaults apply without it.
-        #[arg(long, value_name = "FILE")]
-        policy: Option<PathBuf>,
-        /// A KubeSchedulerConfiguration; without it, `my-scheduler` (MostAllocated) and
-        /// `default-scheduler` (LeastAllocated + BalancedAllocation).
-        #[arg(long, value_name = "FILE")]
-        scheduler_config: Option<PathBuf>,
+        #[command(flatten)]
+        planning: PlanningArgs,
         #[arg(short = 'o', long, value_enum, default_value = "table")]
         output: Output,
         /// Evaluate budget schedules and idle times at this RFC 3339 time instead of now.
@@ -138,10 +145,8 @@ enum Command {
     View {
         #[command(flatten)]
         cluster: ClusterArgs,
-        #[arg(long, value_name = "FILE")]
-        policy: Option<PathBuf>,
-        #[arg(long, value_name = "FILE")]
-        scheduler_config: Option<PathBuf>,
+        #[command(flatten)]
+        planning: PlanningArgs,
         /// Time between two frames (Go duration).
         #[arg(long, default_value = "5s")]
         interval: String,
@@ -322,8 +327,7 @@ pub fn main() -> ExitCode {
         Command::Plan {
             snapshot,
             cluster,
-            policy,
-            scheduler_config,
+            planning,
             output,
             now,
             scheduler_version,
@@ -333,8 +337,7 @@ pub fn main() -> ExitCode {
             } else {
                 Source::File(snapshot)
             },
-            policy.as_deref(),
-            scheduler_config.as_deref(),
+            &planning,
             output,
             now.as_deref(),
             scheduler_version,
@@ -358,18 +361,10 @@ pub fn main() -> ExitCode {
         ),
         Command::View {
             cluster,
-            policy,
-            scheduler_config,
+            planning,
             interval,
             once,
-        } => run_view(
-            &cluster,
-            policy.as_deref(),
-            scheduler_config.as_deref(),
-            &interval,
-            once,
-            &mut out,
-        ),
+        } => run_view(&cluster, &planning, &interval, once, &mut out),
         Command::Version => print(
             &mut out,
             &format!("stowage {}\n", env!("CARGO_PKG_VERSION")),
@@ -547,8 +542,7 @@ struct ControllerArgs<'a> {
 /// `interval` (clearing the screen first on a terminal).
 fn run_view(
     cluster: &ClusterArgs,
-    policy_path: Option<&Path>,
-    scheduler_config: Option<&Path>,
+    planning: &PlanningArgs,
     interval: &str,
     once: bool,
     out: &mut dyn Write,
@@ -557,8 +551,7 @@ fn run_view(
     let source = cluster.source();
     let every = crate::policy::schedule::parse_duration(interval)
         .map_err(|e| input_error(Path::new("--interval"), e))?;
-    let policy = read_policy(policy_path)?;
-    let profiles = read_profiles(scheduler_config, SchedulerVersion::V1_36)?;
+    let (policy, profiles) = read_planning(planning, SchedulerVersion::V1_36)?;
     let terminal = std::io::stdout().is_terminal();
     runtime(source)?.block_on(async {
         let config = kube_config(cluster).await?;
@@ -571,14 +564,7 @@ fn run_view(
             let frame = {
                 let mut index = index.lock().expect("index lock");
                 let snapshot = index.snapshot();
-                let result = plan(&PlanInput {
-                    snapshot,
-                    policy: &policy,
-                    profiles: &profiles,
-                    now,
-                    governed_elsewhere: None,
-                    executors_seen: None,
-                });
+                let result = plan(&PlanInput::new(snapshot, &policy, &profiles, now));
                 crate::view::render(snapshot, &result, terminal)
             };
             let clear = if terminal && !once {
@@ -751,23 +737,19 @@ async fn live_snapshot(cluster: &ClusterArgs) -> Result<(Snapshot, kube::Client)
     Ok((snapshot, client))
 }
 
-fn run_plan(
-    source: Source,
-    policy_path: Option<&Path>,
-    scheduler_config: Option<&Path>,
-    output: Output,
-    now: Option<&str>,
+/// The policy and the scheduler profiles of `planning`; a policy's `schedulerConfigRef`
+/// profile must be in the given scheduler configuration.
+fn read_planning(
+    planning: &PlanningArgs,
     version: SchedulerVersion,
-    out: &mut dyn Write,
-) -> Result<(), InputError> {
-    let snapshot = match source {
-        Source::File(path) => read_snapshot(path.as_deref())?,
-        Source::Live(cluster) => read_live(&cluster)?,
-    };
+) -> Result<(ConsolidationPolicy, Profiles), InputError> {
+    let policy_path = planning.policy.as_deref();
     let policy = read_policy(policy_path)?;
-    let profiles = read_profiles(scheduler_config, version)?;
-    if let (Some(r), Some(_)) = (&policy.spec.scoring.scheduler_config_ref, scheduler_config)
-        && profiles.get(&r.profile).is_none()
+    let profiles = read_profiles(planning.scheduler_config.as_deref(), version)?;
+    if let (Some(r), Some(_)) = (
+        &policy.spec.scoring.scheduler_config_ref,
+        &planning.scheduler_config,
+    ) && profiles.get(&r.profile).is_none()
     {
         return Err(input_error(
             policy_path.unwrap_or(Path::new("<policy>")),
@@ -778,6 +760,22 @@ fn run_plan(
             ),
         ));
     }
+    Ok((policy, profiles))
+}
+
+fn run_plan(
+    source: Source,
+    planning: &PlanningArgs,
+    output: Output,
+    now: Option<&str>,
+    version: SchedulerVersion,
+    out: &mut dyn Write,
+) -> Result<(), InputError> {
+    let snapshot = match source {
+        Source::File(path) => read_snapshot(path.as_deref())?,
+        Source::Live(cluster) => read_live(&cluster)?,
+    };
+    let (policy, profiles) = read_planning(planning, version)?;
     let now = match now {
         Some(t) => t.parse::<Timestamp>().map_err(|e| {
             input_error(
@@ -787,14 +785,7 @@ fn run_plan(
         })?,
         None => Timestamp::now(),
     };
-    let result = plan(&PlanInput {
-        snapshot: &snapshot,
-        policy: &policy,
-        profiles: &profiles,
-        now,
-        governed_elsewhere: None,
-        executors_seen: None,
-    });
+    let result = plan(&PlanInput::new(&snapshot, &policy, &profiles, now));
     for w in &result.warnings {
         eprintln!("warning: {w}");
     }

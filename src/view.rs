@@ -8,7 +8,7 @@
 //! the reason a node is kept (`ShuffleData`, `NotIdle`, …), `+2` pods arriving.
 
 use crate::model::{Node, Snapshot};
-use crate::plan::{Plan, pool_of};
+use crate::plan::{Drain, Plan, pool_of};
 use crate::scoring::node_usages;
 use std::collections::{BTreeMap, HashMap};
 
@@ -44,16 +44,30 @@ fn loads(snapshot: &Snapshot, plan: &Plan) -> HashMap<String, (Load, Load)> {
             (n.name.clone(), (l, l))
         })
         .collect();
-    let pods: HashMap<String, (i64, i64)> = snapshot
-        .pods
+    // Requests of the pods the plan moves or evicts (`namespace/name`), found in one pass
+    // over the pods without building every pod's key.
+    let mut pods: HashMap<(&str, &str), (i64, i64)> = plan
+        .drain
         .iter()
-        .map(|p| {
-            (
-                p.key(),
-                (p.requests.real.cpu_milli, p.requests.real.memory_bytes),
-            )
+        .flat_map(|d| {
+            d.moves
+                .iter()
+                .map(|m| m.pod.as_str())
+                .chain(d.evict.iter().map(|e| e.pod.as_str()))
         })
+        .filter_map(|k| k.split_once('/'))
+        .map(|k| (k, (0, 0)))
         .collect();
+    for p in &snapshot.pods {
+        if let Some(r) = pods.get_mut(&(p.namespace.as_str(), p.name.as_str())) {
+            *r = (p.requests.real.cpu_milli, p.requests.real.memory_bytes);
+        }
+    }
+    let requests = |key: &str| {
+        key.split_once('/')
+            .and_then(|k| pods.get(&k).copied())
+            .unwrap_or_default()
+    };
     let mut shift = |node: &str, (cpu, memory): (i64, i64), sign: i64| {
         if let Some((_, after)) = out.get_mut(node) {
             after.cpu = (after.cpu + sign * cpu).max(0);
@@ -62,12 +76,12 @@ fn loads(snapshot: &Snapshot, plan: &Plan) -> HashMap<String, (Load, Load)> {
     };
     for d in &plan.drain {
         for m in &d.moves {
-            let r = pods.get(&m.pod).copied().unwrap_or_default();
+            let r = requests(&m.pod);
             shift(&d.node, r, -1);
             shift(&m.to, r, 1);
         }
         for e in &d.evict {
-            let r = pods.get(&e.pod).copied().unwrap_or_default();
+            let r = requests(&e.pod);
             shift(&d.node, r, -1);
         }
     }
@@ -134,49 +148,62 @@ fn fit(s: &str, width: usize) -> String {
     }
 }
 
-/// What the plan does with a node, in the columns left.
-fn decision(node: &str, plan: &Plan, arriving: &HashMap<&str, usize>) -> (String, bool) {
-    if let Some(d) = plan.drain.iter().find(|d| d.node == node) {
-        let mut what = "drain".to_string();
-        if !d.moves.is_empty() {
-            what.push_str(&format!(" →{}", d.moves.len()));
+/// What the plan decided, by node: looked up once per node of the view.
+struct Decisions<'p> {
+    drains: HashMap<&'p str, &'p Drain>,
+    kept: HashMap<&'p str, &'static str>,
+    /// Pods the plan sends to each node.
+    arriving: HashMap<&'p str, usize>,
+}
+
+impl<'p> Decisions<'p> {
+    fn of(plan: &'p Plan) -> Decisions<'p> {
+        let mut arriving: HashMap<&str, usize> = HashMap::new();
+        for m in plan.drain.iter().flat_map(|d| &d.moves) {
+            *arriving.entry(m.to.as_str()).or_default() += 1;
         }
-        if !d.evict.is_empty() {
-            what.push_str(&format!(" ✕{}", d.evict.len()));
+        Decisions {
+            drains: plan.drain.iter().map(|d| (d.node.as_str(), d)).collect(),
+            kept: plan
+                .blocked
+                .iter()
+                .map(|b| (b.node.as_str(), b.reason.as_str()))
+                .collect(),
+            arriving,
         }
-        return (what, true);
     }
-    // A kept node says why (the reason implies the keep), and what arrives.
-    let kept = plan
-        .blocked
-        .iter()
-        .find(|b| b.node == node)
-        .map(|b| b.reason.as_str().to_string());
-    let arrive = arriving
-        .get(node)
-        .map(|n| format!(" +{n}"))
-        .unwrap_or_default();
-    (
-        format!("{}{arrive}", kept.unwrap_or_else(|| "keep".into())),
-        false,
-    )
+
+    /// What the plan does with `node`, and whether it drains it.
+    fn of_node(&self, node: &str) -> (String, bool) {
+        if let Some(d) = self.drains.get(node) {
+            let mut what = "drain".to_string();
+            if !d.moves.is_empty() {
+                what.push_str(&format!(" →{}", d.moves.len()));
+            }
+            if !d.evict.is_empty() {
+                what.push_str(&format!(" ✕{}", d.evict.len()));
+            }
+            return (what, true);
+        }
+        // A kept node says why (the reason implies the keep), and what arrives.
+        let arrive = self
+            .arriving
+            .get(node)
+            .map(|n| format!(" +{n}"))
+            .unwrap_or_default();
+        let kept = self.kept.get(node).copied().unwrap_or("keep");
+        (format!("{kept}{arrive}"), false)
+    }
 }
 
 /// The view of `plan` over `snapshot`, in [`WIDTH`] columns; ANSI colours with `color`.
 pub fn render(snapshot: &Snapshot, plan: &Plan, color: bool) -> String {
     let loads = loads(snapshot, plan);
-    let mut arriving: HashMap<&str, usize> = HashMap::new();
-    for d in &plan.drain {
-        for m in &d.moves {
-            *arriving.entry(m.to.as_str()).or_default() += 1;
-        }
-    }
+    let decisions = Decisions::of(plan);
     let mut pools: BTreeMap<String, Vec<&Node>> = BTreeMap::new();
     for n in &snapshot.nodes {
         pools.entry(pool_of(n)).or_default().push(n);
     }
-    let drained: std::collections::HashSet<&str> =
-        plan.drain.iter().map(|d| d.node.as_str()).collect();
     let bold = |s: &str| {
         if color {
             format!("\x1b[1m{s}\x1b[0m")
@@ -194,7 +221,7 @@ pub fn render(snapshot: &Snapshot, plan: &Plan, color: bool) -> String {
             before.memory += b.memory;
             before.cpu_alloc += b.cpu_alloc;
             before.memory_alloc += b.memory_alloc;
-            if !drained.contains(n.name.as_str()) {
+            if !decisions.drains.contains_key(n.name.as_str()) {
                 after.cpu += a.cpu;
                 after.memory += a.memory;
                 after.cpu_alloc += a.cpu_alloc;
@@ -204,7 +231,7 @@ pub fn render(snapshot: &Snapshot, plan: &Plan, color: bool) -> String {
         let kept = nodes.len()
             - nodes
                 .iter()
-                .filter(|n| drained.contains(n.name.as_str()))
+                .filter(|n| decisions.drains.contains_key(n.name.as_str()))
                 .count();
         let pool = if pool == "-" {
             "(no pool label)".to_string()
@@ -229,7 +256,7 @@ pub fn render(snapshot: &Snapshot, plan: &Plan, color: bool) -> String {
         ));
         for n in nodes {
             let (b, a) = loads[&n.name];
-            let (what, drains) = decision(&n.name, plan, &arriving);
+            let (what, drains) = decisions.of_node(&n.name);
             let room = WIDTH - (NAME + 1 + 2 * (CELLS + 1 + 9 + 1));
             let what = fit(&what, room).trim_end().to_string();
             let what = if color && drains {
@@ -274,14 +301,12 @@ mod tests {
         let snapshot = load_snapshot(&text).unwrap();
         let policy = ConsolidationPolicy::default_policy();
         let profiles = Profiles::defaults(SchedulerVersion::V1_36);
-        let p = plan(&PlanInput {
-            snapshot: &snapshot,
-            policy: &policy,
-            profiles: &profiles,
-            now: jiff::Timestamp::now(),
-            governed_elsewhere: None,
-            executors_seen: None,
-        });
+        let p = plan(&PlanInput::new(
+            &snapshot,
+            &policy,
+            &profiles,
+            jiff::Timestamp::now(),
+        ));
         (snapshot, p)
     }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use stowage::demo::{NodeJson, PodJson};
 use stowage::keys;
-use support::moto::Moto;
+use support::moto::{Moto, ec2_event, spot_warning};
 use support::{ControlPlane, Supervised, curl, free_port, wait_until};
 
 const CLUSTER: &str = "test-cluster";
@@ -420,21 +420,6 @@ fn watch_graces(pods: Api<Pod>) -> (Graces, tokio::task::JoinHandle<()>) {
     (graces, task)
 }
 
-fn spot_warning(instance: &str, at: jiff::Timestamp) -> String {
-    serde_json::json!({
-        "version": "0",
-        "id": format!("warning-{instance}"),
-        "detail-type": "EC2 Spot Instance Interruption Warning",
-        "source": "aws.ec2",
-        "account": "123456789012",
-        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        "region": "us-east-1",
-        "resources": [format!("arn:aws:ec2:us-east-1a:instance/{instance}")],
-        "detail": {"instance-id": instance, "instance-action": "terminate"},
-    })
-    .to_string()
-}
-
 async fn send_all(sqs: &aws_sdk_sqs::Client, queue: &str, bodies: &[String]) {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     for (n, chunk) in bodies.chunks(10).enumerate() {
@@ -586,53 +571,29 @@ async fn spot_interruptions_from_the_queue() {
 
     // An instance stopping whose pod a PDB pins: its handling retries the eviction (for up to
     // ten minutes, there being no deadline) and its message stays in flight.
-    sqs.send_message()
-        .queue_url(&queue)
-        .message_body(
-            serde_json::json!({
-                "version": "0", "id": "stopping-held", "source": "aws.ec2",
-                "detail-type": "EC2 Instance State-change Notification",
-                "time": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                "region": "us-east-1", "resources": [],
-                "detail": {"instance-id": "i-0held", "state": "stopping"},
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("send state change");
-    let start = Instant::now();
-    while !cordoned(&nodes, "held").await {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "state change not handled"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    moto.send(
+        &queue,
+        ec2_event(
+            "EC2 Instance State-change Notification",
+            "i-0held",
+            serde_json::json!({"instance-id": "i-0held", "state": "stopping"}),
+            jiff::Timestamp::now(),
+        ),
+    )
+    .await;
+    wait_cordoned(&nodes, "held", Duration::from_secs(10), || {
+        controller.process.tail()
+    })
+    .await;
 
     let (graces, watching) = watch_graces(pods.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sent_at = jiff::Timestamp::now();
-    sqs.send_message()
-        .queue_url(&queue)
-        .message_body(spot_warning("i-0one", sent_at))
-        .send()
-        .await
-        .expect("send warning");
-    let sent = Instant::now();
-    loop {
-        let node = nodes.get("spot-one").await.expect("get node");
-        if interrupted(&node) {
-            break;
-        }
-        assert!(
-            sent.elapsed() < Duration::from_secs(10),
-            "not cordoned:\n{}",
-            controller.process.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let end_to_end = sent.elapsed();
+    moto.send(&queue, spot_warning("i-0one", sent_at)).await;
+    let end_to_end = wait_cordoned(&nodes, "spot-one", Duration::from_secs(10), || {
+        controller.process.tail()
+    })
+    .await;
     // The executor keeps 120 s − 15 s margin less what already passed; web keeps its 30 s.
     wait_until("both pods evicted", Duration::from_secs(20), || {
         graces.lock().unwrap().len() >= 2
@@ -897,6 +858,26 @@ async fn cordoned(nodes: &Api<Node>, name: &str) -> bool {
     nodes.get(name).await.is_ok_and(|n| interrupted(&n))
 }
 
+/// Waits (polling every 5 ms) for `name` to be tainted and cordoned; how long that took.
+/// Panics after `limit` with what `log` says.
+async fn wait_cordoned(
+    nodes: &Api<Node>,
+    name: &str,
+    limit: Duration,
+    log: impl Fn() -> String,
+) -> Duration {
+    let start = Instant::now();
+    while !cordoned(nodes, name).await {
+        assert!(
+            start.elapsed() < limit,
+            "{name} not cordoned within {limit:?}:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    start.elapsed()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn interruption_agent_reads_instance_metadata() {
     let cp = ControlPlane::shared();
@@ -995,16 +976,9 @@ async fn interruption_agent_reads_instance_metadata() {
             "cordoned before the notice"
         );
     }
-    let start = Instant::now();
-    while !cordoned(&nodes, "imds-spot").await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "spot notice not handled"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_cordoned(&nodes, "imds-spot", Duration::from_secs(30), String::new).await;
     println!(
-        "IMDS spot notice (served 4 s after the mock started): node cordoned {} ms after the mock started",
+        "IMDS spot notice (the mock serves it 4 s after its start): node cordoned {} ms after the mock first answered",
         started.elapsed().as_millis()
     );
     wait_until(
@@ -1015,15 +989,10 @@ async fn interruption_agent_reads_instance_metadata() {
                 && graces.lock().unwrap().contains_key("spot-exec")
         },
     );
-    let start = Instant::now();
-    while !cordoned(&nodes, "imds-rebalance").await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "rebalance not handled:\n{}",
-            rebalance_agent.tail()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_cordoned(&nodes, "imds-rebalance", Duration::from_secs(30), || {
+        rebalance_agent.tail()
+    })
+    .await;
     assert!(cordoned(&nodes, "imds-scheduled").await);
     // Spot: 120 s from the notice less the 15 s margin; the retirement a minute away leaves
     // the pod its own 30 s; a rebalance recommendation only cordons (the default action).

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use stowage::demo::NodeJson;
-use support::moto::Moto;
+use support::moto::{Moto, spot_warning};
 use support::{ControlPlane, Supervised, curl, free_port, wait_until};
 
 fn promtool(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> (bool, String) {
@@ -85,7 +85,6 @@ async fn dashboard_and_alerts_query_what_the_controller_exports() {
     // Work for every panel: a fragmented pool to drain (a budget of one node, so the second
     // candidate waits on it), a spot warning from the queue, a group to tag.
     let moto = Moto::session();
-    let config = moto.sdk_config().await;
     let _ns = support::workload::fragmented(cp, "prom");
     cp.apply_objects(vec![
         NodeJson::new("prom-spot")
@@ -177,22 +176,8 @@ async fn dashboard_and_alerts_query_what_the_controller_exports() {
     });
 
     // The spot warning.
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    sqs.send_message()
-        .queue_url(&queue)
-        .message_body(
-            serde_json::json!({
-                "version": "0", "id": "prom-warning", "source": "aws.ec2",
-                "detail-type": "EC2 Spot Instance Interruption Warning",
-                "time": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-                "region": "us-east-1", "resources": [],
-                "detail": {"instance-id": "i-0promspot", "instance-action": "terminate"},
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .unwrap();
+    moto.send(&queue, spot_warning("i-0promspot", jiff::Timestamp::now()))
+        .await;
     // One thin node drained, the other kept by the budget, the warning handled, the tags
     // reconciled.
     let start = Instant::now();

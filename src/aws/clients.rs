@@ -64,8 +64,6 @@ pub struct Message {
     pub id: String,
     pub body: String,
     pub receipt: String,
-    /// When SQS received it (`SentTimestamp`), for the latency from the notice.
-    pub sent: Option<jiff::Timestamp>,
 }
 
 /// A lifecycle action to complete or keep alive.

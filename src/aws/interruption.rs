@@ -49,12 +49,17 @@ pub fn node_of<'s>(
         })
 }
 
-/// Grace for an eviction `deadline` comes at: the pod's own, shortened to the time left less
-/// [`MARGIN_SECONDS`] (never below 0).
+/// Seconds left before `deadline` less [`MARGIN_SECONDS`], never below 0: how long pods may
+/// take to go.
+pub fn time_left(deadline: Timestamp, now: Timestamp) -> i64 {
+    (deadline.duration_since(now).as_secs() - MARGIN_SECONDS).max(0)
+}
+
+/// Grace for an eviction `deadline` comes at: the pod's own, shortened to [`time_left`].
 pub fn grace(pod_grace: u32, deadline: Option<Timestamp>, now: Timestamp) -> i64 {
     let own = i64::from(pod_grace);
     match deadline {
-        Some(d) => own.min((d.duration_since(now).as_secs() - MARGIN_SECONDS).max(0)),
+        Some(d) => own.min(time_left(d, now)),
         None => own,
     }
 }

@@ -13,7 +13,6 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_autoscaling::types::{Filter, Tag};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -310,7 +309,6 @@ impl Aws for Sdk {
                     .max_number_of_messages(10)
                     .wait_time_seconds(POLL_WAIT.as_secs() as i32)
                     .visibility_timeout(visibility.as_secs().max(1) as i32)
-                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                     .send(),
             )
             .await?;
@@ -321,11 +319,6 @@ impl Aws for Sdk {
                     id: m.message_id().unwrap_or_default().to_string(),
                     body: m.body().unwrap_or_default().to_string(),
                     receipt: m.receipt_handle().unwrap_or_default().to_string(),
-                    sent: m
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
-                        .and_then(|ms| ms.parse::<i64>().ok())
-                        .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok()),
                 })
                 .collect())
         })

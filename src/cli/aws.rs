@@ -2,6 +2,7 @@
 //! `stowage interruption-agent` (IMDS mode).
 
 use super::{ClusterArgs, InputError, Output, input_error};
+#[cfg(feature = "aws")]
 use crate::aws::groups::GroupReport;
 use std::io::Write;
 use std::path::Path;
@@ -92,7 +93,7 @@ pub(super) fn asg_tags(
     }
 }
 
-#[cfg_attr(not(feature = "aws"), allow(dead_code))]
+#[cfg(feature = "aws")]
 fn tags_table(reports: &[GroupReport]) -> String {
     let mut rows = Vec::new();
     for r in reports {

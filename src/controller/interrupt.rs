@@ -233,13 +233,9 @@ impl Handler {
         if h.evict.is_empty() {
             return Ok(h.node.clone());
         }
-        let until = deadline(notice)
-            .and_then(|d| {
-                let left =
-                    d.duration_since(Timestamp::now()).as_secs() - interruption::MARGIN_SECONDS;
-                u64::try_from(left).ok().map(Duration::from_secs)
-            })
-            .unwrap_or(DRAIN_LIMIT);
+        let until = deadline(notice).map_or(DRAIN_LIMIT, |d| {
+            Duration::from_secs(interruption::time_left(d, Timestamp::now()).unsigned_abs())
+        });
         let stop = Instant::now() + until;
         let evictions: Vec<_> = h
             .evict
@@ -250,16 +246,14 @@ impl Handler {
             .buffer_unordered(EVICTING)
             .collect()
             .await;
-        let evicted: Vec<&str> = results
-            .iter()
-            .filter(|(_, r)| *r == "evicted")
-            .map(|(k, _)| k.as_str())
-            .collect();
-        let left: Vec<&str> = results
-            .iter()
-            .filter(|(_, r)| *r == "refused" || *r == "error")
-            .map(|(k, _)| k.as_str())
-            .collect();
+        let (mut evicted, mut left): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+        for (key, result) in &results {
+            match *result {
+                "evicted" => evicted.push(key),
+                "refused" | "error" => left.push(key),
+                _ => {}
+            }
+        }
         let note = if left.is_empty() {
             format!("{what}: evicted {}", evicted.join(", "))
         } else {
@@ -275,7 +269,8 @@ impl Handler {
         Ok(h.node.clone())
     }
 
-    /// Evicts one pod, retrying a refusal until `stop`; the result as the metric counts it.
+    /// Evicts one pod, retrying a refusal until `stop`; the pod, and the result as the metric
+    /// counts it.
     async fn evict(
         &self,
         node: &str,
@@ -284,22 +279,8 @@ impl Handler {
         grace: i64,
         stop: Instant,
     ) -> (String, &'static str) {
-        (
-            key.to_string(),
-            self.evict_until(node, key, uid, grace, stop).await,
-        )
-    }
-
-    async fn evict_until(
-        &self,
-        node: &str,
-        key: &str,
-        uid: &str,
-        grace: i64,
-        stop: Instant,
-    ) -> &'static str {
         let (namespace, name) = key.split_once('/').unwrap_or(("", key));
-        loop {
+        let label = loop {
             let result = act::evict(&self.evictions, namespace, name, uid, Some(grace)).await;
             let label = match &result {
                 Ok(Eviction::Evicted) => "evicted",
@@ -311,9 +292,9 @@ impl Handler {
             match result {
                 Ok(Eviction::Evicted) => {
                     tracing::info!(pod = %key, node, grace, reason = "interruption", "evicted");
-                    return label;
+                    break label;
                 }
-                Ok(Eviction::Gone) => return label,
+                Ok(Eviction::Gone) => break label,
                 Ok(Eviction::Blocked(why)) => {
                     tracing::info!(pod = %key, node, why = %why, "interruption: eviction refused; retrying")
                 }
@@ -323,10 +304,11 @@ impl Handler {
             }
             if Instant::now() + RETRY >= stop {
                 tracing::warn!(pod = %key, node, "interruption: pod not evicted before the deadline");
-                return label;
+                break label;
             }
             tokio::time::sleep(RETRY).await;
-        }
+        };
+        (key.to_string(), label)
     }
 
     /// Waits for `node` to run no pod but DaemonSets' (at most [`DRAIN_LIMIT`]),

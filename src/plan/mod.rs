@@ -224,6 +224,26 @@ pub struct PlanInput<'a> {
     pub executors_seen: Option<&'a HashMap<String, bool>>,
 }
 
+impl<'a> PlanInput<'a> {
+    /// A plan of `snapshot` alone: no node governed by another policy, no driver's answers
+    /// (what `stowage plan` and the view plan).
+    pub fn new(
+        snapshot: &'a Snapshot,
+        policy: &'a ConsolidationPolicy,
+        profiles: &'a Profiles,
+        now: Timestamp,
+    ) -> PlanInput<'a> {
+        PlanInput {
+            snapshot,
+            policy,
+            profiles,
+            now,
+            governed_elsewhere: None,
+            executors_seen: None,
+        }
+    }
+}
+
 struct Candidate {
     node: u32,
     /// Indices (into snapshot.pods) of the pods draining the node evicts.

@@ -128,7 +128,50 @@ impl Moto {
     }
 }
 
+/// An `aws.ec2` EventBridge event about `instance` at `at`, as the interruption queue
+/// receives it.
+pub fn ec2_event(
+    detail_type: &str,
+    instance: &str,
+    detail: serde_json::Value,
+    at: jiff::Timestamp,
+) -> String {
+    serde_json::json!({
+        "version": "0",
+        "id": format!("{}-{instance}", detail_type.to_lowercase().replace(' ', "-")),
+        "detail-type": detail_type,
+        "source": "aws.ec2",
+        "account": "123456789012",
+        "time": at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "region": REGION,
+        "resources": [format!("arn:aws:ec2:us-east-1a:instance/{instance}")],
+        "detail": detail,
+    })
+    .to_string()
+}
+
+/// A spot interruption warning (terminate) for `instance`, sent at `at`.
+pub fn spot_warning(instance: &str, at: jiff::Timestamp) -> String {
+    ec2_event(
+        "EC2 Spot Instance Interruption Warning",
+        instance,
+        serde_json::json!({"instance-id": instance, "instance-action": "terminate"}),
+        at,
+    )
+}
+
 impl Moto {
+    /// Sends one message to the SQS queue at `queue`.
+    pub async fn send(&self, queue: &str, body: String) {
+        aws_sdk_sqs::Client::new(&self.sdk_config().await)
+            .send_message()
+            .queue_url(queue)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send message");
+    }
+
     /// Creates an SQS queue; its URL.
     pub async fn queue(&self, name: &str) -> String {
         aws_sdk_sqs::Client::new(&self.sdk_config().await)
