@@ -7,10 +7,13 @@
 
 /// Prefix of every annotation and taint stowage writes.
 pub const STOWAGE_PREFIX: &str = "stowage.io/";
-/// Node annotation: the state of stowage's work on the node (`draining`, `waiting`).
+/// Node annotation: the state of stowage's work on the node (`waiting`, `draining`,
+/// `drained`, `interrupted`); read and written only by [`crate::lifecycle`].
 pub const STATE: &str = "stowage.io/state";
 /// [`STATE`] value of a node stowage is draining.
 pub const STATE_DRAINING: &str = "draining";
+/// [`STATE`] value of a node stowage emptied, left for the provisioner to remove.
+pub const STATE_DRAINED: &str = "drained";
 /// [`STATE`] value of a node waiting for its shuffle holders and drivers to end (drain by
 /// attrition, `whenBlocked: Wait`).
 pub const STATE_WAITING: &str = "waiting";
@@ -25,8 +28,8 @@ pub const STATE_SINCE: &str = "stowage.io/state-since";
 pub const POLICY: &str = "stowage.io/policy";
 /// Node annotation `"true"`: stowage cordoned the node (and uncordons it when it lets go).
 pub const CORDONED: &str = "stowage.io/cordoned";
-/// Node annotation: when stowage found the node it was draining empty (RFC 3339); written
-/// once, so the drain is counted and announced once.
+/// Node annotation: when stowage found the node it was draining empty (RFC 3339), with
+/// [`STATE`] `drained`; `emptyNodeTTL` is measured from it.
 pub const DRAINED_AT: &str = "stowage.io/drained-at";
 /// Node annotation: when the node first looked idle (RFC 3339).
 pub const IDLE_SINCE: &str = "stowage.io/idle-since";

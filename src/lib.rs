@@ -22,6 +22,7 @@ pub mod demo;
 pub mod field;
 pub mod k8s;
 pub mod keys;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod plan;

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use std::time::{Duration, Instant};
 use stowage::demo::{NodeJson, PodJson};
-use stowage::k8s::act::{self, Eviction};
+use stowage::k8s::act::{self, EvictAnswer};
 use stowage::keys;
 use support::{ControlPlane, install_crypto_provider, wait_until};
 
@@ -90,9 +90,13 @@ async fn marking_and_releasing_nodes_undo_exactly_what_stowage_did() {
     let snapshot =
         stowage::model::load_snapshot(format!(r#"{{"kind":"List","items":[{dump}]}}"#).as_bytes())
             .unwrap();
-    assert_eq!(
-        snapshot.nodes[0].stowage_annotations[keys::STATE],
-        keys::STATE_DRAINING
+    assert!(
+        matches!(
+            snapshot.nodes[0].state(),
+            stowage::lifecycle::NodeState::Draining { policy, .. } if policy == "spark-batch"
+        ),
+        "{:?}",
+        snapshot.nodes[0].state()
     );
 
     for node in ["act-a", "act-b"] {
@@ -163,7 +167,7 @@ async fn evictions_honour_budgets_and_uids_without_automatic_retries() {
     let outcome = act::evict(&client, &ns, "guarded", &uid(cp, &ns, "guarded"), None)
         .await
         .unwrap();
-    let Eviction::Blocked(message) = outcome else {
+    let EvictAnswer::Blocked(message) = outcome else {
         panic!("expected a PDB refusal, got {outcome:?}");
     };
     assert!(message.contains("disruption budget"), "{message}");
@@ -177,7 +181,7 @@ async fn evictions_honour_budgets_and_uids_without_automatic_retries() {
     let outcome = act::evict(&client, &ns, "free", "not-its-uid", None)
         .await
         .unwrap();
-    assert_eq!(outcome, Eviction::Gone);
+    assert_eq!(outcome, EvictAnswer::Gone);
     assert!(
         cp.kubectl_output(&["get", "pod", "free", "-n", &ns])
             .is_some()
@@ -187,7 +191,7 @@ async fn evictions_honour_budgets_and_uids_without_automatic_retries() {
     let outcome = act::evict(&client, &ns, "free", &uid(cp, &ns, "free"), Some(0))
         .await
         .unwrap();
-    assert_eq!(outcome, Eviction::Evicted);
+    assert_eq!(outcome, EvictAnswer::Evicted);
     wait_until("the evicted pod is gone", Duration::from_secs(30), || {
         cp.kubectl_output(&["get", "pod", "free", "-n", &ns, "--ignore-not-found"])
             .is_some_and(|s| s.trim().is_empty())
@@ -195,5 +199,5 @@ async fn evictions_honour_budgets_and_uids_without_automatic_retries() {
     let outcome = act::evict(&client, &ns, "free", "whatever", None)
         .await
         .unwrap();
-    assert_eq!(outcome, Eviction::Gone);
+    assert_eq!(outcome, EvictAnswer::Gone);
 }

@@ -1136,7 +1136,7 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
 #[tokio::test(flavor = "multi_thread")]
 async fn drain_and_terminate_goes_through_the_group_never_below_its_minimum() {
     use std::sync::{Arc, Mutex};
-    use stowage::controller::cycle::Controller;
+    use stowage::controller::reconcile::Reconciler;
     use stowage::scoring::{Profiles, SchedulerVersion};
 
     let cp = ControlPlane::shared();
@@ -1172,7 +1172,7 @@ async fn drain_and_terminate_goes_through_the_group_never_below_its_minimum() {
     let client = kube::Client::try_from(kube_config.clone()).unwrap();
     let index = Arc::new(Mutex::new(stowage::k8s::index::ClusterIndex::new()));
     stowage::k8s::watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})).await;
-    let mut ctl = Controller::new(
+    let mut ctl = Reconciler::new(
         client,
         stowage::k8s::act::eviction_client(kube_config).unwrap(),
         Profiles::defaults(SchedulerVersion::V1_36),

@@ -8,7 +8,11 @@ mod support;
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use stowage::controller::cycle::{Controller, Report};
+use stowage::controller::execute::Report;
+use stowage::controller::reconcile::Reconciler;
+use stowage::k8s::writer::ApiWriter;
+
+type Controller = Reconciler<ApiWriter>;
 use stowage::demo::{NodeJson, PodJson};
 use stowage::k8s::{act, index::ClusterIndex, watch};
 use stowage::keys;
@@ -150,7 +154,9 @@ fn thin_nodes_are_drained_and_their_pods_packed_onto_the_busy_one() {
                 "-o",
                 "jsonpath={.metadata.annotations.stowage\\.io/state}",
             ]);
-            assert_eq!(state, keys::STATE_DRAINING);
+            assert_eq!(state, keys::STATE_DRAINED);
+            let taints = cp.kubectl(&["get", "node", n, "-o", "jsonpath={.spec.taints}"]);
+            assert!(taints.contains(keys::DISRUPTING_TAINT), "{taints}");
         }
     });
 }
@@ -168,7 +174,7 @@ fn a_drain_past_its_timeout_is_abandoned_and_the_node_released() {
         let report = ctl.cycle(&index, &live, jiff::Timestamp::now()).await;
         assert!(report.marked.is_empty(), "{report:?}");
         // Mark one anyway (as a controller that planned before the PDB appeared would have).
-        act::mark_draining(&ctl.client, "slow-1", "slow", jiff::Timestamp::now())
+        act::mark_draining(ctl.client(), "slow-1", "slow", jiff::Timestamp::now())
             .await
             .unwrap();
         let reports = cycle_until(&mut ctl, &index, &live, 40, |rs| {
@@ -464,7 +470,7 @@ fn a_do_not_disrupt_pod_that_appears_before_the_first_eviction_stops_the_drain()
         let (mut ctl, index) = controller(cp).await;
         let live = policy("dnd", "");
         // Marked by a round that planned a moment ago...
-        act::mark_draining(&ctl.client, "dnd-1", "dnd", jiff::Timestamp::now())
+        act::mark_draining(ctl.client(), "dnd-1", "dnd", jiff::Timestamp::now())
             .await
             .unwrap();
         // ...and before its first eviction, a pod that must not be disrupted is bound there

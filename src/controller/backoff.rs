@@ -1,10 +1,11 @@
 //! stowage's own backoff for evictions a PodDisruptionBudget refused (or that failed): the
 //! eviction client does not retry 429 itself, so each refused pod waits 5 s, then 10 s, 20 s …
 //! up to 2 minutes before it is asked again, instead of every round. Pure, with the clock
-//! passed in.
+//! passed in (the controller's clock, so a simulation's fake clock drives it too).
 
+use jiff::Timestamp;
 use rustc_hash::FxHashMap as HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// First wait after a refusal.
 pub const BASE: Duration = Duration::from_secs(5);
@@ -14,17 +15,17 @@ pub const MAX: Duration = Duration::from_secs(120);
 /// Per key (a pod UID): refusals so far and when to ask again.
 #[derive(Debug, Default)]
 pub struct Backoff {
-    waits: HashMap<String, (u32, Instant)>,
+    waits: HashMap<String, (u32, Timestamp)>,
 }
 
 impl Backoff {
     /// Whether `key` may be tried at `now`.
-    pub fn ready(&self, key: &str, now: Instant) -> bool {
+    pub fn ready(&self, key: &str, now: Timestamp) -> bool {
         self.waits.get(key).is_none_or(|(_, at)| now >= *at)
     }
 
     /// `key` was refused at `now`: it waits twice as long as last time, up to [`MAX`].
-    pub fn refused(&mut self, key: &str, now: Instant) {
+    pub fn refused(&mut self, key: &str, now: Timestamp) {
         let attempts = self.waits.get(key).map_or(0, |(n, _)| *n) + 1;
         let wait = BASE.saturating_mul(1 << (attempts - 1).min(16)).min(MAX);
         self.waits.insert(key.to_string(), (attempts, now + wait));
@@ -36,7 +37,7 @@ impl Backoff {
     }
 
     /// Forgets keys whose wait ended long ago (their pods are likely gone).
-    pub fn prune(&mut self, now: Instant) {
+    pub fn prune(&mut self, now: Timestamp) {
         self.waits.retain(|_, (_, at)| *at + MAX > now);
     }
 
@@ -55,7 +56,7 @@ mod tests {
 
     #[test]
     fn refusals_double_the_wait_up_to_the_maximum() {
-        let t0 = Instant::now();
+        let t0: Timestamp = "2026-11-23T22:00:00Z".parse().unwrap();
         let mut b = Backoff::default();
         assert!(b.ready("pod", t0));
         b.refused("pod", t0);

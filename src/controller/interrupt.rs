@@ -12,7 +12,7 @@
 use crate::aws::clients::{Aws, LifecycleAction, Message};
 use crate::aws::interruption::{self, RebalanceAction};
 use crate::aws::notice::{self, Notice};
-use crate::k8s::act::{self, Eviction, NodeError};
+use crate::k8s::act::{self, EvictAnswer, NodeError};
 use crate::k8s::events::{Events, Regarding};
 use crate::k8s::index::ClusterIndex;
 use crate::metrics::Metrics;
@@ -283,19 +283,19 @@ impl Handler {
         let label = loop {
             let result = act::evict(&self.evictions, namespace, name, uid, Some(grace)).await;
             let label = match &result {
-                Ok(Eviction::Evicted) => "evicted",
-                Ok(Eviction::Gone) => "gone",
-                Ok(Eviction::Blocked(_)) => "refused",
+                Ok(EvictAnswer::Evicted) => "evicted",
+                Ok(EvictAnswer::Gone) => "gone",
+                Ok(EvictAnswer::Blocked(_)) => "refused",
                 Err(_) => "error",
             };
             self.metrics.eviction(label);
             match result {
-                Ok(Eviction::Evicted) => {
+                Ok(EvictAnswer::Evicted) => {
                     tracing::info!(pod = %key, node, grace, reason = "interruption", "evicted");
                     break label;
                 }
-                Ok(Eviction::Gone) => break label,
-                Ok(Eviction::Blocked(why)) => {
+                Ok(EvictAnswer::Gone) => break label,
+                Ok(EvictAnswer::Blocked(why)) => {
                     tracing::info!(pod = %key, node, why = %why, "interruption: eviction refused; retrying")
                 }
                 Err(e) => {

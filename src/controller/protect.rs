@@ -80,11 +80,7 @@ pub fn decide(
         .iter()
         .filter(|n| governed.contains(n.name.as_str()))
     {
-        let marked = node
-            .stowage_annotations
-            .get(crate::keys::PROTECTING)
-            .map(String::as_str)
-            == Some("true");
+        let marked = node.protecting;
         // The user's own scale-down-disabled (or do-not-disrupt) is left alone.
         let wanted = holding_nodes.contains(node.name.as_str()) && node.do_not_disrupt.is_none();
         if wanted && !marked {
@@ -141,9 +137,7 @@ mod tests {
         // Once protected, nothing more to do.
         let mut done = s.clone();
         done.pods[1].protected = true;
-        done.nodes[1]
-            .stowage_annotations
-            .insert(keys::PROTECTING.into(), "true".into());
+        done.nodes[1].protecting = true;
         assert!(decide(&done, &policy, all).is_empty());
         // The app ends: stowage removes what it added.
         done.pods[0].phase = PodPhase::Succeeded;

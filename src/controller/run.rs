@@ -1,16 +1,19 @@
-//! `stowage controller`: the loop around [`Controller::round`]. It serves the admin port,
+//! `stowage controller`: the loop around [`Reconciler::round`]. It serves the admin port,
 //! watches the cluster into the index (and the ConsolidationPolicies, unless one is given as a
 //! file), competes for the leader Lease, and runs a round every `interval` and soon after a
 //! change (debounced), writing each policy's status when it changed. Every replica plans and
 //! keeps its index warm; only the leader acts and writes status.
 
-use super::cycle::{Controller, Round};
+use super::execute::Round;
 use super::interrupt::QueueOptions;
+use super::reconcile::{self, Reconciler};
 use crate::aws::interruption::RebalanceAction;
 use crate::k8s::crd;
 use crate::k8s::index::ClusterIndex;
 use crate::k8s::lease::{self, LeaseOptions};
 use crate::k8s::schedconf::SchedulerConfigs;
+#[cfg(not(feature = "aws"))]
+use crate::k8s::writer::ApiWriter;
 use crate::k8s::{act, status, watch};
 use crate::metrics::{Metrics, server};
 use crate::policy::ConsolidationPolicy;
@@ -120,7 +123,7 @@ pub async fn run(
     watch::watch_all(client.clone(), index.clone(), notify).await;
     metrics.index_synced.set(1);
     tracing::info!("index synced");
-    let mut controller = Controller::new(client.clone(), evictions, options.profiles)
+    let mut controller = Reconciler::new(client.clone(), evictions, options.profiles)
         .with_metrics(metrics.clone())
         .with_instance(options.instance.clone());
     let mut leader = None;
@@ -187,10 +190,15 @@ pub async fn run(
         }
         let refs: Vec<&ConsolidationPolicy> = runnable.iter().collect();
         let known = store.is_some().then_some(&known);
-        let mut round = controller.round(&index, &refs, known, now).await;
+        let round = controller.round(&index, &refs, known, now).await;
+        let mut observed: BTreeMap<String, status::Observed> = round
+            .policies
+            .keys()
+            .map(|name| (name.clone(), reconcile::observed(&round, name)))
+            .collect();
         for (name, why) in invalid {
             tracing::warn!(policy = %name, error = %why, "policy ignored: its spec cannot be run");
-            round.observed.insert(
+            observed.insert(
                 name,
                 status::Observed {
                     invalid: Some(why),
@@ -201,7 +209,7 @@ pub async fn run(
         if let Some(store) = &store
             && controller.leads()
         {
-            write_statuses(&controller, store, &round, &mut written, now).await;
+            write_statuses(controller.client(), store, &observed, &mut written, now).await;
         }
         each(&round);
         if options.once {
@@ -257,9 +265,9 @@ fn current_policies(
 
 /// Writes each policy's status where it changed (leader only).
 async fn write_statuses(
-    controller: &Controller,
+    client: &kube::Client,
     store: &PolicyStore,
-    round: &Round,
+    observed: &BTreeMap<String, status::Observed>,
     written: &mut BTreeMap<String, crd::PolicyStatus>,
     now: Timestamp,
 ) {
@@ -271,7 +279,7 @@ async fn write_statuses(
         .collect();
     written.retain(|name, _| objects.iter().any(|(n, _, _)| n == name));
     for (name, generation, seen) in objects {
-        let Some(observed) = round.observed.get(&name) else {
+        let Some(observed) = observed.get(&name) else {
             continue;
         };
         let current = written.get(&name).cloned().or(seen);
@@ -279,7 +287,7 @@ async fn write_statuses(
         if current.as_ref() == Some(&wanted) {
             continue;
         }
-        match status::write(&controller.client, &name, &wanted).await {
+        match status::write(client, &name, &wanted).await {
             Ok(()) => {
                 written.insert(name, wanted);
             }
@@ -381,10 +389,10 @@ use aws::start_aws;
 #[cfg(not(feature = "aws"))]
 async fn start_aws(
     _: AwsOptions,
-    _: Controller,
+    _: Reconciler<ApiWriter>,
     _: (&kube::Client, &Arc<Mutex<ClusterIndex>>, &Arc<Metrics>),
     _: &str,
     _: Option<tokio::sync::watch::Receiver<bool>>,
-) -> Result<Controller, RunError> {
+) -> Result<Reconciler<ApiWriter>, RunError> {
     Err(RunError::NoAws)
 }

@@ -156,6 +156,54 @@ pub async fn ask(queries: &[Query], timeout: Duration) -> (HashMap<String, bool>
     (seen, failed)
 }
 
+/// Rule 3: asks the drivers of running apps with executors on the nodes of policies that
+/// enable `shuffle.driverApi`, once per app, outside the index lock.
+pub async fn ask_drivers(
+    index: &std::sync::Mutex<crate::k8s::index::ClusterIndex>,
+    policies: &[&crate::policy::ConsolidationPolicy],
+) -> rustc_hash::FxHashMap<String, bool> {
+    let enabled: Vec<&&crate::policy::ConsolidationPolicy> = policies
+        .iter()
+        .filter(|p| p.spec.shuffle.driver_api.enabled)
+        .collect();
+    if enabled.is_empty() {
+        return Default::default();
+    }
+    let (queries, timeout) = {
+        let mut index = index.lock().expect("index lock");
+        let snapshot = index.snapshot();
+        let labels: rustc_hash::FxHashMap<&str, &crate::model::selector::Labels> = snapshot
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), &n.labels))
+            .collect();
+        let mut wanted: Vec<Query> = Vec::new();
+        for p in &enabled {
+            let api = &p.spec.shuffle.driver_api;
+            for q in queries(snapshot, api.port, |node| {
+                labels
+                    .get(node)
+                    .is_some_and(|l| p.spec.node_selector.matches(l))
+            }) {
+                if !wanted.contains(&q) {
+                    wanted.push(q);
+                }
+            }
+        }
+        let timeout = enabled
+            .iter()
+            .map(|p| p.spec.shuffle.driver_api.timeout.get())
+            .max()
+            .unwrap_or(std::time::Duration::from_secs(1));
+        (wanted, timeout)
+    };
+    let (seen, failed) = ask(&queries, timeout).await;
+    for why in failed {
+        tracing::info!(error = %why, "driver REST API did not answer; its executors are taken to hold shuffle data");
+    }
+    seen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,12 @@
 //! `policy/v1` Eviction subresource with its UID as precondition.
 //!
 //! Evictions go through a client without kube's automatic retry of 429: a PodDisruptionBudget
-//! refusal is an answer ([`Eviction::Blocked`]), and the controller's own backoff decides when
+//! refusal is an answer ([`EvictAnswer::Blocked`]), and the controller's own backoff decides when
 //! to ask again. Node updates carry the `resourceVersion` they were computed from, so a
 //! concurrent change (Karpenter tainting the node, a human cordoning it) is never overwritten.
 
 use crate::keys;
+use crate::lifecycle::{self, Marks, Write};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Node, Taint};
 use kube::api::{Api, Patch, PatchParams};
@@ -23,7 +24,7 @@ pub fn eviction_client(mut config: Config) -> Result<Client, kube::Error> {
 
 /// What an eviction request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Eviction {
+pub enum EvictAnswer {
     /// The API server accepted it: the pod terminates.
     Evicted,
     /// Refused for now (429): a PodDisruptionBudget allows no disruption. The message says which.
@@ -40,7 +41,7 @@ pub async fn evict(
     name: &str,
     uid: &str,
     grace: Option<i64>,
-) -> Result<Eviction, kube::Error> {
+) -> Result<EvictAnswer, kube::Error> {
     // The Eviction object is written here rather than with kube's `Api::evict`, which sends
     // its delete options as `delete_options` — a field the API server ignores, dropping the
     // UID precondition and the grace period (seen against kube-apiserver 1.36).
@@ -67,12 +68,12 @@ pub async fn evict(
         .request::<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>(request)
         .await
     {
-        Ok(_) => Ok(Eviction::Evicted),
+        Ok(_) => Ok(EvictAnswer::Evicted),
         Err(kube::Error::Api(status)) if status.code == 429 => {
-            Ok(Eviction::Blocked(status.message))
+            Ok(EvictAnswer::Blocked(status.message))
         }
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {
-            Ok(Eviction::Gone)
+            Ok(EvictAnswer::Gone)
         }
         Err(e) => Err(e),
     }
@@ -89,7 +90,10 @@ pub async fn set_idle_since(
     node: &str,
     since: Option<Timestamp>,
 ) -> Result<(), kube::Error> {
-    set_annotation(client, node, keys::IDLE_SINCE, since.map(|t| t.to_string())).await
+    let mut marks = Marks::default();
+    marks.apply(&Write::IdleClock(since), Timestamp::now());
+    let value = marks.annotations.get(keys::IDLE_SINCE).cloned();
+    set_annotation(client, node, keys::IDLE_SINCE, value).await
 }
 
 /// Writes (`Some`) or clears (`None`) one of stowage's node annotations.
@@ -214,141 +218,105 @@ pub enum NodeError {
 /// Attempts of a read-modify-write before giving up for this cycle.
 const ATTEMPTS: usize = 5;
 
-/// Marks `node` as being emptied by `policy`: the NoSchedule taint (so no pod can land
-/// between the plan's re-validation and the evictions), cordon, and the state annotations the
-/// planner and a restarted controller read. A waiting node becomes a draining one (its
-/// waiting taint goes). Idempotent: true when the node was changed.
+/// Applies one of stowage's lifecycle writes ([`crate::lifecycle::Write`]) to `node`: its
+/// `stowage.io/` annotations, its NoSchedule taints and the cordon, as
+/// [`crate::lifecycle::Marks::apply`] says. Idempotent: true when the node was changed.
+pub async fn write_lifecycle(
+    client: &Client,
+    node: &str,
+    write: &Write,
+    now: Timestamp,
+) -> Result<bool, NodeError> {
+    update_node(client, node, |n| {
+        let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
+        let spec = n.spec.get_or_insert_with(Default::default);
+        let taints = spec.taints.get_or_insert_with(Vec::new);
+        let mut marks = Marks {
+            annotations: annotations
+                .iter()
+                .filter(|(k, _)| lifecycle::is_stowage_annotation(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            taints: taints
+                .iter()
+                .filter(|t| lifecycle::is_stowage_taint(&t.key))
+                .map(|t| (t.key.clone(), t.value.clone().unwrap_or_default()))
+                .collect(),
+            unschedulable: spec.unschedulable == Some(true),
+        };
+        if !marks.apply(write, now) {
+            return;
+        }
+        annotations.retain(|k, _| !lifecycle::is_stowage_annotation(k));
+        annotations.extend(marks.annotations);
+        // Other taints keep their place; stowage's follow them.
+        let mut kept: Vec<Taint> = taints
+            .iter()
+            .filter(|t| !lifecycle::is_stowage_taint(&t.key))
+            .cloned()
+            .collect();
+        for (key, value) in marks.taints {
+            let existing = taints
+                .iter()
+                .find(|t| t.key == key && t.value.clone().unwrap_or_default() == value);
+            kept.push(existing.cloned().unwrap_or(Taint {
+                key,
+                value: (!value.is_empty()).then_some(value),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            }));
+        }
+        *taints = kept;
+        spec.unschedulable = marks.unschedulable.then_some(true);
+    })
+    .await
+}
+
+/// Marks `node` as being emptied by `policy` (taint `stowage.io/disrupting:NoSchedule`, so no
+/// pod can land between the plan's re-validation and the evictions; cordon; state). A waiting
+/// node becomes a draining one. True when the node was changed.
 pub async fn mark_draining(
     client: &Client,
     node: &str,
     policy: &str,
     now: Timestamp,
 ) -> Result<bool, NodeError> {
-    mark(
-        client,
-        node,
-        Some(policy),
-        now,
-        keys::STATE_DRAINING,
-        (keys::DISRUPTING_TAINT, ""),
-    )
-    .await
+    let write = Write::Drain {
+        policy: policy.into(),
+    };
+    write_lifecycle(client, node, &write, now).await
 }
 
-/// Marks `node` as waiting for its shuffle holders and drivers to end (`whenBlocked: Wait`):
-/// taint `stowage.io/draining:NoSchedule` and cordon, so the bin-packing scheduler puts no
-/// new executor there. Idempotent: true when the node was changed.
+/// Marks `node` as waiting for its shuffle holders and drivers to end (`whenBlocked: Wait`).
 pub async fn mark_waiting(
     client: &Client,
     node: &str,
     policy: &str,
     now: Timestamp,
 ) -> Result<bool, NodeError> {
-    mark(
-        client,
-        node,
-        Some(policy),
-        now,
-        keys::STATE_WAITING,
-        (keys::WAITING_TAINT, ""),
-    )
-    .await
+    let write = Write::Wait {
+        policy: policy.into(),
+    };
+    write_lifecycle(client, node, &write, now).await
 }
 
 /// Marks `node` as going away with its instance (DESIGN.md §9): taint
 /// `stowage.io/interruption=<kind>:NoSchedule` and cordon at once, whatever stowage was doing
-/// on it (a drain of a policy stops being one). Idempotent: true when the node was changed.
+/// on it. True when the node was changed.
 pub async fn mark_interrupted(
     client: &Client,
     node: &str,
     kind: &str,
     now: Timestamp,
 ) -> Result<bool, NodeError> {
-    mark(
-        client,
-        node,
-        None,
-        now,
-        keys::STATE_INTERRUPTED,
-        (keys::INTERRUPTION_TAINT, kind),
-    )
-    .await
+    let write = Write::Interrupt { kind: kind.into() };
+    write_lifecycle(client, node, &write, now).await
 }
 
-/// Taints (`taint` = key, value) and cordons `node`, and records `state` (for `policy`).
-async fn mark(
-    client: &Client,
-    node: &str,
-    policy: Option<&str>,
-    now: Timestamp,
-    state: &str,
-    (taint, value): (&str, &str),
-) -> Result<bool, NodeError> {
-    update_node(client, node, |n| {
-        let spec = n.spec.get_or_insert_with(Default::default);
-        let taints = spec.taints.get_or_insert_with(Vec::new);
-        let wanted = Taint {
-            key: taint.into(),
-            value: (!value.is_empty()).then(|| value.into()),
-            effect: "NoSchedule".into(),
-            ..Taint::default()
-        };
-        taints.retain(|t| !is_stowage_taint(&t.key) || (t.key == taint && t.value == wanted.value));
-        if !taints.iter().any(|t| t.key == taint) {
-            taints.push(wanted);
-        }
-        let was_cordoned = spec.unschedulable == Some(true);
-        spec.unschedulable = Some(true);
-        let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
-        if annotations.get(keys::STATE).map(String::as_str) != Some(state) {
-            annotations.insert(keys::STATE.into(), state.into());
-            annotations.insert(keys::STATE_SINCE.into(), now.to_string());
-            match policy {
-                Some(p) => annotations.insert(keys::POLICY.into(), p.into()),
-                None => annotations.remove(keys::POLICY),
-            };
-            if !was_cordoned {
-                annotations.insert(keys::CORDONED.into(), "true".into());
-            }
-        }
-    })
-    .await
-}
-
-/// The NoSchedule taints stowage puts on nodes it works on.
-fn is_stowage_taint(key: &str) -> bool {
-    key == keys::DISRUPTING_TAINT || key == keys::WAITING_TAINT || key == keys::INTERRUPTION_TAINT
-}
-
-/// Undoes [`mark_draining`] and [`mark_waiting`]: removes stowage's taints and annotations, and uncordons the node
-/// only if stowage cordoned it (never an interrupted node). Idempotent; a node that is gone is released.
+/// Undoes what stowage marked: its taints and state annotations go, and the cordon only if
+/// stowage made it (never on an interrupted node). A node that is gone is released.
 pub async fn release(client: &Client, node: &str) -> Result<(), NodeError> {
-    let result: Result<bool, NodeError> = update_node(client, node, |n| {
-        let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
-        // A node whose instance is going away stays cordoned whatever a policy decides.
-        if annotations.get(keys::STATE).map(String::as_str) == Some(keys::STATE_INTERRUPTED) {
-            return;
-        }
-        let cordoned_by_us = annotations.get(keys::CORDONED).map(String::as_str) == Some("true");
-        for key in [
-            keys::STATE,
-            keys::STATE_SINCE,
-            keys::POLICY,
-            keys::CORDONED,
-            keys::DRAINED_AT,
-        ] {
-            annotations.remove(key);
-        }
-        let spec = n.spec.get_or_insert_with(Default::default);
-        if let Some(taints) = spec.taints.as_mut() {
-            taints.retain(|t| !is_stowage_taint(&t.key));
-        }
-        if cordoned_by_us {
-            spec.unschedulable = None;
-        }
-    })
-    .await;
-    match result {
+    match write_lifecycle(client, node, &Write::Release, Timestamp::now()).await {
         Err(NodeError::Gone(_)) => Ok(()),
         other => other.map(|_| ()),
     }

@@ -28,6 +28,10 @@ pub enum Regarding<'a> {
         name: &'a str,
         uid: &'a str,
     },
+    /// A ConsolidationPolicy (cluster-scoped).
+    Policy {
+        name: &'a str,
+    },
 }
 
 impl Regarding<'_> {
@@ -51,6 +55,12 @@ impl Regarding<'_> {
                 namespace: some(namespace),
                 name: some(name),
                 uid: some(uid),
+                ..ObjectReference::default()
+            },
+            Regarding::Policy { name } => ObjectReference {
+                api_version: Some("stowage.io/v1alpha1".into()),
+                kind: Some("ConsolidationPolicy".into()),
+                name: some(name),
                 ..ObjectReference::default()
             },
         }

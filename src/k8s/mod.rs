@@ -14,3 +14,4 @@ pub mod record;
 pub mod schedconf;
 pub mod status;
 pub mod watch;
+pub mod writer;

@@ -23,6 +23,10 @@ pub struct Observed {
     pub draining: Vec<String>,
     /// Nodes found empty this round.
     pub drained: usize,
+    /// Nodes emptied and not yet removed (they hold no drain slot).
+    pub emptied_present: usize,
+    /// Which limit kept every candidate from starting this round, if one did.
+    pub held: Option<String>,
 }
 
 /// The status to write: `current`'s, updated with what was observed at `now`.
@@ -49,17 +53,19 @@ pub fn desired(
         }
     };
     let ready = match &observed.invalid {
-        None => condition(
-            "Ready",
-            true,
-            "Planning",
-            format!(
-                "{} managed node(s), {} candidate(s), {} draining",
+        None => condition("Ready", true, "Planning", {
+            let mut m = format!(
+                "{} managed node(s), {} candidate(s), {} draining, {} emptied awaiting removal",
                 observed.managed,
                 observed.candidates,
-                observed.draining.len()
-            ),
-        ),
+                observed.draining.len(),
+                observed.emptied_present
+            );
+            if let Some(limit) = &observed.held {
+                m.push_str(&format!("; nothing started: {limit}"));
+            }
+            m
+        }),
         Some(why) => condition("Ready", false, "InvalidSpec", why.clone()),
     };
     let conflict = match &observed.conflict {

@@ -7,7 +7,9 @@ use super::index::ClusterIndex;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use kube::api::{Api, ListParams};
@@ -125,6 +127,8 @@ pub async fn list_all(
         };
     }
     each_kind!(list);
+    // The drivers' configuration (`spark-drv-…-conf-map`): the index keeps only Spark's.
+    refused.extend(list_kind(Api::<ConfigMap>::all(client.clone()), "ConfigMap", index).await?);
     if let Some(api) = spark_application_api(client).await {
         refused.extend(list_kind(api, "SparkApplication", index).await?);
     }
@@ -182,6 +186,91 @@ async fn watch_kind<K>(
     }
 }
 
+/// Whether a ConfigMap's name is that of a Spark driver's configuration: `spark-drv-<id>-conf-map`
+/// (Spark 3.1 and later, `KubernetesClientUtils.configMapNameDriver`) or
+/// `<prefix>-driver-conf-map` (earlier versions).
+pub fn is_driver_config(name: &str) -> bool {
+    (name.starts_with("spark-drv-") && name.ends_with("-conf-map"))
+        || name.ends_with("-driver-conf-map")
+}
+
+/// Keeps the drivers' configuration ConfigMaps in `index`. Spark writes them without labels,
+/// so no server-side selector finds them: the watch is of metadata only (names, no data), and
+/// only the ConfigMaps named as drivers' are read, one GET each, time-boxed. The index keeps
+/// the Spark configuration of each, never the ConfigMap.
+async fn watch_driver_configs(
+    client: Client,
+    index: Arc<Mutex<ClusterIndex>>,
+    synced: Arc<tokio::sync::Semaphore>,
+    changed: Arc<dyn Fn() + Send + Sync>,
+) {
+    use kube::core::PartialObjectMeta;
+    use kube::runtime::WatchStreamExt;
+    const KIND: &str = "ConfigMap";
+    let all: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
+    let mut events = watcher(all, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let read = |namespace: String, name: String| {
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
+        async move {
+            match tokio::time::timeout(LIST_TIMEOUT, api.get_opt(&name)).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => {
+                    tracing::warn!(namespace, name, error = %e, "driver configuration not read");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(namespace, name, "driver configuration not read in time");
+                    None
+                }
+            }
+        }
+    };
+    loop {
+        let event = match events.try_next().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(kind = KIND, error = %e, "watch failed; retrying with backoff");
+                continue;
+            }
+        };
+        let (meta, deleted) = match event {
+            watcher::Event::Init => {
+                index.lock().expect("index lock").relist_start(KIND);
+                continue;
+            }
+            watcher::Event::InitDone => {
+                index.lock().expect("index lock").relist_done(KIND);
+                synced.add_permits(1);
+                changed();
+                continue;
+            }
+            watcher::Event::InitApply(o) | watcher::Event::Apply(o) => (o.metadata, false),
+            watcher::Event::Delete(o) => (o.metadata, true),
+        };
+        let (Some(name), namespace) = (meta.name, meta.namespace.unwrap_or_default()) else {
+            continue;
+        };
+        if !is_driver_config(&name) {
+            continue;
+        }
+        if deleted {
+            index
+                .lock()
+                .expect("index lock")
+                .delete(KIND, &namespace, &name);
+        } else if let Some(config) = read(namespace.clone(), name.clone()).await {
+            let mut idx = index.lock().expect("index lock");
+            if let Err(e) = idx.apply(&to_value(&config, KIND)) {
+                tracing::warn!(kind = KIND, error = %e, "object refused by the index");
+            }
+        }
+        changed();
+    }
+}
+
 /// Watches every kind the planner reads into `index`; resolves once each has finished its
 /// first list (the index is synced), leaving the watchers running on the current runtime.
 /// `changed` is called after every event (the controller debounces it into a plan cycle).
@@ -205,6 +294,13 @@ pub async fn watch_all(
         };
     }
     each_kind!(spawn);
+    tokio::spawn(watch_driver_configs(
+        client.clone(),
+        index.clone(),
+        synced.clone(),
+        changed.clone(),
+    ));
+    watchers += 1;
     // SparkApplications when the Spark Operator's CRD is installed (checked at start).
     if let Some(api) = spark_application_api(&client).await {
         tokio::spawn(watch_kind(

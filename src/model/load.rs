@@ -1397,12 +1397,14 @@ fn convert_node(raw: RawNode) -> Result<Node, FieldError> {
         .find(|k| meta.annotations.get(*k).map(String::as_str) == Some("true"))
         .map(String::from);
     Ok(Node {
-        stowage_annotations: meta
-            .annotations
-            .iter()
-            .filter(|(k, _)| k.starts_with(keys::STOWAGE_PREFIX))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        lifecycle: crate::lifecycle::parse(
+            &meta.annotations,
+            raw.spec
+                .taints
+                .iter()
+                .map(|t| (t.key.as_str(), t.value.as_str())),
+        ),
+        protecting,
         name: meta.name,
         uid: meta.uid,
         labels: meta.labels,
@@ -1495,7 +1497,7 @@ mod tests {
     }
 
     const NODE: &str = r#"{"kind":"Node","metadata":{"name":"n1","labels":{"pool":"spark"},
-        "annotations":{"karpenter.sh/do-not-disrupt":"true","stowage.io/state":"draining"}},
+        "annotations":{"karpenter.sh/do-not-disrupt":"true","stowage.io/state":"draining","stowage.io/state-since":"2026-11-23T22:00:00Z"}},
         "spec":{"providerID":"aws:///us-east-1a/i-0abc","taints":[{"key":"spot","value":"true","effect":"NoSchedule"}]},
         "status":{"allocatable":{"cpu":"7910m","memory":"31Gi","pods":"58","ephemeral-storage":"95551679124","nvidia.com/gpu":"1"}}}"#;
 
@@ -1539,7 +1541,7 @@ mod tests {
             n.do_not_disrupt.as_deref(),
             Some("karpenter.sh/do-not-disrupt")
         );
-        assert_eq!(n.stowage_annotations["stowage.io/state"], "draining");
+        assert_eq!(n.state().name(), "draining");
         assert_eq!(n.taints.len(), 1);
         let p = &s.pods[0];
         // containers: 1500m + (none) ; init 3000m ; max = 3000 ; + overhead 250

@@ -391,8 +391,12 @@ pub struct Node {
     /// `cluster-autoscaler.kubernetes.io/scale-down-disabled: "true"`.
     pub do_not_disrupt: Option<String>,
     pub provider_id: Option<String>,
-    /// Annotations under `stowage.io/` (state the controller recorded).
-    pub stowage_annotations: BTreeMap<String, String>,
+    /// What stowage is doing with the node, parsed once from its `stowage.io/` annotations
+    /// and taints.
+    pub lifecycle: crate::lifecycle::Lifecycle,
+    /// stowage added the node's `scale-down-disabled` to protect shuffle data
+    /// (`stowage.io/protecting`).
+    pub protecting: bool,
     /// `status.images`: every name of every image, with the image's size in bytes.
     pub images: Vec<(String, i64)>,
     /// The `Ready` condition is not `True` (a node without conditions counts as ready).
@@ -400,12 +404,9 @@ pub struct Node {
 }
 
 impl Node {
-    /// Whether stowage's annotations put the node in `state` (`draining`, `waiting`) for
-    /// `policy`.
-    pub fn stowage_state_is(&self, state: &str, policy: &str) -> bool {
-        let a = &self.stowage_annotations;
-        a.get(crate::keys::STATE).map(String::as_str) == Some(state)
-            && a.get(crate::keys::POLICY).map(String::as_str) == Some(policy)
+    /// What stowage is doing with the node.
+    pub fn state(&self) -> &crate::lifecycle::NodeState {
+        &self.lifecycle.state
     }
 }
 

@@ -20,6 +20,7 @@
 mod index;
 
 use crate::keys;
+use crate::lifecycle::NodeState;
 use crate::model::{Node, Pod, Snapshot};
 use crate::policy::{ConsolidationPolicy, HoldingAction};
 use crate::scoring::filter::{resource_fit, static_fit};
@@ -436,8 +437,32 @@ struct Classes {
     managed: usize,
     /// Managed-pool nodes already being deleted (not counted in `managed`).
     deleting: usize,
-    /// Nodes using up the disruption budget: being deleted, NotReady, or draining.
+    /// Nodes using up the disruption budget: going away or NotReady.
     already_disrupting: usize,
+    /// Per node: already going away (deleted, interrupted, emptied or being drained by
+    /// stowage); its pods are placed before any drain and it takes none.
+    going_away: Vec<bool>,
+}
+
+/// Why a node is already going away, if it is: it is not a candidate, budgets count it, and
+/// the pods it still runs need room first. A node of the set being validated (`chosen`) is
+/// the drain itself.
+fn going_away(node: &Node, chosen: Option<bool>) -> Option<String> {
+    if node.deleting {
+        return Some("node is already being deleted".into());
+    }
+    match node.state() {
+        NodeState::Interrupted { kind } => Some(format!(
+            "its instance is going away ({kind}); stowage is draining it"
+        )),
+        NodeState::Drained { policy, .. } => Some(format!(
+            "emptied by stowage (policy {policy}); left for the provisioner to remove"
+        )),
+        NodeState::Draining { policy, .. } if chosen != Some(true) => {
+            Some(format!("being drained by stowage (policy {policy})"))
+        }
+        _ => None,
+    }
 }
 
 /// Step 1–3: managed, idle, recent, guards.
@@ -459,6 +484,7 @@ fn classify(
         managed: 0,
         deleting: 0,
         already_disrupting: 0,
+        going_away: vec![false; cluster.nodes.len()],
     };
     for (n, node) in cluster.nodes.iter().enumerate() {
         let blocked = &mut classes.blocked[n];
@@ -479,21 +505,19 @@ fn classify(
             ));
             continue;
         }
-        if node.deleting {
+        let chosen = only.map(|set| set.contains(node.name.as_str()));
+        if let Some(why) = going_away(node, chosen) {
+            // As Karpenter's BuildDisruptionBudgetMapping: nodes going away are in the base of
+            // a percentage and use up the budget; their pods need room before any drain.
             classes.deleting += 1;
             classes.already_disrupting += 1;
-            *blocked = Some(block(Reason::NotManaged, "node is already being deleted"));
+            classes.going_away[n] = true;
+            *blocked = Some(block(Reason::NotManaged, why));
             continue;
         }
         classes.managed += 1;
-        let chosen = only.map(|set| set.contains(node.name.as_str()));
-        // Karpenter's budget counts these as disrupting: not Ready, or being drained (by us).
-        let draining = node
-            .stowage_annotations
-            .get(keys::STATE)
-            .map(String::as_str)
-            == Some(keys::STATE_DRAINING);
-        if node.not_ready || (draining && chosen != Some(true)) {
+        // Karpenter's budget counts these as disrupting too.
+        if node.not_ready {
             classes.already_disrupting += 1;
         }
         if chosen == Some(false) {
@@ -511,9 +535,8 @@ fn classify(
             ));
             continue;
         }
-        if let Some(since) = node.stowage_annotations.get(keys::IDLE_SINCE)
+        if let Some(since) = node.lifecycle.idle_since
             && chosen.is_none()
-            && let Ok(since) = since.parse::<Timestamp>()
         {
             let idle_seconds = input.now.as_second() - since.as_second();
             if idle_seconds < idle_for.as_secs() as i64 {
@@ -557,10 +580,14 @@ fn classify(
             pdb_needs,
         });
     }
-    // Empty nodes first (they cost nothing), then the least utilised, then the fewest evictions.
+    // Empty nodes first (they cost nothing), then nodes already waiting for this policy
+    // (cordoned already), then the least utilised, then the fewest evictions.
+    let policy = input.policy.metadata.name.as_str();
     classes.candidates.sort_by_key(|c| {
+        let node = &cluster.nodes[c.node as usize];
         (
             !c.evictable.is_empty(),
+            !matches!(node.state(), NodeState::Waiting { policy: p, .. } if p == policy),
             cluster.utilisation(c.node as usize),
             c.evictable.len(),
             c.node,
@@ -627,12 +654,9 @@ fn select<'a>(
         })
         .map(|(i, _)| i as u32)
         .collect();
-    let evicted_anyway: Vec<u32> = cluster
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| n.deleting)
-        .flat_map(|(n, _)| cluster.pods_on[n].iter().copied())
+    let evicted_anyway: Vec<u32> = (0..cluster.nodes.len())
+        .filter(|&n| classes.going_away[n])
+        .flat_map(|n| cluster.pods_on[n].iter().copied())
         .filter(|&p| {
             let pod = &snapshot.pods[p as usize];
             pod.needs_new_home() && is_recreated(pod, spark)
@@ -700,8 +724,8 @@ fn select<'a>(
         pod_profile,
         profiles: slots,
     };
-    for (n, node) in cluster.nodes.iter().enumerate() {
-        if !node.deleting {
+    for n in 0..cluster.nodes.len() {
+        if !classes.going_away[n] {
             sim.index.open(n as u32, &sim.usage[n]);
         }
     }

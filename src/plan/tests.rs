@@ -1344,10 +1344,26 @@ fn budgets_count_nodes_as_karpenter_does() {
     s.nodes[0].not_ready = true;
     assert_eq!(drained(&run(&s, &percent("11%"))).len(), 0);
     s.nodes[0].not_ready = false;
-    s.nodes[1].stowage_annotations.insert(
-        crate::keys::STATE.into(),
-        crate::keys::STATE_DRAINING.into(),
+    s.nodes[1].lifecycle.state = crate::lifecycle::NodeState::Draining {
+        policy: "default".into(),
+        since: "2026-11-23T21:00:00Z".parse().unwrap(),
+    };
+    assert_eq!(drained(&run(&s, &percent("11%"))).len(), 0);
+    // So does a node stowage emptied that is still there, and it is no candidate again
+    // (empty, it would otherwise be the first).
+    s.nodes[1].lifecycle.state = crate::lifecycle::NodeState::Drained {
+        policy: "default".into(),
+        since: "2026-11-23T21:00:00Z".parse().unwrap(),
+        emptied: "2026-11-23T21:05:00Z".parse().unwrap(),
+    };
+    let plan = run(&s, &percent("100%"));
+    assert!(
+        !drained(&plan).contains(&s.nodes[1].name.as_str()),
+        "{plan:?}"
     );
+    let (reason, detail) = reason_of(&plan, &s.nodes[1].name).unwrap();
+    assert_eq!(reason, Reason::NotManaged);
+    assert!(detail.starts_with("emptied by stowage"), "{detail}");
     assert_eq!(drained(&run(&s, &percent("11%"))).len(), 0);
 }
 
@@ -1688,10 +1704,11 @@ fn a_plan_validates_against_its_own_snapshot_and_after_stowage_marks_its_nodes()
             value: String::new(),
             effect: "NoSchedule".into(),
         });
-        n.stowage_annotations
-            .insert(keys::STATE.into(), keys::STATE_DRAINING.into());
-        n.stowage_annotations
-            .insert(keys::IDLE_SINCE.into(), "2026-11-23T21:59:00Z".into());
+        n.lifecycle.state = crate::lifecycle::NodeState::Draining {
+            policy: "default".into(),
+            since: "2026-11-23T21:59:30Z".parse().unwrap(),
+        };
+        n.lifecycle.idle_since = Some("2026-11-23T21:59:00Z".parse().unwrap());
     }
     assert_eq!(revalidate(&plan, &marked, &policy), Ok(()));
 }

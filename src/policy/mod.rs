@@ -339,6 +339,11 @@ pub struct DisruptionSpec {
     /// How long a node may wait before it is released.
     #[serde(default = "default_max_wait")]
     pub max_wait: GoDuration,
+    /// How long a node stowage emptied may stay before a Warning Event, the
+    /// `stowage_nodes{state="unremoved"}` gauge and the `StowageEmptiedNodeNotRemoved` alert say
+    /// that nothing removes it (with `DrainAndTerminate`, stowage retries removing it then).
+    #[serde(default = "default_empty_node_ttl", rename = "emptyNodeTTL")]
+    pub empty_node_ttl: GoDuration,
 }
 
 /// `disruption.whenBlocked`.
@@ -354,6 +359,10 @@ fn default_max_waiting_nodes() -> i64 {
 }
 fn default_max_wait() -> GoDuration {
     GoDuration::known("6h", Duration::from_secs(6 * 3600))
+}
+
+fn default_empty_node_ttl() -> GoDuration {
+    GoDuration::known("30m", Duration::from_secs(30 * 60))
 }
 
 fn default_max_concurrent_drains() -> i64 {
@@ -374,6 +383,7 @@ impl Default for DisruptionSpec {
             when_blocked: WhenBlocked::Ignore,
             max_waiting_nodes: default_max_waiting_nodes(),
             max_wait: default_max_wait(),
+            empty_node_ttl: default_empty_node_ttl(),
         }
     }
 }

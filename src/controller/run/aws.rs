@@ -5,11 +5,12 @@ use super::{AwsOptions, RunError};
 use crate::aws::clients::Aws;
 use crate::aws::groups;
 use crate::aws::sdk::Sdk;
-use crate::controller::cycle::Controller;
 use crate::controller::interrupt::{self, Handler};
+use crate::controller::reconcile::Reconciler;
 use crate::k8s::events::Events;
 use crate::k8s::index::ClusterIndex;
 use crate::k8s::record;
+use crate::k8s::writer::ApiWriter;
 use crate::metrics::Metrics;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,11 +19,11 @@ use std::time::Duration;
 /// controller learns to terminate through Auto Scaling groups.
 pub(super) async fn start_aws(
     aws_options: AwsOptions,
-    mut controller: Controller,
+    mut controller: Reconciler<ApiWriter>,
     (client, index, metrics): (&kube::Client, &Arc<Mutex<ClusterIndex>>, &Arc<Metrics>),
     instance: &str,
     leader: Option<tokio::sync::watch::Receiver<bool>>,
-) -> Result<Controller, RunError> {
+) -> Result<Reconciler<ApiWriter>, RunError> {
     let aws: Arc<dyn Aws> = Arc::new(Sdk::from_env().await);
     if let Some(cluster) = &aws_options.cluster {
         controller = controller.with_asg(aws.clone(), cluster.clone());
@@ -40,7 +41,7 @@ pub(super) async fn start_aws(
     if let Some(queue) = aws_options.queue {
         let handler = Arc::new(Handler {
             client: client.clone(),
-            evictions: controller.evictions.clone(),
+            evictions: controller.executor.writer.evictions.clone(),
             events: Events::new(client.clone(), Some(instance.to_string())),
             metrics: metrics.clone(),
             index: index.clone(),
