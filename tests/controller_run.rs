@@ -274,8 +274,9 @@ fn the_controller_runs_the_clusters_policies_survives_sigkill_and_fails_over() {
                 .is_none()
     });
     assert!(
-        cp.node_events("run-1")
-            .contains("Abandoned: the ConsolidationPolicy that started the drain is gone"),
+        cp.node_events("run-1").contains(
+            "Abandoned: policy run: the ConsolidationPolicy \"run\" that marked the node is gone"
+        ),
         "{}",
         cp.node_events("run-1")
     );

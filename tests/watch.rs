@@ -273,3 +273,128 @@ fn spark_applications_are_watched_when_their_crd_exists() {
             }
         });
 }
+
+#[test]
+fn the_watched_index_plans_what_the_dump_plans_drivers_configuration_included() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    install_crypto_provider();
+    let cp = ControlPlane::shared();
+    let ns = cp.namespace("conf");
+    let nodes: Vec<Value> = (0..3)
+        .map(|i| {
+            NodeJson::new(&format!("conf-{i}"))
+                .kwok()
+                .label("pool", "conf")
+                .resources("8", "32Gi", "110")
+                .build()
+        })
+        .collect();
+    cp.apply_objects(nodes);
+    // A running app whose shuffle goes to Celeborn: its executors on conf-1 and conf-2 hold
+    // nothing on their nodes — which only the driver's configuration ConfigMap says.
+    let app = "spark-celeborn-1";
+    cp.apply_objects(vec![
+        PodJson::new(&ns, "driver")
+            .on("conf-0")
+            .grace(0)
+            .label("spark-role", "driver")
+            .label("spark-app-selector", app)
+            .requests(500, 1024)
+            .build(),
+    ]);
+    let uid = cp.kubectl(&[
+        "get",
+        "pod",
+        "driver",
+        "-n",
+        &ns,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    cp.apply_objects(
+        (1..=2)
+            .map(|i| {
+                PodJson::new(&ns, &format!("exec-{i}"))
+                    .on(&format!("conf-{i}"))
+                    .grace(0)
+                    .owner_uid("Pod", "driver", &uid)
+                    .label("spark-role", "executor")
+                    .label("spark-app-selector", app)
+                    .label("spark-exec-id", &i.to_string())
+                    .requests(500, 1024)
+                    .build()
+            })
+            .collect(),
+    );
+    cp.apply_objects(vec![serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "spark-drv-0123abcd-conf-map",
+            "namespace": ns,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "driver", "uid": uid, "controller": true}],
+        },
+        "data": {"spark.properties": format!(
+            "spark.app.id={app}\nspark.shuffle.manager=org.apache.spark.shuffle.celeborn.SparkShuffleManager\n"
+        )},
+    })]);
+    wait_until("pods Running", Duration::from_secs(30), || {
+        cp.running_pods(&ns) == 3
+    });
+    let policy = stowage::policy::ConsolidationPolicy::parse(
+        "apiVersion: stowage.io/v1alpha1\nkind: ConsolidationPolicy\nmetadata: {name: conf}\nspec:\n  nodeSelector: {matchLabels: {pool: conf}}\n  idle: {for: 0s}\n",
+    )
+    .unwrap();
+    let profiles = stowage::scoring::Profiles::defaults(stowage::scoring::SchedulerVersion::V1_36);
+    let now: jiff::Timestamp = "2026-11-23T22:00:00Z".parse().unwrap();
+    let plan_of = |s: &stowage::model::Snapshot| {
+        let p = stowage::plan::plan(&stowage::plan::PlanInput::new(s, &policy, &profiles, now));
+        serde_json::to_value(p).unwrap()
+    };
+    let kinds = "nodes,pods,pdb,pvc,pv,storageclass,csinode,namespaces,rs,sts,job,ds";
+    let dump = |kinds: &str| {
+        let text = cp.kubectl(&["get", kinds, "-A", "-o", "json"]);
+        stowage::model::load_snapshot(text.as_bytes()).unwrap()
+    };
+    let offline = plan_of(&dump(&format!("{kinds},configmaps")));
+    // The controller's index, fed by its watchers with the chart's ClusterRole.
+    let live = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let path = cp.service_account_kubeconfig("stowage-conf", true);
+            let file = kube::config::Kubeconfig::read_from(&path).unwrap();
+            let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+                .await
+                .unwrap();
+            let index = Arc::new(Mutex::new(ClusterIndex::new()));
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                stowage::k8s::watch::watch_all(
+                    kube::Client::try_from(config).unwrap(),
+                    index.clone(),
+                    Arc::new(|| {}),
+                ),
+            )
+            .await
+            .expect("every kind synced within 60 s");
+            let mut index = index.lock().unwrap();
+            plan_of(index.snapshot())
+        });
+    assert_eq!(live, offline);
+    let drained: Vec<&str> = live["drain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["node"].as_str())
+        .collect();
+    assert!(
+        drained.contains(&"conf-1") && drained.contains(&"conf-2"),
+        "the remote-shuffle app's executors keep no node: {live}"
+    );
+    // Without the ConfigMap the same cluster keeps them: the test would see a difference.
+    let blind = plan_of(&dump(kinds));
+    assert_ne!(blind, offline);
+}

@@ -650,6 +650,13 @@ fn decide_policy(
                     .map(|n| n.name.as_str()),
             )
             .collect();
+        // A node the plan's drains need as a destination does not wait: cordoned, it would
+        // take room the consolidation needs (waiting is for nodes nothing else will fill).
+        let destinations: HashSet<&str> = plan
+            .drain
+            .iter()
+            .flat_map(|d| d.moves.iter().map(|m| m.to.as_str()))
+            .collect();
         let mut kept: Vec<(&Node, Reason, &str)> = plan
             .blocked
             .iter()
@@ -658,6 +665,7 @@ fn decide_policy(
             .filter(|(n, _, _)| {
                 *n.state() == NodeState::Free
                     && !guarded_otherwise.contains(n.name.as_str())
+                    && !destinations.contains(n.name.as_str())
                     && clock_started(n)
             })
             .collect();

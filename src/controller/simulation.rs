@@ -32,7 +32,6 @@ use super::reconcile::Reconciler;
 use crate::lifecycle::{Marks, NodeState, Write};
 use crate::model::selector::Taint;
 use crate::model::{Node, Pod, PodPhase, Snapshot};
-use crate::plan::{PlanInput, plan};
 use crate::policy::{ConsolidationPolicy, GoDuration, WhenBlocked};
 use crate::scoring::{Profiles, SchedulerVersion, filter, node_usages};
 use jiff::{SignedDuration, Timestamp};
@@ -349,17 +348,6 @@ impl World {
         }
         unplaced
     }
-
-    /// Nodes running a pod that needs a home.
-    fn nodes_in_use(snapshot: &Snapshot) -> usize {
-        snapshot
-            .pods
-            .iter()
-            .filter(|p| p.needs_new_home() || p.terminating && !p.phase.is_finished())
-            .filter_map(|p| p.node_name.as_deref())
-            .collect::<BTreeSet<_>>()
-            .len()
-    }
 }
 
 /// The simulation's writer: the world behind a lock (every future is ready at once).
@@ -505,50 +493,6 @@ fn check_marks(w: &World) -> Vec<String> {
         }
     }
     out
-}
-
-/// Iterates the plan and drains its nodes (pods go where the plan predicts; emptied nodes
-/// stay, cordoned) until it drains nothing more: the nodes in use then.
-fn plan_and_drain(
-    snapshot: &Snapshot,
-    policy: &ConsolidationPolicy,
-    profiles: &Profiles,
-    now: Timestamp,
-) -> (usize, usize) {
-    let mut s = snapshot.clone();
-    // Pods already evicted are gone; pending ones wait.
-    s.pods.retain(|p| !p.terminating);
-    let mut rounds = 0;
-    loop {
-        let p = plan(&PlanInput::new(&s, policy, profiles, now));
-        if p.drain.is_empty() || rounds == 50 {
-            return (World::nodes_in_use(&s), rounds);
-        }
-        rounds += 1;
-        let mut homes: HashMap<String, String> = HashMap::new();
-        let mut evicted: HashSet<String> = HashSet::new();
-        for d in &p.drain {
-            for m in &d.moves {
-                homes.insert(m.pod.clone(), m.to.clone());
-            }
-            for e in &d.evict {
-                evicted.insert(e.pod.clone());
-            }
-            let n = s.nodes.iter_mut().find(|n| n.name == d.node).unwrap();
-            n.lifecycle.state = NodeState::Drained {
-                policy: policy.metadata.name.clone(),
-                since: now,
-                emptied: now,
-            };
-            n.unschedulable = true;
-        }
-        s.pods.retain(|p| !evicted.contains(&p.key()));
-        for pod in &mut s.pods {
-            if let Some(to) = homes.get(&pod.key()) {
-                pod.node_name = Some(to.clone());
-            }
-        }
-    }
 }
 
 /// How a run is set up.
@@ -771,7 +715,8 @@ fn run(setup: Setup) -> Outcome {
         };
         if round == quiet_from {
             let now = world.lock().unwrap().now;
-            fixed_point_from_start = plan_and_drain(&snapshot, &policy, &profiles, now).0;
+            fixed_point_from_start =
+                crate::plan::iterate(&snapshot, &policy, &profiles, now).nodes_in_use;
         }
         // The controller: maybe restarted (memory lost, a fresh relist), maybe deciding on a
         // late snapshot (watch events delayed).
@@ -827,10 +772,10 @@ fn run(setup: Setup) -> Outcome {
     }
     let w = world.lock().unwrap();
     let now = w.now;
-    let (_, further_drains) = plan_and_drain(&w.snapshot, &policy, &profiles, now);
+    let further_drains = crate::plan::iterate(&w.snapshot, &policy, &profiles, now).rounds;
     Outcome {
         violations: w.violations.clone(),
-        in_use: World::nodes_in_use(&w.snapshot),
+        in_use: crate::plan::nodes_in_use(&w.snapshot),
         fixed_point_from_start,
         further_drains,
         evictions: w.evictions,

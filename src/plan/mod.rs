@@ -266,6 +266,73 @@ pub fn plan(input: &PlanInput) -> Plan {
     assemble(&cluster, drained, classes.blocked, warnings)
 }
 
+/// Where iterating the plan ends: what `stowage plan` and draining its nodes, again and again,
+/// reach on a cluster (the yardstick the controller is held to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedPoint {
+    /// Nodes running a pod that needs a home (pending pods aside).
+    pub nodes_in_use: usize,
+    /// Plans that drained something.
+    pub rounds: usize,
+}
+
+/// Nodes running a pod that needs a home, terminating ones included.
+pub fn nodes_in_use(snapshot: &Snapshot) -> usize {
+    let mut nodes: Vec<&str> = snapshot
+        .pods
+        .iter()
+        .filter(|p| !p.is_daemonset() && !p.mirror && !p.phase.is_finished())
+        .filter_map(|p| p.node_name.as_deref())
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes.len()
+}
+
+/// Plans, moves every drained node's pods where the plan predicts (those without a new home
+/// go), records the node emptied (cordoned, as the controller leaves it), and plans again until
+/// a plan drains nothing (at most 100 plans). Pods already terminating are gone first.
+pub fn iterate(
+    snapshot: &Snapshot,
+    policy: &ConsolidationPolicy,
+    profiles: &Profiles,
+    now: Timestamp,
+) -> FixedPoint {
+    let mut s = snapshot.clone();
+    s.pods.retain(|p| !p.terminating);
+    let mut rounds = 0;
+    loop {
+        let p = plan(&PlanInput::new(&s, policy, profiles, now));
+        if p.drain.is_empty() || rounds == 100 {
+            return FixedPoint {
+                nodes_in_use: nodes_in_use(&s),
+                rounds,
+            };
+        }
+        rounds += 1;
+        let mut homes: HashMap<String, String> = HashMap::default();
+        let mut gone: HashSet<String> = HashSet::default();
+        for d in &p.drain {
+            homes.extend(d.moves.iter().map(|m| (m.pod.clone(), m.to.clone())));
+            gone.extend(d.evict.iter().map(|e| e.pod.clone()));
+            if let Some(n) = s.nodes.iter_mut().find(|n| n.name == d.node) {
+                n.lifecycle.state = NodeState::Drained {
+                    policy: policy.metadata.name.clone(),
+                    since: now,
+                    emptied: now,
+                };
+                n.unschedulable = true;
+            }
+        }
+        s.pods.retain(|p| !gone.contains(&p.key()));
+        for pod in &mut s.pods {
+            if let Some(to) = homes.get(&pod.key()) {
+                pod.node_name = Some(to.clone());
+            }
+        }
+    }
+}
+
 /// Why a plan no longer holds: the first of its nodes that would now be kept, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{node}: {}: {detail}", reason.as_str())]
