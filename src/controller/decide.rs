@@ -1054,6 +1054,32 @@ mod tests {
     }
 
     #[test]
+    fn a_holder_node_waits_unless_the_plan_needs_its_room() {
+        let mut p = policy();
+        p.spec.disruption.when_blocked = WhenBlocked::Wait;
+        let mut s = thin(1);
+        s.nodes.push(Node::test("holder"));
+        s.pods.push(
+            Pod::test("driver")
+                .on("busy")
+                .driver_of("app-1")
+                .req(100, GI),
+        );
+        s.pods.push(
+            Pod::test("exec-1")
+                .on("holder")
+                .executor_of("app-1", "driver"),
+        );
+        // busy has room for web-1: the holder waits.
+        let d = decide_one(&s, &p, &Memory::default(), t("21:00:00"));
+        assert_eq!(ops(&d), ["drain thin-1", "wait holder"]);
+        // busy is full: web-1 goes to the holder's node, which therefore does not wait.
+        s.pods[0] = Pod::test("big").on("busy").req(15_500, 60 * GI);
+        let d = decide_one(&s, &p, &Memory::default(), t("21:00:00"));
+        assert_eq!(ops(&d), ["drain thin-1"]);
+    }
+
+    #[test]
     fn only_the_invalid_node_of_a_fresh_set_is_abandoned_the_others_wait_a_round() {
         let mut s = thin(2);
         for n in ["thin-1", "thin-2"] {
