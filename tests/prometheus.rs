@@ -80,7 +80,7 @@ async fn dashboard_and_alerts_query_what_the_controller_exports() {
         &["check", "rules", "charts/stowage/files/alerts.yaml"],
         None,
     );
-    assert!(ok && out.contains("SUCCESS: 5 rules found"), "{out}");
+    assert!(ok && out.contains("SUCCESS: 6 rules found"), "{out}");
 
     // Work for every panel: a fragmented pool to drain (a budget of one node, so the second
     // candidate waits on it), a spot warning from the queue, a group to tag.

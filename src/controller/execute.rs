@@ -59,6 +59,17 @@ pub enum Evicted {
     Gone,
 }
 
+/// What became of removing an emptied node's machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Terminated {
+    /// Removed, with what was done (the NodeClaim deleted, the instance terminated).
+    Done(String),
+    /// Nothing stowage knows owns it: left to the provisioner.
+    NotOwned,
+    /// Not allowed (an Auto Scaling group at its minimum): the node stays, with why.
+    Refused(String),
+}
+
 /// Why a write did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
@@ -94,7 +105,7 @@ pub trait Writer: Send + Sync {
     fn terminate(
         &self,
         node: &NodeRef,
-    ) -> impl Future<Output = Result<Option<String>, WriteError>> + Send;
+    ) -> impl Future<Output = Result<Terminated, WriteError>> + Send;
     /// Publishes an Event; a failure is logged, never a reason to stop.
     fn publish(&self, note: Note) -> impl Future<Output = ()> + Send;
 }
@@ -104,6 +115,8 @@ pub trait Writer: Send + Sync {
 pub enum Outcome {
     /// Written (with what else was done, if anything).
     Done(Option<String>),
+    /// An emptied node recorded drained, its machine removed as said.
+    Emptied(Terminated),
     /// Nothing to write: already so (an earlier round the index had not caught up with).
     Unchanged,
     /// An eviction refused for now.
@@ -295,22 +308,16 @@ impl<W: Writer> Executor<W> {
             Op::Emptied {
                 node, terminate, ..
             } => {
-                let mut note = None;
+                let mut terminated = Terminated::NotOwned;
                 if *terminate {
                     match w.terminate(node).await {
-                        Ok(Some(done)) => note = Some(done),
-                        Ok(None) => {
-                            note = Some(
-                                "no Karpenter NodeClaim or Auto Scaling group owns it: left to the provisioner"
-                                    .into(),
-                            )
-                        }
+                        Ok(t) => terminated = t,
                         // Retried next round: it is not recorded drained yet.
                         Err(e) => return Outcome::Failed(e.to_string()),
                     }
                 }
                 match node_write(node, Write::Drained).await {
-                    Outcome::Done(_) | Outcome::Unchanged => Outcome::Done(note),
+                    Outcome::Done(_) | Outcome::Unchanged => Outcome::Emptied(terminated),
                     other => other,
                 }
             }
@@ -337,8 +344,9 @@ impl<W: Writer> Executor<W> {
             } => {
                 if *terminate {
                     match w.terminate(node).await {
-                        Ok(Some(done)) => return Outcome::Done(Some(done)),
-                        Ok(None) => {}
+                        Ok(Terminated::Done(done)) => return Outcome::Done(Some(done)),
+                        Ok(Terminated::Refused(why)) => return Outcome::Done(Some(why)),
+                        Ok(Terminated::NotOwned) => {}
                         Err(e) => return Outcome::Done(Some(format!("removing it failed: {e}"))),
                     }
                 }
@@ -475,10 +483,17 @@ impl<W: Writer> Executor<W> {
                         memory.backoff.refused(&pod.uid, now);
                         report.refused.push((key, e.clone()));
                     }
-                    Outcome::Unchanged => {}
+                    Outcome::Unchanged | Outcome::Emptied(_) => {}
                 }
             }
-            (Op::Emptied { node, since, .. }, Outcome::Done(extra)) => {
+            (
+                Op::Emptied {
+                    node,
+                    since,
+                    terminate,
+                },
+                Outcome::Emptied(terminated),
+            ) => {
                 memory.evicting.remove(&node.name);
                 let after = now.duration_since(*since).as_secs_f64().max(0.0);
                 m.drain_duration.observe(after);
@@ -487,15 +502,22 @@ impl<W: Writer> Executor<W> {
                     "policy {policy}: empty {}s after it was tainted",
                     after as i64
                 );
-                match extra {
-                    Some(done) => {
+                match terminated {
+                    Terminated::Done(done) => {
                         text.push_str(&format!("; {done}"));
-                        if !done.starts_with("no ") {
-                            m.decision(policy, "terminate", "done");
-                            report.terminated.push(node.name.clone());
-                        }
+                        m.decision(policy, "terminate", "done");
+                        report.terminated.push(node.name.clone());
                     }
-                    None => text.push_str("; left to Karpenter or Cluster Autoscaler to remove"),
+                    Terminated::Refused(why) => {
+                        m.decision(policy, "terminate", "refused");
+                        text.push_str(&format!("; {why}"));
+                    }
+                    Terminated::NotOwned if *terminate => text.push_str(
+                        "; no Karpenter NodeClaim or Auto Scaling group owns it: left to the provisioner",
+                    ),
+                    Terminated::NotOwned => {
+                        text.push_str("; left to Karpenter or Cluster Autoscaler to remove")
+                    }
                 }
                 tracing::info!(node = %node.name, policy, "drained");
                 note = Some(Note {

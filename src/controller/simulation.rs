@@ -27,7 +27,7 @@
 //! `SIM_SEED=<seed> cargo test --lib simulation` replays one seed of the faulty runs.
 
 use super::decide::{Memory, NodeRef, Op, PodRef, Protected};
-use super::execute::{Evicted, Note, WriteError, Writer};
+use super::execute::{Evicted, Note, Terminated, WriteError, Writer};
 use super::reconcile::Reconciler;
 use crate::lifecycle::{Marks, NodeState, Write};
 use crate::model::selector::Taint;
@@ -448,10 +448,10 @@ impl Writer for SimWriter {
         Ok(())
     }
 
-    async fn terminate(&self, node: &NodeRef) -> Result<Option<String>, WriteError> {
+    async fn terminate(&self, node: &NodeRef) -> Result<Terminated, WriteError> {
         let mut w = self.0.lock().unwrap();
         w.delete_node(&node.name);
-        Ok(Some(format!("{} terminated", node.name)))
+        Ok(Terminated::Done(format!("{} terminated", node.name)))
     }
 
     async fn publish(&self, note: Note) {

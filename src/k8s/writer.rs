@@ -6,7 +6,7 @@
 use super::act::{self, API_TIMEOUT, EvictAnswer, NodeError};
 use super::events::{Events, Regarding};
 use crate::controller::decide::{NodeRef, PodRef, Protected};
-use crate::controller::execute::{Evicted, Note, Subject, WriteError, Writer};
+use crate::controller::execute::{Evicted, Note, Subject, Terminated, WriteError, Writer};
 use crate::lifecycle::Write;
 use jiff::Timestamp;
 use kube::Client;
@@ -65,29 +65,29 @@ impl ApiWriter {
 
     /// Terminates the node's instance through its Auto Scaling group, decrementing the desired
     /// capacity, never below the group's minimum. `None` when no group stowage knows owns it.
-    async fn terminate_instance(&self, node: &NodeRef) -> Result<Option<String>, WriteError> {
+    async fn terminate_instance(&self, node: &NodeRef) -> Result<Terminated, WriteError> {
         use crate::aws::groups::{self, TerminateRefused};
         let Some((aws, cluster)) = &self.asg else {
-            return Ok(None);
+            return Ok(Terminated::NotOwned);
         };
         let Some(instance) = node
             .provider_id
             .as_deref()
             .and_then(crate::aws::interruption::instance_of_provider_id)
         else {
-            return Ok(None);
+            return Ok(Terminated::NotOwned);
         };
         let found = within(aws.groups_tagged(&groups::discovery_keys(cluster))).await?;
         match groups::may_terminate(&found, instance) {
             Ok(group) => {
                 within(aws.terminate(instance)).await?;
-                Ok(Some(format!(
+                Ok(Terminated::Done(format!(
                     "instance {instance} terminated through Auto Scaling group {} (desired capacity decremented)",
                     group.name
                 )))
             }
-            Err(TerminateRefused::NoGroup(_)) => Ok(None),
-            Err(refused) => Err(WriteError::Failed(refused.to_string())),
+            Err(TerminateRefused::NoGroup(_)) => Ok(Terminated::NotOwned),
+            Err(refused) => Ok(Terminated::Refused(refused.to_string())),
         }
     }
 }
@@ -135,7 +135,7 @@ impl Writer for ApiWriter {
         }
     }
 
-    async fn terminate(&self, node: &NodeRef) -> Result<Option<String>, WriteError> {
+    async fn terminate(&self, node: &NodeRef) -> Result<Terminated, WriteError> {
         let claim = within(act::delete_node_claim(
             &self.client,
             &node.name,
@@ -143,7 +143,7 @@ impl Writer for ApiWriter {
         ))
         .await?;
         match claim {
-            Some(claim) => Ok(Some(format!("NodeClaim {claim} deleted"))),
+            Some(claim) => Ok(Terminated::Done(format!("NodeClaim {claim} deleted"))),
             None => self.terminate_instance(node).await,
         }
     }
