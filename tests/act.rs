@@ -14,11 +14,7 @@ use stowage::keys;
 use support::{ControlPlane, install_crypto_provider, wait_until};
 
 async fn controller_config(cp: &ControlPlane) -> kube::Config {
-    let path = cp.service_account_kubeconfig("stowage-actor", true);
-    let file = kube::config::Kubeconfig::read_from(&path).unwrap();
-    kube::Config::from_custom_kubeconfig(file, &Default::default())
-        .await
-        .unwrap()
+    support::chart_config(cp, "stowage-actor").await
 }
 
 fn uid(cp: &ControlPlane, ns: &str, pod: &str) -> String {

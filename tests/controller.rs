@@ -10,15 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stowage::controller::execute::Report;
 use stowage::controller::reconcile::Reconciler;
-use stowage::k8s::writer::ApiWriter;
-
-type Controller = Reconciler<ApiWriter>;
 use stowage::demo::{NodeJson, PodJson};
-use stowage::k8s::{act, index::ClusterIndex, watch};
+use stowage::k8s::writer::ApiWriter;
+use stowage::k8s::{act, index::ClusterIndex};
 use stowage::keys;
 use stowage::policy::ConsolidationPolicy;
-use stowage::scoring::{Profiles, SchedulerVersion};
-use support::workload::{fragmented, web_nodes};
+use support::workload::{fragmented, spark_app, web_nodes};
 use support::{ControlPlane, install_crypto_provider, wait_until};
 
 fn policy(p: &str, extra: &str) -> ConsolidationPolicy {
@@ -28,27 +25,11 @@ fn policy(p: &str, extra: &str) -> ConsolidationPolicy {
     .unwrap()
 }
 
+type Controller = Reconciler<ApiWriter>;
+
 /// A controller on the chart's ClusterRole, its index synced by watchers.
 async fn controller(cp: &ControlPlane) -> (Controller, Arc<Mutex<ClusterIndex>>) {
-    let path = cp.service_account_kubeconfig("stowage-ctl", true);
-    let file = kube::config::Kubeconfig::read_from(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(config.clone()).unwrap();
-    let index = Arc::new(Mutex::new(ClusterIndex::new()));
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})),
-    )
-    .await
-    .expect("index synced");
-    let ctl = Controller::new(
-        client,
-        act::eviction_client(config).unwrap(),
-        Profiles::defaults(SchedulerVersion::V1_36),
-    );
-    (ctl, index)
+    support::chart_controller(cp, "stowage-ctl").await
 }
 
 /// Cycles until `done` holds of the reports so far, or panics after `cycles`.
@@ -291,53 +272,6 @@ fn idle_nodes_wait_out_idle_for_on_the_clock_the_controller_starts() {
     });
 }
 
-/// A Spark app: a bare driver pod `driver` on `driver_node` (app id `app`) and executor `i`
-/// (`spark-exec-id: i`) on `<p>-i` for each of `executors`, owned by the driver pod (the
-/// garbage collector removes them when it goes).
-fn spark_app(
-    cp: &ControlPlane,
-    ns: &str,
-    app: &str,
-    driver_node: &str,
-    p: &str,
-    executors: &[usize],
-) {
-    cp.apply_objects(vec![
-        PodJson::new(ns, "driver")
-            .on(driver_node)
-            .grace(0)
-            .label("spark-role", "driver")
-            .label("spark-app-selector", app)
-            .requests(500, 1024)
-            .build(),
-    ]);
-    let uid = cp.kubectl(&[
-        "get",
-        "pod",
-        "driver",
-        "-n",
-        ns,
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
-    cp.apply_objects(
-        executors
-            .iter()
-            .map(|i| {
-                PodJson::new(ns, &format!("exec-{i}"))
-                    .on(&format!("{p}-{i}"))
-                    .grace(0)
-                    .owner_uid("Pod", "driver", &uid)
-                    .label("spark-role", "executor")
-                    .label("spark-app-selector", app)
-                    .label("spark-exec-id", &i.to_string())
-                    .requests(500, 1024)
-                    .build()
-            })
-            .collect(),
-    );
-}
-
 /// A pod that keeps `node` busy (and is never disrupted).
 fn busy_pod(ns: &str, node: &str) -> serde_json::Value {
     PodJson::new(ns, "big")
@@ -362,7 +296,7 @@ fn nodes_kept_by_a_running_app_wait_and_empty_by_attrition() {
         support::workload::pool_nodes(cp, p, 3);
         // The driver and a big pod on att-0; one executor on each thin node.
         cp.apply_objects(vec![busy_pod(&ns, "att-0")]);
-        spark_app(cp, &ns, "app-att", "att-0", p, &[1, 2]);
+        spark_app(cp, &ns, "app-att", "att-0", p, &[1, 2], (500, 1024));
         wait_until("the app runs", Duration::from_secs(30), || {
             cp.running_pods(&ns) == 4
         });
@@ -559,7 +493,7 @@ fn the_driver_rest_api_frees_executors_that_hold_no_shuffle_data() {
                 .build(),
         ]);
         cp.apply_objects(vec![busy_pod(&ns, "drv-0")]);
-        spark_app(cp, &ns, "app-drv", "drv-host", p, &[1, 2]);
+        spark_app(cp, &ns, "app-drv", "drv-host", p, &[1, 2], (500, 1024));
         cp.kubectl(&[
             "patch",
             "pod",

@@ -8,15 +8,15 @@
 mod support;
 
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 use stowage::controller::reconcile::Reconciler;
 use stowage::demo::PodJson;
 use stowage::k8s::writer::ApiWriter;
-use stowage::k8s::{act, index::ClusterIndex, watch};
+use stowage::k8s::index::ClusterIndex;
 use stowage::policy::ConsolidationPolicy;
 use stowage::scoring::{Profiles, SchedulerVersion};
-use support::workload::pool_nodes;
+use support::workload::{pool_nodes, spark_app};
 use support::{ControlPlane, install_crypto_provider, wait_until};
 
 const NODES: usize = 10;
@@ -80,38 +80,8 @@ fn the_controller_reaches_the_plans_fixed_point_before_and_after_an_app_ends() {
             .grace(0)
             .requests(4000, 16 * 1024)
             .build(),
-        PodJson::new(&ns, "driver")
-            .on("conv-0")
-            .grace(0)
-            .label("spark-role", "driver")
-            .label("spark-app-selector", "app-conv")
-            .requests(500, 1024)
-            .build(),
     ]);
-    let uid = cp.kubectl(&[
-        "get",
-        "pod",
-        "driver",
-        "-n",
-        &ns,
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
-    cp.apply_objects(
-        (1..=2)
-            .map(|i| {
-                PodJson::new(&ns, &format!("exec-{i}"))
-                    .on(&format!("conv-{i}"))
-                    .grace(0)
-                    .owner_uid("Pod", "driver", &uid)
-                    .label("spark-role", "executor")
-                    .label("spark-app-selector", "app-conv")
-                    .label("spark-exec-id", &i.to_string())
-                    .requests(1000, 2048)
-                    .build()
-            })
-            .collect(),
-    );
+    spark_app(cp, &ns, "app-conv", "conv-0", "conv", &[1, 2], (1000, 2048));
     // A ReplicaSet spread thin: one replica on each of conv-1 … conv-9, bound before the
     // ReplicaSet adopts them; its replacements are scheduled by my-scheduler.
     let web: Vec<Value> = (1..NODES)
@@ -164,24 +134,7 @@ fn the_controller_reaches_the_plans_fixed_point_before_and_after_an_app_ends() {
         .build()
         .unwrap()
         .block_on(async {
-            let path = cp.service_account_kubeconfig("stowage-conv", true);
-            let file = kube::config::Kubeconfig::read_from(&path).unwrap();
-            let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
-                .await
-                .unwrap();
-            let client = kube::Client::try_from(config.clone()).unwrap();
-            let index = Arc::new(Mutex::new(ClusterIndex::new()));
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                watch::watch_all(client.clone(), index.clone(), Arc::new(|| {})),
-            )
-            .await
-            .expect("index synced");
-            let mut ctl = Reconciler::new(
-                client,
-                act::eviction_client(config).unwrap(),
-                Profiles::defaults(SchedulerVersion::V1_36),
-            );
+            let (mut ctl, index) = support::chart_controller(cp, "stowage-conv").await;
             let (start, fixed_running) = in_use_and_fixed_point(cp, &policy);
             assert!(fixed_running < start, "the plan consolidates: {start} → {fixed_running}");
             converge(&mut ctl, &index, &policy).await;

@@ -293,39 +293,7 @@ fn the_watched_index_plans_what_the_dump_plans_drivers_configuration_included() 
     // A running app whose shuffle goes to Celeborn: its executors on conf-1 and conf-2 hold
     // nothing on their nodes — which only the driver's configuration ConfigMap says.
     let app = "spark-celeborn-1";
-    cp.apply_objects(vec![
-        PodJson::new(&ns, "driver")
-            .on("conf-0")
-            .grace(0)
-            .label("spark-role", "driver")
-            .label("spark-app-selector", app)
-            .requests(500, 1024)
-            .build(),
-    ]);
-    let uid = cp.kubectl(&[
-        "get",
-        "pod",
-        "driver",
-        "-n",
-        &ns,
-        "-o",
-        "jsonpath={.metadata.uid}",
-    ]);
-    cp.apply_objects(
-        (1..=2)
-            .map(|i| {
-                PodJson::new(&ns, &format!("exec-{i}"))
-                    .on(&format!("conf-{i}"))
-                    .grace(0)
-                    .owner_uid("Pod", "driver", &uid)
-                    .label("spark-role", "executor")
-                    .label("spark-app-selector", app)
-                    .label("spark-exec-id", &i.to_string())
-                    .requests(500, 1024)
-                    .build()
-            })
-            .collect(),
-    );
+    let uid = support::workload::spark_app(cp, &ns, app, "conf-0", "conf", &[1, 2], (500, 1024));
     cp.apply_objects(vec![serde_json::json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -364,22 +332,8 @@ fn the_watched_index_plans_what_the_dump_plans_drivers_configuration_included() 
         .build()
         .unwrap()
         .block_on(async {
-            let path = cp.service_account_kubeconfig("stowage-conf", true);
-            let file = kube::config::Kubeconfig::read_from(&path).unwrap();
-            let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
-                .await
-                .unwrap();
-            let index = Arc::new(Mutex::new(ClusterIndex::new()));
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                stowage::k8s::watch::watch_all(
-                    kube::Client::try_from(config).unwrap(),
-                    index.clone(),
-                    Arc::new(|| {}),
-                ),
-            )
-            .await
-            .expect("every kind synced within 60 s");
+            let config = support::chart_config(cp, "stowage-conf").await;
+            let index = support::synced_index(kube::Client::try_from(config).unwrap()).await;
             let mut index = index.lock().unwrap();
             plan_of(index.snapshot())
         });

@@ -142,29 +142,6 @@ pub enum Op {
     },
 }
 
-impl Op {
-    /// The node the command is about, if any.
-    pub fn node(&self) -> Option<&str> {
-        match self {
-            Op::Drain { node, .. }
-            | Op::Wait { node, .. }
-            | Op::WouldDrain { node, .. }
-            | Op::WouldWait { node, .. }
-            | Op::Evict { node, .. }
-            | Op::Emptied { node, .. }
-            | Op::Release { node, .. }
-            | Op::Blocked { node, .. }
-            | Op::Unremoved { node, .. } => Some(&node.name),
-            Op::IdleClock { node, .. } => Some(node),
-            Op::Protect {
-                target: Protected::Node(node),
-                ..
-            } => Some(node),
-            Op::Protect { .. } | Op::Held { .. } => None,
-        }
-    }
-}
-
 /// What the controller remembers between rounds. Losing it (a restart) is safe: what is in
 /// flight is on the nodes; what is lost here is repeated work (a re-validation, a repeated
 /// Event, an eviction asked again and answered `Gone`).
@@ -942,6 +919,18 @@ mod tests {
         n.unschedulable = true;
     }
 
+    /// Marks `nodes` as drained by the default policy since 21:00.
+    fn draining(s: &mut Snapshot, nodes: &[&str]) {
+        for n in nodes {
+            let since = t("21:00:00");
+            let state = NodeState::Draining {
+                policy: "default".into(),
+                since,
+            };
+            mark(s, n, state);
+        }
+    }
+
     fn policy() -> ConsolidationPolicy {
         let mut p = ConsolidationPolicy::default_policy();
         p.spec.idle.idle_for = crate::policy::GoDuration::known("0s", std::time::Duration::ZERO);
@@ -973,14 +962,7 @@ mod tests {
     fn a_draining_node_found_empty_is_emptied_and_frees_its_slot_the_same_round() {
         let mut s = thin(3);
         s.pods.retain(|p| p.node_name.as_deref() != Some("thin-1"));
-        mark(
-            &mut s,
-            "thin-1",
-            NodeState::Draining {
-                policy: "default".into(),
-                since: t("21:00:00"),
-            },
-        );
+        draining(&mut s, &["thin-1"]);
         let d = decide_one(&s, &policy(), &Memory::default(), t("21:01:00"));
         assert_eq!(ops(&d), ["emptied thin-1", "drain thin-2", "drain thin-3"]);
     }
@@ -988,16 +970,7 @@ mod tests {
     #[test]
     fn when_the_slots_are_full_the_round_says_which_limit_holds() {
         let mut s = thin(4);
-        for n in ["thin-1", "thin-2"] {
-            mark(
-                &mut s,
-                n,
-                NodeState::Draining {
-                    policy: "default".into(),
-                    since: t("21:00:00"),
-                },
-            );
-        }
+        draining(&mut s, &["thin-1", "thin-2"]);
         let mut memory = Memory::default();
         for n in ["thin-1", "thin-2"] {
             memory.evicting.insert(n.to_string(), t("21:00:00"));
@@ -1082,16 +1055,7 @@ mod tests {
     #[test]
     fn only_the_invalid_node_of_a_fresh_set_is_abandoned_the_others_wait_a_round() {
         let mut s = thin(2);
-        for n in ["thin-1", "thin-2"] {
-            mark(
-                &mut s,
-                n,
-                NodeState::Draining {
-                    policy: "default".into(),
-                    since: t("21:00:00"),
-                },
-            );
-        }
+        draining(&mut s, &["thin-1", "thin-2"]);
         s.pods
             .push(Pod::test("precious").on("thin-2").do_not_disrupt());
         let d = decide_one(&s, &policy(), &Memory::default(), t("21:01:00"));

@@ -29,11 +29,25 @@ pub enum Subject {
     },
 }
 
-impl Subject {
-    fn node(node: &NodeRef) -> Subject {
-        Subject::Node {
+impl Note {
+    /// An Event about a node.
+    fn on_node(
+        node: &NodeRef,
+        warning: bool,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+    ) -> Note {
+        let about = Subject::Node {
             name: node.name.clone(),
             uid: node.uid.clone(),
+        };
+        Note {
+            about,
+            warning,
+            reason,
+            action,
+            note,
         }
     }
 }
@@ -264,8 +278,8 @@ impl<W: Writer> Executor<W> {
     /// Performs one command's write.
     async fn apply(&self, command: &Command, now: Timestamp) -> Outcome {
         let w = &self.writer;
-        let node_write = |node: &NodeRef, write: Write| {
-            let name = node.name.clone();
+        let node_write = |node: &str, write: Write| {
+            let name = node.to_string();
             async move {
                 match w.write_node(&name, &write, now).await {
                     Ok(true) => Outcome::Done(None),
@@ -278,7 +292,7 @@ impl<W: Writer> Executor<W> {
         match &command.op {
             Op::Drain { node, .. } => {
                 node_write(
-                    node,
+                    &node.name,
                     Write::Drain {
                         policy: command.policy.clone(),
                     },
@@ -287,7 +301,7 @@ impl<W: Writer> Executor<W> {
             }
             Op::Wait { node, .. } => {
                 node_write(
-                    node,
+                    &node.name,
                     Write::Wait {
                         policy: command.policy.clone(),
                     },
@@ -316,24 +330,17 @@ impl<W: Writer> Executor<W> {
                         Err(e) => return Outcome::Failed(e.to_string()),
                     }
                 }
-                match node_write(node, Write::Drained).await {
+                match node_write(&node.name, Write::Drained).await {
                     Outcome::Done(_) | Outcome::Unchanged => Outcome::Emptied(terminated),
                     other => other,
                 }
             }
-            Op::Release { node, .. } => match node_write(node, Write::Release).await {
+            Op::Release { node, .. } => match node_write(&node.name, Write::Release).await {
                 // A node that is gone is released.
                 Outcome::Gone => Outcome::Done(None),
                 other => other,
             },
-            Op::IdleClock { node, since } => {
-                let node = NodeRef {
-                    name: node.clone(),
-                    uid: String::new(),
-                    provider_id: None,
-                };
-                node_write(&node, Write::IdleClock(*since)).await
-            }
+            Op::IdleClock { node, since } => node_write(node, Write::IdleClock(*since)).await,
             Op::Protect { target, on } => match w.protect(target, *on).await {
                 Ok(()) => Outcome::Done(None),
                 Err(WriteError::Gone(_)) => Outcome::Gone,
@@ -384,13 +391,13 @@ impl<W: Writer> Executor<W> {
             ) => {
                 m.decision(policy, "consolidate", "done");
                 tracing::info!(node = %node.name, policy, from_waiting, why = %why, "consolidating: tainted and cordoned");
-                note = Some(Note {
-                    about: Subject::node(node),
-                    warning: false,
-                    reason: "Consolidating",
-                    action: "Cordon",
-                    note: why.clone(),
-                });
+                note = Some(Note::on_node(
+                    node,
+                    false,
+                    "Consolidating",
+                    "Cordon",
+                    why.clone(),
+                ));
                 report.marked.push(node.name.clone());
             }
             (Op::Drain { .. }, Outcome::Failed(e)) => {
@@ -400,13 +407,7 @@ impl<W: Writer> Executor<W> {
             (Op::Wait { node, why }, Outcome::Done(_)) => {
                 m.decision(policy, "wait", "done");
                 tracing::info!(node = %node.name, policy, why = %why, "waiting for shuffle holders to end");
-                note = Some(Note {
-                    about: Subject::node(node),
-                    warning: false,
-                    reason: "Waiting",
-                    action: "Cordon",
-                    note: why.clone(),
-                });
+                note = Some(Note::on_node(node, false, "Waiting", "Cordon", why.clone()));
                 report.waiting.push(node.name.clone());
             }
             (Op::Wait { .. }, Outcome::Failed(e)) => {
@@ -415,24 +416,24 @@ impl<W: Writer> Executor<W> {
             }
             (Op::WouldDrain { node, why }, _) => {
                 m.decision(policy, "consolidate", "dry_run");
-                note = Some(Note {
-                    about: Subject::node(node),
-                    warning: false,
-                    reason: "WouldConsolidate",
-                    action: "Cordon",
-                    note: format!("dry run: {why}"),
-                });
+                note = Some(Note::on_node(
+                    node,
+                    false,
+                    "WouldConsolidate",
+                    "Cordon",
+                    format!("dry run: {why}"),
+                ));
                 report.would_mark.push(node.name.clone());
             }
             (Op::WouldWait { node, why }, _) => {
                 m.decision(policy, "wait", "dry_run");
-                note = Some(Note {
-                    about: Subject::node(node),
-                    warning: false,
-                    reason: "WouldWait",
-                    action: "Cordon",
-                    note: format!("dry run: {why}"),
-                });
+                note = Some(Note::on_node(
+                    node,
+                    false,
+                    "WouldWait",
+                    "Cordon",
+                    format!("dry run: {why}"),
+                ));
                 report.would_wait.push(node.name.clone());
             }
             (
@@ -520,13 +521,7 @@ impl<W: Writer> Executor<W> {
                     }
                 }
                 tracing::info!(node = %node.name, policy, "drained");
-                note = Some(Note {
-                    about: Subject::node(node),
-                    warning: false,
-                    reason: "Drained",
-                    action: "Drain",
-                    note: text,
-                });
+                note = Some(Note::on_node(node, false, "Drained", "Drain", text));
                 report.empty.push(node.name.clone());
             }
             (Op::Emptied { node, .. }, Outcome::Failed(e) | Outcome::Refused(e)) => {
@@ -544,13 +539,14 @@ impl<W: Writer> Executor<W> {
                 };
                 m.decision(policy, action, "done");
                 tracing::warn!(node = %node.name, policy, why = %text, "released: taint and cordon removed");
-                note = Some(Note {
-                    about: Subject::node(node),
-                    warning: why.abandons(),
+                let text_note = format!("policy {policy}: {text}; taint and cordon removed");
+                note = Some(Note::on_node(
+                    node,
+                    why.abandons(),
                     reason,
-                    action: "Release",
-                    note: format!("policy {policy}: {text}; taint and cordon removed"),
-                });
+                    "Release",
+                    text_note,
+                ));
                 let line = (node.name.clone(), text);
                 if orphan {
                     round.orphans_released.push(line);
@@ -590,13 +586,13 @@ impl<W: Writer> Executor<W> {
                 _,
             ) => {
                 memory.announced.insert(node.name.clone(), *reason);
-                note = Some(Note {
-                    about: Subject::node(node),
-                    warning: false,
-                    reason: "Blocked",
-                    action: "Plan",
-                    note: format!("policy {policy}: kept ({}): {detail}", reason.as_str()),
-                });
+                note = Some(Note::on_node(
+                    node,
+                    false,
+                    "Blocked",
+                    "Plan",
+                    format!("policy {policy}: kept ({}): {detail}", reason.as_str()),
+                ));
             }
             (
                 Op::Unremoved {
@@ -615,13 +611,7 @@ impl<W: Writer> Executor<W> {
                     text.push_str(&format!("; {extra}"));
                 }
                 tracing::warn!(node = %node.name, policy, empty_seconds, "emptied node not removed");
-                note = Some(Note {
-                    about: Subject::node(node),
-                    warning: true,
-                    reason: "NotRemoved",
-                    action: "Drain",
-                    note: text,
-                });
+                note = Some(Note::on_node(node, true, "NotRemoved", "Drain", text));
                 report.unremoved.push(node.name.clone());
             }
             (Op::Held { limit }, _) => {

@@ -116,7 +116,7 @@ struct World {
     now: Timestamp,
     round: usize,
     next_id: u64,
-    /// Evictions the controller made, and of those, executors of apps that had ended.
+    /// Evictions the controller asked for and the "API server" accepted.
     evictions: usize,
 }
 

@@ -876,3 +876,51 @@ profiles:
         kubeconfig.display()
     )
 }
+
+/// The client configuration of a ServiceAccount `<prefix>-…` bound to the chart's ClusterRole
+/// and Role (what the controller runs as).
+pub async fn chart_config(cp: &ControlPlane, prefix: &str) -> kube::Config {
+    let path = cp.service_account_kubeconfig(prefix, true);
+    let file = kube::config::Kubeconfig::read_from(&path).unwrap();
+    kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .unwrap()
+}
+
+/// An index fed by watchers of every kind the planner reads, once each has listed its kind
+/// (at most 60 s).
+pub async fn synced_index(
+    client: kube::Client,
+) -> std::sync::Arc<std::sync::Mutex<stowage::k8s::index::ClusterIndex>> {
+    let index = std::sync::Arc::new(std::sync::Mutex::new(
+        stowage::k8s::index::ClusterIndex::new(),
+    ));
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        stowage::k8s::watch::watch_all(client, index.clone(), std::sync::Arc::new(|| {})),
+    )
+    .await
+    .expect("every kind synced within 60 s");
+    index
+}
+
+/// A controller running as the chart's ServiceAccount (`<prefix>-…`), with the default
+/// profiles, and its index synced by watchers.
+pub async fn chart_controller(
+    cp: &ControlPlane,
+    prefix: &str,
+) -> (
+    stowage::controller::reconcile::Reconciler<stowage::k8s::writer::ApiWriter>,
+    std::sync::Arc<std::sync::Mutex<stowage::k8s::index::ClusterIndex>>,
+) {
+    use stowage::scoring::{Profiles, SchedulerVersion};
+    let config = chart_config(cp, prefix).await;
+    let client = kube::Client::try_from(config.clone()).unwrap();
+    let index = synced_index(client.clone()).await;
+    let ctl = stowage::controller::reconcile::Reconciler::new(
+        client,
+        stowage::k8s::act::eviction_client(config).unwrap(),
+        Profiles::defaults(SchedulerVersion::V1_36),
+    );
+    (ctl, index)
+}

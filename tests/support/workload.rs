@@ -97,3 +97,53 @@ pub fn forbid_web_disruption(cp: &ControlPlane, ns: &str) {
         .is_some_and(|s| s == "2")
     });
 }
+
+/// A Spark app: a bare driver pod `driver` on `driver_node` (app id `app`) and executor `i`
+/// (`spark-exec-id: i`) on `<p>-i` for each of `executors`, owned by the driver pod (the
+/// garbage collector removes them when it goes), each requesting `(milli-cpu, MiB)`. Returns the
+/// driver's UID.
+pub fn spark_app(
+    cp: &ControlPlane,
+    ns: &str,
+    app: &str,
+    driver_node: &str,
+    p: &str,
+    executors: &[usize],
+    (cpu, memory_mib): (i64, i64),
+) -> String {
+    cp.apply_objects(vec![
+        PodJson::new(ns, "driver")
+            .on(driver_node)
+            .grace(0)
+            .label("spark-role", "driver")
+            .label("spark-app-selector", app)
+            .requests(500, 1024)
+            .build(),
+    ]);
+    let uid = cp.kubectl(&[
+        "get",
+        "pod",
+        "driver",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    cp.apply_objects(
+        executors
+            .iter()
+            .map(|i| {
+                PodJson::new(ns, &format!("exec-{i}"))
+                    .on(&format!("{p}-{i}"))
+                    .grace(0)
+                    .owner_uid("Pod", "driver", &uid)
+                    .label("spark-role", "executor")
+                    .label("spark-app-selector", app)
+                    .label("spark-exec-id", &i.to_string())
+                    .requests(cpu, memory_mib)
+                    .build()
+            })
+            .collect(),
+    );
+    uid
+}
