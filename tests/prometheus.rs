@@ -297,7 +297,7 @@ async fn dashboard_and_alerts_query_what_the_controller_exports() {
     // Prometheus loaded the rules and evaluates them (no alert fires on a healthy run).
     let rules = api(&base, "/api/v1/rules", &[]);
     let loaded = rules["groups"][0]["rules"].as_array().unwrap();
-    assert_eq!(loaded.len(), 5);
+    assert_eq!(loaded.len(), 6);
     assert!(loaded.iter().all(|r| r["health"] == "ok"), "{rules}");
     let firing: Vec<&serde_json::Value> =
         loaded.iter().filter(|r| r["state"] == "firing").collect();
