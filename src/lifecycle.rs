@@ -287,10 +287,9 @@ impl Marks {
     }
 }
 
-/// The rules of the policy governing a node, as the transitions read them.
+/// The rules of the policy that marked a node and governs it, as the transitions read them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rules {
-    pub policy: String,
     pub drain_timeout: Duration,
     /// `CordonOnly`: pods leave by other means; the node is held while the plan holds.
     pub cordon_only: bool,
@@ -324,14 +323,24 @@ pub enum Validation {
     Deferred,
 }
 
+/// Which policy governs a marked node now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Governor {
+    /// The policy that marked it, with its rules.
+    Marker(Rules),
+    /// Another policy (by name).
+    Other(String),
+    /// No policy selects it, and every policy is known.
+    Nobody,
+    /// No policy here selects it, but not every policy is known (a policy run from a file
+    /// leaves other policies' nodes alone: "nobody governs it" proves nothing).
+    Unknown,
+}
+
 /// What the controller sees of a marked node this round.
 #[derive(Debug, Clone)]
 pub struct Observation {
-    /// The rules of the policy that governs the node now; `None` when none does.
-    pub governing: Option<Rules>,
-    /// Whether every policy is known (a policy run from a file leaves other policies' nodes
-    /// alone, so "no policy governs it" proves nothing).
-    pub policies_known: bool,
+    pub governor: Governor,
     pub verdict: Verdict,
     /// Pods that still need evicting (not terminating).
     pub left: usize,
@@ -432,21 +441,19 @@ pub fn next(state: &NodeState, o: &Observation) -> Transition {
         NodeState::Unreadable { why } => return Release(self::Release::Unreadable(why.clone())),
         marked => {
             let policy = marked.policy().unwrap_or_default();
-            match &o.governing {
-                Some(rules) if rules.policy == policy => rules,
-                Some(other) => {
+            match &o.governor {
+                Governor::Marker(rules) => rules,
+                Governor::Other(other) => {
                     return Release(self::Release::Unmanaged(format!(
-                        "the node is now governed by policy {:?}, not {policy:?}",
-                        other.policy
+                        "the node is now governed by policy {other:?}, not {policy:?}"
                     )));
                 }
-                None if o.policies_known => {
+                Governor::Nobody => {
                     return Release(self::Release::Unmanaged(format!(
                         "policy {policy:?} no longer manages the node"
                     )));
                 }
-                // Another policy's node while this replica runs one policy from a file.
-                None => return Stay,
+                Governor::Unknown => return Stay,
             }
         }
     };
@@ -461,15 +468,17 @@ pub fn next(state: &NodeState, o: &Observation) -> Transition {
             if rules.cordon_only {
                 return Stay;
             }
-            // Only terminating pods left (Spark may be decommissioning): they are going.
-            if o.left == 0 {
-                return Stay;
-            }
+            // Past the timeout, even with only terminating pods left: a pod stuck terminating
+            // (a finalizer, a kubelet gone) must not hold a drain slot for ever.
             if o.now.duration_since(*since).as_secs() >= rules.drain_timeout.as_secs() as i64 {
                 return Release(self::Release::Timeout {
                     after: rules.drain_timeout,
                     left: o.occupied,
                 });
+            }
+            // Only terminating pods left (Spark may be decommissioning): they are going.
+            if o.left == 0 {
+                return Stay;
             }
             match o.validation {
                 Validation::Deferred => Stay,
@@ -530,7 +539,6 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
-            policy: "spark".into(),
             drain_timeout: Duration::from_secs(900),
             cordon_only: false,
             wait: true,
@@ -541,8 +549,7 @@ mod tests {
 
     fn seen(now: &str) -> Observation {
         Observation {
-            governing: Some(rules()),
-            policies_known: true,
+            governor: Governor::Marker(rules()),
             verdict: Verdict::Unplanned,
             left: 1,
             occupied: 1,
@@ -592,7 +599,7 @@ mod tests {
         };
         // Even with no policy governing it and a timeout long past: an interruption stays.
         let mut gone = seen("23:59:00");
-        gone.governing = None;
+        gone.governor = Governor::Nobody;
         assert_eq!(next(&interrupted, &gone), Transition::Stay);
     }
 
@@ -606,6 +613,19 @@ mod tests {
         let mut o = seen("22:05:00");
         o.left = 0;
         assert_eq!(next(&draining(), &o), Transition::Stay);
+    }
+
+    #[test]
+    fn draining_with_only_terminating_pods_is_abandoned_past_its_timeout() {
+        let mut o = seen("22:15:00");
+        o.left = 0;
+        assert_eq!(
+            next(&draining(), &o),
+            Transition::Release(Release::Timeout {
+                after: Duration::from_secs(900),
+                left: 1
+            })
+        );
     }
 
     #[test]
@@ -647,29 +667,25 @@ mod tests {
     #[test]
     fn draining_of_a_policy_gone_or_governing_no_more_is_abandoned() {
         let mut o = seen("22:05:00");
-        o.governing = None;
+        o.governor = Governor::Nobody;
         assert!(matches!(
             next(&draining(), &o),
             Transition::Release(Release::Unmanaged(_))
         ));
-        o.governing = Some(Rules {
-            policy: "other".into(),
-            ..rules()
-        });
+        o.governor = Governor::Other("other".into());
         assert!(matches!(
             next(&draining(), &o),
             Transition::Release(Release::Unmanaged(w)) if w.contains("\"other\"")
         ));
         // Policies from a file: another policy's node is not this replica's to judge.
-        o.governing = None;
-        o.policies_known = false;
+        o.governor = Governor::Unknown;
         assert_eq!(next(&draining(), &o), Transition::Stay);
     }
 
     #[test]
     fn cordon_only_holds_while_the_plan_holds_with_no_timeout() {
         let mut o = seen("23:59:00");
-        o.governing = Some(Rules {
+        o.governor = Governor::Marker(Rules {
             cordon_only: true,
             ..rules()
         });
@@ -712,7 +728,7 @@ mod tests {
     #[test]
     fn waiting_is_released_after_max_wait() {
         let mut o = seen("23:59:59");
-        o.governing = Some(Rules {
+        o.governor = Governor::Marker(Rules {
             max_wait: Duration::from_secs(3600),
             ..rules()
         });
@@ -747,7 +763,7 @@ mod tests {
     #[test]
     fn waiting_is_released_when_the_policy_stops_waiting() {
         let mut o = seen("22:05:00");
-        o.governing = Some(Rules {
+        o.governor = Governor::Marker(Rules {
             wait: false,
             ..rules()
         });
@@ -780,7 +796,7 @@ mod tests {
         );
         let mut o = seen("22:30:00");
         o.left = 0;
-        o.governing = None;
+        o.governor = Governor::Nobody;
         assert!(matches!(
             next(&drained(), &o),
             Transition::Release(Release::Unmanaged(_))

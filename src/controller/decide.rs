@@ -12,10 +12,10 @@
 use super::govern::Governance;
 use super::protect;
 use crate::lifecycle::{
-    self, NodeState, Observation, Release, Rules, Transition, Validation, Verdict,
+    self, Governor, NodeState, Observation, Release, Rules, Transition, Validation, Verdict,
 };
 use crate::model::{Node, Snapshot};
-use crate::plan::{Plan, PlanInput, Reason, plan, validate_nodes};
+use crate::plan::{Culprit, Plan, PlanInput, Reason, plan, validate_nodes};
 use crate::policy::{Action, ConsolidationPolicy, WhenBlocked};
 use crate::scoring::Profiles;
 use jiff::Timestamp;
@@ -128,6 +128,8 @@ pub enum Op {
         node: NodeRef,
         reason: Reason,
         detail: String,
+        /// The object that keeps it (the Event's related object), when the plan names one.
+        culprit: Option<Culprit>,
     },
     /// A drained node still there after `emptyNodeTTL` (a Warning, once).
     Unremoved {
@@ -253,7 +255,6 @@ fn is_guard(reason: Reason) -> bool {
 pub fn rules(policy: &ConsolidationPolicy) -> Rules {
     let d = &policy.spec.disruption;
     Rules {
-        policy: policy.metadata.name.clone(),
         drain_timeout: d.drain_timeout.get(),
         cordon_only: d.action == Action::CordonOnly,
         wait: d.when_blocked == WhenBlocked::Wait,
@@ -330,10 +331,24 @@ pub fn decide(input: &Input, memory: &Memory) -> Decision {
             &mut decision,
         );
     }
-    // Marked nodes of policies that are gone.
+    // Marked nodes of policies that are gone, and unreadable marks no policy governs.
     if let Some(known) = input.known {
         let runs: BTreeSet<&str> = policies.iter().map(|p| p.metadata.name.as_str()).collect();
         for node in &snapshot.nodes {
+            if let NodeState::Unreadable { why } = node.state() {
+                if Governance::owner(&policies, node).is_none() {
+                    decision.commands.push(Command {
+                        policy: String::new(),
+                        op: Op::Release {
+                            node: NodeRef::of(node),
+                            why: Release::Unreadable(format!(
+                                "{why}; no ConsolidationPolicy selects the node"
+                            )),
+                        },
+                    });
+                }
+                continue;
+            }
             let Some(policy) = node.state().policy() else {
                 continue;
             };
@@ -454,19 +469,14 @@ fn decide_policy(
             continue;
         }
         let pods = on(&node.name);
-        let governing = Governance::owner(policies, node).map(|owner| {
-            if owner == name {
-                rules.clone()
-            } else {
-                Rules {
-                    policy: owner.to_string(),
-                    ..rules.clone()
-                }
-            }
-        });
+        let governor = match Governance::owner(policies, node) {
+            Some(owner) if owner == name => Governor::Marker(rules.clone()),
+            Some(owner) => Governor::Other(owner.to_string()),
+            None if input.known.is_some() => Governor::Nobody,
+            None => Governor::Unknown,
+        };
         let observation = Observation {
-            governing,
-            policies_known: input.known.is_some(),
+            governor,
             verdict: verdicts
                 .get(node.name.as_str())
                 .cloned()
@@ -773,6 +783,7 @@ fn decide_policy(
                 node: NodeRef::of(node),
                 reason: b.reason,
                 detail: b.detail.clone(),
+                culprit: b.culprit.clone(),
             },
         );
     }
@@ -935,6 +946,74 @@ mod tests {
         let mut p = ConsolidationPolicy::default_policy();
         p.spec.idle.idle_for = crate::policy::GoDuration::known("0s", std::time::Duration::ZERO);
         p
+    }
+
+    #[test]
+    fn a_blocked_node_names_what_keeps_it_once() {
+        let mut s = thin(2);
+        s.pods
+            .iter_mut()
+            .find(|p| p.name == "web-1")
+            .map(|p| *p = p.clone().do_not_disrupt())
+            .unwrap();
+        let d = decide_one(&s, &policy(), &Memory::default(), t("22:00:00"));
+        let blocked: Vec<_> = d
+            .commands
+            .iter()
+            .filter_map(|c| match &c.op {
+                Op::Blocked {
+                    node,
+                    reason,
+                    culprit,
+                    ..
+                } => Some((node.name.as_str(), *reason, culprit.clone())),
+                _ => None,
+            })
+            .collect();
+        let web_1 = s.pods.iter().find(|p| p.name == "web-1").unwrap();
+        assert_eq!(
+            blocked,
+            [("thin-1", Reason::DoNotDisrupt, Some(Culprit::pod(web_1)))]
+        );
+        // Announced once: the next round says nothing while the guard is the same.
+        let mut memory = Memory::default();
+        memory
+            .announced
+            .insert("thin-1".into(), Reason::DoNotDisrupt);
+        let d = decide_one(&s, &policy(), &memory, t("22:00:10"));
+        assert!(
+            !d.commands
+                .iter()
+                .any(|c| matches!(c.op, Op::Blocked { .. }))
+        );
+    }
+
+    #[test]
+    fn unreadable_marks_are_released_by_the_governing_policy_or_when_none_governs() {
+        let mut s = thin(2);
+        let unreadable = NodeState::Unreadable {
+            why: "stowage.io/state-since: not a timestamp".into(),
+        };
+        mark(&mut s, "thin-1", unreadable);
+        let released = |d: &Decision| -> Vec<(String, String)> {
+            d.commands
+                .iter()
+                .filter_map(|c| match &c.op {
+                    Op::Release { node, .. } => Some((c.policy.clone(), node.name.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let d = decide_one(&s, &policy(), &Memory::default(), t("22:00:00"));
+        assert_eq!(released(&d), [("default".into(), "thin-1".into())]);
+        // A policy that selects other nodes only: nobody governs thin-1, its marks still go.
+        let mut other = policy();
+        other.spec.node_selector = serde_json::from_value(serde_json::json!({
+            "matchLabels": {"pool": "elsewhere"}
+        }))
+        .unwrap();
+        let d = decide_one(&s, &other, &Memory::default(), t("22:00:00"));
+        assert_eq!(released(&d), [(String::new(), "thin-1".into())]);
     }
 
     #[test]

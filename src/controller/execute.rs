@@ -9,6 +9,7 @@
 use super::decide::{Command, Decision, Memory, NodeRef, Op, PodRef, Protected, Summary};
 use crate::lifecycle::Write;
 use crate::metrics::{Metrics, NodeLabels, ReasonLabels, ResourceLabels, StateLabels};
+use crate::plan::Culprit;
 use jiff::Timestamp;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -27,6 +28,36 @@ pub enum Subject {
     Policy {
         name: String,
     },
+    /// The object that keeps a node (an Event's `related`).
+    PodDisruptionBudget {
+        namespace: String,
+        name: String,
+    },
+}
+
+impl Subject {
+    /// What the plan says keeps a node, as an Event's related object.
+    fn culprit(culprit: &Culprit) -> Subject {
+        match culprit {
+            Culprit::Pod {
+                namespace,
+                name,
+                uid,
+            } => Subject::Pod(PodRef {
+                namespace: namespace.clone(),
+                name: name.clone(),
+                uid: uid.clone(),
+            }),
+            Culprit::PodDisruptionBudget { namespace, name } => Subject::PodDisruptionBudget {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            },
+            Culprit::Node { name } => Subject::Node {
+                name: name.clone(),
+                uid: String::new(),
+            },
+        }
+    }
 }
 
 impl Note {
@@ -44,6 +75,7 @@ impl Note {
         };
         Note {
             about,
+            related: None,
             warning,
             reason,
             action,
@@ -56,6 +88,8 @@ impl Note {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Note {
     pub about: Subject,
+    /// A second object the Event names (what keeps the node).
+    pub related: Option<Subject>,
     pub warning: bool,
     pub reason: &'static str,
     pub action: &'static str,
@@ -452,6 +486,10 @@ impl<W: Writer> Executor<W> {
                         tracing::info!(pod = %key, node = %node.name, policy, "evicted");
                         note = Some(Note {
                             about: Subject::Pod(pod.clone()),
+                            related: Some(Subject::Node {
+                                name: node.name.clone(),
+                                uid: node.uid.clone(),
+                            }),
                             warning: false,
                             reason: "Evicted",
                             action: "Evict",
@@ -468,6 +506,10 @@ impl<W: Writer> Executor<W> {
                         memory.backoff.refused(&pod.uid, now);
                         note = Some(Note {
                             about: Subject::Pod(pod.clone()),
+                            related: Some(Subject::Node {
+                                name: node.name.clone(),
+                                uid: node.uid.clone(),
+                            }),
                             warning: true,
                             reason: "EvictionRefused",
                             action: "Evict",
@@ -539,7 +581,10 @@ impl<W: Writer> Executor<W> {
                 };
                 m.decision(policy, action, "done");
                 tracing::warn!(node = %node.name, policy, why = %text, "released: taint and cordon removed");
-                let text_note = format!("policy {policy}: {text}; taint and cordon removed");
+                let text_note = match policy {
+                    "" => format!("{text}; taint and cordon removed"),
+                    _ => format!("policy {policy}: {text}; taint and cordon removed"),
+                };
                 note = Some(Note::on_node(
                     node,
                     why.abandons(),
@@ -582,17 +627,20 @@ impl<W: Writer> Executor<W> {
                     node,
                     reason,
                     detail,
+                    culprit,
                 },
                 _,
             ) => {
                 memory.announced.insert(node.name.clone(), *reason);
-                note = Some(Note::on_node(
+                let mut blocked = Note::on_node(
                     node,
                     false,
                     "Blocked",
                     "Plan",
                     format!("policy {policy}: kept ({}): {detail}", reason.as_str()),
-                ));
+                );
+                blocked.related = culprit.as_ref().map(Subject::culprit);
+                note = Some(blocked);
             }
             (
                 Op::Unremoved {
@@ -621,6 +669,7 @@ impl<W: Writer> Executor<W> {
                     about: Subject::Policy {
                         name: policy.to_string(),
                     },
+                    related: None,
                     warning: false,
                     reason: "Held",
                     action: "Plan",

@@ -224,6 +224,7 @@ impl Handler {
         self.events
             .publish(
                 regarding(),
+                None,
                 true,
                 reason(notice),
                 "Cordon",
@@ -264,7 +265,14 @@ impl Handler {
             )
         };
         self.events
-            .publish(regarding(), !left.is_empty(), "Evicted", "Drain", note)
+            .publish(
+                regarding(),
+                None,
+                !left.is_empty(),
+                "Evicted",
+                "Drain",
+                note,
+            )
             .await;
         Ok(h.node.clone())
     }

@@ -32,6 +32,10 @@ pub enum Regarding<'a> {
     Policy {
         name: &'a str,
     },
+    PodDisruptionBudget {
+        namespace: &'a str,
+        name: &'a str,
+    },
 }
 
 impl Regarding<'_> {
@@ -55,6 +59,13 @@ impl Regarding<'_> {
                 namespace: some(namespace),
                 name: some(name),
                 uid: some(uid),
+                ..ObjectReference::default()
+            },
+            Regarding::PodDisruptionBudget { namespace, name } => ObjectReference {
+                api_version: Some("policy/v1".into()),
+                kind: Some("PodDisruptionBudget".into()),
+                namespace: some(namespace),
+                name: some(name),
                 ..ObjectReference::default()
             },
             Regarding::Policy { name } => ObjectReference {
@@ -83,6 +94,7 @@ impl Events {
     pub async fn publish(
         &self,
         regarding: Regarding<'_>,
+        related: Option<Regarding<'_>>,
         warning: bool,
         reason: &str,
         action: &str,
@@ -98,7 +110,7 @@ impl Events {
             // The API server caps a note at 1 kB.
             note: Some(truncate(note, 1000)),
             action: action.into(),
-            secondary: None,
+            secondary: related.map(|r| r.reference()),
         };
         let reference = regarding.reference();
         let call = self.recorder.publish(&event, &reference);

@@ -181,6 +181,13 @@ impl ClusterIndex {
         self.relisting.insert(kind.to_string(), Default::default());
     }
 
+    /// A relist of `kind` listed this object unchanged: it is kept, as it is.
+    pub fn keep(&mut self, kind: &str, namespace: &str, name: &str) {
+        if let Some(seen) = self.relisting.get_mut(kind) {
+            seen.insert(key(kind, namespace, name));
+        }
+    }
+
     /// The relist of `kind` is complete (`InitDone`): objects it did not list are forgotten.
     pub fn relist_done(&mut self, kind: &str) {
         let Some(seen) = self.relisting.remove(kind) else {
@@ -317,6 +324,15 @@ mod tests {
         assert_eq!(index.len(), 5);
     }
 
+    fn node_names(index: &ClusterIndex) -> Vec<&str> {
+        index
+            .snapshot()
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+
     #[test]
     fn a_relist_forgets_what_is_no_longer_listed_and_bad_objects_are_refused() {
         let mut index = ClusterIndex::new();
@@ -335,13 +351,19 @@ mod tests {
             "{}",
             refused[0]
         );
-        let names: Vec<&str> = index
-            .snapshot()
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect();
-        assert_eq!(names, ["b"]);
+        assert_eq!(node_names(&index), ["b"]);
+    }
+
+    #[test]
+    fn a_relist_keeps_what_it_listed_unchanged_without_reading_it_again() {
+        let mut index = ClusterIndex::new();
+        let n = |name: &str| NodeJson::new(name).resources("4", "16Gi", "110").build();
+        index.replace(&["Node"], &[n("a"), n("b"), n("c")]);
+        index.relist_start("Node");
+        index.keep("Node", "", "a");
+        index.apply(&n("b")).unwrap();
+        index.relist_done("Node");
+        assert_eq!(node_names(&index), ["a", "b"]);
     }
 
     #[test]

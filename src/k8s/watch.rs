@@ -17,6 +17,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -196,8 +197,10 @@ pub fn is_driver_config(name: &str) -> bool {
 
 /// Keeps the drivers' configuration ConfigMaps in `index`. Spark writes them without labels,
 /// so no server-side selector finds them: the watch is of metadata only (names, no data), and
-/// only the ConfigMaps named as drivers' are read, one GET each, time-boxed. The index keeps
-/// the Spark configuration of each, never the ConfigMap.
+/// only the ConfigMaps named as drivers' are read, one GET each, time-boxed, and only when
+/// their resourceVersion changed (a relist reads nothing again). A read that fails is retried
+/// every [`REREAD`] while what the index had is kept. The index keeps the Spark configuration
+/// of each, never the ConfigMap.
 async fn watch_driver_configs(
     client: Client,
     index: Arc<Mutex<ClusterIndex>>,
@@ -206,43 +209,45 @@ async fn watch_driver_configs(
 ) {
     use kube::core::PartialObjectMeta;
     use kube::runtime::WatchStreamExt;
-    const KIND: &str = "ConfigMap";
     let all: Api<PartialObjectMeta<ConfigMap>> = Api::all(client.clone());
     let mut events = watcher(all, watcher::Config::default())
         .default_backoff()
         .boxed();
-    let read = |namespace: String, name: String| {
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-        async move {
-            match tokio::time::timeout(LIST_TIMEOUT, api.get_opt(&name)).await {
-                Ok(Ok(found)) => found,
-                Ok(Err(e)) => {
-                    tracing::warn!(namespace, name, error = %e, "driver configuration not read");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(namespace, name, "driver configuration not read in time");
-                    None
-                }
-            }
-        }
+    let mut configs = DriverConfigs {
+        client,
+        index,
+        versions: HashMap::new(),
+        unread: HashSet::new(),
     };
+    let mut reread = tokio::time::interval(REREAD);
+    reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let event = match events.try_next().await {
+        let event = tokio::select! {
+            event = events.try_next() => event,
+            _ = reread.tick(), if !configs.unread.is_empty() => {
+                let unread: Vec<_> = configs.unread.drain().collect();
+                for (namespace, name) in unread {
+                    configs.read(namespace, name, None).await;
+                }
+                changed();
+                continue;
+            }
+        };
+        let event = match event {
             Ok(Some(event)) => event,
             Ok(None) => return,
             Err(e) => {
-                tracing::warn!(kind = KIND, error = %e, "watch failed; retrying with backoff");
+                tracing::warn!(kind = CONFIG, error = %e, "watch failed; retrying with backoff");
                 continue;
             }
         };
         let (meta, deleted) = match event {
             watcher::Event::Init => {
-                index.lock().expect("index lock").relist_start(KIND);
+                configs.index().relist_start(CONFIG);
                 continue;
             }
             watcher::Event::InitDone => {
-                index.lock().expect("index lock").relist_done(KIND);
+                configs.index().relist_done(CONFIG);
                 synced.add_permits(1);
                 changed();
                 continue;
@@ -257,17 +262,82 @@ async fn watch_driver_configs(
             continue;
         }
         if deleted {
-            index
-                .lock()
-                .expect("index lock")
-                .delete(KIND, &namespace, &name);
-        } else if let Some(config) = read(namespace.clone(), name.clone()).await {
-            let mut idx = index.lock().expect("index lock");
-            if let Err(e) = idx.apply(&to_value(&config, KIND)) {
-                tracing::warn!(kind = KIND, error = %e, "object refused by the index");
-            }
+            configs.forget(namespace, name);
+        } else if !configs.read(namespace, name, meta.resource_version).await {
+            continue;
         }
         changed();
+    }
+}
+
+const CONFIG: &str = "ConfigMap";
+
+/// How often a driver's configuration that could not be read is tried again.
+const REREAD: Duration = Duration::from_secs(30);
+
+/// The drivers' configurations the index holds, by resourceVersion, and those not read yet.
+struct DriverConfigs {
+    client: Client,
+    index: Arc<Mutex<ClusterIndex>>,
+    versions: HashMap<(String, String), String>,
+    unread: HashSet<(String, String)>,
+}
+
+impl DriverConfigs {
+    fn index(&self) -> std::sync::MutexGuard<'_, ClusterIndex> {
+        self.index.lock().expect("index lock")
+    }
+
+    fn forget(&mut self, namespace: String, name: String) {
+        self.index().delete(CONFIG, &namespace, &name);
+        let key = (namespace, name);
+        self.versions.remove(&key);
+        self.unread.remove(&key);
+    }
+
+    /// Reads the configuration into the index unless `version` is the one it holds (then it is
+    /// kept as it is). Whether the index changed.
+    async fn read(&mut self, namespace: String, name: String, version: Option<String>) -> bool {
+        let key = (namespace, name);
+        if version.is_some() && self.versions.get(&key) == version.as_ref() {
+            self.index().keep(CONFIG, &key.0, &key.1);
+            return false;
+        }
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &key.0);
+        let (namespace, name) = (&key.0, &key.1);
+        let found = match tokio::time::timeout(LIST_TIMEOUT, api.get_opt(name)).await {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                tracing::warn!(namespace, name, error = %e, "driver configuration not read; retried");
+                self.unread.insert(key.clone());
+                self.index().keep(CONFIG, namespace, name);
+                return false;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    namespace,
+                    name,
+                    "driver configuration not read in time; retried"
+                );
+                self.unread.insert(key.clone());
+                self.index().keep(CONFIG, namespace, name);
+                return false;
+            }
+        };
+        let Some(config) = found else {
+            self.forget(key.0, key.1);
+            return true;
+        };
+        let version = config.metadata.resource_version.clone();
+        if let Err(e) = self.index().apply(&to_value(&config, CONFIG)) {
+            tracing::warn!(kind = CONFIG, error = %e, "object refused by the index");
+        }
+        self.unread.remove(&key);
+        match version {
+            Some(v) => self.versions.insert(key, v),
+            None => self.versions.remove(&key),
+        };
+        true
     }
 }
 

@@ -149,17 +149,31 @@ impl Writer for ApiWriter {
     }
 
     async fn publish(&self, note: Note) {
-        let regarding = match &note.about {
-            Subject::Node { name, uid } => Regarding::Node { name, uid },
-            Subject::Pod(pod) => Regarding::Pod {
-                namespace: &pod.namespace,
-                name: &pod.name,
-                uid: &pod.uid,
-            },
-            Subject::Policy { name } => Regarding::Policy { name },
-        };
+        let related = note.related.as_ref().map(regarding);
         self.events
-            .publish(regarding, note.warning, note.reason, note.action, note.note)
+            .publish(
+                regarding(&note.about),
+                related,
+                note.warning,
+                note.reason,
+                note.action,
+                note.note,
+            )
             .await;
+    }
+}
+
+fn regarding(subject: &Subject) -> Regarding<'_> {
+    match subject {
+        Subject::Node { name, uid } => Regarding::Node { name, uid },
+        Subject::Pod(pod) => Regarding::Pod {
+            namespace: &pod.namespace,
+            name: &pod.name,
+            uid: &pod.uid,
+        },
+        Subject::Policy { name } => Regarding::Policy { name },
+        Subject::PodDisruptionBudget { namespace, name } => {
+            Regarding::PodDisruptionBudget { namespace, name }
+        }
     }
 }
