@@ -324,12 +324,12 @@ mod tests {
         assert_eq!(index.len(), 5);
     }
 
-    fn node_names(index: &ClusterIndex) -> Vec<&str> {
+    fn node_names(index: &mut ClusterIndex) -> Vec<String> {
         index
             .snapshot()
             .nodes
             .iter()
-            .map(|n| n.name.as_str())
+            .map(|n| n.name.clone())
             .collect()
     }
 
@@ -351,7 +351,7 @@ mod tests {
             "{}",
             refused[0]
         );
-        assert_eq!(node_names(&index), ["b"]);
+        assert_eq!(node_names(&mut index), ["b"]);
     }
 
     #[test]
@@ -363,7 +363,7 @@ mod tests {
         index.keep("Node", "", "a");
         index.apply(&n("b")).unwrap();
         index.relist_done("Node");
-        assert_eq!(node_names(&index), ["a", "b"]);
+        assert_eq!(node_names(&mut index), ["a", "b"]);
     }
 
     #[test]
