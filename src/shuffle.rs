@@ -5,7 +5,9 @@
 //! 1. `spark-exec-inactive=true`, or a driver that is gone or finished → holds nothing;
 //! 2. a remote shuffle manager (Celeborn, Uniffle) in the app's Spark configuration → nothing
 //!    on the node;
-//! 3. (controller only) the driver's REST API — not in this pure module;
+//! 3. (controller only) the driver's REST API says it wrote no shuffle output and caches
+//!    nothing (`controller::spark_api`) — not for apps that migrate shuffle blocks on
+//!    decommissioning, whose executors may hold blocks they did not write;
 //! 4. otherwise it holds data, unless annotated `stowage.io/shuffle-free: "true"`.
 //!
 //! Drivers are found through the executor's controller owner reference (Spark makes the driver
@@ -266,25 +268,28 @@ impl<'a> SparkIndex<'a> {
         {
             return ShuffleState::Free("remote shuffle service");
         }
-        if let Some(&holds) = self.driver_answers.and_then(|a| a.get(&executor.uid))
+        let enabled = |key| self.conf_value(executor, driver, key) == Some("true");
+        // Blocks received by decommissioning migration are not the receiver's writes: the
+        // driver's answer cannot clear an executor of such an app.
+        let migrates = enabled("spark.storage.decommission.shuffleBlocks.enabled");
+        if !migrates
+            && let Some(&holds) = self.driver_answers.and_then(|a| a.get(&executor.uid))
             && !holds
         {
             return ShuffleState::Free(
-                "the driver's REST API shows no shuffle written during a running job and no cached blocks",
+                "the driver's REST API shows no shuffle output written and no cached blocks",
             );
         }
         if executor.shuffle_free {
             return ShuffleState::Free("annotated stowage.io/shuffle-free");
         }
-        let enabled = |key| self.conf_value(executor, driver, key) == Some("true");
         ShuffleState::Holds {
             app_id: if spark.app_id.is_empty() {
                 spark.app_name.clone().unwrap_or_else(|| "unknown".into())
             } else {
                 spark.app_id.clone()
             },
-            can_decommission: enabled("spark.decommission.enabled")
-                && enabled("spark.storage.decommission.shuffleBlocks.enabled"),
+            can_decommission: enabled("spark.decommission.enabled") && migrates,
         }
     }
 
@@ -431,6 +436,24 @@ mod tests {
         });
         assert!(matches!(
             state(&decom, &holder),
+            ShuffleState::Holds {
+                can_decommission: true,
+                ..
+            }
+        ));
+        // Rule 3: the driver says the executor wrote nothing and caches nothing. That frees it,
+        // unless the app migrates shuffle blocks (a receiver holds blocks it did not write).
+        let answers: rustc_hash::FxHashMap<String, bool> =
+            [(holder.uid.clone(), false)].into_iter().collect();
+        let spec = ShuffleSpec::default();
+        let asked = |snapshot: &Snapshot| {
+            SparkIndex::new(snapshot, &spec)
+                .with_driver_answers(Some(&answers))
+                .executor_state(&holder)
+        };
+        assert!(matches!(asked(&s), ShuffleState::Free(_)));
+        assert!(matches!(
+            asked(&decom),
             ShuffleState::Holds {
                 can_decommission: true,
                 ..

@@ -1,9 +1,21 @@
-//! Rule 3 of DESIGN.md §6a, when a policy sets `shuffle.driverApi.enabled`: ask the Spark
-//! driver's REST API which executors hold data. An executor holds data when it wrote shuffle
-//! output (`totalShuffleWrite > 0`) while a job of the app is running, or keeps cached RDD
-//! blocks (`rddBlocks > 0`). Each app is asked once per round, every call time-boxed by
-//! `driverApi.timeout` (1 s by default); an app whose driver does not answer, or answers
-//! something unexpected, is left to rule 4 (its executors are taken to hold data).
+//! Rule 3 of DESIGN.md §6a, when a policy sets
+//! `shuffle.driverApi.enabled`: ask the Spark driver's REST API which executors hold data.
+//!
+//! An executor holds data when it ever wrote shuffle output (`totalShuffleWrite > 0`) or
+//! keeps cached RDD blocks (`rddBlocks > 0`), **whether or not a job runs**: a finished map
+//! stage's output is reused by the next action that reads the same shuffle (Spark skips the
+//! stage), and AQE runs each map stage as a job of its own, so "no running job" says nothing.
+//! This is what Spark's own dynamic allocation with `shuffleTracking` keeps.
+//!
+//! What rule 3 cannot see: whether a shuffle is still referenced (`totalShuffleWrite` is a
+//! lifetime total, so an executor that once wrote stays "holding" until it ends — safe, never
+//! early), and blocks an executor *received* by decommissioning migration (they are not its
+//! writes): apps with `spark.storage.decommission.shuffleBlocks.enabled` are therefore left
+//! to rule 4 whatever their driver says (`crate::shuffle`). Each app is asked once per round,
+//! every call time-boxed by `driverApi.timeout` (1 s by default) and its answer capped at
+//! [`MAX_ANSWER`] bytes; an app whose driver does not answer in time (a fresh driver's first
+//! answer takes seconds), or answers something unexpected, is left to rule 4 (its executors
+//! are taken to hold data) — a slow answer never counts as "no data".
 
 use crate::keys;
 use crate::model::{Snapshot, SparkRole};
@@ -15,6 +27,10 @@ use hyper_util::rt::TokioExecutor;
 use rustc_hash::FxHashMap as HashMap;
 use serde::Deserialize;
 use std::time::Duration;
+
+/// The largest answer read from a driver (an app with thousands of executors answers a few
+/// MiB; anything larger is refused, and the app falls to rule 4).
+pub const MAX_ANSWER: usize = 16 << 20;
 
 /// Drivers asked per round at most (the rest fall to rule 4 this round).
 pub const MAX_APPS: usize = 50;
@@ -102,8 +118,7 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         if !response.status().is_success() {
             return Err(format!("{url}: HTTP {}", response.status()));
         }
-        let body = response
-            .into_body()
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
             .map_err(|e| format!("{url}: {e}"))?
@@ -125,16 +140,13 @@ async fn ask_one(
     let app = format!("{}/api/v1/applications/{}", q.base, q.app_id);
     let executors: Vec<ExecutorSummary> =
         get_json(client, &format!("{app}/executors"), timeout).await?;
-    let running: Vec<serde_json::Value> =
-        get_json(client, &format!("{app}/jobs?status=running"), timeout).await?;
-    let job_running = !running.is_empty();
     let by_id: HashMap<&str, &ExecutorSummary> =
         executors.iter().map(|e| (e.id.as_str(), e)).collect();
     Ok(q.executors
         .iter()
         .filter_map(|(id, uid)| {
             let e = by_id.get(id.as_str())?;
-            let holds = (e.total_shuffle_write > 0 && job_running) || e.rdd_blocks > 0;
+            let holds = e.total_shuffle_write > 0 || e.rdd_blocks > 0;
             Some((uid.clone(), holds))
         })
         .collect())
@@ -287,6 +299,101 @@ mod tests {
         )
         .await;
         assert!(seen.is_empty() && failed.len() == 1, "{failed:?}");
+    }
+
+    /// A driver serving a captured phase of a real Spark 4.0.1 app (tests/data/spark-rest).
+    async fn captured_driver(phase: &str) -> String {
+        let dir = format!(
+            "{}/tests/data/spark-rest/4.0.1/{phase}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let read = |file: &str| {
+            let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        };
+        let (executors, running) = (read("executors.json"), read("jobs_running.json"));
+        let app = Router::new()
+            .route(
+                "/api/v1/applications/spark-1/executors",
+                get(move || async move { json(&executors) }),
+            )
+            .route(
+                "/api/v1/applications/spark-1/jobs",
+                get(move || async move { json(&running) }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    /// Ground truth from the same driver's stage details and storage endpoints: which executors
+    /// held data (cached blocks, or shuffle output a later action reads) in each phase. Between
+    /// jobs (`pD*`, `pE2`, `pC2`) no job runs, yet the map output is reused by the next action
+    /// (Spark skips the map stage): an executor that wrote shuffle output holds it, whatever runs.
+    #[tokio::test]
+    async fn rule_3_on_a_real_driver_frees_exactly_the_executors_that_hold_nothing() {
+        let truth: [(&str, &[(&str, bool)]); 10] = [
+            ("p0_started", &[("0", false), ("1", false), ("2", false)]),
+            ("pA_cached_idle", &[("0", true), ("1", false), ("2", false)]),
+            (
+                "pB_running_shuffle_job",
+                &[("0", true), ("1", true), ("2", false)],
+            ),
+            (
+                "pD_idle_shuffle_reusable",
+                &[("0", true), ("1", true), ("2", false)],
+            ),
+            ("pD2_idle_later", &[("0", true), ("1", true), ("2", false)]),
+            ("pD3_after_reuse", &[("0", true), ("1", true), ("2", false)]),
+            (
+                "pE_after_evicting_shuffle_writer",
+                &[("0", true), ("2", false), ("3", false)],
+            ),
+            (
+                "pE2_after_reuse_attempt",
+                &[("0", true), ("2", true), ("3", false)],
+            ),
+            (
+                "pC_df_aqe_running",
+                &[("0", true), ("2", true), ("3", false)],
+            ),
+            ("pC2_df_idle", &[("0", true), ("2", true), ("3", false)]),
+        ];
+        for (phase, held) in truth {
+            let mut q = query(captured_driver(phase).await);
+            q.executors = ["0", "1", "2", "3"]
+                .iter()
+                .map(|i| (i.to_string(), format!("uid-{i}")))
+                .collect();
+            let (seen, failed) = ask(&[q], Duration::from_secs(5)).await;
+            assert!(failed.is_empty(), "{phase}: {failed:?}");
+            let mut expected: HashMap<String, bool> = held
+                .iter()
+                .map(|(id, holds)| (format!("uid-{id}"), *holds))
+                .collect();
+            let mut got: Vec<_> = seen.into_iter().collect();
+            got.sort();
+            let mut want: Vec<_> = expected.drain().collect();
+            want.sort();
+            // An executor the driver no longer lists (1 after `pE`) is not answered for: rule 4.
+            assert_eq!(got, want, "{phase}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_larger_than_the_cap_is_refused_not_read_whole() {
+        let huge = format!("[{}]", " ".repeat(MAX_ANSWER));
+        let app = Router::new().route(
+            "/api/v1/applications/spark-1/executors",
+            get(move || async move { huge }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (seen, failed) = ask(&[query(base)], Duration::from_secs(5)).await;
+        assert!(seen.is_empty());
+        assert!(failed[0].contains("length limit"), "{failed:?}");
     }
 
     #[test]
