@@ -52,6 +52,19 @@ async fn cycle_until(
     panic!("not done after {cycles} cycles: {reports:#?}");
 }
 
+/// No node of `pool` was cordoned.
+fn assert_no_node_cordoned(cp: &ControlPlane, pool: &str) {
+    let unschedulable = cp.kubectl(&[
+        "get",
+        "nodes",
+        "-l",
+        &format!("pool={pool}"),
+        "-o",
+        "jsonpath={.items[*].spec.unschedulable}",
+    ]);
+    assert!(unschedulable.trim().is_empty(), "{unschedulable}");
+}
+
 fn run(test: impl std::future::Future<Output = ()>) {
     install_crypto_provider();
     tokio::runtime::Builder::new_multi_thread()
@@ -96,17 +109,20 @@ fn thin_nodes_are_drained_and_their_pods_packed_onto_the_busy_one() {
             ),
             "{metrics}"
         );
-        let unschedulable = cp.kubectl(&[
-            "get",
-            "nodes",
-            "-l",
-            "pool=ctl",
-            "-o",
-            "jsonpath={.items[*].spec.unschedulable}",
-        ]);
-        assert!(unschedulable.trim().is_empty(), "{unschedulable}");
+        assert_no_node_cordoned(cp, "ctl");
 
         let live = policy("ctl", "");
+        // A failing watch (the index may be stale): the round plans but changes nothing.
+        index.lock().unwrap().set_failing("PersistentVolume", true);
+        let held = ctl.cycle(&index, &live, jiff::Timestamp::now()).await;
+        assert!(
+            held.marked.is_empty() && held.evicted.is_empty(),
+            "{held:?}"
+        );
+        assert!(ctl.metrics.encode().contains("stowage_watches_failing 1"));
+        assert_no_node_cordoned(cp, "ctl");
+        index.lock().unwrap().set_failing("PersistentVolume", false);
+
         let reports = cycle_until(&mut ctl, &index, &live, 60, |rs| {
             rs.iter().map(|r| r.empty.len()).sum::<usize>() == 2
         })

@@ -95,10 +95,16 @@ pub enum Op {
         node: NodeRef,
         why: String,
     },
-    /// Evict one pod of a draining node (the drain that began at `drain_since`).
+    /// A draining node's set was validated with these pods on it: evictions may begin (it is
+    /// validated again only if a pod arrives that the validation did not see).
+    Validated {
+        node: NodeRef,
+        since: Timestamp,
+        pods: HashSet<String>,
+    },
+    /// Evict one pod of a draining node (after its drain was validated).
     Evict {
         node: NodeRef,
-        drain_since: Timestamp,
         pod: PodRef,
         grace_seconds: Option<i64>,
     },
@@ -144,15 +150,33 @@ pub enum Op {
     },
 }
 
+/// A drain as it was validated: when it began and the UIDs of the pods it was to evict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated {
+    pub since: Timestamp,
+    pub pods: HashSet<String>,
+}
+
+impl Memory {
+    /// Whether the drain of `node` that began at `since` was validated with every pod of
+    /// `left` on it.
+    fn validated(&self, node: &Node, since: Timestamp, left: &[PodRef]) -> bool {
+        self.evicting
+            .get(&node.uid)
+            .is_some_and(|v| v.since == since && left.iter().all(|p| v.pods.contains(&p.uid)))
+    }
+}
+
 /// What the controller remembers between rounds. Losing it (a restart) is safe: what is in
 /// flight is on the nodes; what is lost here is repeated work (a re-validation, a repeated
 /// Event, an eviction asked again and answered `Gone`).
 #[derive(Debug, Default)]
 pub struct Memory {
-    /// Drains whose evictions have started, by node: when that drain began (its
-    /// `state-since`). Validated once, not again; a later drain of the same node is another
-    /// drain and is validated anew, whatever became of this entry.
-    pub evicting: HashMap<String, Timestamp>,
+    /// Drains validated for eviction, by node UID (a new instance with the same name is
+    /// another node): when that drain began (its `state-since`) and the pods the validation
+    /// saw. Validated once, not again — unless a pod it did not see arrives; a later drain of
+    /// the same node is another drain and is validated anew, whatever became of this entry.
+    pub evicting: HashMap<String, Validated>,
     /// UIDs of pods whose eviction was accepted: never asked twice while they terminate.
     pub evicted: HashSet<String>,
     /// Evictions refused (a PDB said no) or failed wait before they are asked again.
@@ -177,12 +201,12 @@ impl Memory {
             .nodes
             .iter()
             .filter_map(|n| match n.state() {
-                NodeState::Draining { since, .. } => Some((n.name.as_str(), *since)),
+                NodeState::Draining { since, .. } => Some((n.uid.as_str(), *since)),
                 _ => None,
             })
             .collect();
         self.evicting
-            .retain(|n, since| draining.get(n.as_str()) == Some(since));
+            .retain(|uid, v| draining.get(uid.as_str()) == Some(&v.since));
         let nodes: HashSet<&str> = snapshot.nodes.iter().map(|n| n.name.as_str()).collect();
         self.unremoved.retain(|n| nodes.contains(n.as_str()));
     }
@@ -426,7 +450,7 @@ fn decide_policy(
         .iter()
         .filter(|n| match n.state() {
             NodeState::Draining { policy, since } => {
-                policy == name && memory.evicting.get(&n.name) != Some(since)
+                policy == name && !memory.validated(n, *since, &on(&n.name).left)
             }
             _ => false,
         })
@@ -500,6 +524,16 @@ fn decide_policy(
                 let NodeState::Draining { since, .. } = node.state() else {
                     unreachable!("only a draining node evicts")
                 };
+                if observation.validation == Validation::Valid {
+                    push(
+                        &mut commands,
+                        Op::Validated {
+                            node: node_ref(),
+                            since: *since,
+                            pods: pods.left.iter().map(|p| p.uid.clone()).collect(),
+                        },
+                    );
+                }
                 for pod in &pods.left {
                     if memory.evicted.contains(&pod.uid) || !memory.backoff.ready(&pod.uid, now) {
                         continue;
@@ -508,7 +542,6 @@ fn decide_policy(
                         &mut commands,
                         Op::Evict {
                             node: node_ref(),
-                            drain_since: *since,
                             pod: pod.clone(),
                             grace_seconds: grace,
                         },
@@ -882,7 +915,10 @@ mod tests {
             .filter(|c| {
                 !matches!(
                     c.op,
-                    Op::IdleClock { .. } | Op::Protect { .. } | Op::Blocked { .. }
+                    Op::IdleClock { .. }
+                        | Op::Protect { .. }
+                        | Op::Blocked { .. }
+                        | Op::Validated { .. }
                 )
             })
             .map(|c| match &c.op {
@@ -1047,12 +1083,70 @@ mod tests {
     }
 
     #[test]
+    fn a_guard_that_arrives_on_a_validated_drain_is_checked_before_any_eviction() {
+        let mut s = thin(2);
+        draining(&mut s, &["thin-1"]);
+        // The drain of thin-1 was validated with web-1 on it; evictions began.
+        let mut memory = Memory::default();
+        let d = decide_one(&s, &policy(), &memory, t("21:01:00"));
+        assert_eq!(ops(&d), ["evict default/web-1", "drain thin-2"]);
+        for c in &d.commands {
+            if let Op::Validated { node, since, pods } = &c.op {
+                memory.evicting.insert(
+                    node.uid.clone(),
+                    Validated {
+                        since: *since,
+                        pods: pods.clone(),
+                    },
+                );
+            }
+        }
+        assert_eq!(memory.evicting.len(), 1, "{:?}", d.commands);
+        // A do-not-disrupt pod bound to thin-1 by nodeName (tolerating the taint) arrives.
+        s.pods.push(
+            Pod::test("guard")
+                .on("thin-1")
+                .req(100, GI)
+                .do_not_disrupt(),
+        );
+        let d = decide_one(&s, &policy(), &memory, t("21:01:10"));
+        let evicted: Vec<String> = ops(&d)
+            .into_iter()
+            .filter(|o| o.starts_with("evict"))
+            .collect();
+        assert!(evicted.is_empty(), "{:?}", ops(&d));
+        assert!(
+            ops(&d)
+                .iter()
+                .any(|o| o.starts_with("release thin-1") && o.contains("do-not-disrupt")),
+            "{:?}",
+            ops(&d)
+        );
+        // Without a new pod the validated drain goes on without validating again.
+        s.pods.retain(|p| p.name != "guard");
+        let d = decide_one(&s, &policy(), &memory, t("21:01:20"));
+        assert!(
+            !d.commands
+                .iter()
+                .any(|c| matches!(c.op, Op::Validated { .. })),
+            "{:?}",
+            d.commands
+        );
+        assert_eq!(ops(&d)[0], "evict default/web-1");
+    }
+
+    #[test]
     fn when_the_slots_are_full_the_round_says_which_limit_holds() {
         let mut s = thin(4);
         draining(&mut s, &["thin-1", "thin-2"]);
         let mut memory = Memory::default();
         for n in ["thin-1", "thin-2"] {
-            memory.evicting.insert(n.to_string(), t("21:00:00"));
+            let web = format!("uid-web-{}", &n[5..]);
+            let validated = Validated {
+                since: t("21:00:00"),
+                pods: [web].into_iter().collect(),
+            };
+            memory.evicting.insert(format!("uid-{n}"), validated);
         }
         let d = decide_one(&s, &policy(), &memory, t("21:01:00"));
         assert_eq!(

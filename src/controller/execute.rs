@@ -6,7 +6,9 @@
 //! Only the leader writes: leadership is read before every command, and a replica that is
 //! not (or no longer) the leader stops where it is.
 
-use super::decide::{Command, Decision, Memory, NodeRef, Op, PodRef, Protected, Summary};
+use super::decide::{
+    Command, Decision, Memory, NodeRef, Op, PodRef, Protected, Summary, Validated,
+};
 use crate::lifecycle::Write;
 use crate::metrics::{Metrics, NodeLabels, ReasonLabels, ResourceLabels, StateLabels};
 use crate::plan::Culprit;
@@ -342,9 +344,11 @@ impl<W: Writer> Executor<W> {
                 )
                 .await
             }
-            Op::WouldDrain { .. } | Op::WouldWait { .. } | Op::Blocked { .. } | Op::Held { .. } => {
-                Outcome::Done(None)
-            }
+            Op::WouldDrain { .. }
+            | Op::WouldWait { .. }
+            | Op::Blocked { .. }
+            | Op::Held { .. }
+            | Op::Validated { .. } => Outcome::Done(None),
             Op::Evict {
                 pod, grace_seconds, ..
             } => match w.evict(pod, *grace_seconds).await {
@@ -470,15 +474,7 @@ impl<W: Writer> Executor<W> {
                 ));
                 report.would_wait.push(node.name.clone());
             }
-            (
-                Op::Evict {
-                    node,
-                    pod,
-                    drain_since,
-                    ..
-                },
-                outcome,
-            ) => {
+            (Op::Evict { node, pod, .. }, outcome) => {
                 let key = pod.key();
                 match outcome {
                     Outcome::Done(_) => {
@@ -495,14 +491,12 @@ impl<W: Writer> Executor<W> {
                             action: "Evict",
                             note: format!("evicted to empty node {} (policy {policy})", node.name),
                         });
-                        memory.evicting.insert(node.name.clone(), *drain_since);
                         memory.backoff.done(&pod.uid);
                         memory.evicted.insert(pod.uid.clone());
                         report.evicted.push(key);
                     }
                     Outcome::Refused(why) => {
                         m.eviction("refused");
-                        memory.evicting.insert(node.name.clone(), *drain_since);
                         memory.backoff.refused(&pod.uid, now);
                         note = Some(Note {
                             about: Subject::Pod(pod.clone()),
@@ -537,7 +531,7 @@ impl<W: Writer> Executor<W> {
                 },
                 Outcome::Emptied(terminated),
             ) => {
-                memory.evicting.remove(&node.name);
+                memory.evicting.remove(&node.uid);
                 let after = now.duration_since(*since).as_secs_f64().max(0.0);
                 m.drain_duration.observe(after);
                 m.decision(policy, "drained", "done");
@@ -571,7 +565,7 @@ impl<W: Writer> Executor<W> {
                 tracing::warn!(node = %node.name, policy, error = %e, "emptied node not recorded; retried next round");
             }
             (Op::Release { node, why }, Outcome::Done(_)) => {
-                memory.evicting.remove(&node.name);
+                memory.evicting.remove(&node.uid);
                 memory.unremoved.remove(&node.name);
                 let text = why.to_string();
                 let (action, reason) = if why.abandons() {
@@ -604,6 +598,14 @@ impl<W: Writer> Executor<W> {
             (Op::Release { node, .. }, Outcome::Failed(e)) => {
                 m.decision(policy, "abandon", "failed");
                 tracing::warn!(node = %node.name, error = %e, "release failed; retried next round");
+            }
+            (Op::Validated { node, since, pods }, _) => {
+                tracing::info!(node = %node.name, policy, pods = pods.len(), "drain validated: evicting");
+                let validated = Validated {
+                    since: *since,
+                    pods: pods.clone(),
+                };
+                memory.evicting.insert(node.uid.clone(), validated);
             }
             (Op::IdleClock { node, since }, Outcome::Done(_)) => match since {
                 Some(_) => report.idle_since.push(node.clone()),

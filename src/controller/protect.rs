@@ -8,6 +8,7 @@
 //! what it marked: a user's own annotation is never touched, and stowage's own protection is
 //! not a guard to stowage.
 
+use crate::lifecycle::NodeState;
 use crate::model::{Node, Snapshot};
 use crate::policy::ConsolidationPolicy;
 use crate::shuffle::{ShuffleState, SparkIndex};
@@ -51,6 +52,21 @@ pub fn decide(
         .filter(|n| governs(n))
         .map(|n| n.name.as_str())
         .collect();
+    // A node stowage is emptying, has emptied or that is interrupted gets no new protection
+    // (its pods are being evicted; a drained node must stay removable); what it has may go.
+    let leaving: HashSet<&str> = snapshot
+        .nodes
+        .iter()
+        .filter(|n| {
+            matches!(
+                n.state(),
+                NodeState::Draining { .. }
+                    | NodeState::Drained { .. }
+                    | NodeState::Interrupted { .. }
+            )
+        })
+        .map(|n| n.name.as_str())
+        .collect();
     let spark = SparkIndex::new(snapshot, &policy.spec.shuffle);
     let mut out = Protection::default();
     let mut holding_nodes: BTreeSet<&str> = BTreeSet::new();
@@ -67,7 +83,7 @@ pub fn decide(
             holding_nodes.insert(node);
         }
         // A user's own do-not-disrupt already protects it, and is not stowage's to manage.
-        let wanted = holds && !pod.do_not_disrupt;
+        let wanted = holds && !pod.do_not_disrupt && !leaving.contains(node);
         let key = || (pod.namespace.clone(), pod.name.clone());
         if wanted && !pod.protected {
             out.protect_pods.push(key());
@@ -82,7 +98,9 @@ pub fn decide(
     {
         let marked = node.protecting;
         // The user's own scale-down-disabled (or do-not-disrupt) is left alone.
-        let wanted = holding_nodes.contains(node.name.as_str()) && node.do_not_disrupt.is_none();
+        let wanted = holding_nodes.contains(node.name.as_str())
+            && node.do_not_disrupt.is_none()
+            && !leaving.contains(node.name.as_str());
         if wanted && !marked {
             out.protect_nodes.push(node.name.clone());
         } else if !wanted && marked {
@@ -150,6 +168,24 @@ mod tests {
         done.pods[0].phase = PodPhase::Running;
         assert_eq!(decide(&done, &off, all).unprotect_nodes, ["b"]);
         assert!(decide(&done, &off, |n| n.name != "b").is_empty());
+    }
+
+    #[test]
+    fn a_node_being_drained_gets_no_new_protection_and_may_lose_its_own() {
+        let policy = ConsolidationPolicy::default_policy();
+        let mut s = cluster();
+        s.nodes[1].lifecycle.state = NodeState::Draining {
+            policy: "default".into(),
+            since: "2026-11-23T22:00:00Z".parse().unwrap(),
+        };
+        assert!(decide(&s, &policy, all).is_empty());
+        // Protected before the drain (holdingAction Decommission evicts holders): removed, so
+        // the emptied node stays removable.
+        s.pods[1].protected = true;
+        s.nodes[1].protecting = true;
+        let p = decide(&s, &policy, all);
+        assert_eq!(p.unprotect_pods, [("default".into(), "exec-1".into())]);
+        assert_eq!(p.unprotect_nodes, ["b"]);
     }
 
     #[test]

@@ -172,10 +172,19 @@ impl<W: Writer> Reconciler<W> {
     ) -> Round {
         let started = std::time::Instant::now();
         let seen = super::spark_api::ask_drivers(index, policies).await;
-        let decision = {
+        let (mut decision, failing) = {
             let mut index = index.lock().expect("index lock");
-            self.decide(index.snapshot(), policies, known, &seen, now)
+            let failing = index.failing();
+            let decision = self.decide(index.snapshot(), policies, known, &seen, now);
+            (decision, failing)
         };
+        self.metrics.watches_failing.set(failing.len() as i64);
+        if !failing.is_empty() {
+            // What the index holds of these kinds may be stale (a pod bound to a draining
+            // node, a PDB that changed): plan, but change nothing until every watch is back.
+            tracing::warn!(kinds = ?failing, commands = decision.commands.len(), "watches failing: this round acts on nothing");
+            decision.commands.clear();
+        }
         let round = self.execute(decision, now).await;
         self.metrics
             .round_duration

@@ -108,6 +108,10 @@ pub async fn run(
             .map_err(|source| RunError::Admin { addr, source })?;
         tracing::info!(address = %bound, "admin server listening");
     }
+    // Watches get their own client (a watch is a long read; kube's watcher has its own idle
+    // timeout); every other call is bounded in the client itself, so none can hang.
+    let watches = kube::Client::try_from(config.clone()).map_err(RunError::Client)?;
+    let config = act::bounded(config);
     let client = kube::Client::try_from(config.clone()).map_err(RunError::Client)?;
     let evictions = act::eviction_client(config).map_err(RunError::Client)?;
     let changed = Arc::new(Notify::new());
@@ -117,10 +121,10 @@ pub async fn run(
     };
     let store: Option<PolicyStore> = match options.policy {
         Some(_) => None,
-        None => Some(watch_policies(client.clone(), notify.clone()).await?),
+        None => Some(watch_policies(watches.clone(), notify.clone()).await?),
     };
     let index = Arc::new(Mutex::new(ClusterIndex::new()));
-    watch::watch_all(client.clone(), index.clone(), notify).await;
+    watch::watch_all(watches, index.clone(), notify).await;
     metrics.index_synced.set(1);
     tracing::info!("index synced");
     let mut controller = Reconciler::new(client.clone(), evictions, options.profiles)

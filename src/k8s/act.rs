@@ -16,6 +16,26 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, Config};
 use serde_json::json;
 
+/// How long a call to the API server may take to connect, to send its request, and between
+/// reads of its answer (kube's client has no read timeout of its own): a held connection
+/// ends in an error, never a hang.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+pub const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `config` with every call bounded ([`CONNECT_TIMEOUT`], [`CALL_TIMEOUT`]), the read timeout
+/// counted from when the request was sent. Not for watches.
+pub fn bounded(config: Config) -> Config {
+    bounded_by(config, CALL_TIMEOUT)
+}
+
+fn bounded_by(mut config: Config, timeout: std::time::Duration) -> Config {
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.write_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.reset_reader_on_write = true;
+    config
+}
+
 /// A client for evictions: kube's default retry of 429/503/504 turned off.
 pub fn eviction_client(mut config: Config) -> Result<Client, kube::Error> {
     config.default_retry = false;
@@ -385,4 +405,48 @@ fn annotation_patch(current: &Node, wanted: &Node) -> serde_json::Value {
         patch.insert(k.clone(), serde_json::Value::Null);
     }
     serde_json::Value::Object(patch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// An API server that accepts connections and never answers.
+    async fn held() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        (url, task)
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_server_that_never_answers_ends_in_an_error() {
+        let (url, _server) = held().await;
+        let config = bounded_by(
+            Config::new(url.parse().unwrap()),
+            Duration::from_millis(300),
+        );
+        let client = Client::try_from(config).unwrap();
+        let nodes: Api<Node> = Api::all(client);
+        let started = Instant::now();
+        let answer = tokio::time::timeout(Duration::from_secs(10), nodes.get_opt("a")).await;
+        let error = answer
+            .expect("the call hung")
+            .expect_err("no answer is an error");
+        assert!(started.elapsed() < Duration::from_secs(5), "{error}");
+        // Unbounded, the same call is still waiting when the test gives up on it.
+        let client = Client::try_from(Config::new(url.parse().unwrap())).unwrap();
+        let nodes: Api<Node> = Api::all(client);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), nodes.get_opt("a"))
+                .await
+                .is_err()
+        );
+    }
 }

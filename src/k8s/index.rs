@@ -97,6 +97,9 @@ pub struct ClusterIndex {
     pins_stale: bool,
     /// Kinds being relisted, and the keys seen so far in their new list.
     relisting: HashMap<String, rustc_hash::FxHashSet<String>>,
+    /// Kinds whose watch is failing (retrying with backoff): what the index holds of them may
+    /// be stale.
+    failing: std::collections::BTreeSet<String>,
 }
 
 /// `kind/namespace/name`: unique across the collections that share a vector.
@@ -179,6 +182,20 @@ impl ClusterIndex {
     /// [`ClusterIndex::relist_done`] are the whole new list.
     pub fn relist_start(&mut self, kind: &str) {
         self.relisting.insert(kind.to_string(), Default::default());
+    }
+
+    /// Records whether the watch of `kind` is failing; true when that changed.
+    pub fn set_failing(&mut self, kind: &str, failing: bool) -> bool {
+        if failing {
+            self.failing.insert(kind.to_string())
+        } else {
+            self.failing.remove(kind)
+        }
+    }
+
+    /// The kinds whose watch is failing (empty when every watch is healthy).
+    pub fn failing(&self) -> Vec<String> {
+        self.failing.iter().cloned().collect()
     }
 
     /// A relist of `kind` listed this object unchanged: it is kept, as it is.

@@ -156,12 +156,18 @@ async fn watch_kind<K>(
             Ok(Some(event)) => event,
             Ok(None) => return,
             Err(e) => {
-                // The backoff retries; say what failed.
+                // The backoff retries; say what failed. Until it recovers the index may be
+                // stale: the controller acts on nothing meanwhile.
                 tracing::warn!(kind, error = %e, "watch failed; retrying with backoff");
+                index.lock().expect("index lock").set_failing(kind, true);
+                changed();
                 continue;
             }
         };
         let mut idx = index.lock().expect("index lock");
+        if idx.set_failing(kind, false) {
+            tracing::info!(kind, "watch recovered");
+        }
         match event {
             watcher::Event::Init => idx.relist_start(kind),
             watcher::Event::InitApply(o) | watcher::Event::Apply(o) => {
@@ -238,9 +244,14 @@ async fn watch_driver_configs(
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!(kind = CONFIG, error = %e, "watch failed; retrying with backoff");
+                configs.index().set_failing(CONFIG, true);
+                changed();
                 continue;
             }
         };
+        if configs.index().set_failing(CONFIG, false) {
+            tracing::info!(kind = CONFIG, "watch recovered");
+        }
         let (meta, deleted) = match event {
             watcher::Event::Init => {
                 configs.index().relist_start(CONFIG);

@@ -124,6 +124,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// 1 once the watchers have listed everything (what `/readyz` answers).
     pub index_synced: Gauge,
+    /// Kinds whose watch is failing (the round acts on nothing, `/readyz` is 503).
+    pub watches_failing: Gauge,
     pub build_info: Family<VersionLabels, Gauge>,
     pub interruptions: Family<InterruptionLabels, Counter>,
     /// From a notice's receipt to its node tainted and cordoned.
@@ -155,6 +157,7 @@ impl Metrics {
             round_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             leader: Gauge::default(),
             index_synced: Gauge::default(),
+            watches_failing: Gauge::default(),
             build_info: Family::default(),
             interruptions: Family::default(),
             // 5 ms … ~20 s.
@@ -215,6 +218,11 @@ impl Metrics {
             "index_synced",
             "1 once every watcher has listed its kind",
             m.index_synced.clone(),
+        );
+        m.registry.register(
+            "watches_failing",
+            "Kinds whose watch is failing: the controller acts on nothing until they recover",
+            m.watches_failing.clone(),
         );
         m.registry
             .register("build_info", "The running build", m.build_info.clone());

@@ -1,5 +1,5 @@
 //! The admin port: `/healthz` (the process answers), `/readyz` (the index is synced: every
-//! watcher has listed its kind once) and `/metrics`: OpenMetrics text to a scraper that asks
+//! watcher has listed its kind once, and no watch is failing) and `/metrics`: OpenMetrics text to a scraper that asks
 //! for it (Prometheus does), the classic text format 0.0.4 otherwise (curl, `promtool check
 //! metrics`).
 
@@ -20,10 +20,15 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(m): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
-    if m.index_synced.get() == 1 {
-        (StatusCode::OK, "ready\n")
-    } else {
+    if m.index_synced.get() != 1 {
         (StatusCode::SERVICE_UNAVAILABLE, "index not synced yet\n")
+    } else if m.watches_failing.get() > 0 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "watches failing: the index may be stale\n",
+        )
+    } else {
+        (StatusCode::OK, "ready\n")
     }
 }
 

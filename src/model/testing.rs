@@ -10,6 +10,7 @@ impl Node {
     pub fn test(name: &str) -> Node {
         let mut n = Node {
             name: name.into(),
+            uid: format!("uid-{name}"),
             allocatable: Resources {
                 cpu_milli: 16_000,
                 memory_bytes: 64 * GI,
