@@ -85,8 +85,6 @@ pub enum RunError {
     NoCrd,
     #[error("listing ConsolidationPolicies: {0}")]
     Policies(kube::Error),
-    #[error("leader election: {0}")]
-    Lease(kube_lease_manager::LeaseManagerError),
     #[error("{}", crate::aws::NO_AWS)]
     NoAws,
 }
@@ -132,9 +130,7 @@ pub async fn run(
         .with_instance(options.instance.clone());
     let mut leader = None;
     if let Some(lease_options) = &options.lease {
-        let leading = lease::elect(client.clone(), lease_options)
-            .await
-            .map_err(RunError::Lease)?;
+        let leading = lease::elect(client.clone(), lease_options);
         spawn_leader_gauge(leading.clone(), metrics.clone(), changed.clone());
         if options.once {
             // One round is meant to act: wait (up to two Lease durations) for the Lease, which
