@@ -222,9 +222,11 @@ pub fn elect(client: Client, options: &LeaseOptions) -> watch::Receiver<bool> {
                 tracing::debug!(attempt = %line, "lease attempt");
                 said = line;
             }
-            if tx.send(leading).is_err() {
+            if tx.is_closed() {
                 return;
             }
+            // Receivers hear of changes only.
+            tx.send_if_modified(|l| std::mem::replace(l, leading) != leading);
             // A leader wakes up in time to stop at its deadline even if the next attempt hangs.
             let next = match renewed {
                 Some(at) if leading => (at + deadline).min(now + retry),
@@ -236,9 +238,7 @@ pub fn elect(client: Client, options: &LeaseOptions) -> watch::Receiver<bool> {
                 && *tx.borrow()
             {
                 tracing::warn!(lease = %elector.options.name, "leadership lost: renew deadline passed; every write stops");
-                if tx.send(false).is_err() {
-                    return;
-                }
+                tx.send_replace(false);
             }
         }
     });
