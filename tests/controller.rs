@@ -16,7 +16,7 @@ use stowage::k8s::{act, index::ClusterIndex};
 use stowage::keys;
 use stowage::policy::ConsolidationPolicy;
 use support::workload::{fragmented, spark_app, web_nodes};
-use support::{ControlPlane, install_crypto_provider, wait_until};
+use support::{ControlPlane, wait_until};
 
 fn policy(p: &str, extra: &str) -> ConsolidationPolicy {
     ConsolidationPolicy::parse(&format!(
@@ -65,19 +65,9 @@ fn assert_no_node_cordoned(cp: &ControlPlane, pool: &str) {
     assert!(unschedulable.trim().is_empty(), "{unschedulable}");
 }
 
-fn run(test: impl std::future::Future<Output = ()>) {
-    install_crypto_provider();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(test);
-}
-
 #[test]
 fn thin_nodes_are_drained_and_their_pods_packed_onto_the_busy_one() {
-    run(async {
+    support::block_on(async {
         let cp = ControlPlane::shared();
         let ns = fragmented(cp, "ctl");
         assert_eq!(web_nodes(cp, &ns), ["ctl-1", "ctl-2"]);
@@ -160,7 +150,7 @@ fn thin_nodes_are_drained_and_their_pods_packed_onto_the_busy_one() {
 
 #[test]
 fn a_drain_past_its_timeout_is_abandoned_and_the_node_released() {
-    run(async {
+    support::block_on(async {
         let cp = ControlPlane::shared();
         let ns = fragmented(cp, "slow");
         // A PDB that allows no disruption of web: its evictions are refused.
@@ -250,7 +240,7 @@ fn the_controller_command_runs_a_cycle_as_the_chart_service_account() {
 
 #[test]
 fn idle_nodes_wait_out_idle_for_on_the_clock_the_controller_starts() {
-    run(async {
+    support::block_on(async {
         let cp = ControlPlane::shared();
         fragmented(cp, "wait");
         let (mut ctl, index) = controller(cp).await;
@@ -305,7 +295,7 @@ fn taints_and_cordon(cp: &ControlPlane, node: &str) -> String {
 
 #[test]
 fn nodes_kept_by_a_running_app_wait_and_empty_by_attrition() {
-    run(async {
+    support::block_on(async {
         let cp = ControlPlane::shared();
         let p = "att";
         let ns = cp.namespace(p);
@@ -414,7 +404,7 @@ fn nodes_kept_by_a_running_app_wait_and_empty_by_attrition() {
 
 #[test]
 fn a_do_not_disrupt_pod_that_appears_before_the_first_eviction_stops_the_drain() {
-    run(async {
+    support::block_on(async {
         let cp = ControlPlane::shared();
         let ns = fragmented(cp, "dnd");
         let (mut ctl, index) = controller(cp).await;
@@ -480,13 +470,10 @@ async fn fake_driver_api(app: &str) -> u16 {
         {"id": "1", "totalShuffleWrite": 0, "rddBlocks": 0},
         {"id": "2", "totalShuffleWrite": 52428800, "rddBlocks": 0},
     ]);
-    let jobs = serde_json::json!([{"jobId": 3, "status": "RUNNING"}]);
-    let router = axum::Router::new()
-        .route(
-            &format!("/api/v1/applications/{app}/executors"),
-            get(json(executors)),
-        )
-        .route(&format!("/api/v1/applications/{app}/jobs"), get(json(jobs)));
+    let router = axum::Router::new().route(
+        &format!("/api/v1/applications/{app}/executors"),
+        get(json(executors)),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -495,7 +482,7 @@ async fn fake_driver_api(app: &str) -> u16 {
 
 #[test]
 fn the_driver_rest_api_frees_executors_that_hold_no_shuffle_data() {
-    run(async {
+    support::block_on(async {
         let cp = ControlPlane::shared();
         let p = "drv";
         let ns = cp.namespace(p);

@@ -128,41 +128,56 @@ fn the_controller_reaches_the_plans_fixed_point_before_and_after_an_app_ends() {
     )
     .unwrap();
 
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let (mut ctl, index) = support::chart_controller(cp, "stowage-conv").await;
-            let (start, fixed_running) = in_use_and_fixed_point(cp, &policy);
-            assert!(fixed_running < start, "the plan consolidates: {start} → {fixed_running}");
-            converge(&mut ctl, &index, &policy).await;
-            let (in_use, _) = in_use_and_fixed_point(cp, &policy);
-            assert!(
-                in_use <= fixed_running,
-                "while the app runs: {in_use} nodes in use, iterating the plan reaches {fixed_running} (from {start})"
-            );
-            // Not one executor of the running app was evicted.
-            for i in 1..=2 {
-                let node = cp.kubectl(&["get", "pod", &format!("exec-{i}"), "-n", &ns, "-o", "jsonpath={.spec.nodeName}"]);
-                assert_eq!(node, format!("conv-{i}"), "exec-{i} was moved");
-            }
+    support::block_on(async {
+        let (mut ctl, index) = support::chart_controller(cp, "stowage-conv").await;
+        let (start, fixed_running) = in_use_and_fixed_point(cp, &policy);
+        assert!(
+            fixed_running < start,
+            "the plan consolidates: {start} → {fixed_running}"
+        );
+        converge(&mut ctl, &index, &policy).await;
+        let (in_use, _) = in_use_and_fixed_point(cp, &policy);
+        assert!(
+            in_use <= fixed_running,
+            "while the app runs: {in_use} nodes in use, iterating the plan reaches {fixed_running} (from {start})"
+        );
+        // Not one executor of the running app was evicted.
+        for i in 1..=2 {
+            let node = cp.kubectl(&[
+                "get",
+                "pod",
+                &format!("exec-{i}"),
+                "-n",
+                &ns,
+                "-o",
+                "jsonpath={.spec.nodeName}",
+            ]);
+            assert_eq!(node, format!("conv-{i}"), "exec-{i} was moved");
+        }
 
-            // The app ends: its driver goes, the garbage collector takes the executors.
-            cp.kubectl(&["delete", "pod", "driver", "-n", &ns, "--wait=true"]);
-            wait_until("executors collected", Duration::from_secs(60), || {
-                cp.kubectl(&["get", "pods", "-n", &ns, "-l", "spark-role=executor", "-o", "name"])
-                    .trim()
-                    .is_empty()
-            });
-            let (before, fixed_ended) = in_use_and_fixed_point(cp, &policy);
-            converge(&mut ctl, &index, &policy).await;
-            let (in_use, _) = in_use_and_fixed_point(cp, &policy);
-            assert!(
-                in_use <= fixed_ended,
-                "after the app ended: {in_use} nodes in use, iterating the plan reaches {fixed_ended} (from {before})"
-            );
-            assert!(in_use < start, "{in_use} of {start}");
+        // The app ends: its driver goes, the garbage collector takes the executors.
+        cp.kubectl(&["delete", "pod", "driver", "-n", &ns, "--wait=true"]);
+        wait_until("executors collected", Duration::from_secs(60), || {
+            cp.kubectl(&[
+                "get",
+                "pods",
+                "-n",
+                &ns,
+                "-l",
+                "spark-role=executor",
+                "-o",
+                "name",
+            ])
+            .trim()
+            .is_empty()
         });
+        let (before, fixed_ended) = in_use_and_fixed_point(cp, &policy);
+        converge(&mut ctl, &index, &policy).await;
+        let (in_use, _) = in_use_and_fixed_point(cp, &policy);
+        assert!(
+            in_use <= fixed_ended,
+            "after the app ended: {in_use} nodes in use, iterating the plan reaches {fixed_ended} (from {before})"
+        );
+        assert!(in_use < start, "{in_use} of {start}");
+    });
 }

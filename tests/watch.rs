@@ -117,12 +117,7 @@ fn the_live_plan_is_the_plan_of_the_dump() {
 #[test]
 fn watchers_keep_the_index_in_step() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(watchers_follow_creates_updates_and_deletes());
+    support::block_on(watchers_follow_creates_updates_and_deletes());
 }
 
 async fn watchers_follow_creates_updates_and_deletes() {
@@ -228,50 +223,45 @@ fn spark_applications_are_watched_when_their_crd_exists() {
         ))
         .is_ok()
     });
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let index = Arc::new(Mutex::new(ClusterIndex::new()));
-            tokio::time::timeout(
-                Duration::from_secs(60),
-                stowage::k8s::watch::watch_all(cp.client().await, index.clone(), Arc::new(|| {})),
-            )
-            .await
-            .expect("every kind synced within 60 s");
-            let app = index
-                .lock()
-                .unwrap()
-                .snapshot()
-                .spark_apps
-                .iter()
-                .find(|a| a.namespace == ns)
-                .cloned()
-                .expect("the SparkApplication is in the index");
-            assert_eq!(app.name.as_deref(), Some("etl"));
-            assert_eq!(app.app_id.as_deref(), Some("spark-etl-1"));
-            assert_eq!(app.state.as_deref(), Some("RUNNING"));
-            assert_eq!(
-                app.conf["spark.shuffle.manager"],
-                "org.apache.spark.shuffle.celeborn.SparkShuffleManager"
-            );
-            // And a deleted app leaves it.
-            cp.kubectl(&["delete", "sparkapplication", "etl", "-n", &ns]);
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while index
-                .lock()
-                .unwrap()
-                .snapshot()
-                .spark_apps
-                .iter()
-                .any(|a| a.namespace == ns)
-            {
-                assert!(std::time::Instant::now() < deadline, "the app stayed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
+    support::block_on(async {
+        let index = Arc::new(Mutex::new(ClusterIndex::new()));
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            stowage::k8s::watch::watch_all(cp.client().await, index.clone(), Arc::new(|| {})),
+        )
+        .await
+        .expect("every kind synced within 60 s");
+        let app = index
+            .lock()
+            .unwrap()
+            .snapshot()
+            .spark_apps
+            .iter()
+            .find(|a| a.namespace == ns)
+            .cloned()
+            .expect("the SparkApplication is in the index");
+        assert_eq!(app.name.as_deref(), Some("etl"));
+        assert_eq!(app.app_id.as_deref(), Some("spark-etl-1"));
+        assert_eq!(app.state.as_deref(), Some("RUNNING"));
+        assert_eq!(
+            app.conf["spark.shuffle.manager"],
+            "org.apache.spark.shuffle.celeborn.SparkShuffleManager"
+        );
+        // And a deleted app leaves it.
+        cp.kubectl(&["delete", "sparkapplication", "etl", "-n", &ns]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while index
+            .lock()
+            .unwrap()
+            .snapshot()
+            .spark_apps
+            .iter()
+            .any(|a| a.namespace == ns)
+        {
+            assert!(std::time::Instant::now() < deadline, "the app stayed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
 }
 
 #[test]
@@ -326,17 +316,12 @@ fn the_watched_index_plans_what_the_dump_plans_drivers_configuration_included() 
     };
     let offline = plan_of(&dump(&format!("{kinds},configmaps")));
     // The controller's index, fed by its watchers with the chart's ClusterRole.
-    let live = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let config = support::chart_config(cp, "stowage-conf").await;
-            let index = support::synced_index(kube::Client::try_from(config).unwrap()).await;
-            let mut index = index.lock().unwrap();
-            plan_of(index.snapshot())
-        });
+    let live = support::block_on(async {
+        let config = support::chart_config(cp, "stowage-conf").await;
+        let index = support::synced_index(kube::Client::try_from(config).unwrap()).await;
+        let mut index = index.lock().unwrap();
+        plan_of(index.snapshot())
+    });
     assert_eq!(live, offline);
     let drained: Vec<&str> = live["drain"]
         .as_array()

@@ -227,7 +227,7 @@ mod tests {
     use axum::routing::get;
 
     /// A driver answering as Spark's REST API documents it: executor 1 wrote no shuffle and
-    /// caches nothing, executor 2 wrote shuffle, executor 4 caches RDD blocks; a job runs.
+    /// caches nothing, executor 2 wrote shuffle, executor 4 caches RDD blocks.
     async fn driver(delay: Duration) -> String {
         let executors = serde_json::json!([
             {"id": "driver", "totalShuffleWrite": 0, "rddBlocks": 0},
@@ -235,19 +235,18 @@ mod tests {
             {"id": "2", "totalShuffleWrite": 1048576, "rddBlocks": 0},
             {"id": "4", "totalShuffleWrite": 0, "rddBlocks": 3},
         ]);
-        let jobs = serde_json::json!([{"jobId": 7, "status": "RUNNING"}]);
-        let app = Router::new()
-            .route(
-                "/api/v1/applications/spark-1/executors",
-                get(move || async move {
-                    tokio::time::sleep(delay).await;
-                    json(&executors)
-                }),
-            )
-            .route(
-                "/api/v1/applications/spark-1/jobs",
-                get(move || async move { json(&jobs) }),
-            );
+        let app = Router::new().route(
+            "/api/v1/applications/spark-1/executors",
+            get(move || async move {
+                tokio::time::sleep(delay).await;
+                json(&executors)
+            }),
+        );
+        serve(app).await
+    }
+
+    /// Serves `app` on 127.0.0.1; its base URL.
+    async fn serve(app: Router) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -311,20 +310,12 @@ mod tests {
             let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
             serde_json::from_str::<serde_json::Value>(&text).unwrap()
         };
-        let (executors, running) = (read("executors.json"), read("jobs_running.json"));
-        let app = Router::new()
-            .route(
-                "/api/v1/applications/spark-1/executors",
-                get(move || async move { json(&executors) }),
-            )
-            .route(
-                "/api/v1/applications/spark-1/jobs",
-                get(move || async move { json(&running) }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        base
+        let executors = read("executors.json");
+        let app = Router::new().route(
+            "/api/v1/applications/spark-1/executors",
+            get(move || async move { json(&executors) }),
+        );
+        serve(app).await
     }
 
     /// Ground truth from the same driver's stage details and storage endpoints: which executors
@@ -388,9 +379,7 @@ mod tests {
             "/api/v1/applications/spark-1/executors",
             get(move || async move { huge }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let base = serve(app).await;
         let (seen, failed) = ask(&[query(base)], Duration::from_secs(5)).await;
         assert!(seen.is_empty());
         assert!(failed[0].contains("length limit"), "{failed:?}");

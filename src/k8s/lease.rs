@@ -197,49 +197,44 @@ pub fn elect(client: Client, options: &LeaseOptions) -> watch::Receiver<bool> {
     let (retry, deadline) = (options.retry_period(), options.renew_deadline());
     tokio::spawn(async move {
         let mut renewed: Option<Instant> = None;
-        let mut said = String::new();
         loop {
-            let attempt = tokio::time::timeout(retry, elector.attempt())
+            // A leader's attempt may last only until its deadline: it stops leading on time
+            // whatever the call is doing.
+            let now = Instant::now();
+            let budget = match renewed {
+                Some(at) if *tx.borrow() => (at + deadline).saturating_duration_since(now),
+                _ => retry,
+            }
+            .min(retry);
+            let attempt = tokio::time::timeout(budget, elector.attempt())
                 .await
-                .unwrap_or_else(|_| Attempt::Failed(format!("no answer within {retry:?}")));
+                .unwrap_or_else(|_| Attempt::Failed(format!("no answer within {budget:?}")));
             let now = Instant::now();
             match &attempt {
                 Attempt::Held => renewed = Some(now),
                 Attempt::Other { .. } => renewed = None,
                 Attempt::Failed(_) => {}
             }
+            tracing::debug!(attempt = ?attempt, "lease attempt");
             let leading = renewed.is_some_and(|at| now.duration_since(at) < deadline);
-            let was = *tx.borrow();
-            if leading != was {
+            if leading != *tx.borrow() {
                 if leading {
                     tracing::info!(lease = %elector.options.name, "leading: the Lease is ours");
                 } else {
                     tracing::warn!(lease = %elector.options.name, attempt = ?attempt, deadline = ?deadline, "leadership lost: no renewal within the renew deadline; every write stops");
                 }
             }
-            let line = format!("{attempt:?}");
-            if line != said {
-                tracing::debug!(attempt = %line, "lease attempt");
-                said = line;
-            }
             if tx.is_closed() {
                 return;
             }
             // Receivers hear of changes only.
             tx.send_if_modified(|l| std::mem::replace(l, leading) != leading);
-            // A leader wakes up in time to stop at its deadline even if the next attempt hangs.
+            // A leader wakes up by its deadline, where an attempt with no time left stops it.
             let next = match renewed {
                 Some(at) if leading => (at + deadline).min(now + retry),
                 _ => now + retry,
             };
             tokio::time::sleep_until(next).await;
-            if let Some(at) = renewed
-                && Instant::now().duration_since(at) >= deadline
-                && *tx.borrow()
-            {
-                tracing::warn!(lease = %elector.options.name, "leadership lost: renew deadline passed; every write stops");
-                tx.send_replace(false);
-            }
         }
     });
     rx

@@ -316,19 +316,19 @@ impl DriverConfigs {
         }
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &key.0);
         let (namespace, name) = (&key.0, &key.1);
-        let found = match tokio::time::timeout(LIST_TIMEOUT, api.get_opt(name)).await {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
-                tracing::warn!(namespace, name, error = %e, "driver configuration not read; retried");
-                self.unread.insert(key.clone());
-                self.index().keep(CONFIG, namespace, name);
-                return false;
-            }
-            Err(_) => {
+        let answer = match tokio::time::timeout(LIST_TIMEOUT, api.get_opt(name)).await {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!("no answer within {LIST_TIMEOUT:?}")),
+        };
+        let found = match answer {
+            Ok(found) => found,
+            Err(error) => {
+                // What the index had is kept; read again every REREAD.
                 tracing::warn!(
                     namespace,
                     name,
-                    "driver configuration not read in time; retried"
+                    error,
+                    "driver configuration not read; retried"
                 );
                 self.unread.insert(key.clone());
                 self.index().keep(CONFIG, namespace, name);

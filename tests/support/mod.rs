@@ -887,6 +887,17 @@ pub async fn chart_config(cp: &ControlPlane, prefix: &str) -> kube::Config {
         .unwrap()
 }
 
+/// Runs `test` on a two-worker runtime (the controller's shape), rustls' provider installed.
+pub fn block_on<F: std::future::Future>(test: F) -> F::Output {
+    install_crypto_provider();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test)
+}
+
 /// An index fed by watchers of every kind the planner reads, once each has listed its kind
 /// (at most 60 s).
 pub async fn synced_index(
