@@ -121,6 +121,8 @@ fn every_rendered_object_is_accepted_by_the_api_server() {
         "servicemonitor.monitoring.coreos.com/s-stowage ",
         "prometheusrule.monitoring.coreos.com/s-stowage ",
         "configmap/s-stowage-dashboard ",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/s-stowage-writes ",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/s-stowage-writes ",
     ] {
         assert!(out.contains(kind), "{kind} not applied:\n{out}");
     }
@@ -250,7 +252,57 @@ fn installs_into_a_restricted_namespace_and_its_service_account_runs_the_control
     ]);
     assert!(!acquired.is_empty(), "the Lease was never acquired");
 
-    // Upgrade: three replicas, every optional part on but the monitoring kinds.
+    // The agent runs on the host network by default (IMDS hop limit 1), which the restricted
+    // standard refuses: its pod, as the chart renders it, is refused in this namespace (a
+    // server-side dry run, admission included), and accepted off the host network.
+    for (host_network, admitted) in [(true, false), (false, true)] {
+        let rendered = helm_ok(
+            cp,
+            &[
+                "template",
+                "s",
+                "charts/stowage",
+                "-n",
+                &ns,
+                "--set",
+                &format!(
+                    "interruptionAgent.enabled=true,interruptionAgent.hostNetwork={host_network}"
+                ),
+            ],
+        );
+        let agent = documents(&rendered)
+            .into_iter()
+            .find(|d| d["kind"] == "DaemonSet")
+            .expect("the agent's DaemonSet");
+        let mut spec = agent["spec"]["template"]["spec"].clone();
+        // The agent's ServiceAccount is not installed here; the namespace's default stands in.
+        spec["serviceAccountName"] = "default".into();
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "agent-check", "namespace": ns},
+            "spec": spec,
+        });
+        let path = cp.dir.0.join(format!("{ns}-agent-{host_network}.json"));
+        std::fs::write(&path, pod.to_string()).unwrap();
+        let out = Command::new(cp.bin.join("kubectl"))
+            .arg(format!("--kubeconfig={}", cp.kubeconfig.display()))
+            .args(["apply", "--dry-run=server", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.success(),
+            admitted,
+            "hostNetwork={host_network}: {err}"
+        );
+        if !admitted {
+            assert!(err.contains("hostNetwork=true"), "{err}");
+        }
+    }
+    // Upgrade: three replicas, every optional part on but the monitoring kinds, the agent
+    // off the host network (nodes with an IMDS hop limit of 2).
     helm_ok(
         cp,
         &[
@@ -260,7 +312,7 @@ fn installs_into_a_restricted_namespace_and_its_service_account_runs_the_control
             "-n",
             &ns,
             "--set",
-            "replicaCount=3,interruptionAgent.enabled=true,dashboard.enabled=true,aws.clusterName=test-cluster",
+            "replicaCount=3,interruptionAgent.enabled=true,interruptionAgent.hostNetwork=false,dashboard.enabled=true,aws.clusterName=test-cluster",
             "--wait",
             "--timeout",
             "120s",
@@ -421,4 +473,173 @@ fn installs_into_a_restricted_namespace_and_its_service_account_runs_the_control
     let roles = cp.kubectl(&["get", "clusterroles", "-o", "name"]);
     assert!(!roles.contains("s-stowage"), "{roles}");
     assert!(Path::new("charts/stowage/crds/consolidationpolicies.stowage.io.yaml").exists());
+}
+
+/// The chart's ValidatingAdmissionPolicy on the real API server: stowage's ServiceAccount,
+/// bound to the chart's ClusterRole, does everything the controller writes (drain marks, the
+/// cordon, protection on nodes and pods, a release) and nothing else it could with `patch`:
+/// another annotation, a label, another taint, a pod's spec. The admin is not limited.
+#[test]
+fn the_admission_policy_lets_stowage_change_only_its_own_marks() {
+    use k8s_openapi::api::core::v1::{Node, Pod};
+    use kube::api::{Api, Patch, PatchParams};
+    use stowage::k8s::act;
+
+    let cp = ControlPlane::shared();
+    let kubeconfig = cp.service_account_with("vap", Some("clusterrole.yaml"), false);
+    // The ServiceAccount and its namespace share one name.
+    let sa = kubeconfig
+        .file_stem()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let rendered = helm_ok(
+        cp,
+        &[
+            "template",
+            &sa,
+            "charts/stowage",
+            "-n",
+            &sa,
+            "--set",
+            &format!("serviceAccount.create=false,serviceAccount.name={sa},cleanup.enabled=false"),
+        ],
+    );
+    let policy: Vec<String> = rendered
+        .split("\n---")
+        .filter(|d| d.contains("kind: ValidatingAdmissionPolicy"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(policy.len(), 2, "the policy and its binding:\n{rendered}");
+    cp.apply(&policy.join("\n---\n"));
+
+    let node = format!("{sa}-n");
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n  labels: {{team: a}}\nspec:\n  taints: [{{key: example.com/other, value: x, effect: NoSchedule}}]\n"
+    ));
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: p, namespace: {sa}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: x}}]\n"
+    ));
+
+    support::block_on(async {
+        let file = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let nodes: Api<Node> = Api::all(client.clone());
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &sa);
+        let refused = |answer: Result<_, kube::Error>, what: &str| match answer {
+            Err(kube::Error::Api(s))
+                if s.code == 403 && s.message.contains("ValidatingAdmissionPolicy") =>
+            {
+                s.message
+            }
+            Err(e) => panic!("{what}: refused for another reason: {e}"),
+            Ok(_) => panic!("{what}: allowed"),
+        };
+        let merge = |v: serde_json::Value| Patch::Merge(v);
+        let pp = PatchParams::default();
+
+        // The policy takes effect a moment after it is created.
+        // (A new value each time: writing the value already there changes nothing.)
+        let started = std::time::Instant::now();
+        let mut attempt = 0;
+        let message = loop {
+            attempt += 1;
+            let label =
+                merge(serde_json::json!({"metadata": {"labels": {"team": format!("b{attempt}")}}}));
+            match nodes.patch(&node, &pp, &label).await {
+                Err(kube::Error::Api(s)) if s.code == 403 => break s.message,
+                Ok(_) => {
+                    assert!(
+                        started.elapsed() < Duration::from_secs(30),
+                        "the policy never took effect:\n{}",
+                        cp.kubectl(&[
+                            "get",
+                            "validatingadmissionpolicy",
+                            &format!("{sa}-stowage-writes"),
+                            "-o",
+                            "yaml"
+                        ])
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("label patch: {e}"),
+            }
+        };
+        assert!(message.contains("may not change labels"), "{message}");
+        // The label written before the policy took effect is put back by the admin.
+        cp.kubectl(&["label", "node", &node, "team=a", "--overwrite"]);
+
+        // Everything the controller writes passes.
+        let now = jiff::Timestamp::now();
+        assert!(act::mark_draining(&client, &node, "p", now).await.unwrap());
+        act::protect_node(&client, &node, true).await.unwrap();
+        act::protect_pod(&client, &sa, "p", true).await.unwrap();
+        act::set_idle_since(&client, &node, Some(now))
+            .await
+            .unwrap();
+        act::protect_pod(&client, &sa, "p", false).await.unwrap();
+        act::protect_node(&client, &node, false).await.unwrap();
+        act::release(&client, &node).await.unwrap();
+        assert!(
+            act::mark_interrupted(&client, &node, "spot", now)
+                .await
+                .unwrap()
+        );
+        let n = nodes.get(&node).await.unwrap();
+        let spec = n.spec.unwrap();
+        assert_eq!(spec.unschedulable, Some(true));
+        let keys: Vec<String> = spec.taints.unwrap().into_iter().map(|t| t.key).collect();
+        assert_eq!(keys, ["example.com/other", "stowage.io/interruption"]);
+
+        // Nothing else does.
+        let denied = [
+            (
+                "a node annotation of someone else",
+                nodes.patch(&node, &pp, &merge(serde_json::json!({"metadata": {"annotations": {"example.com/x": "1"}}}))).await.map(|_| ()),
+            ),
+            (
+                "do-not-disrupt on a node",
+                nodes.patch(&node, &pp, &merge(serde_json::json!({"metadata": {"annotations": {"karpenter.sh/do-not-disrupt": "true"}}}))).await.map(|_| ()),
+            ),
+            (
+                "another taint removed",
+                nodes.patch(&node, &pp, &merge(serde_json::json!({"spec": {"taints": [{"key": "stowage.io/interruption", "value": "spot", "effect": "NoSchedule"}]}}))).await.map(|_| ()),
+            ),
+            (
+                "a taint of someone else's key added",
+                nodes.patch(&node, &pp, &merge(serde_json::json!({"spec": {"taints": [
+                    {"key": "example.com/other", "value": "x", "effect": "NoSchedule"},
+                    {"key": "stowage.io/interruption", "value": "spot", "effect": "NoSchedule"},
+                    {"key": "example.com/evil", "effect": "NoExecute"}]}}))).await.map(|_| ()),
+            ),
+            (
+                "a pod label",
+                pods.patch("p", &pp, &merge(serde_json::json!({"metadata": {"labels": {"x": "y"}}}))).await.map(|_| ()),
+            ),
+            (
+                "a pod annotation of someone else",
+                pods.patch("p", &pp, &merge(serde_json::json!({"metadata": {"annotations": {"example.com/x": "1"}}}))).await.map(|_| ()),
+            ),
+            (
+                "a pod's spec",
+                pods.patch("p", &pp, &merge(serde_json::json!({"spec": {"activeDeadlineSeconds": 5}}))).await.map(|_| ()),
+            ),
+        ];
+        for (what, answer) in denied {
+            let message = refused(answer, what);
+            eprintln!("{what}: {message}");
+        }
+        // The admin is not limited by it.
+        cp.kubectl(&["label", "node", &node, "team=c", "--overwrite"]);
+        cp.kubectl(&["delete", "node", &node]);
+    });
+    for d in [
+        "validatingadmissionpolicybinding",
+        "validatingadmissionpolicy",
+    ] {
+        cp.kubectl(&["delete", d, &format!("{sa}-stowage-writes")]);
+    }
 }

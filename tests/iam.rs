@@ -87,3 +87,66 @@ fn the_iam_policy_allows_exactly_the_calls_the_code_makes() {
     // No EC2 call: Auto Scaling, EKS and the nodes' provider ids answer everything.
     assert!(in_code.iter().all(|c| !c.starts_with("ec2:")));
 }
+
+/// Every Auto Scaling write is limited to this cluster's groups (the discovery tag
+/// `k8s.io/cluster-autoscaler/<cluster>` present, and CA enabled on the group), and tag writes
+/// to the keys stowage writes: another cluster's groups in the account, and other tags of
+/// this one's, stay out of reach of a stolen credential.
+#[test]
+fn auto_scaling_writes_are_limited_to_this_clusters_groups_and_stowages_tag_keys() {
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string("charts/stowage/files/iam-policy.json").unwrap(),
+    )
+    .unwrap();
+    let writes = [
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
+        "autoscaling:CompleteLifecycleAction",
+        "autoscaling:RecordLifecycleActionHeartbeat",
+        "autoscaling:TerminateInstanceInAutoScalingGroup",
+    ];
+    let mut seen = BTreeSet::new();
+    for statement in policy["Statement"].as_array().unwrap() {
+        let actions: Vec<&str> = statement["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let condition = &statement["Condition"];
+        for action in actions.iter().filter(|a| writes.contains(a)) {
+            seen.insert(*action);
+            assert_eq!(
+                condition["Null"]["autoscaling:ResourceTag/k8s.io/cluster-autoscaler/${CLUSTER_NAME}"],
+                "false",
+                "{action}: not limited to groups carrying this cluster's discovery tag"
+            );
+            assert_eq!(
+                condition["StringEquals"]["autoscaling:ResourceTag/k8s.io/cluster-autoscaler/enabled"],
+                "true",
+                "{action}: not limited to CA-enabled groups"
+            );
+            if action.ends_with("Tags") {
+                let keys: Vec<&str> = condition["ForAllValues:StringLike"]["aws:TagKeys"]
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{action}: tag keys not limited"))
+                    .iter()
+                    .map(|k| k.as_str().unwrap())
+                    .collect();
+                assert_eq!(
+                    keys,
+                    [
+                        format!("{}*", stowage::aws::template::PREFIX),
+                        stowage::aws::groups::OWNER_TAG.to_string()
+                    ],
+                    "{action}: the tag keys allowed are the ones stowage writes"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        writes.len(),
+        "every write is in the policy: {seen:?}"
+    );
+}

@@ -11,6 +11,11 @@ use std::time::Duration;
 pub const BASE: Duration = Duration::from_secs(5);
 /// Longest wait.
 pub const MAX: Duration = Duration::from_secs(120);
+/// How long a pod whose eviction got no clear answer (a timeout, a dropped connection) is
+/// left alone: the eviction may have been accepted, and a watch a little behind would show
+/// the pod still running; asked again, a terminating pod's grace period could be cut short.
+/// Longer than the watch lag the controller acts on (a failing watch stops every round).
+pub const UNCERTAIN: Duration = Duration::from_secs(30);
 
 /// Per key (a pod UID): refusals so far and when to ask again.
 #[derive(Debug, Default)]
@@ -29,6 +34,15 @@ impl Backoff {
         let attempts = self.waits.get(key).map_or(0, |(n, _)| *n) + 1;
         let wait = BASE.saturating_mul(1 << (attempts - 1).min(16)).min(MAX);
         self.waits.insert(key.to_string(), (attempts, now + wait));
+    }
+
+    /// `key`'s eviction got no clear answer at `now`: it waits at least [`UNCERTAIN`] (more
+    /// when refusals before it made the wait longer).
+    pub fn uncertain(&mut self, key: &str, now: Timestamp) {
+        self.refused(key, now);
+        if let Some((_, at)) = self.waits.get_mut(key) {
+            *at = (*at).max(now + UNCERTAIN);
+        }
     }
 
     /// `key` went through (or is gone): forgotten.
@@ -53,6 +67,15 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_eviction_without_a_clear_answer_waits_longer_than_a_lagging_watch() {
+        let t0: Timestamp = "2026-11-23T22:00:00Z".parse().unwrap();
+        let mut b = Backoff::default();
+        b.uncertain("p", t0);
+        assert!(!b.ready("p", t0 + Duration::from_secs(29)));
+        assert!(b.ready("p", t0 + UNCERTAIN));
+    }
 
     #[test]
     fn refusals_double_the_wait_up_to_the_maximum() {

@@ -517,7 +517,8 @@ impl<W: Writer> Executor<W> {
                     }
                     Outcome::Failed(e) => {
                         m.eviction("error");
-                        memory.backoff.refused(&pod.uid, now);
+                        // Perhaps accepted: not asked again before a watch shows it.
+                        memory.backoff.uncertain(&pod.uid, now);
                         report.refused.push((key, e.clone()));
                     }
                     Outcome::Unchanged | Outcome::Emptied(_) => {}

@@ -118,6 +118,10 @@ struct World {
     next_id: u64,
     /// Evictions the controller asked for and the "API server" accepted.
     evictions: usize,
+    /// Evicted pods take a random number of rounds to go (else they are gone next round).
+    slow_termination: bool,
+    /// Nodes the controller terminated (`DrainAndTerminate`).
+    terminations: usize,
 }
 
 impl World {
@@ -137,6 +141,8 @@ impl World {
             round: 0,
             next_id: 0,
             evictions: 0,
+            slow_termination: false,
+            terminations: 0,
         };
         for _ in 0..nodes {
             world.add_node();
@@ -306,9 +312,23 @@ impl World {
         self.remove_pods(|p| p.node_name.as_deref() == Some(&name));
     }
 
-    /// The kubelet: pods evicted last round are gone now (their replacements pending).
+    /// The kubelet: pods evicted last round are gone now (their replacements pending); with
+    /// slow termination each goes with a chance of one in three per round.
     fn finish_terminating(&mut self) {
-        self.remove_pods(|p| p.terminating);
+        let gone: HashSet<String> = if self.slow_termination {
+            let terminating: Vec<String> = (self.snapshot.pods.iter())
+                .filter(|p| p.terminating)
+                .map(|p| p.uid.clone())
+                .collect();
+            terminating
+                .into_iter()
+                .filter(|_| self.rng.chance(1.0 / 3.0))
+                .collect()
+        } else {
+            HashSet::new()
+        };
+        let slow = self.slow_termination;
+        self.remove_pods(|p| p.terminating && (!slow || gone.contains(&p.uid)));
     }
 
     /// The scheduler stand-in: each pending pod, oldest first, to the feasible node the
@@ -450,7 +470,22 @@ impl Writer for SimWriter {
 
     async fn terminate(&self, node: &NodeRef) -> Result<Terminated, WriteError> {
         let mut w = self.0.lock().unwrap();
+        let left: Vec<String> = (w.snapshot.pods.iter())
+            .filter(|p| p.node_name.as_deref() == Some(&node.name))
+            .filter(|p| !p.is_daemonset() && !p.mirror && !p.phase.is_finished())
+            .map(|p| p.key())
+            .collect();
+        if !left.is_empty() {
+            let v = format!(
+                "round {}: {} terminated while {} still ran or terminated on it",
+                w.round,
+                node.name,
+                left.join(", ")
+            );
+            w.violations.push(v);
+        }
         w.delete_node(&node.name);
+        w.terminations += 1;
         Ok(Terminated::Done(format!("{} terminated", node.name)))
     }
 
@@ -505,6 +540,9 @@ struct Setup {
     wait: bool,
     /// A provisioner (Karpenter WhenEmpty) removes emptied nodes; else nothing does.
     remover: bool,
+    /// The policy is `DrainAndTerminate`, and evicted pods take several rounds to terminate
+    /// (Spark executors decommissioning): a node must not be terminated before they are gone.
+    terminate: bool,
 }
 
 /// What a run found.
@@ -518,6 +556,7 @@ struct Outcome {
     further_drains: usize,
     evictions: usize,
     drains: usize,
+    terminations: usize,
 }
 
 fn run(setup: Setup) -> Outcome {
@@ -527,11 +566,15 @@ fn run(setup: Setup) -> Outcome {
     if setup.wait {
         policy.spec.disruption.when_blocked = WhenBlocked::Wait;
     }
+    if setup.terminate {
+        policy.spec.disruption.action = crate::policy::Action::DrainAndTerminate;
+    }
     let world = Arc::new(Mutex::new(World::new(
         setup.seed,
         setup.nodes,
         setup.faults,
     )));
+    world.lock().unwrap().slow_termination = setup.terminate;
     let writer = SimWriter(world.clone());
     let mut controller = Reconciler::with_writer(writer, profiles.clone());
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -780,6 +823,7 @@ fn run(setup: Setup) -> Outcome {
         further_drains,
         evictions: w.evictions,
         drains,
+        terminations: w.terminations,
     }
 }
 
@@ -811,15 +855,21 @@ fn check(setup: Setup) -> Outcome {
 fn seeded_runs_with_faults_keep_every_invariant_and_converge() {
     let mut rounds = 0;
     let mut evictions = 0;
+    let mut terminations = 0;
     for seed in 0..24u64 {
-        for (wait, remover) in [(false, false), (true, true)] {
+        for (wait, remover, terminate) in [
+            (false, false, false),
+            (true, true, false),
+            (seed % 2 == 0, false, true),
+        ] {
             let setup = Setup {
-                seed: seed * 7919 + u64::from(wait),
+                seed: seed * 7919 + u64::from(wait) + 2 * u64::from(terminate),
                 nodes: 12 + (seed as usize % 3) * 4,
                 rounds: 120,
                 faults: CHAOS,
                 wait,
                 remover,
+                terminate,
             };
             if std::env::var("SIM_SEED").is_ok_and(|s| s != setup.seed.to_string()) {
                 continue;
@@ -827,12 +877,13 @@ fn seeded_runs_with_faults_keep_every_invariant_and_converge() {
             let outcome = check(setup);
             rounds += setup.rounds;
             evictions += outcome.evictions;
+            terminations += outcome.terminations;
         }
     }
-    // The runs did something: drains happened and pods moved.
+    // The runs did something: drains happened, pods moved, emptied nodes were terminated.
     assert!(
-        rounds >= 5_000 && evictions > 100,
-        "{rounds} rounds, {evictions} evictions"
+        rounds >= 5_000 && evictions > 100 && terminations > 20,
+        "{rounds} rounds, {evictions} evictions, {terminations} terminations"
     );
 }
 
@@ -848,6 +899,7 @@ fn without_faults_the_controller_reaches_what_iterating_the_plan_reaches() {
                 faults: Faults::NONE,
                 wait: seed % 2 == 0,
                 remover,
+                terminate: false,
             };
             let outcome = check(setup);
             assert!(
@@ -869,6 +921,7 @@ fn a_failing_seed_replays_exactly() {
         faults: CHAOS,
         wait: true,
         remover: false,
+        terminate: true,
     };
     let (a, b) = (run(setup), run(setup));
     assert_eq!(
@@ -907,9 +960,23 @@ fn the_invariants_have_teeth() {
     runtime.block_on(async {
         writer.evict(&pod, None).await.unwrap();
         writer.evict(&pod, None).await.unwrap();
+        // Terminated while the evicted executor is still terminating on it.
+        let node = NodeRef {
+            name: names[0].clone(),
+            uid: String::new(),
+            provider_id: None,
+        };
+        writer.terminate(&node).await.unwrap();
     });
     let mut w = world.lock().unwrap();
-    assert_eq!(w.violations.len(), 3, "{:?}", w.violations);
+    assert_eq!(w.violations.len(), 4, "{:?}", w.violations);
+    assert!(
+        w.violations[3].contains("terminated while"),
+        "{:?}",
+        w.violations
+    );
+    // The node is gone; the checks below use the other.
+    let names = [names[1].clone(), names[1].clone()];
     let n1 = names[1].clone();
     w.marks
         .get_mut(&n1)
