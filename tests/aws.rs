@@ -782,6 +782,7 @@ async fn handler(
         aws,
         source: "sqs",
         own_node: None,
+        cluster: Some("test-cluster".into()),
     }
 }
 
@@ -1012,9 +1013,10 @@ async fn interruption_agent_reads_instance_metadata() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
+async fn a_lifecycle_action_is_heartbeaten_through_the_drain_and_completed_after_it() {
     use aws_sdk_autoscaling::Client as Asg;
     use aws_sdk_autoscaling::operation::complete_lifecycle_action::CompleteLifecycleActionOutput;
+    use aws_sdk_autoscaling::operation::describe_auto_scaling_groups::DescribeAutoScalingGroupsOutput;
     use aws_sdk_autoscaling::operation::describe_lifecycle_hooks::DescribeLifecycleHooksOutput;
     use aws_sdk_autoscaling::operation::record_lifecycle_action_heartbeat::RecordLifecycleActionHeartbeatOutput;
     use aws_sdk_autoscaling::types::LifecycleHook;
@@ -1033,7 +1035,18 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
         .grace(60)
         .build();
     held["metadata"]["finalizers"] = serde_json::json!(["stowage.test/hold"]);
-    cp.apply_objects(vec![held, PodJson::new(&ns, "quick").on("hook-0").build()]);
+    // A pod whose PodDisruptionBudget refuses its eviction for the first 4 s: the hook must
+    // be heartbeaten while evictions are refused, not only once they went through.
+    cp.apply_objects(vec![
+        held,
+        PodJson::new(&ns, "quick")
+            .on("hook-0")
+            .label("app", "quick")
+            .build(),
+    ]);
+    cp.apply(&format!(
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {{name: quick, namespace: {ns}}}\nspec:\n  maxUnavailable: 0\n  selector: {{matchLabels: {{app: quick}}}}\n"
+    ));
     wait_until("pods running", Duration::from_secs(60), || {
         cp.running_pods(&ns) == 2
     });
@@ -1078,10 +1091,34 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
                 )
         })
         .then_output(|| CompleteLifecycleActionOutput::builder().build());
+    // This cluster's groups (spark-spot); an instance of it that is no node has its action
+    // completed at once, one of another cluster's group is left to that cluster.
+    let groups = mock!(Asg::describe_auto_scaling_groups).then_output(|| {
+        use aws_sdk_autoscaling::types::{AutoScalingGroup, TagDescription};
+        let tag = |k: &str, v: &str| TagDescription::builder().key(k).value(v).build();
+        DescribeAutoScalingGroupsOutput::builder()
+            .auto_scaling_groups(
+                AutoScalingGroup::builder()
+                    .auto_scaling_group_name("spark-spot")
+                    .tags(tag("k8s.io/cluster-autoscaler/enabled", "true"))
+                    .tags(tag("k8s.io/cluster-autoscaler/test-cluster", "owned"))
+                    .build(),
+            )
+            .build()
+    });
+    let complete_non_node = mock!(Asg::complete_lifecycle_action)
+        .match_requests(|r| r.instance_id() == Some("i-0never"))
+        .then_output(|| CompleteLifecycleActionOutput::builder().build());
     let autoscaling = mock_client!(
         aws_sdk_autoscaling,
         RuleMode::MatchAny,
-        [&describe, &heartbeat, &complete]
+        [
+            &describe,
+            &heartbeat,
+            &complete,
+            &groups,
+            &complete_non_node
+        ]
     );
     let moto = Moto::session();
     let config = moto.sdk_config().await;
@@ -1101,8 +1138,15 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
     };
     let release = {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let pdbs: Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+            Api::namespaced(client.clone(), &ns);
+        let heartbeat = heartbeat.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(4)).await;
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+            // Still refused: every 1 s (half the 2 s timeout) a heartbeat went out already.
+            let during_refusals = heartbeat.num_calls();
+            pdbs.delete("quick", &Default::default()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
             pods.patch(
                 "decommissioning",
                 &PatchParams::default(),
@@ -1110,6 +1154,7 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
             )
             .await
             .unwrap();
+            during_refusals
         })
     };
     let started = Instant::now();
@@ -1118,8 +1163,12 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
         .await
         .expect("handled");
     let took = started.elapsed();
-    release.await.unwrap();
+    let during_refusals = release.await.unwrap();
     assert_eq!(outcome, Outcome::Handled(vec!["hook-0".into()]));
+    assert!(
+        during_refusals >= 2,
+        "{during_refusals} heartbeats while the eviction was refused for 3.5 s"
+    );
     assert!(
         took >= Duration::from_secs(4),
         "completed before the node was empty: {took:?}"
@@ -1131,6 +1180,28 @@ async fn a_lifecycle_action_is_completed_after_the_drain_with_heartbeats() {
         heartbeat.num_calls()
     );
     assert_eq!(present(cp, &ns, ""), 0);
+
+    // Instances that are no node: one of this cluster's group (it never joined, or is gone)
+    // has its action completed, one of another cluster's is left alone.
+    for (group, outcome) in [
+        ("spark-spot", Outcome::NotANode(vec!["i-0never".into()])),
+        (
+            "their-group",
+            Outcome::NotInCluster(vec!["i-0never".into()]),
+        ),
+    ] {
+        let notice = Notice::LifecycleTerminate {
+            instance_id: "i-0never".into(),
+            group: group.into(),
+            hook: "drain".into(),
+            token: "token-2".into(),
+        };
+        assert_eq!(
+            handler.handle(&notice, Instant::now()).await.unwrap(),
+            outcome
+        );
+    }
+    assert_eq!(complete_non_node.num_calls(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -177,6 +177,7 @@ pub(super) fn interruption_agent(
             aws: None,
             source: "imds",
             own_node: Some(node.clone()),
+            cluster: None,
         };
         agent::run(
             handler,

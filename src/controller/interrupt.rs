@@ -2,11 +2,13 @@
 //! node is tainted `stowage.io/interruption:NoSchedule` and cordoned at once, then every pod
 //! that needs a new home — shuffle holders included — is evicted with
 //! `min(its grace, time left − 15 s)`; an Auto Scaling termination waits for the node to be
-//! empty (heartbeating the lifecycle hook) and completes the lifecycle action with CONTINUE.
+//! empty and completes the lifecycle action with CONTINUE, heartbeating the hook from the
+//! notice on (refused evictions included).
 //!
 //! Queue mode ([`run_queue`]): workers long-poll the SQS queue (only on the leader); a message
-//! is deleted once its node was handled, or when its instance is not part of the cluster, or
-//! when it cannot be parsed (logged and counted) — a message whose handling failed stays and
+//! is deleted once its node was handled, or when its instance is not part of the cluster (an
+//! Auto Scaling termination of an instance of this cluster's groups that is no node has its
+//! lifecycle action completed first), or when it cannot be parsed (logged and counted) — a message whose handling failed stays and
 //! comes back after its visibility timeout, which is extended while a long drain runs.
 
 use crate::aws::clients::{Aws, LifecycleAction, Message};
@@ -45,6 +47,9 @@ pub struct Handler {
     pub source: &'static str,
     /// The node an interruption agent runs on (every notice it reads is about it).
     pub own_node: Option<String>,
+    /// The cluster's name (its Auto Scaling groups carry `k8s.io/cluster-autoscaler/<name>`):
+    /// a termination of an instance of its groups that is no node is completed at once.
+    pub cluster: Option<String>,
 }
 
 /// What became of a notice.
@@ -54,6 +59,9 @@ pub enum Outcome {
     Handled(Vec<String>),
     /// None of its instances is a node of this cluster.
     NotInCluster(Vec<String>),
+    /// An Auto Scaling termination of an instance of this cluster's groups that is no node:
+    /// its lifecycle action was completed (nothing to drain).
+    NotANode(Vec<String>),
     /// Nothing to do, with why.
     Ignored(String),
 }
@@ -152,38 +160,80 @@ impl Handler {
             })
             .collect()
         };
-        if handlings.is_empty() {
-            return Ok(Outcome::NotInCluster(
-                notice.instances().iter().map(|s| s.to_string()).collect(),
-            ));
-        }
-        let what = describe(notice);
-        let results = futures::future::join_all(
-            handlings
-                .iter()
-                .map(|(h, uid)| self.node(notice, &what, h, uid, received)),
-        )
-        .await;
-        let mut nodes = Vec::new();
-        for r in results {
-            nodes.push(r?);
-        }
-        if let Notice::LifecycleTerminate {
-            instance_id,
-            group,
-            hook,
-            token,
-        } = notice
-        {
-            let action = LifecycleAction {
+        let lifecycle = match notice {
+            Notice::LifecycleTerminate {
+                instance_id,
+                group,
+                hook,
+                token,
+            } => Some(LifecycleAction {
                 group: group.clone(),
                 hook: hook.clone(),
                 token: Some(token.clone()).filter(|t| !t.is_empty()),
                 instance: instance_id.clone(),
-            };
-            self.complete_when_empty(&action, &nodes[0]).await?;
+            }),
+            _ => None,
+        };
+        if handlings.is_empty() {
+            let instances: Vec<String> = notice.instances().iter().map(|s| s.to_string()).collect();
+            if let Some(action) = &lifecycle
+                && self.completes_for_a_non_node(action).await?
+            {
+                return Ok(Outcome::NotANode(instances));
+            }
+            return Ok(Outcome::NotInCluster(instances));
         }
-        Ok(Outcome::Handled(nodes))
+        let what = describe(notice);
+        let work = async {
+            let results = futures::future::join_all(
+                handlings
+                    .iter()
+                    .map(|(h, uid)| self.node(notice, &what, h, uid, received)),
+            )
+            .await;
+            let mut nodes = Vec::new();
+            for r in results {
+                nodes.push(r?);
+            }
+            if let (Some(action), Some(aws)) = (&lifecycle, &self.aws) {
+                wait_until_empty(&self.index, &nodes[0], DRAIN_LIMIT).await;
+                aws.complete_lifecycle(action).await?;
+                tracing::info!(node = %nodes[0], group = %action.group, hook = %action.hook, "lifecycle action completed: CONTINUE");
+            }
+            Ok(Outcome::Handled(nodes))
+        };
+        match (&lifecycle, &self.aws) {
+            // The hook is heartbeaten from the start: evictions a PodDisruptionBudget refuses
+            // may take longer than its heartbeat timeout.
+            (Some(action), Some(aws)) => tokio::select! {
+                outcome = work => outcome,
+                _ = heartbeats(&**aws, action) => unreachable!("heartbeats never end"),
+            },
+            _ => work.await,
+        }
+    }
+
+    /// An Auto Scaling termination of an instance that is not (or no longer, or not yet) a
+    /// node: nothing runs there to drain, so the action is completed at once — when the group
+    /// is one of this cluster's (another cluster's handler owns the others). True when completed.
+    async fn completes_for_a_non_node(
+        &self,
+        action: &LifecycleAction,
+    ) -> Result<bool, HandleError> {
+        let (Some(aws), Some(cluster)) = (&self.aws, &self.cluster) else {
+            return Ok(false);
+        };
+        let ours = aws
+            .groups_tagged(&crate::aws::groups::discovery_keys(cluster))
+            .await?
+            .iter()
+            .any(|g| g.name == action.group);
+        if !ours {
+            return Ok(false);
+        }
+        aws.complete_lifecycle(action).await?;
+        tracing::info!(instance = %action.instance, group = %action.group, hook = %action.hook, "lifecycle action of an instance that is no node completed: CONTINUE");
+        Ok(true)
     }
 
     /// Cordons one node and evicts its pods; the node's name.
@@ -318,35 +368,6 @@ impl Handler {
         };
         (key.to_string(), label)
     }
-
-    /// Waits for `node` to run no pod but DaemonSets' (at most [`DRAIN_LIMIT`]),
-    /// heartbeating the lifecycle hook, then completes the action with CONTINUE.
-    async fn complete_when_empty(
-        &self,
-        action: &LifecycleAction,
-        node: &str,
-    ) -> Result<(), HandleError> {
-        let Some(aws) = &self.aws else {
-            return Ok(());
-        };
-        let heartbeat = aws
-            .hook_heartbeat(&action.group, &action.hook)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "lifecycle hook's heartbeat timeout unknown; assuming 300 s");
-                None
-            })
-            .map_or(Duration::from_secs(300), |s| Duration::from_secs(s.max(2) as u64));
-        wait_until_empty(&self.index, node, DRAIN_LIMIT, heartbeat, || async {
-            if let Err(e) = aws.heartbeat(action).await {
-                tracing::warn!(node, error = %e, "lifecycle heartbeat failed");
-            }
-        })
-        .await;
-        aws.complete_lifecycle(action).await?;
-        tracing::info!(node, group = %action.group, hook = %action.hook, "lifecycle action completed: CONTINUE");
-        Ok(())
-    }
 }
 
 /// Whether `node` still runs a pod that is not a DaemonSet's or a mirror pod: terminating
@@ -361,26 +382,34 @@ fn occupied(index: &Mutex<ClusterIndex>, node: &str) -> bool {
     })
 }
 
-/// Waits until `node` is empty or `limit` passed, calling `beat` every half `heartbeat`.
-pub async fn wait_until_empty<F: Future<Output = ()>>(
-    index: &Mutex<ClusterIndex>,
-    node: &str,
-    limit: Duration,
-    heartbeat: Duration,
-    beat: impl Fn() -> F,
-) {
+/// Waits until `node` is empty or `limit` passed.
+pub async fn wait_until_empty(index: &Mutex<ClusterIndex>, node: &str, limit: Duration) {
     let start = Instant::now();
-    let mut last_beat = start;
     while occupied(index, node) {
         if start.elapsed() >= limit {
             tracing::warn!(node, "node not empty within {limit:?}: completing anyway");
             return;
         }
-        if last_beat.elapsed() >= heartbeat / 2 {
-            beat().await;
-            last_beat = Instant::now();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Records a heartbeat of the lifecycle action every half of its hook's heartbeat timeout
+/// (300 s when it cannot be read), for as long as it is polled.
+async fn heartbeats(aws: &dyn Aws, action: &LifecycleAction) {
+    let timeout = aws
+        .hook_heartbeat(&action.group, &action.hook)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "lifecycle hook's heartbeat timeout unknown; assuming 300 s");
+            None
+        })
+        .map_or(Duration::from_secs(300), |s| Duration::from_secs(s.max(2) as u64));
+    loop {
+        tokio::time::sleep(timeout / 2).await;
+        if let Err(e) = aws.heartbeat(action).await {
+            tracing::warn!(instance = %action.instance, error = %e, "lifecycle heartbeat failed");
         }
-        tokio::time::sleep(RETRY.min(heartbeat / 4)).await;
     }
 }
 
@@ -501,6 +530,10 @@ async fn process(
             match outcome {
                 Ok(Outcome::Handled(nodes)) => {
                     tracing::info!(message = %message.id, nodes = ?nodes, kind = notice.kind(), "interruption handled");
+                    true
+                }
+                Ok(Outcome::NotANode(instances)) => {
+                    tracing::info!(message = %message.id, instances = ?instances, "termination of an instance that is no node: lifecycle action completed, deleted");
                     true
                 }
                 Ok(Outcome::NotInCluster(instances)) => {

@@ -49,6 +49,7 @@ pub(super) async fn start_aws(
             aws: Some(aws.clone()),
             source: "sqs",
             own_node: None,
+            cluster: aws_options.cluster.clone(),
         });
         tracing::info!(queue = %queue.url, workers = queue.workers, "reading the interruption queue");
         tokio::spawn(interrupt::run_queue(handler, aws, queue, leader.clone()));
