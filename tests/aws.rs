@@ -1164,6 +1164,10 @@ async fn a_lifecycle_action_is_heartbeaten_through_the_drain_and_completed_after
         .expect("handled");
     let took = started.elapsed();
     let during_refusals = release.await.unwrap();
+    eprintln!(
+        "lifecycle hook: {during_refusals} heartbeats in 3.5 s of refused evictions (2 s timeout), {} in all, completed after {took:?}",
+        heartbeat.num_calls()
+    );
     assert_eq!(outcome, Outcome::Handled(vec!["hook-0".into()]));
     assert!(
         during_refusals >= 2,

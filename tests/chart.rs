@@ -40,6 +40,13 @@ fn helm_ok(cp: &ControlPlane, args: &[&str]) -> String {
     out
 }
 
+/// `helm template <release> charts/stowage -n <ns>` with `extra` arguments.
+fn template(cp: &ControlPlane, release: &str, ns: &str, extra: &[&str]) -> String {
+    let mut args = vec!["template", release, "charts/stowage", "-n", ns];
+    args.extend_from_slice(extra);
+    helm_ok(cp, &args)
+}
+
 /// The objects of a `helm template` output.
 fn documents(rendered: &str) -> Vec<serde_json::Value> {
     rendered
@@ -94,18 +101,7 @@ fn every_rendered_object_is_accepted_by_the_api_server() {
     let cp = ControlPlane::shared();
     install_monitoring_crds(cp);
     let ns = cp.namespace("chart-dry");
-    let rendered = helm_ok(
-        cp,
-        &[
-            "template",
-            "s",
-            "charts/stowage",
-            "-n",
-            &ns,
-            "--set",
-            ALL_ON,
-        ],
-    );
+    let rendered = template(cp, "s", &ns, &["--set", ALL_ON]);
     let path = cp.dir.0.join(format!("{ns}-rendered.yaml"));
     std::fs::write(&path, &rendered).unwrap();
     let out = cp.kubectl(&["apply", "--dry-run=server", "-f", &path.to_string_lossy()]);
@@ -256,20 +252,9 @@ fn installs_into_a_restricted_namespace_and_its_service_account_runs_the_control
     // standard refuses: its pod, as the chart renders it, is refused in this namespace (a
     // server-side dry run, admission included), and accepted off the host network.
     for (host_network, admitted) in [(true, false), (false, true)] {
-        let rendered = helm_ok(
-            cp,
-            &[
-                "template",
-                "s",
-                "charts/stowage",
-                "-n",
-                &ns,
-                "--set",
-                &format!(
-                    "interruptionAgent.enabled=true,interruptionAgent.hostNetwork={host_network}"
-                ),
-            ],
-        );
+        let set =
+            format!("interruptionAgent.enabled=true,interruptionAgent.hostNetwork={host_network}");
+        let rendered = template(cp, "s", &ns, &["--set", &set]);
         let agent = documents(&rendered)
             .into_iter()
             .find(|d| d["kind"] == "DaemonSet")
@@ -358,18 +343,7 @@ fn installs_into_a_restricted_namespace_and_its_service_account_runs_the_control
 
     // The pre-delete hook: kwok completes a Job's pod without running it, so its command runs
     // here, as the hook's ServiceAccount with the hook's RBAC, exactly as the Job says.
-    let hook = helm_ok(
-        cp,
-        &[
-            "template",
-            "s",
-            "charts/stowage",
-            "-n",
-            &ns,
-            "--show-only",
-            "templates/cleanup.yaml",
-        ],
-    );
+    let hook = template(cp, "s", &ns, &["--show-only", "templates/cleanup.yaml"]);
     let docs = documents(&hook);
     let job = docs
         .iter()
@@ -493,25 +467,14 @@ fn the_admission_policy_lets_stowage_change_only_its_own_marks() {
         .unwrap()
         .to_string_lossy()
         .to_string();
-    let rendered = helm_ok(
-        cp,
-        &[
-            "template",
-            &sa,
-            "charts/stowage",
-            "-n",
-            &sa,
-            "--set",
-            &format!("serviceAccount.create=false,serviceAccount.name={sa},cleanup.enabled=false"),
-        ],
-    );
-    let policy: Vec<String> = rendered
-        .split("\n---")
-        .filter(|d| d.contains("kind: ValidatingAdmissionPolicy"))
-        .map(str::to_string)
+    let set = format!("serviceAccount.create=false,serviceAccount.name={sa},cleanup.enabled=false");
+    let rendered = template(cp, &sa, &sa, &["--set", &set]);
+    let policy: Vec<serde_json::Value> = documents(&rendered)
+        .into_iter()
+        .filter(|d| d["apiVersion"] == "admissionregistration.k8s.io/v1")
         .collect();
     assert_eq!(policy.len(), 2, "the policy and its binding:\n{rendered}");
-    cp.apply(&policy.join("\n---\n"));
+    cp.apply_objects(policy);
 
     let node = format!("{sa}-n");
     cp.apply(&format!(

@@ -184,22 +184,19 @@ struct Function {
     toks: Vec<Tok>,
 }
 
-/// A file's tokens split at every `fn` (the text before the first is the preamble, where
-/// struct fields are declared).
-fn functions(toks: &[Tok]) -> (Vec<Tok>, Vec<Function>) {
+/// A file's tokens split at every `fn`.
+fn functions(toks: &[Tok]) -> Vec<Function> {
     let mut starts: Vec<usize> = (0..toks.len())
         .filter(|&i| ident(toks.get(i)) == Some("fn") && ident(toks.get(i + 1)).is_some())
         .collect();
-    let preamble = toks[..starts.first().copied().unwrap_or(toks.len())].to_vec();
     starts.push(toks.len());
-    let functions = starts
+    starts
         .windows(2)
         .map(|w| Function {
             name: ident(toks.get(w[0] + 1)).unwrap().to_string(),
             toks: toks[w[0]..w[1]].to_vec(),
         })
-        .collect();
-    (preamble, functions)
+        .collect()
 }
 
 /// `name → type` of every `name: Api<T>` and `let name = Api::<T>::…` in `toks`.
@@ -301,7 +298,7 @@ fn grant(out: &mut Grants, group: &str, resource: &str, verbs: &[&str]) {
 fn calls_in_file(path: &Path, out: &mut BTreeMap<String, Grants>) {
     let file = path.display().to_string();
     let toks = tokens(&std::fs::read_to_string(path).unwrap());
-    let (_, functions) = functions(&toks);
+    let functions = functions(&toks);
     let fields = struct_fields(&toks, &file);
     let dynamic = dynamic_kind(&toks, &file);
     let kinds = each_kind(&toks);
@@ -593,19 +590,11 @@ fn the_uninstall_hooks_roles_grant_exactly_what_cleanup_calls() {
         .filter(|(f, _)| f.starts_with("cleanup::"))
         .map(|(_, g)| g.clone())
         .collect();
-    for i in 0..toks.len() {
-        if ident(toks.get(i)) == Some("act")
-            && let Some(f) = ident(toks.get(i + 3))
-        {
-            used.push(calls.get(&format!("act::{f}")).cloned().unwrap_or_default());
-            // `act::release` goes through the node update it shares with the other marks.
-            if let Some(inner) = act_callees(f) {
-                for g in inner {
-                    used.push(calls.get(&format!("act::{g}")).cloned().unwrap_or_default());
-                }
-            }
-        }
-    }
+    let called: Vec<&str> = (0..toks.len())
+        .filter(|&i| ident(toks.get(i)) == Some("act"))
+        .filter_map(|i| ident(toks.get(i + 3)))
+        .collect();
+    used.push(act_calls(&calls, &called));
     let used = merge(&used);
     let granted = merge([
         &role("cleanup-clusterrole.yaml"),
@@ -614,25 +603,30 @@ fn the_uninstall_hooks_roles_grant_exactly_what_cleanup_calls() {
     both_ways(&used, &granted);
 }
 
-/// The other `act` functions a public one calls, directly or through each other (read from
-/// the source).
-fn act_callees(public: &str) -> Option<Vec<String>> {
+/// The calls of the `act` functions `entry` and of every `act` function they call, directly or
+/// through each other (`act::release` goes through the node update the marks share). Names
+/// that are no function of `act` (its types) add nothing.
+fn act_calls(calls: &BTreeMap<String, Grants>, entry: &[&str]) -> Grants {
     let toks = tokens(&std::fs::read_to_string("src/k8s/act.rs").unwrap());
-    let (_, functions) = functions(&toks);
-    let names: BTreeSet<String> = functions.iter().map(|f| f.name.clone()).collect();
-    functions.iter().find(|f| f.name == public)?;
-    let mut found = BTreeSet::from([public.to_string()]);
-    let mut todo = vec![public.to_string()];
+    let functions = functions(&toks);
+    let names: BTreeSet<&str> = functions.iter().map(|f| f.name.as_str()).collect();
+    let mut found: BTreeSet<&str> = entry
+        .iter()
+        .copied()
+        .filter(|f| names.contains(f))
+        .collect();
+    let mut todo: Vec<&str> = found.iter().copied().collect();
     while let Some(name) = todo.pop() {
         let f = functions.iter().find(|f| f.name == name).unwrap();
         for callee in (1..f.toks.len()).filter_map(|i| ident(f.toks.get(i))) {
-            if names.contains(callee) && found.insert(callee.to_string()) {
-                todo.push(callee.to_string());
+            if let Some(&known) = names.get(callee)
+                && found.insert(known)
+            {
+                todo.push(known);
             }
         }
     }
-    found.remove(public);
-    Some(found.into_iter().collect())
+    merge(found.iter().filter_map(|f| calls.get(&format!("act::{f}"))))
 }
 
 #[test]
@@ -641,19 +635,11 @@ fn the_interruption_agents_role_grants_what_it_calls_and_nothing_the_controller_
     let agent = role("agent-clusterrole.yaml");
     // The agent's own reads (`agent.rs`), and the writes of the interruption path it shares
     // with the controller: mark the node interrupted, evict, explain.
-    let mut used = vec![merge(
-        calls
-            .iter()
-            .filter(|(f, _)| f.starts_with("agent::"))
-            .map(|(_, g)| g),
-    )];
-    for f in ["mark_interrupted", "evict"] {
-        used.push(calls.get(&format!("act::{f}")).cloned().unwrap_or_default());
-        for g in act_callees(f).unwrap_or_default() {
-            used.push(calls.get(&format!("act::{g}")).cloned().unwrap_or_default());
-        }
-    }
-    used.push(calls.get("events::new").cloned().unwrap_or_default());
-    let used = merge(&used);
+    let used = merge(
+        (calls.iter())
+            .filter(|(f, _)| f.starts_with("agent::") || *f == "events::new")
+            .map(|(_, g)| g)
+            .chain([&act_calls(&calls, &["mark_interrupted", "evict"])]),
+    );
     both_ways(&used, &agent);
 }

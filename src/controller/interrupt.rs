@@ -383,7 +383,7 @@ fn occupied(index: &Mutex<ClusterIndex>, node: &str) -> bool {
 }
 
 /// Waits until `node` is empty or `limit` passed.
-pub async fn wait_until_empty(index: &Mutex<ClusterIndex>, node: &str, limit: Duration) {
+async fn wait_until_empty(index: &Mutex<ClusterIndex>, node: &str, limit: Duration) {
     let start = Instant::now();
     while occupied(index, node) {
         if start.elapsed() >= limit {
