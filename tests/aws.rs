@@ -13,6 +13,7 @@ use kube::api::{Api, Patch, PatchParams};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use stowage::controller::interrupt;
 use stowage::demo::{NodeJson, PodJson};
 use stowage::keys;
 use support::moto::{Moto, ec2_event, spot_warning};
@@ -634,6 +635,36 @@ async fn spot_interruptions_from_the_queue() {
         controller.latencies()
     );
 
+    // Scene 1b: a warning that reaches the controller before its node reaches the watch (a
+    // node that has just joined) is kept and looked at again, not deleted as another
+    // cluster's; one for an instance that never joins is deleted after its last look.
+    let sent = Instant::now();
+    moto.send(&queue, spot_warning("i-0joining", jiff::Timestamp::now()))
+        .await;
+    moto.send(&queue, spot_warning("i-0elsewhere", jiff::Timestamp::now()))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cp.apply_objects(vec![aws_node("joining", "i-0joining")]);
+    wait_cordoned(&nodes, "joining", Duration::from_secs(30), || {
+        controller.process.tail()
+    })
+    .await;
+    let joined = sent.elapsed();
+    assert_eq!(
+        wait_empty(&sqs, &queue, Duration::from_secs(60)).await,
+        0,
+        "the other cluster's warning is deleted after its last look"
+    );
+    println!(
+        "a warning 2 s ahead of its node: cordoned {} ms after it was sent; the unknown instance's message deleted after {} ms",
+        joined.as_millis(),
+        sent.elapsed().as_millis()
+    );
+    assert!(
+        sent.elapsed() >= interrupt::LOOK_AGAIN * (interrupt::UNKNOWN_LOOKS - 1),
+        "an unknown instance's message deleted before its last look"
+    );
+
     // Scene 2: 100 malformed messages: logged, counted, deleted; nothing acts, nothing crashes.
     let mut junk: Vec<String> = (0..60).map(|i| format!("not json {i}")).collect();
     junk.extend((0..40).map(|i| {
@@ -1021,9 +1052,9 @@ async fn a_lifecycle_action_is_heartbeaten_through_the_drain_and_completed_after
     use aws_sdk_autoscaling::operation::record_lifecycle_action_heartbeat::RecordLifecycleActionHeartbeatOutput;
     use aws_sdk_autoscaling::types::LifecycleHook;
     use aws_smithy_mocks::{RuleMode, mock, mock_client};
+    use interrupt::Outcome;
     use std::sync::Arc;
     use stowage::aws::notice::Notice;
-    use stowage::controller::interrupt::Outcome;
 
     let cp = ControlPlane::shared();
     let ns = cp.namespace("hook");
@@ -1200,10 +1231,14 @@ async fn a_lifecycle_action_is_heartbeaten_through_the_drain_and_completed_after
             hook: "drain".into(),
             token: "token-2".into(),
         };
+        let completed = complete_non_node.num_calls();
         assert_eq!(
             handler.handle(&notice, Instant::now()).await.unwrap(),
-            outcome
+            Outcome::Unknown(vec!["i-0never".into()]),
+            "an instance the watch does not know is looked at again before it is settled"
         );
+        assert_eq!(complete_non_node.num_calls(), completed);
+        assert_eq!(handler.settle_unknown(&notice).await.unwrap(), outcome);
     }
     assert_eq!(complete_non_node.num_calls(), 1);
 }
@@ -1304,8 +1339,8 @@ async fn drain_and_terminate_goes_through_the_group_never_below_its_minimum() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_notice_during_a_policys_drain_takes_the_node_over_and_no_release_undoes_it() {
+    use interrupt::Outcome;
     use stowage::aws::notice::{Notice, SpotAction};
-    use stowage::controller::interrupt::Outcome;
     use stowage::k8s::act;
 
     let cp = ControlPlane::shared();

@@ -64,6 +64,9 @@ pub struct Message {
     pub id: String,
     pub body: String,
     pub receipt: String,
+    /// How many times the message was received, this time included (SQS's
+    /// `ApproximateReceiveCount`; 1 when the queue does not say).
+    pub receives: u32,
 }
 
 /// A lifecycle action to complete or keep alive.

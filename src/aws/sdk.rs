@@ -309,6 +309,9 @@ impl Aws for Sdk {
                     .max_number_of_messages(10)
                     .wait_time_seconds(POLL_WAIT.as_secs() as i32)
                     .visibility_timeout(visibility.as_secs().max(1) as i32)
+                    .message_system_attribute_names(
+                        aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount,
+                    )
                     .send(),
             )
             .await?;
@@ -319,6 +322,13 @@ impl Aws for Sdk {
                     id: m.message_id().unwrap_or_default().to_string(),
                     body: m.body().unwrap_or_default().to_string(),
                     receipt: m.receipt_handle().unwrap_or_default().to_string(),
+                    receives: m
+                        .attributes()
+                        .and_then(|a| {
+                            a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount)
+                        })
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1),
                 })
                 .collect())
         })

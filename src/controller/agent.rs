@@ -137,7 +137,7 @@ pub async fn run(handler: Handler, imds: aws_config::imds::Client, options: Agen
                 Ok(Outcome::Handled(_)) | Ok(Outcome::Ignored(_)) => {
                     handled.insert(key);
                 }
-                Ok(Outcome::NotInCluster(_) | Outcome::NotANode(_)) => {
+                Ok(Outcome::Unknown(_) | Outcome::NotInCluster(_) | Outcome::NotANode(_)) => {
                     tracing::warn!(node = %options.node, "this node is not in the cluster");
                     handled.insert(key);
                 }

@@ -6,10 +6,12 @@
 //! notice on (refused evictions included).
 //!
 //! Queue mode ([`run_queue`]): workers long-poll the SQS queue (only on the leader); a message
-//! is deleted once its node was handled, or when its instance is not part of the cluster (an
-//! Auto Scaling termination of an instance of this cluster's groups that is no node has its
-//! lifecycle action completed first), or when it cannot be parsed (logged and counted) — a message whose handling failed stays and
-//! comes back after its visibility timeout, which is extended while a long drain runs.
+//! is deleted once its node was handled, or when it cannot be parsed (logged and counted), or
+//! when its instance was no node of the cluster on [`UNKNOWN_LOOKS`] receipts [`LOOK_AGAIN`]
+//! apart (a node that has just joined may reach the watch after its notice; an Auto Scaling
+//! termination of an instance of this cluster's groups that is no node has its lifecycle
+//! action completed first). A message whose handling failed stays and comes back after its
+//! visibility timeout, which is extended while a long drain runs.
 
 use crate::aws::clients::{Aws, LifecycleAction, Message};
 use crate::aws::interruption::{self, RebalanceAction};
@@ -57,6 +59,9 @@ pub struct Handler {
 pub enum Outcome {
     /// These nodes were cordoned (and drained, if the notice asks it).
     Handled(Vec<String>),
+    /// None of its instances is a node the index knows — yet, perhaps: a node that has just
+    /// joined may not have reached the watch. [`Handler::settle_unknown`] decides.
+    Unknown(Vec<String>),
     /// None of its instances is a node of this cluster.
     NotInCluster(Vec<String>),
     /// An Auto Scaling termination of an instance of this cluster's groups that is no node:
@@ -118,6 +123,24 @@ fn describe(notice: &Notice) -> String {
     }
 }
 
+/// The lifecycle action an Auto Scaling termination waits on.
+fn lifecycle_action(notice: &Notice) -> Option<LifecycleAction> {
+    match notice {
+        Notice::LifecycleTerminate {
+            instance_id,
+            group,
+            hook,
+            token,
+        } => Some(LifecycleAction {
+            group: group.clone(),
+            hook: hook.clone(),
+            token: Some(token.clone()).filter(|t| !t.is_empty()),
+            instance: instance_id.clone(),
+        }),
+        _ => None,
+    }
+}
+
 fn deadline(notice: &Notice) -> Option<Timestamp> {
     match notice {
         Notice::SpotInterruption { deadline, .. } => Some(*deadline),
@@ -160,28 +183,11 @@ impl Handler {
             })
             .collect()
         };
-        let lifecycle = match notice {
-            Notice::LifecycleTerminate {
-                instance_id,
-                group,
-                hook,
-                token,
-            } => Some(LifecycleAction {
-                group: group.clone(),
-                hook: hook.clone(),
-                token: Some(token.clone()).filter(|t| !t.is_empty()),
-                instance: instance_id.clone(),
-            }),
-            _ => None,
-        };
+        let lifecycle = lifecycle_action(notice);
         if handlings.is_empty() {
-            let instances: Vec<String> = notice.instances().iter().map(|s| s.to_string()).collect();
-            if let Some(action) = &lifecycle
-                && self.completes_for_a_non_node(action).await?
-            {
-                return Ok(Outcome::NotANode(instances));
-            }
-            return Ok(Outcome::NotInCluster(instances));
+            return Ok(Outcome::Unknown(
+                notice.instances().iter().map(|s| s.to_string()).collect(),
+            ));
         }
         let what = describe(notice);
         let work = async {
@@ -213,15 +219,16 @@ impl Handler {
         }
     }
 
-    /// An Auto Scaling termination of an instance that is not (or no longer, or not yet) a
-    /// node: nothing runs there to drain, so the action is completed at once — when the group
-    /// is one of this cluster's (another cluster's handler owns the others). True when completed.
-    async fn completes_for_a_non_node(
-        &self,
-        action: &LifecycleAction,
-    ) -> Result<bool, HandleError> {
-        let (Some(aws), Some(cluster)) = (&self.aws, &self.cluster) else {
-            return Ok(false);
+    /// Settles a notice whose instances stayed [`Outcome::Unknown`] on every look: an Auto
+    /// Scaling termination of an instance of this cluster's groups (nothing runs there to
+    /// drain) has its lifecycle action completed at once; other instances are another
+    /// cluster's, whose handler owns them.
+    pub async fn settle_unknown(&self, notice: &Notice) -> Result<Outcome, HandleError> {
+        let instances = notice.instances().iter().map(|s| s.to_string()).collect();
+        let (Some(action), Some(aws), Some(cluster)) =
+            (lifecycle_action(notice), &self.aws, &self.cluster)
+        else {
+            return Ok(Outcome::NotInCluster(instances));
         };
         let ours = aws
             .groups_tagged(&crate::aws::groups::discovery_keys(cluster))
@@ -229,11 +236,11 @@ impl Handler {
             .iter()
             .any(|g| g.name == action.group);
         if !ours {
-            return Ok(false);
+            return Ok(Outcome::NotInCluster(instances));
         }
-        aws.complete_lifecycle(action).await?;
+        aws.complete_lifecycle(&action).await?;
         tracing::info!(instance = %action.instance, group = %action.group, hook = %action.hook, "lifecycle action of an instance that is no node completed: CONTINUE");
-        Ok(true)
+        Ok(Outcome::NotANode(instances))
     }
 
     /// Cordons one node and evicts its pods; the node's name.
@@ -422,6 +429,13 @@ pub struct QueueOptions {
     pub visibility: Duration,
 }
 
+/// Receipts of a message whose instances are no nodes the watch knows before it is settled
+/// ([`Handler::settle_unknown`]) and deleted: a node that has just joined may reach the watch
+/// after the notice about it, and deleting a message cannot be undone.
+pub const UNKNOWN_LOOKS: u32 = 3;
+/// When such a message is received again.
+pub const LOOK_AGAIN: Duration = Duration::from_secs(10);
+
 /// Messages being handled at once, across the workers: a long drain (an Auto Scaling
 /// termination waits for its node to be empty) never keeps a worker from the next spot warning.
 pub const IN_FLIGHT: usize = 256;
@@ -527,6 +541,17 @@ async fn process(
                 outcome = handling => outcome,
                 _ = keepalive => unreachable!("the keepalive loop never ends"),
             };
+            let outcome = match outcome {
+                Ok(Outcome::Unknown(instances)) if message.receives < UNKNOWN_LOOKS => {
+                    tracing::info!(message = %message.id, instances = ?instances, kind = notice.kind(), look = message.receives, "interruption of instances that are no nodes the watch knows: looked at again in {LOOK_AGAIN:?}");
+                    if let Err(e) = aws.extend(&options.url, &message.receipt, LOOK_AGAIN).await {
+                        tracing::warn!(message = %message.id, error = %e, "message visibility not shortened; it comes back after its visibility timeout");
+                    }
+                    return;
+                }
+                Ok(Outcome::Unknown(_)) => handler.settle_unknown(&notice).await,
+                handled => handled,
+            };
             match outcome {
                 Ok(Outcome::Handled(nodes)) => {
                     tracing::info!(message = %message.id, nodes = ?nodes, kind = notice.kind(), "interruption handled");
@@ -536,8 +561,8 @@ async fn process(
                     tracing::info!(message = %message.id, instances = ?instances, "termination of an instance that is no node: lifecycle action completed, deleted");
                     true
                 }
-                Ok(Outcome::NotInCluster(instances)) => {
-                    tracing::info!(message = %message.id, instances = ?instances, kind = notice.kind(), "interruption of instances that are not nodes of this cluster: deleted");
+                Ok(Outcome::NotInCluster(instances) | Outcome::Unknown(instances)) => {
+                    tracing::info!(message = %message.id, instances = ?instances, kind = notice.kind(), looks = message.receives, "interruption of instances that are not nodes of this cluster: deleted");
                     true
                 }
                 Ok(Outcome::Ignored(why)) => {
