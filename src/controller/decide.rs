@@ -222,9 +222,10 @@ pub struct PolicyRun<'a> {
 pub struct Input<'a> {
     pub snapshot: &'a Snapshot,
     pub policies: &'a [PolicyRun<'a>],
-    /// Every policy of the cluster (`None`: a policy run from a file; other policies' nodes
-    /// are then left alone). A marked node whose policy is not here is released.
-    pub known: Option<&'a BTreeSet<String>>,
+    /// Every policy of the cluster, whether it runs this round or not (`None`: a policy run
+    /// from a file; other policies' nodes are then left alone). A marked node whose policy is
+    /// not here is released, and stowage's protection on a node none of them governs removed.
+    pub known: Option<&'a [&'a ConsolidationPolicy]>,
     /// What drivers' REST APIs said of their executors (rule 3), by pod UID.
     pub executors_seen: &'a HashMap<String, bool>,
     pub now: Timestamp,
@@ -357,10 +358,14 @@ pub fn decide(input: &Input, memory: &Memory) -> Decision {
     }
     // Marked nodes of policies that are gone, and unreadable marks no policy governs.
     if let Some(known) = input.known {
-        let runs: BTreeSet<&str> = policies.iter().map(|p| p.metadata.name.as_str()).collect();
+        let runs: BTreeSet<&str> = policies
+            .iter()
+            .chain(known)
+            .map(|p| p.metadata.name.as_str())
+            .collect();
         for node in &snapshot.nodes {
             if let NodeState::Unreadable { why } = node.state() {
-                if Governance::owner(&policies, node).is_none() {
+                if Governance::owner(known, node).is_none() {
                     decision.commands.push(Command {
                         policy: String::new(),
                         op: Op::Release {
@@ -376,7 +381,7 @@ pub fn decide(input: &Input, memory: &Memory) -> Decision {
             let Some(policy) = node.state().policy() else {
                 continue;
             };
-            if runs.contains(policy) || known.contains(policy) {
+            if runs.contains(policy) {
                 continue;
             }
             decision.commands.push(Command {
@@ -387,6 +392,20 @@ pub fn decide(input: &Input, memory: &Memory) -> Decision {
                         "the ConsolidationPolicy {policy:?} that marked the node is gone"
                     )),
                 },
+            });
+        }
+        // Protection on nodes no policy governs any more (deleted, or its selector changed).
+        let orphaned = protect::ungoverned(snapshot, |n| Governance::owner(known, n).is_some());
+        for (target, on) in orphaned
+            .unprotect_pods
+            .into_iter()
+            .map(|(namespace, name)| Protected::Pod { namespace, name })
+            .chain(orphaned.unprotect_nodes.into_iter().map(Protected::Node))
+            .map(|t| (t, false))
+        {
+            decision.commands.push(Command {
+                policy: String::new(),
+                op: Op::Protect { target, on },
             });
         }
     }
@@ -896,12 +915,11 @@ mod tests {
             policy,
             profiles: &profiles,
         }];
-        let known: BTreeSet<String> = [policy.metadata.name.clone()].into();
         decide(
             &Input {
                 snapshot: s,
                 policies: &runs,
-                known: Some(&known),
+                known: Some(&[policy]),
                 executors_seen: &HashMap::default(),
                 now,
             },
@@ -1050,6 +1068,70 @@ mod tests {
         .unwrap();
         let d = decide_one(&s, &other, &Memory::default(), t("22:00:00"));
         assert_eq!(released(&d), [(String::new(), "thin-1".into())]);
+    }
+
+    #[test]
+    fn protection_on_nodes_no_policy_governs_is_removed() {
+        let mut s = Snapshot {
+            nodes: vec![Node::test("spark-1"), Node::test("other-1")],
+            pods: vec![
+                Pod::test("driver").on("spark-1").driver_of("app-1"),
+                Pod::test("exec-1")
+                    .on("other-1")
+                    .executor_of("app-1", "driver"),
+            ],
+            ..Snapshot::default()
+        };
+        s.nodes[1].labels.insert("pool".into(), "other".into());
+        s.nodes[1].protecting = true;
+        s.pods[1].protected = true;
+        let spark = policy();
+        let mut spark_only = spark.clone();
+        spark_only.spec.node_selector.match_labels =
+            [("pool".to_string(), "spark".to_string())].into();
+        let mut other = spark.clone();
+        other.metadata.name = "other".into();
+        other.spec.node_selector.match_labels = [("pool".to_string(), "other".to_string())].into();
+        let profiles = Profiles::defaults(SchedulerVersion::V1_36);
+        let unprotected = |known: &[&ConsolidationPolicy]| -> Vec<(String, String)> {
+            let runs = [PolicyRun {
+                policy: &spark_only,
+                profiles: &profiles,
+            }];
+            let d = decide(
+                &Input {
+                    snapshot: &s,
+                    policies: &runs,
+                    known: Some(known),
+                    executors_seen: &HashMap::default(),
+                    now: t("22:00:00"),
+                },
+                &Memory::default(),
+            );
+            d.commands
+                .iter()
+                .filter_map(|c| match &c.op {
+                    Op::Protect { target, on: false } => Some((
+                        c.policy.clone(),
+                        match target {
+                            Protected::Pod { name, .. } => name.clone(),
+                            Protected::Node(n) => n.clone(),
+                        },
+                    )),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Its policy deleted, or its selector narrowed: nothing else would ever end it.
+        assert_eq!(
+            unprotected(&[&spark_only]),
+            [
+                (String::new(), "exec-1".to_string()),
+                (String::new(), "other-1".to_string())
+            ]
+        );
+        // A policy that governs it but does not run this round keeps it.
+        assert!(unprotected(&[&spark_only, &other]).is_empty());
     }
 
     #[test]

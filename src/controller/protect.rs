@@ -5,8 +5,10 @@
 //! `cluster-autoscaler.kubernetes.io/scale-down-disabled: "true"`, so Karpenter's or Cluster
 //! Autoscaler's own consolidation does not kill it either; when the data is no longer needed it
 //! removes them. It marks what it added (`stowage.io/protecting: "true"`) and only ever removes
-//! what it marked: a user's own annotation is never touched, and stowage's own protection is
-//! not a guard to stowage.
+//! what it marked: a user's own annotation, whatever its value, is never touched, and stowage's
+//! own protection is not a guard to stowage. What it wrote on a node no policy governs any more
+//! is removed ([`ungoverned`]). A user's `"true"` written after stowage's leaves no trace on the
+//! object and cannot be told apart; removing the marker makes it the user's.
 
 use crate::lifecycle::NodeState;
 use crate::model::{Node, Snapshot};
@@ -36,6 +38,23 @@ impl Protection {
             && self.unprotect_pods.is_empty()
             && self.protect_nodes.is_empty()
             && self.unprotect_nodes.is_empty()
+    }
+
+    /// At most [`MAX_WRITES`]: removals first (they end protection that is no longer needed),
+    /// then additions.
+    fn limit(&mut self) {
+        let mut budget = MAX_WRITES;
+        let mut keep = |len: usize| {
+            let n = len.min(budget);
+            budget -= n;
+            n
+        };
+        self.unprotect_pods
+            .truncate(keep(self.unprotect_pods.len()));
+        self.unprotect_nodes
+            .truncate(keep(self.unprotect_nodes.len()));
+        self.protect_pods.truncate(keep(self.protect_pods.len()));
+        self.protect_nodes.truncate(keep(self.protect_nodes.len()));
     }
 }
 
@@ -82,8 +101,8 @@ pub fn decide(
         if holds {
             holding_nodes.insert(node);
         }
-        // A user's own do-not-disrupt already protects it, and is not stowage's to manage.
-        let wanted = holds && !pod.do_not_disrupt && !leaving.contains(node);
+        // A user's own do-not-disrupt (whatever its value) is not stowage's to manage.
+        let wanted = holds && !pod.users_do_not_disrupt && !leaving.contains(node);
         let key = || (pod.namespace.clone(), pod.name.clone());
         if wanted && !pod.protected {
             out.protect_pods.push(key());
@@ -97,9 +116,11 @@ pub fn decide(
         .filter(|n| governed.contains(n.name.as_str()))
     {
         let marked = node.protecting;
-        // The user's own scale-down-disabled (or do-not-disrupt) is left alone.
+        // The user's own scale-down-disabled (whatever its value) or do-not-disrupt is left
+        // alone.
         let wanted = holding_nodes.contains(node.name.as_str())
             && node.do_not_disrupt.is_none()
+            && !node.users_scale_down_disabled
             && !leaving.contains(node.name.as_str());
         if wanted && !marked {
             out.protect_nodes.push(node.name.clone());
@@ -107,18 +128,40 @@ pub fn decide(
             out.unprotect_nodes.push(node.name.clone());
         }
     }
-    // Removals first (they end protection that is no longer needed), then additions.
-    let mut budget = MAX_WRITES;
-    let mut keep = |len: usize| {
-        let n = len.min(budget);
-        budget -= n;
-        n
+    out.limit();
+    out
+}
+
+/// The protection stowage wrote on nodes no policy governs (`governed` says which are), and
+/// on their pods, to remove: it is a policy's to keep, and once its policy is deleted or no
+/// longer selects the node nothing would ever end it.
+pub fn ungoverned(snapshot: &Snapshot, governed: impl Fn(&Node) -> bool) -> Protection {
+    let orphans: HashSet<&str> = snapshot
+        .nodes
+        .iter()
+        .filter(|n| !governed(n))
+        .map(|n| n.name.as_str())
+        .collect();
+    let mut out = Protection {
+        unprotect_pods: snapshot
+            .pods
+            .iter()
+            .filter(|p| {
+                p.protected
+                    && !p.terminating
+                    && p.node_name.as_deref().is_some_and(|n| orphans.contains(n))
+            })
+            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .collect(),
+        unprotect_nodes: snapshot
+            .nodes
+            .iter()
+            .filter(|n| n.protecting && orphans.contains(n.name.as_str()))
+            .map(|n| n.name.clone())
+            .collect(),
+        ..Protection::default()
     };
-    out.unprotect_pods.truncate(keep(out.unprotect_pods.len()));
-    out.unprotect_nodes
-        .truncate(keep(out.unprotect_nodes.len()));
-    out.protect_pods.truncate(keep(out.protect_pods.len()));
-    out.protect_nodes.truncate(keep(out.protect_nodes.len()));
+    out.limit();
     out
 }
 
@@ -193,11 +236,44 @@ mod tests {
         let policy = ConsolidationPolicy::default_policy();
         let mut s = cluster();
         s.pods[1].do_not_disrupt = true;
+        s.pods[1].users_do_not_disrupt = true;
         s.nodes[1].do_not_disrupt = Some(keys::CA_SCALE_DOWN_DISABLED.into());
+        s.nodes[1].users_scale_down_disabled = true;
         assert!(decide(&s, &policy, all).is_empty());
         // The app ends: the user's annotations stay (stowage never marked them).
         s.pods[0].phase = PodPhase::Succeeded;
         assert!(decide(&s, &policy, all).is_empty());
+    }
+
+    #[test]
+    fn a_users_other_value_is_not_overwritten() {
+        // `do-not-disrupt: "false"` and `scale-down-disabled: "false"` are no guards, but they
+        // are the user's: protecting would overwrite them, and unprotecting delete them.
+        let policy = ConsolidationPolicy::default_policy();
+        let mut s = cluster();
+        s.pods[1].users_do_not_disrupt = true;
+        s.nodes[1].users_scale_down_disabled = true;
+        assert!(decide(&s, &policy, all).is_empty());
+        // Only the pod's: the node is still stowage's to protect.
+        s.nodes[1].users_scale_down_disabled = false;
+        assert_eq!(decide(&s, &policy, all).protect_nodes, ["b"]);
+    }
+
+    #[test]
+    fn stowages_protection_on_nodes_no_policy_governs_is_removed() {
+        let mut s = cluster();
+        s.pods[1].protected = true;
+        s.nodes[1].protecting = true;
+        let p = ungoverned(&s, |n| n.name != "b");
+        assert_eq!(p.unprotect_pods, [("default".into(), "exec-1".into())]);
+        assert_eq!(p.unprotect_nodes, ["b"]);
+        assert!(p.protect_pods.is_empty() && p.protect_nodes.is_empty());
+        assert!(ungoverned(&s, all).is_empty());
+        // A user's own annotations on an ungoverned node are not stowage's.
+        s.pods[1].protected = false;
+        s.pods[1].users_do_not_disrupt = true;
+        s.nodes[1].protecting = false;
+        assert!(ungoverned(&s, |n| n.name != "b").is_empty());
     }
 
     #[test]

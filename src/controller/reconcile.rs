@@ -17,7 +17,6 @@ use crate::scoring::Profiles;
 use jiff::Timestamp;
 use kube::Client;
 use rustc_hash::FxHashMap as HashMap;
-use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 
@@ -117,7 +116,7 @@ impl<W: Writer> Reconciler<W> {
         &mut self,
         snapshot: &crate::model::Snapshot,
         policies: &[&ConsolidationPolicy],
-        known: Option<&BTreeSet<String>>,
+        known: Option<&[&ConsolidationPolicy]>,
         executors_seen: &HashMap<String, bool>,
         now: Timestamp,
     ) -> decide::Decision {
@@ -167,7 +166,7 @@ impl<W: Writer> Reconciler<W> {
         &mut self,
         index: &Mutex<ClusterIndex>,
         policies: &[&ConsolidationPolicy],
-        known: Option<&BTreeSet<String>>,
+        known: Option<&[&ConsolidationPolicy]>,
         now: Timestamp,
     ) -> Round {
         let started = std::time::Instant::now();

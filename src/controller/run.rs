@@ -169,10 +169,8 @@ pub async fn run(
         // Only the cluster's full set of policies may judge a drain orphaned (a policy run from
         // a file leaves other policies' drains alone); one whose scheduler ConfigMap cannot
         // be read this round still owns its drains.
-        let known: std::collections::BTreeSet<String> =
-            policies.iter().map(|p| p.metadata.name.clone()).collect();
         let mut runnable = Vec::new();
-        for p in policies {
+        for p in &policies {
             let name = p.metadata.name.clone();
             match &p.spec.scoring.scheduler_config_ref {
                 Some(r) => match configs.resolve(&client, r, options.scheduler_version).await {
@@ -188,9 +186,9 @@ pub async fn run(
                 }
             }
         }
-        let refs: Vec<&ConsolidationPolicy> = runnable.iter().collect();
-        let known = store.is_some().then_some(&known);
-        let round = controller.round(&index, &refs, known, now).await;
+        let every: Vec<&ConsolidationPolicy> = policies.iter().collect();
+        let known = store.is_some().then_some(every.as_slice());
+        let round = controller.round(&index, &runnable, known, now).await;
         let mut observed: BTreeMap<String, status::Observed> = round
             .policies
             .keys()

@@ -35,7 +35,7 @@ use crate::model::{Node, Pod, PodPhase, Snapshot};
 use crate::policy::{ConsolidationPolicy, GoDuration, WhenBlocked};
 use crate::scoring::{Profiles, SchedulerVersion, filter, node_usages};
 use jiff::{SignedDuration, Timestamp};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -580,7 +580,6 @@ fn run(setup: Setup) -> Outcome {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let known: BTreeSet<String> = [policy.metadata.name.clone()].into();
     let mut rng = Rng(setup.seed ^ 0xA5A5_A5A5);
     // Start: a fragmented cluster — apps and web pods scheduled while few nodes were free,
     // then spread out as the cluster grew.
@@ -776,7 +775,7 @@ fn run(setup: Setup) -> Outcome {
         let decision = controller.decide(
             &seen_by_controller,
             &[&policy],
-            Some(&known),
+            Some(&[&policy]),
             &Default::default(),
             now,
         );

@@ -1085,6 +1085,8 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
         do_not_disrupt: annotation(keys::KARPENTER_DO_NOT_DISRUPT) == Some("true")
             && annotation(keys::PROTECTING) != Some("true"),
         protected: annotation(keys::PROTECTING) == Some("true"),
+        users_do_not_disrupt: annotation(keys::KARPENTER_DO_NOT_DISRUPT).is_some()
+            && annotation(keys::PROTECTING) != Some("true"),
         safe_to_evict: annotation(keys::CA_SAFE_TO_EVICT).map(|v| v == "true"),
         shuffle_free: annotation(keys::SHUFFLE_FREE) == Some("true"),
         grace_seconds: spec
@@ -1405,6 +1407,8 @@ fn convert_node(raw: RawNode) -> Result<Node, FieldError> {
                 .map(|t| (t.key.as_str(), t.value.as_str())),
         ),
         protecting,
+        users_scale_down_disabled: !protecting
+            && meta.annotations.contains_key(keys::CA_SCALE_DOWN_DISABLED),
         name: meta.name,
         uid: meta.uid,
         labels: meta.labels,
@@ -1515,6 +1519,80 @@ mod tests {
             .map(|p| (p.name.as_str(), p.grace_seconds))
             .collect();
         assert_eq!(grace, [("slow", 120), ("plain", 30)]);
+    }
+
+    #[test]
+    fn protection_annotations_tell_stowages_own_from_the_users() {
+        let pod = |name: &str, annotations: &str| {
+            format!(
+                r#"{{"kind":"Pod","metadata":{{"name":"{name}","namespace":"spark","uid":"{name}","annotations":{{{annotations}}}}},"spec":{{"containers":[{{"name":"c"}}]}}}}"#
+            )
+        };
+        let node = |name: &str, annotations: &str| {
+            format!(
+                r#"{{"kind":"Node","metadata":{{"name":"{name}","annotations":{{{annotations}}}}},"status":{{"allocatable":{{"cpu":"1","memory":"1Gi","pods":"10"}}}}}}"#
+            )
+        };
+        let items = [
+            pod("users-true", r#""karpenter.sh/do-not-disrupt":"true""#),
+            pod("users-false", r#""karpenter.sh/do-not-disrupt":"false""#),
+            pod(
+                "stowages",
+                r#""karpenter.sh/do-not-disrupt":"true","stowage.io/protecting":"true""#,
+            ),
+            pod("bare", ""),
+            node(
+                "users-false",
+                r#""cluster-autoscaler.kubernetes.io/scale-down-disabled":"false""#,
+            ),
+            node(
+                "stowages",
+                r#""cluster-autoscaler.kubernetes.io/scale-down-disabled":"true","stowage.io/protecting":"true""#,
+            ),
+            node("bare", ""),
+        ];
+        let s = load_snapshot(list(&items.join(",")).as_bytes()).unwrap();
+        let pods: Vec<(&str, bool, bool, bool)> = s
+            .pods
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.do_not_disrupt,
+                    p.users_do_not_disrupt,
+                    p.protected,
+                )
+            })
+            .collect();
+        assert_eq!(
+            pods,
+            [
+                ("users-true", true, true, false),
+                ("users-false", false, true, false),
+                ("stowages", false, false, true),
+                ("bare", false, false, false),
+            ]
+        );
+        let nodes: Vec<(&str, bool, bool, bool)> = s
+            .nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.as_str(),
+                    n.do_not_disrupt.is_some(),
+                    n.users_scale_down_disabled,
+                    n.protecting,
+                )
+            })
+            .collect();
+        assert_eq!(
+            nodes,
+            [
+                ("bare", false, false, false),
+                ("stowages", false, false, true),
+                ("users-false", false, true, false),
+            ]
+        );
     }
 
     #[test]

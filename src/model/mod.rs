@@ -306,6 +306,9 @@ pub struct Pod {
     /// stowage's own `karpenter.sh/do-not-disrupt` (marked `stowage.io/protecting`): kept
     /// while the pod holds shuffle data, not a guard to stowage (`do_not_disrupt` is false).
     pub protected: bool,
+    /// `karpenter.sh/do-not-disrupt` carries a value stowage did not write (`"true"` or any
+    /// other): the user's, which stowage never changes.
+    pub users_do_not_disrupt: bool,
     /// `cluster-autoscaler.kubernetes.io/safe-to-evict`, when present.
     pub safe_to_evict: Option<bool>,
     /// `stowage.io/shuffle-free: "true"`.
@@ -397,6 +400,9 @@ pub struct Node {
     /// stowage added the node's `scale-down-disabled` to protect shuffle data
     /// (`stowage.io/protecting`).
     pub protecting: bool,
+    /// `cluster-autoscaler.kubernetes.io/scale-down-disabled` carries a value stowage did not
+    /// write (`"true"` or any other): the user's, which stowage never changes.
+    pub users_scale_down_disabled: bool,
     /// `status.images`: every name of every image, with the image's size in bytes.
     pub images: Vec<(String, i64)>,
     /// The `Ready` condition is not `True` (a node without conditions counts as ready).
