@@ -99,7 +99,8 @@ async fn a_leader_cut_off_stops_before_its_lease_expires_and_never_takes_it_back
         identity: "replica-a".into(),
         duration: 6,
     };
-    let mut leading = elect(client, &options);
+    let election = elect(client, &options);
+    let (mut leading, mut answering) = (election.leading, election.answering);
     tokio::time::timeout(Duration::from_secs(20), leading.wait_for(|l| *l))
         .await
         .expect("replica-a leads")
@@ -126,6 +127,11 @@ async fn a_leader_cut_off_stops_before_its_lease_expires_and_never_takes_it_back
         stopped <= options.renew_deadline() + Duration::from_millis(500),
         "{stopped:?}"
     );
+    // And it says the API server does not answer (what `/readyz` reports as not ready).
+    tokio::time::timeout(Duration::from_secs(2), answering.wait_for(|a| !*a))
+        .await
+        .expect("the unanswered Lease is reported")
+        .unwrap();
 
     // Another replica takes the Lease once it expired (here: written as another holder's).
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -155,4 +161,6 @@ async fn a_leader_cut_off_stops_before_its_lease_expires_and_never_takes_it_back
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_ne!(renewed(&last), None);
+    // Healed: the API server answers again, as the standby it now is.
+    assert!(*answering.borrow(), "the API server answers again");
 }

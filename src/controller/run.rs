@@ -130,8 +130,10 @@ pub async fn run(
         .with_instance(options.instance.clone());
     let mut leader = None;
     if let Some(lease_options) = &options.lease {
-        let leading = lease::elect(client.clone(), lease_options);
+        let election = lease::elect(client.clone(), lease_options);
+        let leading = election.leading;
         spawn_leader_gauge(leading.clone(), metrics.clone(), changed.clone());
+        spawn_answering_gauge(election.answering, metrics.clone());
         if options.once {
             // One round is meant to act: wait (up to two Lease durations) for the Lease, which
             // a leader that went away leaves free once it expires; else the round stands by.
@@ -372,6 +374,25 @@ fn spawn_leader_gauge(
             changed.notify_one();
             if leading.changed().await.is_err() {
                 metrics.leader.set(0);
+                return;
+            }
+        }
+    });
+}
+
+/// Mirrors whether the API server answers the Lease calls into `stowage_api_answering` (and
+/// so `/readyz`).
+fn spawn_answering_gauge(mut answering: tokio::sync::watch::Receiver<bool>, metrics: Arc<Metrics>) {
+    tokio::spawn(async move {
+        loop {
+            let now = *answering.borrow_and_update();
+            metrics.api_answering.set(i64::from(now));
+            if !now {
+                tracing::warn!(
+                    "the API server has not answered the Lease within the renew deadline: not ready"
+                );
+            }
+            if answering.changed().await.is_err() {
                 return;
             }
         }

@@ -182,13 +182,23 @@ impl Elector {
     }
 }
 
-/// Starts competing for the Lease on the current runtime. The receiver reads `true` while this
-/// replica holds it, and turns `false` on this replica's clock once a renewal has not
-/// succeeded for the renew deadline — before the Lease can expire — whatever the calls in
-/// flight are doing. The competition runs until every receiver is dropped.
-pub fn elect(client: Client, options: &LeaseOptions) -> watch::Receiver<bool> {
+/// The competition for the Lease, as [`elect`] reports it.
+pub struct Election {
+    /// `true` while this replica holds the Lease; turns `false` on this replica's clock once a
+    /// renewal has not succeeded for the renew deadline — before the Lease can expire —
+    /// whatever the calls in flight are doing.
+    pub leading: watch::Receiver<bool>,
+    /// `true` while the API server answered a read or write of the Lease within the renew
+    /// deadline (leader or not): `false` when it cannot be reached, or hangs.
+    pub answering: watch::Receiver<bool>,
+}
+
+/// Starts competing for the Lease on the current runtime. The competition runs until every
+/// receiver of [`Election::leading`] is dropped.
+pub fn elect(client: Client, options: &LeaseOptions) -> Election {
     let api: Api<Lease> = Api::namespaced(client, &options.namespace);
     let (tx, rx) = watch::channel(false);
+    let (answering_tx, answering) = watch::channel(false);
     let mut elector = Elector {
         api,
         options: options.clone(),
@@ -197,6 +207,7 @@ pub fn elect(client: Client, options: &LeaseOptions) -> watch::Receiver<bool> {
     let (retry, deadline) = (options.retry_period(), options.renew_deadline());
     tokio::spawn(async move {
         let mut renewed: Option<Instant> = None;
+        let mut answered: Option<Instant> = None;
         loop {
             // A leader's attempt may last only until its deadline: it stops leading on time
             // whatever the call is doing.
@@ -211,10 +222,12 @@ pub fn elect(client: Client, options: &LeaseOptions) -> watch::Receiver<bool> {
                 .unwrap_or_else(|_| Attempt::Failed(format!("no answer within {budget:?}")));
             let now = Instant::now();
             match &attempt {
-                Attempt::Held => renewed = Some(now),
-                Attempt::Other { .. } => renewed = None,
+                Attempt::Held => (renewed, answered) = (Some(now), Some(now)),
+                Attempt::Other { .. } => (renewed, answered) = (None, Some(now)),
                 Attempt::Failed(_) => {}
             }
+            let answers = answered.is_some_and(|at| now.duration_since(at) < deadline);
+            answering_tx.send_if_modified(|a| std::mem::replace(a, answers) != answers);
             tracing::debug!(attempt = ?attempt, "lease attempt");
             let leading = renewed.is_some_and(|at| now.duration_since(at) < deadline);
             if leading != *tx.borrow() {
@@ -237,7 +250,10 @@ pub fn elect(client: Client, options: &LeaseOptions) -> watch::Receiver<bool> {
             tokio::time::sleep_until(next).await;
         }
     });
-    rx
+    Election {
+        leading: rx,
+        answering,
+    }
 }
 
 #[cfg(test)]

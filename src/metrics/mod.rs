@@ -126,6 +126,9 @@ pub struct Metrics {
     pub index_synced: Gauge,
     /// Kinds whose watch is failing (the round acts on nothing, `/readyz` is 503).
     pub watches_failing: Gauge,
+    /// 1 while the API server answered this replica's Lease calls within the renew deadline
+    /// (always 1 without leader election); 0 makes `/readyz` 503.
+    pub api_answering: Gauge,
     pub build_info: Family<VersionLabels, Gauge>,
     pub interruptions: Family<InterruptionLabels, Counter>,
     /// From a notice's receipt to its node tainted and cordoned.
@@ -158,6 +161,7 @@ impl Metrics {
             leader: Gauge::default(),
             index_synced: Gauge::default(),
             watches_failing: Gauge::default(),
+            api_answering: Gauge::default(),
             build_info: Family::default(),
             interruptions: Family::default(),
             // 5 ms … ~20 s.
@@ -223,6 +227,13 @@ impl Metrics {
             "watches_failing",
             "Kinds whose watch is failing: the controller acts on nothing until they recover",
             m.watches_failing.clone(),
+        );
+        // Leader election sets it from the Lease calls' answers.
+        m.api_answering.set(1);
+        m.registry.register(
+            "api_answering",
+            "1 while the API server answers this replica's Lease calls within the renew deadline",
+            m.api_answering.clone(),
         );
         m.registry
             .register("build_info", "The running build", m.build_info.clone());

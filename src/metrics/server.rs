@@ -1,5 +1,6 @@
 //! The admin port: `/healthz` (the process answers), `/readyz` (the index is synced: every
-//! watcher has listed its kind once, and no watch is failing) and `/metrics`: OpenMetrics text to a scraper that asks
+//! watcher has listed its kind once, no watch is failing, and the API server answers the
+//! Lease calls) and `/metrics`: OpenMetrics text to a scraper that asks
 //! for it (Prometheus does), the classic text format 0.0.4 otherwise (curl, `promtool check
 //! metrics`).
 
@@ -22,6 +23,11 @@ async fn healthz() -> &'static str {
 async fn readyz(State(m): State<Arc<Metrics>>) -> (StatusCode, &'static str) {
     if m.index_synced.get() != 1 {
         (StatusCode::SERVICE_UNAVAILABLE, "index not synced yet\n")
+    } else if m.api_answering.get() != 1 {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the API server has not answered the Lease within the renew deadline\n",
+        )
     } else if m.watches_failing.get() > 0 {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -114,5 +120,28 @@ mod tests {
         assert!(text.contains("stowage_evictions_total{result=\"evicted\"} 1\n"));
         assert!(text.contains("# TYPE stowage_plan_duration_seconds histogram\n"));
         assert!(!text.contains("# EOF") && !text.contains("# TYPE stowage_evictions counter"));
+    }
+
+    #[test]
+    fn ready_only_when_synced_watching_and_answered() {
+        use futures::FutureExt;
+        let m = Arc::new(Metrics::new());
+        let status = |m: &Arc<Metrics>| readyz(State(m.clone())).now_or_never().unwrap().0;
+        assert_eq!(status(&m), StatusCode::SERVICE_UNAVAILABLE, "not synced");
+        m.index_synced.set(1);
+        assert_eq!(status(&m), StatusCode::OK);
+        m.api_answering.set(0);
+        assert_eq!(
+            status(&m),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Lease unanswered"
+        );
+        m.api_answering.set(1);
+        m.watches_failing.set(1);
+        assert_eq!(
+            status(&m),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "a watch failing"
+        );
     }
 }
