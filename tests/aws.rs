@@ -1395,3 +1395,50 @@ async fn a_notice_during_a_policys_drain_takes_the_node_over_and_no_release_undo
         present(cp, &ns, "work") == 0
     });
 }
+
+/// A listener on 127.0.0.1 that accepts connections and never answers (a hung API server);
+/// its URL. The connections stay open while the returned task runs.
+async fn hung_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (url, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_whose_api_server_hangs_ends_each_call_and_tries_again() {
+    let cp = ControlPlane::shared();
+    let kubeconfig = cp.service_account_with("agent-hung", Some("agent-clusterrole.yaml"), false);
+    let (url, _server) = hung_server().await;
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let hung = kubeconfig.with_extension("hung.kubeconfig");
+    std::fs::write(&hung, text.replace(&cp.server, &url)).unwrap();
+    assert!(std::fs::read_to_string(&hung).unwrap().contains(&url));
+    let mock = MetadataMock::start(cp, "aemm-hung", &["spot", "--mock-delay-sec", "0"]);
+    let started = Instant::now();
+    let agent = agent(cp, "imds-hung", &hung, &mock, &[]);
+    // The node's lookup ends in an error within the client's bounds, and is tried again.
+    let failed = || {
+        agent
+            .log_text()
+            .matches("interruption not handled yet")
+            .count()
+    };
+    while failed() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the agent's calls to a hung API server never ended:\n{}",
+            agent.tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "hung API server: the agent's node lookup failed twice within {:?}",
+        started.elapsed()
+    );
+}

@@ -156,7 +156,9 @@ pub(super) fn interruption_agent(
         .map_err(|e| input_error(Path::new("--poll-interval"), e))?;
     let admin = super::admin_address(admin_address)?;
     super::runtime(source)?.block_on(async {
-        let config = super::kube_config(cluster).await?;
+        // Every call bounded in the client: a hung API server ends the node's lookup and each
+        // eviction in an error (tried again at the next poll), never a hang.
+        let config = crate::k8s::act::bounded(super::kube_config(cluster).await?);
         let fail = |e: &dyn std::fmt::Display| input_error(source, e);
         let client = kube::Client::try_from(config.clone()).map_err(|e| fail(&e))?;
         let evictions = crate::k8s::act::eviction_client(config).map_err(|e| fail(&e))?;

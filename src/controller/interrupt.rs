@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// How long evictions a PodDisruptionBudget refuses are retried, and how long an Auto Scaling
 /// termination waits for the node to be empty, when the notice gives no deadline.
 pub const DRAIN_LIMIT: Duration = Duration::from_secs(600);
+/// The longest a message's handling may last (refused evictions up to [`DRAIN_LIMIT`], then an
+/// Auto Scaling termination's wait for the node to empty up to [`DRAIN_LIMIT`]), after which
+/// its message is no longer kept invisible.
+pub const HANDLING_LIMIT: Duration = Duration::from_secs(2 * 600 + 60);
 /// Between two attempts of a refused eviction, and two looks at a draining node.
 const RETRY: Duration = Duration::from_secs(2);
 /// Evictions in flight per node.
@@ -537,9 +541,15 @@ async fn process(
                     }
                 }
             };
+            // Bounded as a whole: the message is kept invisible only while its handling may
+            // still be going on, and comes back if it somehow never ends.
             let outcome = tokio::select! {
                 outcome = handling => outcome,
                 _ = keepalive => unreachable!("the keepalive loop never ends"),
+                _ = tokio::time::sleep(HANDLING_LIMIT) => {
+                    tracing::warn!(message = %message.id, limit = ?HANDLING_LIMIT, "interruption handling did not end in time: the message comes back after its visibility timeout");
+                    return;
+                }
             };
             let outcome = match outcome {
                 Ok(Outcome::Unknown(instances)) if message.receives < UNKNOWN_LOOKS => {
