@@ -22,6 +22,10 @@ pub const STATE_WAITING: &str = "waiting";
 pub const STATE_INTERRUPTED: &str = "interrupted";
 /// Node annotation: the notice that interrupted the node (`spot_interruption`, …).
 pub const INTERRUPTION: &str = "stowage.io/interruption";
+/// Node annotation: the node's boot ID (`status.nodeInfo.bootID`) when it was interrupted; a
+/// different one later means the instance stayed (a reboot, a stop and start) and the
+/// interruption is over.
+pub const INTERRUPTED_BOOT: &str = "stowage.io/interrupted-boot";
 /// Node annotation: when the node entered its [`STATE`] (RFC 3339).
 pub const STATE_SINCE: &str = "stowage.io/state-since";
 /// Node annotation: the ConsolidationPolicy the node is being emptied for.

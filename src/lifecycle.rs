@@ -14,7 +14,8 @@
 //!      kept only by holders)  holders ended    Free
 //!
 //!   Interrupted (a spot warning, an Auto Scaling termination) overrides every state and no
-//!   policy ever undoes it.
+//!   policy ever undoes it; only the instance coming back does (its boot ID is not the one
+//!   recorded when it was interrupted: a reboot, a stop and start), which frees it.
 //! ```
 //!
 //! The durable record of a state is on the node (Karpenter keeps its commands' record in a
@@ -91,6 +92,21 @@ pub struct Lifecycle {
     /// stowage cordoned the node (and uncordons it when it lets go); a cordon made by someone
     /// else is never removed.
     pub cordoned_by_stowage: bool,
+    /// The node's boot ID when it was interrupted, if it reported one.
+    pub interrupted_boot: Option<String>,
+}
+
+impl Lifecycle {
+    /// Whether the node was interrupted under a boot ID other than `boot` (its current one):
+    /// the instance stayed or came back, and the interruption is over.
+    pub fn interruption_over(&self, boot: &str) -> bool {
+        matches!(self.state, NodeState::Interrupted { .. })
+            && !boot.is_empty()
+            && self
+                .interrupted_boot
+                .as_deref()
+                .is_some_and(|b| !b.is_empty() && b != boot)
+    }
 }
 
 /// Reads a node's lifecycle from its annotations and taints (key, value). Any annotation or
@@ -153,6 +169,7 @@ pub fn parse<'a>(
         state,
         idle_since: get(keys::IDLE_SINCE).and_then(|t| t.parse().ok()),
         cordoned_by_stowage: get(keys::CORDONED) == Some("true"),
+        interrupted_boot: get(keys::INTERRUPTED_BOOT).map(str::to_string),
     }
 }
 
@@ -171,17 +188,23 @@ pub enum Write {
     /// Undo stowage's marks: its taints and state annotations, and the cordon if stowage made
     /// it. An interrupted node is left as it is.
     Release,
+    /// An interrupted node whose instance is back (its boot ID is not the one recorded with
+    /// the interruption): undo the interruption's marks as [`Write::Release`] undoes a drain's.
+    /// Nothing happens while the boot ID is the recorded one, whatever the caller saw.
+    Recover,
     /// Start (`Some`) or stop (`None`) the idle clock.
     IdleClock(Option<Timestamp>),
 }
 
 /// The part of a node stowage writes: its `stowage.io/` annotations, its NoSchedule taints
-/// (key → value) and the cordon.
+/// (key → value) and the cordon; and, read only, its boot ID.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Marks {
     pub annotations: BTreeMap<String, String>,
     pub taints: BTreeMap<String, String>,
     pub unschedulable: bool,
+    /// `status.nodeInfo.bootID` (empty when not reported).
+    pub boot: String,
 }
 
 /// The NoSchedule taints stowage puts on nodes it works on.
@@ -245,6 +268,18 @@ impl Marks {
                 );
                 self.annotations
                     .insert(keys::INTERRUPTION.into(), kind.clone());
+                if !self.boot.is_empty() {
+                    self.annotations
+                        .insert(keys::INTERRUPTED_BOOT.into(), self.boot.clone());
+                }
+            }
+            Write::Recover => {
+                if self.lifecycle().interruption_over(&self.boot) {
+                    self.release();
+                    for key in [keys::INTERRUPTION, keys::INTERRUPTED_BOOT] {
+                        self.annotations.remove(key);
+                    }
+                }
             }
             Write::Drained => {
                 if state.as_deref() == Some(keys::STATE_DRAINING) {
@@ -252,22 +287,7 @@ impl Marks {
                     a.insert(keys::DRAINED_AT.into(), now.to_string());
                 }
             }
-            Write::Release => {
-                let ours = a.get(keys::CORDONED).map(String::as_str) == Some("true");
-                for key in [
-                    keys::STATE,
-                    keys::STATE_SINCE,
-                    keys::POLICY,
-                    keys::CORDONED,
-                    keys::DRAINED_AT,
-                ] {
-                    a.remove(key);
-                }
-                self.taints.clear();
-                if ours {
-                    self.unschedulable = false;
-                }
-            }
+            Write::Release => self.release(),
             Write::IdleClock(Some(t)) => {
                 a.insert(keys::IDLE_SINCE.into(), t.to_string());
             }
@@ -276,6 +296,25 @@ impl Marks {
             }
         }
         *self != before
+    }
+
+    /// Removes stowage's state annotations and taints, and the cordon if stowage made it.
+    fn release(&mut self) {
+        let a = &mut self.annotations;
+        let ours = a.get(keys::CORDONED).map(String::as_str) == Some("true");
+        for key in [
+            keys::STATE,
+            keys::STATE_SINCE,
+            keys::POLICY,
+            keys::CORDONED,
+            keys::DRAINED_AT,
+        ] {
+            a.remove(key);
+        }
+        self.taints.clear();
+        if ours {
+            self.unschedulable = false;
+        }
     }
 
     /// The lifecycle these marks say.
@@ -373,6 +412,9 @@ pub enum Release {
     NoLongerWaiting,
     /// Pods were bound to a node stowage had emptied.
     Refilled(usize),
+    /// The interrupted node's instance is back: its boot ID (here) is not the one recorded
+    /// with the interruption.
+    InterruptionOver(String),
 }
 
 impl Release {
@@ -385,6 +427,7 @@ impl Release {
                 | Release::RoomNeeded(_)
                 | Release::KeptOtherwise(..)
                 | Release::NoLongerWaiting
+                | Release::InterruptionOver(_)
         )
     }
 }
@@ -411,6 +454,10 @@ impl std::fmt::Display for Release {
             ),
             Release::NoLongerWaiting => f.write_str("the policy no longer says whenBlocked: Wait"),
             Release::Refilled(n) => write!(f, "{n} pod(s) were bound to the emptied node"),
+            Release::InterruptionOver(boot) => write!(
+                f,
+                "the instance stayed: it booted again (boot ID {boot}) since it was interrupted, so the interruption is over"
+            ),
         }
     }
 }
@@ -820,6 +867,7 @@ mod tests {
                 .collect(),
             taints: BTreeMap::new(),
             unschedulable,
+            boot: String::new(),
         }
     }
 
@@ -953,5 +1001,60 @@ mod tests {
             spot.taints.keys().collect::<Vec<_>>(),
             [keys::INTERRUPTION_TAINT]
         );
+    }
+
+    #[test]
+    fn an_interruption_is_over_only_when_the_node_booted_again() {
+        let now = t("22:00:00");
+        let spot = Write::Interrupt {
+            kind: "rebalance_recommendation".into(),
+        };
+        let mut node = Marks {
+            boot: "boot-1".into(),
+            ..Marks::default()
+        };
+        node.apply(&spot, now);
+        assert_eq!(node.lifecycle().interrupted_boot.as_deref(), Some("boot-1"));
+        // Same boot: the interruption stands, whatever a stale round decided.
+        assert!(!node.lifecycle().interruption_over("boot-1"));
+        assert!(!node.apply(&Write::Recover, now));
+        assert!(node.unschedulable);
+        // Rebooted: everything of the interruption's goes, its cordon too.
+        node.boot = "boot-2".into();
+        assert!(node.lifecycle().interruption_over("boot-2"));
+        assert!(node.apply(&Write::Recover, now));
+        assert_eq!(
+            node,
+            Marks {
+                boot: "boot-2".into(),
+                ..Marks::default()
+            }
+        );
+        // A human's cordon stays; a node that reported no boot ID is never judged back.
+        let mut human = Marks {
+            boot: "boot-1".into(),
+            ..marks_of(&[], true)
+        };
+        human.apply(&spot, now);
+        human.boot = "boot-2".into();
+        assert!(human.apply(&Write::Recover, now));
+        assert!(human.unschedulable && human.lifecycle().state == NodeState::Free);
+        let mut unknown = Marks::default();
+        unknown.apply(&spot, now);
+        unknown.boot = "boot-2".into();
+        assert!(!unknown.lifecycle().interruption_over("boot-2"));
+        assert!(!unknown.apply(&Write::Recover, now));
+        // Recover never touches a node that is not interrupted.
+        let mut draining = Marks {
+            boot: "boot-2".into(),
+            ..Marks::default()
+        };
+        draining.apply(
+            &Write::Drain {
+                policy: "spark".into(),
+            },
+            now,
+        );
+        assert!(!draining.apply(&Write::Recover, now));
     }
 }

@@ -533,3 +533,74 @@ fn the_driver_rest_api_frees_executors_that_hold_no_shuffle_data() {
         assert_eq!(report.would_mark, ["drv-1"], "{report:?}");
     });
 }
+
+/// The node's boot ID set as a kubelet reports it.
+fn boot(cp: &ControlPlane, node: &str, id: &str) {
+    let patch = serde_json::json!({"status": {"nodeInfo": {"bootID": id}}}).to_string();
+    cp.kubectl(&[
+        "patch",
+        "node",
+        node,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+}
+
+#[test]
+fn an_interrupted_node_whose_instance_stays_is_uncordoned_once_it_booted_again() {
+    support::block_on(async {
+        let cp = ControlPlane::shared();
+        let p = "reboot";
+        support::workload::pool_nodes(cp, p, 1);
+        let node = "reboot-0";
+        boot(cp, node, "boot-1");
+        // A rebalance recommendation the policy answers with a cordon: the instance may stay.
+        let client = cp.client().await;
+        act::mark_interrupted(
+            &client,
+            node,
+            "rebalance_recommendation",
+            jiff::Timestamp::now(),
+        )
+        .await
+        .unwrap();
+        let annotations = || {
+            cp.kubectl(&[
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.metadata.annotations}",
+            ])
+        };
+        assert!(
+            annotations().contains(&format!("\"{}\":\"boot-1\"", keys::INTERRUPTED_BOOT)),
+            "{}",
+            annotations()
+        );
+        let (mut ctl, index) = controller(cp).await;
+        let live = policy(p, "");
+        // Same boot: the interruption stands, round after round.
+        cycle_until(&mut ctl, &index, &live, 3, |rs| rs.len() == 3).await;
+        let spec = taints_and_cordon(cp, node);
+        assert!(
+            spec.contains(keys::INTERRUPTION_TAINT) && spec.contains("\"unschedulable\":true"),
+            "{spec}"
+        );
+        // The instance rebooted (or was stopped and started): stowage lets go of it.
+        boot(cp, node, "boot-2");
+        cycle_until(&mut ctl, &index, &live, 20, |_| {
+            let spec = taints_and_cordon(cp, node);
+            !spec.contains(keys::INTERRUPTION_TAINT) && !spec.contains("unschedulable")
+        })
+        .await;
+        assert!(!annotations().contains("stowage.io/"), "{}", annotations());
+        let events = cp.node_events(node);
+        assert!(
+            events.contains("Released") && events.contains("the instance stayed"),
+            "{events}"
+        );
+    });
+}

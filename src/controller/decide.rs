@@ -356,6 +356,19 @@ pub fn decide(input: &Input, memory: &Memory) -> Decision {
             &mut decision,
         );
     }
+    // Interrupted nodes whose instance stayed (rebooted, stopped and started): whatever
+    // governs them, nothing else would ever uncordon them.
+    for node in &snapshot.nodes {
+        if node.lifecycle.interruption_over(&node.boot_id) {
+            decision.commands.push(Command {
+                policy: String::new(),
+                op: Op::Release {
+                    node: NodeRef::of(node),
+                    why: Release::InterruptionOver(node.boot_id.clone()),
+                },
+            });
+        }
+    }
     // Marked nodes of policies that are gone, and unreadable marks no policy governs.
     if let Some(known) = input.known {
         let runs: BTreeSet<&str> = policies
@@ -1132,6 +1145,34 @@ mod tests {
         );
         // A policy that governs it but does not run this round keeps it.
         assert!(unprotected(&[&spark_only, &other]).is_empty());
+    }
+
+    #[test]
+    fn an_interrupted_node_that_booted_again_is_released() {
+        let mut s = thin(2);
+        s.nodes[1].lifecycle.state = NodeState::Interrupted {
+            kind: "rebalance_recommendation".into(),
+        };
+        s.nodes[1].lifecycle.interrupted_boot = Some("boot-1".into());
+        s.nodes[1].boot_id = "boot-1".into();
+        let released = |s: &Snapshot| -> Vec<String> {
+            decide_one(s, &policy(), &Memory::default(), t("22:00:00"))
+                .commands
+                .iter()
+                .filter_map(|c| match &c.op {
+                    Op::Release { node, why } => Some(format!("{}: {why}", node.name)),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(released(&s).is_empty(), "the same boot: still interrupted");
+        s.nodes[1].boot_id = "boot-2".into();
+        let over = released(&s);
+        assert_eq!(over.len(), 1, "{over:?}");
+        assert!(
+            over[0].starts_with(&format!("{}: the instance stayed", s.nodes[1].name)),
+            "{over:?}"
+        );
     }
 
     #[test]

@@ -373,11 +373,18 @@ impl<W: Writer> Executor<W> {
                     other => other,
                 }
             }
-            Op::Release { node, .. } => match node_write(&node.name, Write::Release).await {
-                // A node that is gone is released.
-                Outcome::Gone => Outcome::Done(None),
-                other => other,
-            },
+            Op::Release { node, why } => {
+                let write = match why {
+                    // Written only if the node still shows another boot than its interruption's.
+                    crate::lifecycle::Release::InterruptionOver(_) => Write::Recover,
+                    _ => Write::Release,
+                };
+                match node_write(&node.name, write).await {
+                    // A node that is gone is released.
+                    Outcome::Gone => Outcome::Done(None),
+                    other => other,
+                }
+            }
             Op::IdleClock { node, since } => node_write(node, Write::IdleClock(*since)).await,
             Op::Protect { target, on } => match w.protect(target, *on).await {
                 Ok(()) => Outcome::Done(None),

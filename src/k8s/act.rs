@@ -248,6 +248,12 @@ pub async fn write_lifecycle(
     now: Timestamp,
 ) -> Result<bool, NodeError> {
     update_node(client, node, |n| {
+        let boot = n
+            .status
+            .as_ref()
+            .and_then(|s| s.node_info.as_ref())
+            .map(|i| i.boot_id.clone())
+            .unwrap_or_default();
         let annotations = n.metadata.annotations.get_or_insert_with(Default::default);
         let spec = n.spec.get_or_insert_with(Default::default);
         let taints = spec.taints.get_or_insert_with(Vec::new);
@@ -263,6 +269,7 @@ pub async fn write_lifecycle(
                 .map(|t| (t.key.clone(), t.value.clone().unwrap_or_default()))
                 .collect(),
             unschedulable: spec.unschedulable == Some(true),
+            boot,
         };
         if !marks.apply(write, now) {
             return;

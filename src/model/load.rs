@@ -384,6 +384,14 @@ struct RawNodeStatus {
     images: Vec<RawImage>,
     #[serde(default)]
     conditions: Vec<RawCondition>,
+    #[serde(default, rename = "nodeInfo")]
+    node_info: RawNodeInfo,
+}
+
+#[derive(Deserialize, Default)]
+struct RawNodeInfo {
+    #[serde(default, rename = "bootID")]
+    boot_id: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -1409,6 +1417,7 @@ fn convert_node(raw: RawNode) -> Result<Node, FieldError> {
         protecting,
         users_scale_down_disabled: !protecting
             && meta.annotations.contains_key(keys::CA_SCALE_DOWN_DISABLED),
+        boot_id: raw.status.node_info.boot_id,
         name: meta.name,
         uid: meta.uid,
         labels: meta.labels,

@@ -400,6 +400,8 @@ pub struct Node {
     /// stowage added the node's `scale-down-disabled` to protect shuffle data
     /// (`stowage.io/protecting`).
     pub protecting: bool,
+    /// `status.nodeInfo.bootID` (empty when not reported): changes when the instance reboots.
+    pub boot_id: String,
     /// `cluster-autoscaler.kubernetes.io/scale-down-disabled` carries a value stowage did not
     /// write (`"true"` or any other): the user's, which stowage never changes.
     pub users_scale_down_disabled: bool,
