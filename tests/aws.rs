@@ -712,11 +712,32 @@ async fn spot_interruptions_from_the_queue() {
         if done == 500 && left == 0 {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "after 120 s: {done} of 500 cordoned, {left} pods left\n{}",
-            controller.process.tail()
-        );
+        if started.elapsed() >= Duration::from_secs(120) {
+            // What the controller said of the nodes it did not cordon, and of leadership.
+            let missing: Vec<String> = listed
+                .items
+                .iter()
+                .filter(|n| !interrupted(n))
+                .filter_map(|n| n.metadata.name.clone())
+                .collect();
+            let log = controller.process.log_text();
+            let said: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("lead")
+                        || l.contains("not handled")
+                        || missing.iter().any(|m| {
+                            let i: String = m.trim_start_matches("bulk-").to_string();
+                            l.contains(&format!("\"{m}\""))
+                                || l.contains(&format!("i-bulk{:0>5}", i))
+                        })
+                })
+                .collect();
+            panic!(
+                "after 120 s: {done} of 500 cordoned, {left} pods left; not cordoned: {missing:?}\n{}",
+                said.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let drained_after = started.elapsed();

@@ -453,6 +453,109 @@ fn a_do_not_disrupt_pod_that_appears_before_the_first_eviction_stops_the_drain()
     });
 }
 
+#[test]
+fn guards_bound_to_a_node_mid_drain_are_looked_at_again_and_never_evicted() {
+    support::block_on(async {
+        let cp = ControlPlane::shared();
+        let p = "guard";
+        let ns = fragmented(cp, p);
+        // A running app, its driver and first executor on the busy node.
+        let driver = spark_app(cp, &ns, "app-guard", "guard-0", p, &[0], (500, 1024));
+        // The web replica there holds its node for as long as a finalizer keeps it
+        // terminating (as a Spark executor decommissioning through its grace period does).
+        let web = support::workload::web_pod_on(cp, &ns, "guard-1");
+        let finalizers = |value: serde_json::Value| {
+            let patch = serde_json::json!({"metadata": {"finalizers": value}}).to_string();
+            cp.kubectl(&[
+                "patch",
+                "pod",
+                &web,
+                "-n",
+                &ns,
+                "--type=merge",
+                "-p",
+                &patch,
+            ]);
+        };
+        finalizers(serde_json::json!(["stowage.test/hold"]));
+        let (mut ctl, index) = controller(cp).await;
+        let live = policy(p, "");
+        // A drain held open: validated, its one eviction accepted, the pod still terminating.
+        act::mark_draining(ctl.client(), "guard-1", p, jiff::Timestamp::now())
+            .await
+            .unwrap();
+        let opening = cycle_until(&mut ctl, &index, &live, 20, |rs| {
+            rs.iter()
+                .any(|r| r.evicted.iter().any(|e| e.ends_with(&web)))
+        })
+        .await;
+        // Mid-drain, three guards are bound to the node by name (the taint does not stop a
+        // pod that names its node): a do-not-disrupt pod, a new app's driver and an executor
+        // of the running app.
+        let guards = ["precious", "new-driver", "late-exec"];
+        let on = |name: &str| PodJson::new(&ns, name).on("guard-1").grace(0);
+        cp.apply_objects(vec![
+            on("precious")
+                .annotate(keys::KARPENTER_DO_NOT_DISRUPT, "true")
+                .build(),
+            on("new-driver")
+                .label(keys::SPARK_ROLE, "driver")
+                .label(keys::SPARK_APP_SELECTOR, "app-new")
+                .build(),
+            on("late-exec")
+                .owner_uid("Pod", "driver", &driver)
+                .label(keys::SPARK_ROLE, "executor")
+                .label(keys::SPARK_APP_SELECTOR, "app-guard")
+                .label("spark-exec-id", "7")
+                .build(),
+        ]);
+        wait_until("the guards in the index", Duration::from_secs(30), || {
+            let mut index = index.lock().unwrap();
+            let pods = &index.snapshot().pods;
+            guards.iter().all(|g| pods.iter().any(|p| p.name == *g))
+        });
+        let reports = cycle_until(&mut ctl, &index, &live, 20, |rs| {
+            rs.iter().any(|r| !r.abandoned.is_empty())
+        })
+        .await;
+        let evicted: Vec<&String> = opening
+            .iter()
+            .chain(&reports)
+            .flat_map(|r| &r.evicted)
+            .collect();
+        assert!(
+            guards
+                .iter()
+                .all(|g| !evicted.iter().any(|e| e.ends_with(&format!("/{g}")))),
+            "a guard evicted: {reports:#?}"
+        );
+        let (node, why) = &reports
+            .iter()
+            .find(|r| !r.abandoned.is_empty())
+            .unwrap()
+            .abandoned[0];
+        assert_eq!(node, "guard-1");
+        println!("mid-drain guards: drain abandoned: {why}");
+        let terminating = cp.kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.metadata.deletionTimestamp}{\"\\n\"}{end}",
+        ]);
+        for g in guards {
+            assert!(
+                terminating.lines().any(|l| l == format!("{g}=")),
+                "{g} gone or terminating:\n{terminating}"
+            );
+        }
+        let spec = taints_and_cordon(cp, "guard-1");
+        assert!(!spec.contains(keys::DISRUPTING_TAINT), "{spec}");
+        finalizers(serde_json::Value::Null);
+    });
+}
+
 /// A Spark driver's REST API as Spark documents it, on 127.0.0.1: executor 1 wrote no shuffle
 /// and caches nothing; executor 2 wrote shuffle output while a job runs.
 async fn fake_driver_api(app: &str) -> u16 {

@@ -1,15 +1,17 @@
-//! Leader election against the real API server, as the chart's ServiceAccount: a replica cut
-//! off from the API server (a proxy between them holds every byte) stops leading on its own
-//! clock within the renew deadline, before its Lease can expire; and once the Lease is another
-//! replica's, the old leader's writes — conditional on the version they read — never take it
-//! back while that replica renews it.
+//! Leader election against the real API server, as the chart's ServiceAccount, through a
+//! proxy that breaks the connection both ways: every byte held (delivered late), or every
+//! connection reset. Cut off, a replica stops leading on its own clock within the renew
+//! deadline, before its Lease can expire, and says the API server does not answer (what
+//! `/readyz` reports); once the Lease is another replica's, the old leader's held writes —
+//! conditional on the version they read — never take it back while that replica renews it;
+//! healed in time, it leads again.
 
 mod support;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use stowage::k8s::lease::{LeaseOptions, elect};
 use support::{ControlPlane, install_crypto_provider};
@@ -17,36 +19,53 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Copies `from` to `to`; while `held` is set, bytes read wait (delivered late, if ever).
-async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, held: Arc<AtomicBool>) {
+/// What the proxy does to the traffic.
+const PASS: u8 = 0;
+/// Bytes read wait (delivered late, if ever).
+const HOLD: u8 = 1;
+/// Every connection is reset, new ones as soon as they are accepted.
+const RESET: u8 = 2;
+
+/// Copies `from` to `to` as `mode` says; the connection ends when it says [`RESET`].
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mode: Arc<AtomicU8>) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
+        let read = tokio::time::timeout(Duration::from_millis(50), from.read(&mut buf)).await;
+        if mode.load(Ordering::SeqCst) == RESET {
+            return;
+        }
+        let n = match read {
+            Err(_) => continue,
+            Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(n)) => n,
         };
-        while held.load(Ordering::SeqCst) {
+        while mode.load(Ordering::SeqCst) == HOLD {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if to.write_all(&buf[..n]).await.is_err() {
+        if mode.load(Ordering::SeqCst) == RESET || to.write_all(&buf[..n]).await.is_err() {
             return;
         }
     }
 }
 
-/// A TCP proxy to `upstream` (`host:port`) on 127.0.0.1; its address.
-async fn proxy(upstream: String, held: Arc<AtomicBool>) -> String {
+/// A TCP proxy to `upstream` (`host:port`) on 127.0.0.1 doing what `mode` says; its address.
+async fn proxy(upstream: String, mode: Arc<AtomicU8>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
+            // An RST, not a FIN, when the connection is dropped.
+            let _ = client.set_zero_linger();
+            if mode.load(Ordering::SeqCst) == RESET {
+                continue;
+            }
             let Ok(server) = TcpStream::connect(&upstream).await else {
                 continue;
             };
             let (cr, cw) = client.into_split();
             let (sr, sw) = server.into_split();
-            tokio::spawn(pump(cr, sw, held.clone()));
-            tokio::spawn(pump(sr, cw, held.clone()));
+            tokio::spawn(pump(cr, sw, mode.clone()));
+            tokio::spawn(pump(sr, cw, mode.clone()));
         }
     });
     address
@@ -75,63 +94,106 @@ fn holder(lease: &Lease) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_leader_cut_off_stops_before_its_lease_expires_and_never_takes_it_back() {
+/// A replica competing for Lease `name` (a 6 s Lease) through a proxy, as the chart's
+/// ServiceAccount; once it leads: its election, the proxy's mode, the Lease as the admin reads
+/// it, and its options.
+async fn leading_replica(
+    cp: &ControlPlane,
+    prefix: &str,
+    name: &str,
+) -> (
+    stowage::k8s::lease::Election,
+    Arc<AtomicU8>,
+    Api<Lease>,
+    LeaseOptions,
+) {
     install_crypto_provider();
-    let cp = ControlPlane::shared();
-    let path = cp.service_account_kubeconfig("lease-a", true);
+    let path = cp.service_account_kubeconfig(prefix, true);
     let namespace = path.file_stem().unwrap().to_string_lossy().to_string();
     let file = kube::config::Kubeconfig::read_from(&path).unwrap();
     let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
         .await
         .unwrap();
-    let direct = kube::Client::try_from(config.clone()).unwrap();
     let upstream = config.cluster_url.authority().unwrap().to_string();
-    let held = Arc::new(AtomicBool::new(false));
-    let through = proxy(upstream, held.clone()).await;
+    let mode = Arc::new(AtomicU8::new(PASS));
+    let through = proxy(upstream, mode.clone()).await;
     config.cluster_url = format!("https://{through}").parse().unwrap();
     config.tls_server_name = Some("localhost".into());
     let client = kube::Client::try_from(stowage::k8s::act::bounded(config)).unwrap();
-
     let options = LeaseOptions {
         namespace: namespace.clone(),
-        name: "cut-off".into(),
+        name: name.into(),
         identity: "replica-a".into(),
         duration: 6,
     };
-    let election = elect(client, &options);
-    let (mut leading, mut answering) = (election.leading, election.answering);
-    tokio::time::timeout(Duration::from_secs(20), leading.wait_for(|l| *l))
+    let mut election = elect(client, &options);
+    tokio::time::timeout(Duration::from_secs(20), election.leading.wait_for(|l| *l))
         .await
         .expect("replica-a leads")
         .unwrap();
-    let leases: Api<Lease> = Api::namespaced(direct, &namespace);
-    let renewed = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.clone());
+    let leases: Api<Lease> = Api::namespaced(cp.client().await, &namespace);
+    (election, mode, leases, options)
+}
 
-    // Cut off: every byte held. It stops leading on its own clock within the renew deadline,
-    // before the Lease (6 s after its last renewal) can expire.
-    let last = leases.get("cut-off").await.unwrap();
-    held.store(true, Ordering::SeqCst);
+/// Cuts the replica off as `how` says; how long until it stopped leading, which it must do
+/// on its own clock within the renew deadline, before its Lease can expire, saying the API
+/// server does not answer (what `/readyz` reports).
+async fn cut_off(
+    election: &mut stowage::k8s::lease::Election,
+    mode: &AtomicU8,
+    how: u8,
+    options: &LeaseOptions,
+) -> Duration {
+    mode.store(how, Ordering::SeqCst);
     let cut = Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), leading.wait_for(|l| !*l))
+    tokio::time::timeout(Duration::from_secs(10), election.leading.wait_for(|l| !*l))
         .await
         .expect("replica-a stops leading")
         .unwrap();
     let stopped = cut.elapsed();
-    eprintln!(
-        "cut off → stopped leading after {stopped:?} (renew deadline {:?})",
-        options.renew_deadline()
-    );
-    // Within the renew deadline (plus scheduling jitter), well before the Lease's 6 s.
     assert!(
         stopped <= options.renew_deadline() + Duration::from_millis(500),
         "{stopped:?}"
     );
-    // And it says the API server does not answer (what `/readyz` reports as not ready).
-    tokio::time::timeout(Duration::from_secs(2), answering.wait_for(|a| !*a))
+    tokio::time::timeout(Duration::from_secs(2), election.answering.wait_for(|a| !*a))
         .await
         .expect("the unanswered Lease is reported")
         .unwrap();
+    stopped
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_connections_are_reset_stops_in_time_and_leads_again_once_healed() {
+    let cp = ControlPlane::shared();
+    let (mut election, mode, _, options) = leading_replica(cp, "lease-reset", "reset").await;
+    let stopped = cut_off(&mut election, &mode, RESET, &options).await;
+    eprintln!(
+        "connections reset → stopped leading after {stopped:?} (renew deadline {:?})",
+        options.renew_deadline()
+    );
+    // Healed before the Lease expired: still its own, it is renewed and leads again.
+    mode.store(PASS, Ordering::SeqCst);
+    tokio::time::timeout(Duration::from_secs(10), election.leading.wait_for(|l| *l))
+        .await
+        .expect("replica-a leads again")
+        .unwrap();
+    assert!(*election.answering.borrow());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_stops_before_its_lease_expires_and_never_takes_it_back() {
+    let cp = ControlPlane::shared();
+    let (mut election, mode, leases, options) = leading_replica(cp, "lease-a", "cut-off").await;
+    let namespace = options.namespace.clone();
+    let renewed = |l: &Lease| l.spec.as_ref().and_then(|s| s.renew_time.clone());
+
+    // Cut off: every byte held.
+    let last = leases.get("cut-off").await.unwrap();
+    let stopped = cut_off(&mut election, &mode, HOLD, &options).await;
+    eprintln!(
+        "cut off → stopped leading after {stopped:?} (renew deadline {:?})",
+        options.renew_deadline()
+    );
 
     // Another replica takes the Lease once it expired (here: written as another holder's).
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -144,12 +206,12 @@ async fn a_leader_cut_off_stops_before_its_lease_expires_and_never_takes_it_back
     write_as_replica_b(cp, &namespace, &takeover);
     // The network heals: the held writes arrive late. They carried the version they read, so
     // none of them rewinds replica-b's Lease.
-    held.store(false, Ordering::SeqCst);
+    mode.store(PASS, Ordering::SeqCst);
     for _ in 0..20 {
         let lease = leases.get("cut-off").await.unwrap();
         assert_eq!(holder(&lease), "replica-b", "{lease:?}");
         assert!(
-            !*leading.borrow(),
+            !*election.leading.borrow(),
             "replica-a leads again while replica-b holds the Lease"
         );
         // replica-b renews, as a live holder does.
@@ -162,5 +224,5 @@ async fn a_leader_cut_off_stops_before_its_lease_expires_and_never_takes_it_back
     }
     assert_ne!(renewed(&last), None);
     // Healed: the API server answers again, as the standby it now is.
-    assert!(*answering.borrow(), "the API server answers again");
+    assert!(*election.answering.borrow(), "the API server answers again");
 }

@@ -78,6 +78,22 @@ pub fn web_nodes(cp: &ControlPlane, ns: &str) -> Vec<String> {
     nodes
 }
 
+/// The name of the web replica running on `node`.
+pub fn web_pod_on(cp: &ControlPlane, ns: &str, node: &str) -> String {
+    cp.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        ns,
+        "-l",
+        "app=web",
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ])
+}
+
 /// A PodDisruptionBudget that allows no disruption of the web replicas, once the disruption
 /// controller has counted them.
 pub fn forbid_web_disruption(cp: &ControlPlane, ns: &str) {
