@@ -435,12 +435,18 @@ async fn send_all(sqs: &aws_sdk_sqs::Client, queue: &str, bodies: &[String]) {
                     .unwrap()
             })
             .collect();
-        sqs.send_message_batch()
+        let sent = sqs
+            .send_message_batch()
             .queue_url(queue)
             .set_entries(Some(entries))
             .send()
             .await
             .expect("send batch");
+        assert!(
+            sent.failed().is_empty(),
+            "entries not sent: {:?}",
+            sent.failed()
+        );
     }
 }
 
@@ -1461,5 +1467,54 @@ async fn an_agent_whose_api_server_hangs_ends_each_call_and_tries_again() {
     println!(
         "hung API server: the agent's node lookup failed twice within {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_warning_for_a_node_the_watch_has_not_seen_cordons_it_from_the_api_and_stays_queued() {
+    use std::sync::{Arc, Mutex};
+    use stowage::controller::interrupt::{QueueOptions, run_queue};
+    let cp = ControlPlane::shared();
+    let moto = Moto::session();
+    let config = moto.sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queue = moto.queue("lagging-watch").await;
+    cp.apply_objects(vec![aws_node("lagging", "i-0lagging")]);
+    let client = cp.client().await;
+    let nodes: Api<Node> = Api::all(client.clone());
+    // A watch that is far behind: its index has not seen the node (here, it has seen nothing).
+    let mut handler = handler(&client, None).await;
+    handler.index = Arc::new(Mutex::new(stowage::k8s::index::ClusterIndex::new()));
+    let sdk: Arc<dyn stowage::aws::clients::Aws> = Arc::new(stowage::aws::sdk::Sdk {
+        autoscaling: aws_sdk_autoscaling::Client::new(&config),
+        eks: aws_sdk_eks::Client::new(&config),
+        sqs: sqs.clone(),
+    });
+    let reading = tokio::spawn(run_queue(
+        Arc::new(handler),
+        sdk,
+        QueueOptions {
+            url: queue.clone(),
+            workers: 1,
+            visibility: Duration::from_secs(30),
+        },
+        None,
+    ));
+    let sent = Instant::now();
+    moto.send(&queue, spot_warning("i-0lagging", jiff::Timestamp::now()))
+        .await;
+    // Looked at again, then found through the API server on the last look: cordoned.
+    wait_cordoned(&nodes, "lagging", Duration::from_secs(40), String::new).await;
+    let cordoned = sent.elapsed();
+    assert!(
+        cordoned >= interrupt::LOOK_AGAIN * (interrupt::UNKNOWN_LOOKS - 1),
+        "cordoned before the last look: {cordoned:?}"
+    );
+    // Its pods are drained once the watch has them: the message is kept, not deleted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(queued(&sqs, &queue).await, 1, "the message was deleted");
+    reading.abort();
+    println!(
+        "a warning the watch lags behind: cordoned from the API server after {cordoned:?}, message kept"
     );
 }

@@ -223,6 +223,43 @@ impl Handler {
         }
     }
 
+    /// Asks the API server, not the watch, for the nodes of a notice whose instances the
+    /// watch does not know, and taints and cordons those it finds: a watch that lags (a
+    /// controller behind a storm of events) must not turn a node's notice into "another
+    /// cluster's". The names of the nodes found.
+    pub async fn cordon_from_api(&self, notice: &Notice) -> Result<Vec<String>, HandleError> {
+        use k8s_openapi::api::core::v1::Node;
+        let instances = notice.instances();
+        let nodes: kube::Api<Node> = kube::Api::all(self.client.clone());
+        let listed = nodes
+            .list(&kube::api::ListParams::default())
+            .await
+            .map_err(|source| NodeError::Api {
+                node: "(list)".into(),
+                source,
+            })?;
+        let mut found = Vec::new();
+        for node in listed.items {
+            let instance = node
+                .spec
+                .as_ref()
+                .and_then(|s| s.provider_id.as_deref())
+                .and_then(interruption::instance_of_provider_id);
+            if let (Some(instance), Some(name)) = (instance, node.metadata.name)
+                && instances.contains(&instance)
+            {
+                match act::mark_interrupted(&self.client, &name, notice.kind(), Timestamp::now())
+                    .await
+                {
+                    Ok(_) | Err(NodeError::Gone(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                found.push(name);
+            }
+        }
+        Ok(found)
+    }
+
     /// Settles a notice whose instances stayed [`Outcome::Unknown`] on every look: an Auto
     /// Scaling termination of an instance of this cluster's groups (nothing runs there to
     /// drain) has its lifecycle action completed at once; other instances are another
@@ -554,12 +591,16 @@ async fn process(
             let outcome = match outcome {
                 Ok(Outcome::Unknown(instances)) if message.receives < UNKNOWN_LOOKS => {
                     tracing::info!(message = %message.id, instances = ?instances, kind = notice.kind(), look = message.receives, "interruption of instances that are no nodes the watch knows: looked at again in {LOOK_AGAIN:?}");
-                    if let Err(e) = aws.extend(&options.url, &message.receipt, LOOK_AGAIN).await {
-                        tracing::warn!(message = %message.id, error = %e, "message visibility not shortened; it comes back after its visibility timeout");
-                    }
-                    return;
+                    return look_again(aws, options, message).await;
                 }
-                Ok(Outcome::Unknown(_)) => handler.settle_unknown(&notice).await,
+                Ok(Outcome::Unknown(instances)) => match handler.cordon_from_api(&notice).await {
+                    Ok(nodes) if !nodes.is_empty() => {
+                        tracing::warn!(message = %message.id, instances = ?instances, nodes = ?nodes, "the watch has not seen these nodes yet: tainted and cordoned from the API server, drained once the watch has them; looked at again in {LOOK_AGAIN:?}");
+                        return look_again(aws, options, message).await;
+                    }
+                    Ok(_) => handler.settle_unknown(&notice).await,
+                    Err(e) => Err(e),
+                },
                 handled => handled,
             };
             match outcome {
@@ -588,5 +629,12 @@ async fn process(
     };
     if done && let Err(e) = aws.delete_message(&options.url, &message.receipt).await {
         tracing::warn!(message = %message.id, error = %e, "interruption message not deleted; it will be handled again");
+    }
+}
+
+/// Has `message` received again [`LOOK_AGAIN`] from now, not after its visibility timeout.
+async fn look_again(aws: &dyn Aws, options: &QueueOptions, message: &Message) {
+    if let Err(e) = aws.extend(&options.url, &message.receipt, LOOK_AGAIN).await {
+        tracing::warn!(message = %message.id, error = %e, "message visibility not shortened; it comes back after its visibility timeout");
     }
 }
