@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod proxy;
 pub mod workload;
 
 /// The users' bin-packing profile, as reference/my-scheduler-config.yaml configures it.
