@@ -300,12 +300,17 @@ mod tests {
         assert!(seen.is_empty() && failed.len() == 1, "{failed:?}");
     }
 
-    /// A driver serving a captured phase of a real Spark 4.0.1 app (tests/data/spark-rest).
-    async fn captured_driver(phase: &str) -> String {
-        let dir = format!(
-            "{}/tests/data/spark-rest/4.0.1/{phase}",
+    /// A captured phase of a real Spark app (tests/data/spark-rest/<version>/<phase>).
+    fn captured(version: &str, phase: &str) -> String {
+        format!(
+            "{}/tests/data/spark-rest/{version}/{phase}",
             env!("CARGO_MANIFEST_DIR")
-        );
+        )
+    }
+
+    /// A driver serving a captured phase of a real Spark app.
+    async fn captured_driver(version: &str, phase: &str) -> String {
+        let dir = captured(version, phase);
         let read = |file: &str| {
             let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
             serde_json::from_str::<serde_json::Value>(&text).unwrap()
@@ -352,24 +357,53 @@ mod tests {
             ("pC2_df_idle", &[("0", true), ("2", true), ("3", false)]),
         ];
         for (phase, held) in truth {
-            let mut q = query(captured_driver(phase).await);
-            q.executors = ["0", "1", "2", "3"]
-                .iter()
-                .map(|i| (i.to_string(), format!("uid-{i}")))
-                .collect();
-            let (seen, failed) = ask(&[q], Duration::from_secs(5)).await;
-            assert!(failed.is_empty(), "{phase}: {failed:?}");
-            let mut expected: HashMap<String, bool> = held
-                .iter()
-                .map(|(id, holds)| (format!("uid-{id}"), *holds))
-                .collect();
-            let mut got: Vec<_> = seen.into_iter().collect();
-            got.sort();
-            let mut want: Vec<_> = expected.drain().collect();
-            want.sort();
-            // An executor the driver no longer lists (1 after `pE`) is not answered for: rule 4.
-            assert_eq!(got, want, "{phase}");
+            let held = held.iter().map(|(id, h)| (id.to_string(), *h)).collect();
+            rule_3_answers("4.0.1", phase, held).await;
         }
+    }
+
+    /// Rule 3 on what the driver answered in `phase`: exactly `held` (executor id → holds
+    /// data); an executor the driver no longer lists is not answered for (rule 4).
+    async fn rule_3_answers(version: &str, phase: &str, held: HashMap<String, bool>) {
+        let mut q = query(captured_driver(version, phase).await);
+        q.executors = ["0", "1", "2", "3"]
+            .iter()
+            .map(|i| (i.to_string(), format!("uid-{i}")))
+            .collect();
+        let (seen, failed) = ask(&[q], Duration::from_secs(5)).await;
+        assert!(failed.is_empty(), "{version} {phase}: {failed:?}");
+        let mut got: Vec<_> = seen.into_iter().collect();
+        got.sort();
+        let mut want: Vec<_> = held
+            .into_iter()
+            .map(|(id, holds)| (format!("uid-{id}"), holds))
+            .collect();
+        want.sort();
+        assert_eq!(got, want, "{version} {phase}");
+    }
+
+    /// Spark 3.5.9, captured by `scripts/capture-spark-rest`: each phase's `truth.json` says
+    /// which executors held data, from the storage and stage-detail endpoints (the map tasks
+    /// of the still-referenced shuffle), not from the executors list rule 3 reads.
+    #[tokio::test]
+    async fn rule_3_on_a_real_spark_3_5_driver_frees_exactly_the_executors_that_hold_nothing() {
+        let phases = [
+            "p0_started",
+            "pA_cached_idle",
+            "pB_running_shuffle_job",
+            "pD_idle_shuffle_reusable",
+            "pD3_after_reuse",
+        ];
+        let mut holders = 0;
+        for phase in phases {
+            let text = std::fs::read_to_string(format!("{}/truth.json", captured("3.5.9", phase)))
+                .unwrap();
+            let held: HashMap<String, bool> = serde_json::from_str(&text).unwrap();
+            holders += held.values().filter(|h| **h).count();
+            rule_3_answers("3.5.9", phase, held).await;
+        }
+        // Caches in four phases, a shuffle's map output in three: the captures have teeth.
+        assert_eq!(holders, 7);
     }
 
     #[tokio::test]
