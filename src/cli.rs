@@ -963,23 +963,33 @@ fn run_score(
         scores: BTreeMap::new(),
         infeasible: BTreeMap::new(),
     };
-    // The preference plugins normalise over the nodes they are given; like upstream's plugin
-    // tests, `score` gives them every node, whatever the Filter says.
-    let every_node: Vec<u32> = (0..snapshot.nodes.len() as u32).collect();
-    let preferences = if profile.preferences.is_empty() {
-        vec![0; every_node.len()]
-    } else {
-        state.preference_scores(profile, incoming, &every_node)
-    };
     for (n, (node, u)) in snapshot.nodes.iter().zip(&usage).enumerate() {
-        result.scores.insert(
-            node.name.clone(),
-            profile.score(u, &pod.requests) + preferences[n],
-        );
+        result
+            .scores
+            .insert(node.name.clone(), profile.score(u, &pod.requests));
         if let Err(why) = filter(node, u, &pod.placement, &pod.requests, &ignored)
             .and_then(|()| state.check(&prepared, n as u32))
         {
             result.infeasible.insert(node.name.clone(), why.to_string());
+        }
+    }
+    // The preference plugins normalise over the feasible nodes only, as kube-scheduler's
+    // prioritizeNodes gives them: an infeasible node's score is its resource score alone
+    // (as upstream's NodeResourcesFit tables score nodes whatever the Filter says).
+    let feasible: Vec<u32> = (0..snapshot.nodes.len() as u32)
+        .filter(|&n| {
+            !result
+                .infeasible
+                .contains_key(&snapshot.nodes[n as usize].name)
+        })
+        .collect();
+    if !profile.preferences.is_empty() && !feasible.is_empty() {
+        let preferences = state.preference_scores(profile, incoming, &feasible);
+        for (&n, preference) in feasible.iter().zip(preferences) {
+            *result
+                .scores
+                .get_mut(&snapshot.nodes[n as usize].name)
+                .expect("every node is scored") += preference;
         }
     }
     match output {

@@ -568,6 +568,34 @@ fn score_reproduces_upstream_taint_toleration_and_node_affinity_tables() {
         out["scores"],
         json!({"node1": 100 + 18, "node5": 100 + 100, "node2": 100 + 36})
     );
+    // The same with a node that matches better still but is infeasible (no pod room): the
+    // plugins normalise over the feasible nodes only (prioritizeNodes), so the ranking of
+    // the feasible ones does not change; the infeasible node gets no preference score.
+    let mut items = items;
+    let mut best = tainted(
+        "node9",
+        json!([]),
+        json!({"foo": "bar", "key": "value", "az": "az1", "gpu": "yes"}),
+    );
+    best["status"]["allocatable"]["pods"] = json!("0");
+    items.push(best);
+    let snap = dir.file(
+        "s3.json",
+        &json!({"kind": "List", "items": items}).to_string(),
+    );
+    let mut with_gpu: Value =
+        serde_json::from_str(&std::fs::read_to_string(&pod).unwrap()).unwrap();
+    with_gpu["spec"]["affinity"]["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"weight": 10, "preference": {"matchExpressions": [req("gpu", "yes")]}}));
+    let pod = dir.file("p3.json", &with_gpu.to_string());
+    let out = score_json(&snap, &pod, &cfg);
+    assert_eq!(out["infeasible"]["node9"], "Too many pods");
+    assert_eq!(
+        out["scores"],
+        json!({"node1": 100 + 18, "node5": 100 + 100, "node2": 100 + 36, "node9": 0})
+    );
 }
 
 /// The demo's plan, pinned: a change in what stowage decides for the README's cluster is a

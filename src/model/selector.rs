@@ -158,6 +158,12 @@ pub struct LabelSelectorRequirement {
 }
 
 impl LabelSelector {
+    /// No requirement at all (`labelSelector: {}`): it matches every pod, and
+    /// `labels.Selector.Empty()` is true of it.
+    pub fn is_empty(&self) -> bool {
+        self.match_labels.is_empty() && self.match_expressions.is_empty()
+    }
+
     /// True when every requirement holds. An empty selector matches everything
     /// (`metav1.LabelSelectorAsSelector`); unknown operators match nothing (safe side).
     pub fn matches(&self, labels: &Labels) -> bool {

@@ -179,7 +179,7 @@ impl Pod {
         self
     }
 
-    fn constraints_mut(&mut self) -> &mut Constraints {
+    pub fn constraints_mut(&mut self) -> &mut Constraints {
         self.constraints.get_or_insert_with(Default::default)
     }
 

@@ -697,6 +697,60 @@ mod stateful_filters {
         assert!(no_fit(&s).contains("didn't match pod topology spread constraints"));
     }
 
+    /// A spread constraint with the given selector (`None`: no `labelSelector` at all).
+    fn spread_with(
+        pod: Pod,
+        key: &str,
+        selector: Option<crate::model::selector::LabelSelector>,
+    ) -> Pod {
+        let mut pod = pod.spread("unused", key, 1);
+        pod.constraints_mut().spread[0].selector = selector;
+        pod
+    }
+
+    /// podtopologyspread `Filter`: a node without a DoNotSchedule constraint's topology key is
+    /// rejected ("missing required label") whatever the constraint selects — even without a
+    /// `labelSelector` (`LabelSelectorAsSelector(nil)` selects nothing, the key still counts).
+    #[test]
+    fn spread_without_a_selector_still_needs_the_topology_key() {
+        let pod = spread_with(Pod::test("loner"), ZONE, None);
+        let mut s = scene(vec![], pod.clone(), false);
+        s.nodes[0].labels.remove(ZONE);
+        let detail = no_fit(&s);
+        assert!(detail.contains("missing required label"), "{detail}");
+        let mut s = scene(vec![], pod, true);
+        s.nodes[0].labels.remove(ZONE);
+        assert_eq!(moved_to(&s, "default/loner"), "spare");
+    }
+
+    /// podtopologyspread `countPodsMatchSelector`: an empty selector (`labelSelector: {}`)
+    /// counts no pod in any domain, while the pod still matches itself (selfMatchNum 1).
+    #[test]
+    fn spread_with_an_empty_selector_counts_no_pod() {
+        let everything = Some(crate::model::selector::LabelSelector::default());
+        let pod = spread_with(Pod::test("loner"), HOST, everything);
+        let s = scene(vec![Pod::test("neighbour")], pod, false);
+        assert_eq!(moved_to(&s, "default/loner"), "busy");
+    }
+
+    /// interpodaffinity `satisfyPodAffinity`: matching pods are counted only on nodes that
+    /// carry the term's topology key (`topologyToMatchedTermCount.update`); when none is, the
+    /// pod that matches its own term is the first of its group and may go to any node that
+    /// has the key.
+    #[test]
+    fn affinity_to_pods_only_on_nodes_without_the_key_is_the_first_of_its_group() {
+        const POOL: &str = "karpenter.sh/nodepool";
+        let member = |n| Pod::test(n).label("app", "grp").affinity("grp", POOL);
+        let mut s = scene(vec![], member("grp-2"), false);
+        s.nodes[0].labels.insert(POOL.into(), "a".into());
+        s.nodes[1].labels.insert(POOL.into(), "a".into());
+        // A member on a managed node group's node, which has no nodepool label.
+        s.nodes.push(Node::test("managed"));
+        s.pods
+            .push(member("grp-1").on("managed").req(15_000, 60 * GI));
+        assert_eq!(moved_to(&s, "default/grp-2"), "busy");
+    }
+
     #[test]
     fn host_ports() {
         let agent = |n| Pod::test(n).host_port(9100);

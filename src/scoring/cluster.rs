@@ -553,12 +553,19 @@ impl<'a> ClusterState<'a> {
         {
             return;
         }
-        counter.total += delta;
+        // Counted only in the domains of the keys the node carries, and in the total only
+        // when it carries one (`topologyToMatchedTermCount.update`): a pod on a node without
+        // any of the keys is in no count.
+        let mut counted = false;
         for (key, counts) in &mut counter.keys {
             let v = self.keys[*key].value_of[node as usize];
             if v != ABSENT {
                 counts[v as usize] += delta;
+                counted = true;
             }
+        }
+        if counted {
+            counter.total += delta;
         }
     }
 
@@ -595,7 +602,7 @@ impl<'a> ClusterState<'a> {
         c: &SpreadConstraint,
         all: &[&SpreadConstraint],
         default_selector: Option<&preference::CounterSelector>,
-    ) -> Option<usize> {
+    ) -> usize {
         let keys = all.iter().map(|c| c.topology_key.clone()).collect();
         let nodes = self.spread_nodes_id(SpreadNodes::for_pod(keys, pod, c));
         let namespace = pod.namespace.clone();
@@ -610,13 +617,17 @@ impl<'a> ClusterState<'a> {
                 selector: selector.clone(),
                 nodes,
             },
+            // No labelSelector selects no pod; the constraint still needs its topology key.
             None => CounterKind::Spread {
                 namespace,
-                selector: c.selector.clone()?,
+                selector: c
+                    .selector
+                    .clone()
+                    .unwrap_or_else(preference::nothing_selector),
                 nodes,
             },
         };
-        Some(self.counter(kind, std::slice::from_ref(&c.topology_key)))
+        self.counter(kind, std::slice::from_ref(&c.topology_key))
     }
 
     /// The pod's DoNotSchedule constraints: its own, or when it has none the profile's
@@ -684,12 +695,18 @@ impl<'a> ClusterState<'a> {
                 .iter()
                 .all(|t| t.matches(&pod.namespace, &pod.labels, ns_labels)),
             CounterKind::Term(t) => t.matches(&pod.namespace, &pod.labels, ns_labels),
-            // countPodsMatchSelector: same namespace, not terminating.
+            // countPodsMatchSelector: same namespace, not terminating; an empty selector
+            // (`labelSelector: {}`) counts no pod at all.
             CounterKind::Spread {
                 namespace,
                 selector,
                 ..
-            } => *namespace == pod.namespace && !pod.terminating && selector.matches(&pod.labels),
+            } => {
+                *namespace == pod.namespace
+                    && !pod.terminating
+                    && !selector.is_empty()
+                    && selector.matches(&pod.labels)
+            }
             CounterKind::Owned {
                 namespace, owner, ..
             } => {
@@ -955,10 +972,7 @@ impl<'a> ClusterState<'a> {
         let (hard, default_selector) = self.hard_constraints(pod, spread_defaults);
         let hard: Vec<&SpreadConstraint> = hard.iter().collect();
         for s in &hard {
-            let Some(id) = self.spread_counter(pod, s, &hard, default_selector.as_ref()) else {
-                // No labelSelector matches no pod: every domain holds 0, the pod adds 0.
-                continue;
-            };
+            let id = self.spread_counter(pod, s, &hard, default_selector.as_ref());
             // A default constraint selects the pod's own controllers' pods, the pod included.
             let self_match = (default_selector.is_some()
                 || s.selector
@@ -1195,7 +1209,7 @@ impl<'a> ClusterState<'a> {
                 }
             }
             // satisfyPodAffinity: the first pod of a group that matches its own terms may go
-            // anywhere when no pod matches them yet.
+            // to any node with the keys when no matching pod runs on a node that has one.
             let first_of_group = c.total == 0 && *self_match;
             if !pods_exist && !first_of_group {
                 return Err(Infeasible::PodAffinity);

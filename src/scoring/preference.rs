@@ -258,7 +258,7 @@ impl<'a> ClusterState<'a> {
             }
             let Some(sel) = &c.selector else { continue };
             // A selector that selects everything is ignored (GetPodReplicaSets).
-            if sel.match_labels.is_empty() && sel.match_expressions.is_empty() {
+            if sel.is_empty() {
                 continue;
             }
             if !sel.matches(&pod.labels) {
@@ -518,8 +518,9 @@ fn system_default(key: &str, max_skew: i64) -> SpreadConstraint {
     }
 }
 
-/// A selector no pod matches (an `In` with no values).
-fn nothing_selector() -> LabelSelector {
+/// A selector no pod matches (an `In` with no values): a spread constraint without a
+/// `labelSelector` (`LabelSelectorAsSelector(nil)` is `labels.Nothing()`).
+pub(super) fn nothing_selector() -> LabelSelector {
     LabelSelector {
         match_expressions: vec![LabelSelectorRequirement {
             key: "stowage.io/nothing".into(),
