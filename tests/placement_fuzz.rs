@@ -1,0 +1,388 @@
+//! A seeded differential fuzzer of placement against the real kube-scheduler (v1.36, the test
+//! control plane's), for `my-scheduler` and `default-scheduler`.
+//!
+//! Each run builds a random EKS-like pool of kwok nodes — three shapes, zones with one node
+//! missing its zone label, Karpenter's `karpenter.sh/nodepool` label on some nodes only (as
+//! managed node groups do not carry it), taints, a cordon — with resident pods bound by name,
+//! then submits random pods one at a time, built to hit the corners: required and preferred
+//! node affinity, tolerations, required pod affinity and anti-affinity over keys some nodes
+//! lack, topology spread with an absent, empty or real selector, `minDomains`, inclusion
+//! policies, `ScheduleAnyway`, host ports. For each pod stowage computes its feasible set and
+//! its top-score set; the real scheduler's feasible set is found exactly — bind, cordon the node
+//! it chose, submit again, until the pod stays Pending — and then the pod is placed for real:
+//! the feasible sets must be equal and the bound node among stowage's best.
+//!
+//! `FUZZ_SEED=<n> FUZZ_PODS=<n> cargo test --features aws --test placement_fuzz -- --nocapture`
+//! runs any seed and case count; each disagreement is printed as a minimal case (the pod, the
+//! nodes it disagrees on, and why stowage says what it says).
+
+mod support;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use stowage::demo::{NodeJson, PodJson, Rng};
+use stowage::model::{Snapshot, load_pod, load_snapshot};
+use stowage::scoring::{ClusterState, Profiles, SchedulerVersion, node_usages};
+use support::ControlPlane;
+
+const ZONE: &str = "topology.kubernetes.io/zone";
+const HOST: &str = "kubernetes.io/hostname";
+const NODEPOOL: &str = "karpenter.sh/nodepool";
+const KEYS: [&str; 3] = [ZONE, HOST, NODEPOOL];
+const APPS: [&str; 4] = ["a", "b", "c", "d"];
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pick<T: Copy>(rng: &mut Rng, items: &[T]) -> T {
+    items[rng.below(items.len() as u64) as usize]
+}
+
+fn chance(rng: &mut Rng, percent: u64) -> bool {
+    rng.below(100) < percent
+}
+
+/// The pool of run `run`: `count` nodes.
+fn nodes(rng: &mut Rng, run: &str, count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            let (cpu, memory) = pick(rng, &[("4", "16Gi"), ("8", "32Gi"), ("16", "64Gi")]);
+            let mut node = NodeJson::new(&format!("{run}-{i}"))
+                .kwok()
+                .label("fuzz", run)
+                .resources(cpu, memory, "110");
+            if i != 1 {
+                node = node.label(ZONE, pick(rng, &["a", "b", "c"]));
+            }
+            if chance(rng, 60) {
+                node = node.label(NODEPOOL, pick(rng, &["spark", "general"]));
+            }
+            node = node.label("disk", pick(rng, &["ssd", "hdd"]));
+            if chance(rng, 15) {
+                node = node.taint("dedicated", "batch", "NoSchedule");
+            }
+            if chance(rng, 15) {
+                node = node.taint("soft", "yes", "PreferNoSchedule");
+            }
+            if i == count - 1 {
+                node = node.unschedulable();
+            }
+            node.build()
+        })
+        .collect()
+}
+
+/// Pods already running, bound by name.
+fn residents(rng: &mut Rng, ns: &str, run: &str, nodes: usize) -> Vec<Value> {
+    (0..nodes + 4)
+        .map(|i| {
+            let node = format!("{run}-{}", rng.below(nodes as u64 - 1));
+            PodJson::new(ns, &format!("resident-{i}"))
+                .on(&node)
+                .label("app", pick(rng, &APPS))
+                .requests(
+                    (1 + rng.below(8) as i64) * 250,
+                    (1 + rng.below(8) as i64) * 512,
+                )
+                .grace(0)
+                .build()
+        })
+        .collect()
+}
+
+/// A label selector for spread or affinity: absent, empty, or `app: <app>`.
+fn selector(rng: &mut Rng, allow_missing: bool) -> Option<Value> {
+    match rng.below(if allow_missing { 4 } else { 3 }) {
+        0 if allow_missing => None,
+        1 if allow_missing => Some(json!({})),
+        _ => Some(json!({"matchLabels": {"app": pick(rng, &APPS)}})),
+    }
+}
+
+/// A random pod of `scheduler`, confined to the run's nodes.
+fn incoming(rng: &mut Rng, ns: &str, run: &str, scheduler: &str, name: &str) -> Value {
+    let app = pick(rng, &APPS);
+    let mut spec = json!({
+        "schedulerName": scheduler,
+        "terminationGracePeriodSeconds": 0,
+        "nodeSelector": {"fuzz": run},
+        "containers": [{"name": "main", "image": "fake", "resources": {"requests": {
+            "cpu": format!("{}m", (1 + rng.below(12)) * 250),
+            "memory": format!("{}Mi", (1 + rng.below(12)) * 512)}}}],
+    });
+    let mut affinity = json!({});
+    if chance(rng, 20) {
+        affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = json!({
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": ZONE, "operator": "In", "values": ["a", "b"]}]}]});
+    }
+    if chance(rng, 30) {
+        affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] = json!([
+            {"weight": 1 + rng.below(100), "preference": {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]}}]);
+    }
+    if chance(rng, 20) {
+        affinity["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = json!([
+            {"labelSelector": {"matchLabels": {"app": pick(rng, &APPS)}}, "topologyKey": pick(rng, &KEYS)}]);
+    }
+    if chance(rng, 20) {
+        affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = json!([
+            {"labelSelector": {"matchLabels": {"app": pick(rng, &APPS)}}, "topologyKey": pick(rng, &[HOST, ZONE])}]);
+    }
+    if chance(rng, 20) {
+        affinity["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"] = json!([
+            {"weight": 1 + rng.below(100), "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": pick(rng, &APPS)}}, "topologyKey": pick(rng, &KEYS)}}]);
+    }
+    if affinity != json!({}) {
+        spec["affinity"] = affinity;
+    }
+    if chance(rng, 35) {
+        spec["tolerations"] =
+            json!([{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]);
+    }
+    if chance(rng, 40) {
+        let hard = chance(rng, 60);
+        let mut c = json!({
+            "maxSkew": 1 + rng.below(2),
+            "topologyKey": pick(rng, &KEYS),
+            "whenUnsatisfiable": if hard { "DoNotSchedule" } else { "ScheduleAnyway" },
+        });
+        if let Some(s) = selector(rng, true) {
+            c["labelSelector"] = s;
+        }
+        if hard && chance(rng, 30) {
+            c["minDomains"] = json!(1 + rng.below(4));
+        }
+        if chance(rng, 25) {
+            c["nodeAffinityPolicy"] = json!(pick(rng, &["Honor", "Ignore"]));
+        }
+        if chance(rng, 25) {
+            c["nodeTaintsPolicy"] = json!(pick(rng, &["Honor", "Ignore"]));
+        }
+        spec["topologySpreadConstraints"] = json!([c]);
+    }
+    if chance(rng, 10) {
+        spec["containers"][0]["ports"] = json!([{"containerPort": 8080, "hostPort": 8080}]);
+    }
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+           "spec": spec})
+}
+
+/// What the scheduler did with a pod: bound it (to this node), or left it unschedulable.
+async fn outcome(pods: &Api<Pod>, name: &str) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pod = pods.get(name).await.expect("get pod");
+        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
+            return Some(node);
+        }
+        let unschedulable = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter().any(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            });
+        if unschedulable {
+            return None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: neither bound nor unschedulable"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn delete(pods: &Api<Pod>, name: &str) {
+    pods.delete(name, &DeleteParams::default().grace_period(0))
+        .await
+        .expect("delete pod");
+    while pods.get_opt(name).await.expect("get pod").is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The scheduler's cache hears of the deletion through its informer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// stowage's feasible nodes for `pod`, the feasible nodes with the top score, and what it says
+/// of the run's other nodes (their Filter verdict) and of the feasible ones (their scores).
+fn stowage_sets(
+    run: &str,
+    snapshot: &mut Snapshot,
+    profile: &stowage::scoring::Profile,
+    pod: &stowage::model::Pod,
+) -> (BTreeSet<String>, BTreeSet<String>, Vec<String>) {
+    snapshot.pods.push(pod.clone());
+    let incoming = (snapshot.pods.len() - 1) as u32;
+    let usage = node_usages(snapshot);
+    let mut state = ClusterState::new(snapshot, &snapshot.nodes, &[incoming]);
+    let prepared = state.prepare(incoming, &profile.spread_defaults);
+    let feasible = state.feasible(&prepared, profile, incoming, &usage);
+    let preferences = state.preference_scores(profile, incoming, &feasible);
+    let mut best = (BTreeSet::new(), i64::MIN);
+    let mut scores = Vec::new();
+    for (&n, extra) in feasible.iter().zip(preferences) {
+        let score = profile.score(&usage[n as usize], &pod.requests) + extra;
+        scores.push(format!("{}={score}", snapshot.nodes[n as usize].name));
+        if score > best.1 {
+            best = (BTreeSet::new(), score);
+        }
+        if score == best.1 {
+            best.0.insert(snapshot.nodes[n as usize].name.clone());
+        }
+    }
+    let why: Vec<String> = snapshot
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(n, node)| {
+            !feasible.contains(&(*n as u32))
+                && node.labels.get("fuzz").map(String::as_str) == Some(run)
+        })
+        .filter_map(|(n, node)| {
+            state
+                .check(&prepared, n as u32)
+                .err()
+                .map(|e| format!("{}: {e}", node.name))
+        })
+        .collect();
+    let names = feasible
+        .iter()
+        .map(|&n| snapshot.nodes[n as usize].name.clone())
+        .collect();
+    drop(state);
+    snapshot.pods.pop();
+    let mut explained = why;
+    explained.push(format!("scores {}", scores.join(" ")));
+    (names, best.0, explained)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_pods_land_where_stowage_says_on_random_clusters() {
+    let cp = ControlPlane::shared();
+    let seed = env("FUZZ_SEED", 7);
+    let count = env("FUZZ_PODS", 12) as usize;
+    let text = support::scheduler_config(std::path::Path::new("unused"));
+    let profiles = Profiles::parse(&text, SchedulerVersion::V1_36).expect("stowage reads it");
+    let mut report = Vec::new();
+    let mut disagreements = Vec::new();
+    for (round, scheduler) in ["my-scheduler", "default-scheduler"].iter().enumerate() {
+        let profile = profiles.get(scheduler).expect("profile");
+        let mut rng = Rng::new(seed.wrapping_mul(31).wrapping_add(round as u64));
+        let run = format!("fz{round}");
+        let ns = cp.namespace(&run);
+        let node_count = 6 + rng.below(3) as usize;
+        cp.apply_objects(nodes(&mut rng, &run, node_count));
+        cp.apply_objects(residents(&mut rng, &ns, &run, node_count));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let read = || {
+            let json = cp.kubectl(&["get", "nodes,pods,namespaces", "-A", "-o", "json"]);
+            load_snapshot(json.as_bytes()).expect("snapshot")
+        };
+        let pods: Api<Pod> = Api::namespaced(cp.client().await, &ns);
+        let (mut agreed, mut pending) = (0, 0);
+        for i in 0..count {
+            let name = format!("in-{i:03}");
+            let manifest = incoming(&mut rng, &ns, &run, scheduler, &name);
+            let created: Pod = serde_json::from_value(manifest.clone()).unwrap();
+            let mut snapshot = read();
+            // The pod as the API server stores it (defaults filled in), in stowage's model.
+            let stored = pods
+                .create(&PostParams::default(), &created)
+                .await
+                .expect("create pod");
+            let (pod, _) = load_pod(&serde_json::to_vec(&stored).unwrap()).expect("read pod");
+            let (feasible, best, why) = stowage_sets(&run, &mut snapshot, profile, &pod);
+            // The scheduler's exact feasible set: bind, cordon that node, again, until Pending.
+            let mut real = BTreeSet::new();
+            let mut first = outcome(&pods, &name).await;
+            let mut probe = first.clone();
+            let mut attempt = 0;
+            while let Some(node) = probe {
+                real.insert(node.clone());
+                cp.kubectl(&["cordon", &node]);
+                delete(&pods, &format!("{name}{}", suffix(attempt))).await;
+                attempt += 1;
+                let again: Pod = serde_json::from_value(renamed(&manifest, attempt)).unwrap();
+                pods.create(&PostParams::default(), &again)
+                    .await
+                    .expect("create probe");
+                probe = outcome(&pods, &format!("{name}{}", suffix(attempt))).await;
+            }
+            delete(&pods, &format!("{name}{}", suffix(attempt))).await;
+            for node in &real {
+                cp.kubectl(&["uncordon", node]);
+            }
+            // Placed for real (ties may break differently than on the first try).
+            if !real.is_empty() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let placed: Pod = serde_json::from_value(renamed(&manifest, attempt + 1)).unwrap();
+                pods.create(&PostParams::default(), &placed)
+                    .await
+                    .expect("create pod");
+                first = outcome(&pods, &format!("{name}{}", suffix(attempt + 1))).await;
+            }
+            let mut wrong = Vec::new();
+            if real != feasible {
+                wrong.push(format!(
+                    "feasible: scheduler {real:?}, stowage {feasible:?}"
+                ));
+            }
+            if let Some(node) = &first
+                && !best.contains(node)
+            {
+                wrong.push(format!("bound to {node}, stowage's best {best:?}"));
+            }
+            if wrong.is_empty() {
+                agreed += 1;
+                if first.is_none() {
+                    pending += 1;
+                }
+            } else {
+                disagreements.push(format!(
+                    "seed {seed} {scheduler} {name}: {}\n  pod: {}\n  stowage: {}",
+                    wrong.join("; "),
+                    serde_json::to_string(&manifest["spec"]).unwrap(),
+                    why.join("; ")
+                ));
+            }
+        }
+        report.push(format!(
+            "{scheduler}: {agreed} of {count} pods agree ({pending} unschedulable for both)"
+        ));
+    }
+    println!("placement fuzz, seed {seed}: {}", report.join("; "));
+    assert!(
+        disagreements.is_empty(),
+        "{} disagreements:\n{}",
+        disagreements.len(),
+        disagreements.join("\n")
+    );
+}
+
+fn suffix(attempt: usize) -> String {
+    if attempt == 0 {
+        String::new()
+    } else {
+        format!("-{attempt}")
+    }
+}
+
+/// The manifest under the name of attempt `attempt`.
+fn renamed(manifest: &Value, attempt: usize) -> Value {
+    let mut m = manifest.clone();
+    let name = m["metadata"]["name"].as_str().unwrap().to_string();
+    m["metadata"]["name"] = json!(format!("{name}{}", suffix(attempt)));
+    m
+}
