@@ -3,11 +3,13 @@
 //!
 //! Each run builds a random EKS-like pool of kwok nodes — three shapes, zones with one node
 //! missing its zone label, Karpenter's `karpenter.sh/nodepool` label on some nodes only (as
-//! managed node groups do not carry it), taints, a cordon — with resident pods bound by name,
+//! managed node groups do not carry it), NoSchedule, PreferNoSchedule and NoExecute taints, a
+//! cordon — with resident pods bound by name,
 //! then submits random pods one at a time, built to hit the corners: required and preferred
-//! node affinity, tolerations, required pod affinity and anti-affinity over keys some nodes
-//! lack, topology spread with an absent, empty or real selector, `minDomains`, inclusion
-//! policies, `ScheduleAnyway`, host ports. For each pod stowage computes its feasible set and
+//! node affinity, tolerations (of NoExecute taints too), required pod affinity and
+//! anti-affinity over keys some nodes lack, topology spread with an absent, empty or real
+//! selector, `matchLabelKeys`, `minDomains`, inclusion policies, `ScheduleAnyway`, host ports,
+//! init containers, sidecars and pod-level requests. For each pod stowage computes its feasible set and
 //! its top-score set; the real scheduler's feasible set is found exactly — bind, cordon the node
 //! it chose, submit again, until the pod stays Pending — and then the pod is placed for real:
 //! the feasible sets must be equal and the bound node among stowage's best.
@@ -71,6 +73,9 @@ fn nodes(rng: &mut Rng, run: &str, count: usize) -> Vec<Value> {
             if chance(rng, 15) {
                 node = node.taint("soft", "yes", "PreferNoSchedule");
             }
+            if chance(rng, 15) {
+                node = node.taint("maintenance", "planned", "NoExecute");
+            }
             if i == count - 1 {
                 node = node.unschedulable();
             }
@@ -84,15 +89,20 @@ fn residents(rng: &mut Rng, ns: &str, run: &str, nodes: usize) -> Vec<Value> {
     (0..nodes + 4)
         .map(|i| {
             let node = format!("{run}-{}", rng.below(nodes as u64 - 1));
-            PodJson::new(ns, &format!("resident-{i}"))
+            let mut pod = PodJson::new(ns, &format!("resident-{i}"))
                 .on(&node)
                 .label("app", pick(rng, &APPS))
+                .label("tier", pick(rng, &["x", "y"]))
                 .requests(
                     (1 + rng.below(8) as i64) * 250,
                     (1 + rng.below(8) as i64) * 512,
                 )
                 .grace(0)
-                .build()
+                .build();
+            // Residents stay where they are, a NoExecute taint notwithstanding.
+            pod["spec"]["tolerations"] =
+                json!([{"key": "maintenance", "operator": "Exists", "effect": "NoExecute"}]);
+            pod
         })
         .collect()
 }
@@ -109,13 +119,14 @@ fn selector(rng: &mut Rng, allow_missing: bool) -> Option<Value> {
 /// A random pod of `scheduler`, confined to the run's nodes.
 fn incoming(rng: &mut Rng, ns: &str, run: &str, scheduler: &str, name: &str) -> Value {
     let app = pick(rng, &APPS);
+    let tier = pick(rng, &["x", "y"]);
+    let (cpu, memory) = ((1 + rng.below(12)) * 250, (1 + rng.below(12)) * 512);
     let mut spec = json!({
         "schedulerName": scheduler,
         "terminationGracePeriodSeconds": 0,
         "nodeSelector": {"fuzz": run},
         "containers": [{"name": "main", "image": "fake", "resources": {"requests": {
-            "cpu": format!("{}m", (1 + rng.below(12)) * 250),
-            "memory": format!("{}Mi", (1 + rng.below(12)) * 512)}}}],
+            "cpu": format!("{cpu}m"), "memory": format!("{memory}Mi")}}}],
     });
     let mut affinity = json!({});
     if chance(rng, 20) {
@@ -141,9 +152,33 @@ fn incoming(rng: &mut Rng, ns: &str, run: &str, scheduler: &str, name: &str) -> 
     if affinity != json!({}) {
         spec["affinity"] = affinity;
     }
+    let mut tolerations = Vec::new();
     if chance(rng, 35) {
-        spec["tolerations"] =
-            json!([{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}]);
+        tolerations.push(json!({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}));
+    }
+    if chance(rng, 30) {
+        tolerations.push(json!({"key": "maintenance", "operator": "Equal", "value": "planned", "effect": "NoExecute", "tolerationSeconds": 300}));
+    }
+    if !tolerations.is_empty() {
+        spec["tolerations"] = json!(tolerations);
+    }
+    let resources = |cpu: u64, mem: u64| json!({"requests": {"cpu": format!("{cpu}m"), "memory": format!("{mem}Mi")}});
+    match rng.below(8) {
+        // A big init container: the pod's request is the larger of it and the containers.
+        0 => {
+            spec["initContainers"] = json!([{"name": "init", "image": "fake", "resources": resources((2 + rng.below(8)) * 500, (1 + rng.below(8)) * 1024)}]);
+        }
+        // A sidecar (an init container that keeps running) before an init container.
+        1 => {
+            spec["initContainers"] = json!([
+                {"name": "sidecar", "image": "fake", "restartPolicy": "Always", "resources": resources(250 * (1 + rng.below(4)), 256 * (1 + rng.below(4)))},
+                {"name": "init", "image": "fake", "resources": resources(500 * (1 + rng.below(6)), 512 * (1 + rng.below(6)))}]);
+        }
+        // Pod-level requests (at least the containers' sum), which replace that sum.
+        2 => {
+            spec["resources"] = resources(cpu + 250 * rng.below(8), memory + 512 * rng.below(8));
+        }
+        _ => {}
     }
     if chance(rng, 40) {
         let hard = chance(rng, 60);
@@ -164,13 +199,16 @@ fn incoming(rng: &mut Rng, ns: &str, run: &str, scheduler: &str, name: &str) -> 
         if chance(rng, 25) {
             c["nodeTaintsPolicy"] = json!(pick(rng, &["Honor", "Ignore"]));
         }
+        if c.get("labelSelector").is_some() && chance(rng, 20) {
+            c["matchLabelKeys"] = json!(["tier"]);
+        }
         spec["topologySpreadConstraints"] = json!([c]);
     }
     if chance(rng, 10) {
         spec["containers"][0]["ports"] = json!([{"containerPort": 8080, "hostPort": 8080}]);
     }
     json!({"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+           "metadata": {"name": name, "namespace": ns, "labels": {"app": app, "tier": tier}},
            "spec": spec})
 }
 
