@@ -326,7 +326,7 @@ async fn random_pods_land_where_stowage_says_on_random_clusters() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let read = || {
             let json = cp.kubectl(&["get", "nodes,pods,namespaces", "-A", "-o", "json"]);
-            load_snapshot(json.as_bytes()).expect("snapshot")
+            (load_snapshot(json.as_bytes()).expect("snapshot"), json)
         };
         let pods: Api<Pod> = Api::namespaced(cp.client().await, &ns);
         let (mut agreed, mut pending) = (0, 0);
@@ -334,7 +334,7 @@ async fn random_pods_land_where_stowage_says_on_random_clusters() {
             let name = format!("in-{i:03}");
             let manifest = incoming(&mut rng, &ns, &run, scheduler, &name);
             let created: Pod = serde_json::from_value(manifest.clone()).unwrap();
-            let mut snapshot = read();
+            let (mut snapshot, dump) = read();
             // The pod as the API server stores it (defaults filled in), in stowage's model.
             let stored = pods
                 .create(&PostParams::default(), &created)
@@ -388,11 +388,19 @@ async fn random_pods_land_where_stowage_says_on_random_clusters() {
                     pending += 1;
                 }
             } else {
+                // The case as files `stowage score` replays: the cluster the pod met, the pod.
+                let case = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                    .join(format!("fuzz-{seed}-{scheduler}-{name}"));
+                std::fs::create_dir_all(&case).unwrap();
+                std::fs::write(case.join("cluster.json"), &dump).unwrap();
+                std::fs::write(case.join("pod.json"), manifest.to_string()).unwrap();
+                std::fs::write(case.join("scheduler-config.yaml"), &text).unwrap();
                 disagreements.push(format!(
-                    "seed {seed} {scheduler} {name}: {}\n  pod: {}\n  stowage: {}",
+                    "seed {seed} {scheduler} {name}: {}\n  pod: {}\n  stowage: {}\n  replay: stowage score --snapshot {dir}/cluster.json --pod {dir}/pod.json --scheduler-config {dir}/scheduler-config.yaml",
                     wrong.join("; "),
                     serde_json::to_string(&manifest["spec"]).unwrap(),
-                    why.join("; ")
+                    why.join("; "),
+                    dir = case.display()
                 ));
             }
         }
