@@ -9,7 +9,8 @@
 //! node affinity, tolerations (of NoExecute taints too), required pod affinity and
 //! anti-affinity over keys some nodes lack, topology spread with an absent, empty or real
 //! selector, `matchLabelKeys`, `minDomains`, inclusion policies, `ScheduleAnyway`, host ports,
-//! init containers, sidecars and pod-level requests. For each pod stowage computes its feasible set and
+//! init containers, sidecars, pod-level requests, and claims bound to volumes whose node
+//! affinity names a zone or a node. For each pod stowage computes its feasible set and
 //! its top-score set; the real scheduler's feasible set is found exactly — bind, cordon the node
 //! it chose, submit again, until the pod stays Pending — and then the pod is placed for real:
 //! the feasible sets must be equal and the bound node among stowage's best.
@@ -103,6 +104,28 @@ fn residents(rng: &mut Rng, ns: &str, run: &str, nodes: usize) -> Vec<Value> {
             pod["spec"]["tolerations"] =
                 json!([{"key": "maintenance", "operator": "Exists", "effect": "NoExecute"}]);
             pod
+        })
+        .collect()
+}
+
+/// `count` static PersistentVolumes of the run, each with a required node affinity (a zone, or
+/// one node: a local volume), each reserved for claim `<run>-data-<i>` of `ns`.
+fn volumes(rng: &mut Rng, ns: &str, run: &str, nodes: usize, count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            let (key, value) = if chance(rng, 50) {
+                (ZONE, pick(rng, &["a", "b", "c"]).to_string())
+            } else {
+                (HOST, format!("{run}-{}", rng.below(nodes as u64)))
+            };
+            json!({"apiVersion": "v1", "kind": "PersistentVolume",
+                "metadata": {"name": format!("{run}-pv-{i}")},
+                "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                    "storageClassName": "", "persistentVolumeReclaimPolicy": "Retain",
+                    "claimRef": {"namespace": ns, "name": format!("{run}-data-{i}")},
+                    "hostPath": {"path": format!("/tmp/{run}-{i}")},
+                    "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": key, "operator": "In", "values": [value]}]}]}}}})
         })
         .collect()
 }
@@ -323,16 +346,41 @@ async fn random_pods_land_where_stowage_says_on_random_clusters() {
         let node_count = 6 + rng.below(3) as usize;
         cp.apply_objects(nodes(&mut rng, &run, node_count));
         cp.apply_objects(residents(&mut rng, &ns, &run, node_count));
+        let mut free_volumes = 4;
+        cp.apply_objects(volumes(&mut rng, &ns, &run, node_count, free_volumes));
         tokio::time::sleep(Duration::from_secs(2)).await;
         let read = || {
-            let json = cp.kubectl(&["get", "nodes,pods,namespaces", "-A", "-o", "json"]);
+            let json = cp.kubectl(&[
+                "get",
+                "nodes,pods,namespaces,pvc,pv,storageclass,csinode",
+                "-A",
+                "-o",
+                "json",
+            ]);
             (load_snapshot(json.as_bytes()).expect("snapshot"), json)
         };
         let pods: Api<Pod> = Api::namespaced(cp.client().await, &ns);
-        let (mut agreed, mut pending) = (0, 0);
+        let (mut agreed, mut pending, mut with_claims) = (0, 0, 0);
         for i in 0..count {
             let name = format!("in-{i:03}");
-            let manifest = incoming(&mut rng, &ns, &run, scheduler, &name);
+            let mut manifest = incoming(&mut rng, &ns, &run, scheduler, &name);
+            // A claim bound to one of the run's volumes: the pod goes where the volume is.
+            if free_volumes > 0 && chance(&mut rng, 20) {
+                free_volumes -= 1;
+                with_claims += 1;
+                let claim = format!("{run}-data-{free_volumes}");
+                // Bound on both sides, as the volume binder leaves them.
+                cp.apply_objects(vec![
+                    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": claim, "namespace": ns,
+                        "annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+                    "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                        "volumeName": format!("{run}-pv-{free_volumes}"),
+                        "resources": {"requests": {"storage": "1Gi"}}}}),
+                ]);
+                manifest["spec"]["volumes"] =
+                    json!([{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]);
+            }
             let created: Pod = serde_json::from_value(manifest.clone()).unwrap();
             let (mut snapshot, dump) = read();
             // The pod as the API server stores it (defaults filled in), in stowage's model.
@@ -405,7 +453,7 @@ async fn random_pods_land_where_stowage_says_on_random_clusters() {
             }
         }
         report.push(format!(
-            "{scheduler}: {agreed} of {count} pods agree ({pending} unschedulable for both)"
+            "{scheduler}: {agreed} of {count} pods agree ({pending} unschedulable for both, {with_claims} with a bound volume)"
         ));
     }
     println!("placement fuzz, seed {seed}: {}", report.join("; "));
