@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use stowage::keys;
 use support::workload::{fragmented, web_nodes};
@@ -36,7 +36,7 @@ impl Running {
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let args: Vec<String> = [
+        let args: &[&str] = &[
             "controller",
             "--interval=2s",
             "--log-format=json",
@@ -47,16 +47,8 @@ impl Running {
             &format!("--identity={name}"),
             "--kubeconfig",
             &kubeconfig.to_string_lossy(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        let process = Supervised::spawn(
-            name,
-            &cp.dir.0,
-            &PathBuf::from(env!("CARGO_BIN_EXE_stowage")),
-            &args,
-        );
+        ];
+        let process = support::stowage_process(cp, name, args, &[]);
         let running = Running {
             process,
             port,

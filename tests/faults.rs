@@ -8,12 +8,11 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 use support::proxy::{HOLD, PASS, proxy};
-use support::{ControlPlane, Supervised, curl, free_port};
+use support::{ControlPlane, curl, free_port};
 
 /// The admin port's answer to `GET /<path>`: its status code and body.
 fn get(port: u16, path: &str) -> (String, String) {
@@ -63,7 +62,7 @@ async fn a_controller_whose_api_server_hangs_stops_leading_and_is_unready_within
     )
     .unwrap();
     let port = free_port();
-    let args: Vec<String> = [
+    let args: &[&str] = &[
         "controller",
         "--interval=2s",
         "--log-format=json",
@@ -76,16 +75,8 @@ async fn a_controller_whose_api_server_hangs_stops_leading_and_is_unready_within
         &policy.to_string_lossy(),
         "--kubeconfig",
         &proxied.to_string_lossy(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let process = Supervised::spawn(
-        "hung-a",
-        &cp.dir.0,
-        &PathBuf::from(env!("CARGO_BIN_EXE_stowage")),
-        &args,
-    );
+    ];
+    let process = support::stowage_process(cp, "hung-a", args, &[]);
     let leads = || {
         get(port, "metrics")
             .1

@@ -27,8 +27,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use stowage::demo::{NodeJson, PodJson, Rng};
-use stowage::model::{Snapshot, load_pod, load_snapshot};
-use stowage::scoring::{ClusterState, Profiles, SchedulerVersion, node_usages};
+use stowage::model::{load_pod, load_snapshot};
+use stowage::scoring::{Profiles, SchedulerVersion};
 use support::ControlPlane;
 
 const ZONE: &str = "topology.kubernetes.io/zone";
@@ -276,59 +276,6 @@ async fn delete(pods: &Api<Pod>, name: &str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 }
 
-/// stowage's feasible nodes for `pod`, the feasible nodes with the top score, and what it says
-/// of the run's other nodes (their Filter verdict) and of the feasible ones (their scores).
-fn stowage_sets(
-    run: &str,
-    snapshot: &mut Snapshot,
-    profile: &stowage::scoring::Profile,
-    pod: &stowage::model::Pod,
-) -> (BTreeSet<String>, BTreeSet<String>, Vec<String>) {
-    snapshot.pods.push(pod.clone());
-    let incoming = (snapshot.pods.len() - 1) as u32;
-    let usage = node_usages(snapshot);
-    let mut state = ClusterState::new(snapshot, &snapshot.nodes, &[incoming]);
-    let prepared = state.prepare(incoming, &profile.spread_defaults);
-    let feasible = state.feasible(&prepared, profile, incoming, &usage);
-    let preferences = state.preference_scores(profile, incoming, &feasible);
-    let mut best = (BTreeSet::new(), i64::MIN);
-    let mut scores = Vec::new();
-    for (&n, extra) in feasible.iter().zip(preferences) {
-        let score = profile.score(&usage[n as usize], &pod.requests) + extra;
-        scores.push(format!("{}={score}", snapshot.nodes[n as usize].name));
-        if score > best.1 {
-            best = (BTreeSet::new(), score);
-        }
-        if score == best.1 {
-            best.0.insert(snapshot.nodes[n as usize].name.clone());
-        }
-    }
-    let why: Vec<String> = snapshot
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(n, node)| {
-            !feasible.contains(&(*n as u32))
-                && node.labels.get("fuzz").map(String::as_str) == Some(run)
-        })
-        .filter_map(|(n, node)| {
-            state
-                .check(&prepared, n as u32)
-                .err()
-                .map(|e| format!("{}: {e}", node.name))
-        })
-        .collect();
-    let names = feasible
-        .iter()
-        .map(|&n| snapshot.nodes[n as usize].name.clone())
-        .collect();
-    drop(state);
-    snapshot.pods.pop();
-    let mut explained = why;
-    explained.push(format!("scores {}", scores.join(" ")));
-    (names, best.0, explained)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_pods_land_where_stowage_says_on_random_clusters() {
     let cp = ControlPlane::shared();
@@ -389,7 +336,21 @@ async fn random_pods_land_where_stowage_says_on_random_clusters() {
                 .await
                 .expect("create pod");
             let (pod, _) = load_pod(&serde_json::to_vec(&stored).unwrap()).expect("read pod");
-            let (feasible, best, why) = stowage_sets(&run, &mut snapshot, profile, &pod);
+            let placed = support::placement::place(&mut snapshot, profile, &pod);
+            let (feasible, best) = (&placed.feasible, &placed.best);
+            // What stowage says of the run's other nodes, and of the feasible ones.
+            let mut why: Vec<String> = placed
+                .refused
+                .iter()
+                .filter(|(node, _)| node.starts_with(&format!("{run}-")))
+                .map(|(node, e)| format!("{node}: {e}"))
+                .collect();
+            let scores: Vec<String> = placed
+                .scores
+                .iter()
+                .map(|(n, s)| format!("{n}={s}"))
+                .collect();
+            why.push(format!("scores {}", scores.join(" ")));
             // The scheduler's exact feasible set: bind, cordon that node, again, until Pending.
             let mut real = BTreeSet::new();
             let mut first = outcome(&pods, &name).await;
@@ -420,7 +381,7 @@ async fn random_pods_land_where_stowage_says_on_random_clusters() {
                 first = outcome(&pods, &format!("{name}{}", suffix(attempt + 1))).await;
             }
             let mut wrong = Vec::new();
-            if real != feasible {
+            if real != *feasible {
                 wrong.push(format!(
                     "feasible: scheduler {real:?}, stowage {feasible:?}"
                 ));

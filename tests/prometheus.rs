@@ -117,7 +117,7 @@ async fn dashboard_and_alerts_query_what_the_controller_exports() {
     let scheduler_config = cp.dir.0.join("prom-scheduler-config.yaml");
     std::fs::write(&scheduler_config, support::scheduler_config(&cp.kubeconfig)).unwrap();
     let port = free_port();
-    let args: Vec<String> = [
+    let args: &[&str] = &[
         "controller",
         &format!("--scheduler-config={}", scheduler_config.display()),
         "--interval=2s",
@@ -130,17 +130,8 @@ async fn dashboard_and_alerts_query_what_the_controller_exports() {
         "--queue-visibility-timeout=5s",
         "--kubeconfig",
         &kubeconfig.to_string_lossy(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let controller = Supervised::spawn_env(
-        "prom-controller",
-        &cp.dir.0,
-        &std::path::PathBuf::from(env!("CARGO_BIN_EXE_stowage")),
-        &args,
-        &moto.env(),
-    );
+    ];
+    let controller = support::stowage_process(cp, "prom-controller", args, &moto.env());
     let metrics_url = format!("http://127.0.0.1:{port}/metrics");
     wait_until("the controller leads", Duration::from_secs(60), || {
         curl(&["-sf", &metrics_url]).is_some_and(|m| m.contains("stowage_leader 1"))

@@ -189,7 +189,7 @@ fn main() {
     )
     .unwrap();
     let port = free_port();
-    let args: Vec<String> = [
+    let args: &[&str] = &[
         "controller",
         "--leader-elect=false",
         "--interval=20s",
@@ -197,17 +197,9 @@ fn main() {
         &format!("--admin-address=127.0.0.1:{port}"),
         &format!("--policy={}", policy.display()),
         &format!("--kubeconfig={}", cp.kubeconfig.display()),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    ];
     let started = Instant::now();
-    let ctl = Supervised::spawn(
-        "stowage-scale",
-        &cp.dir.0,
-        &PathBuf::from(env!("CARGO_BIN_EXE_stowage")),
-        &args,
-    );
+    let ctl = support::stowage_process(cp, "stowage-scale", args, &[]);
     let child_of = |parent: u32| {
         std::process::Command::new("pgrep")
             .args(["-P", &parent.to_string(), "stowage"])

@@ -20,9 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use stowage::demo::{NodeJson, Rng};
 use stowage::model::{Node, load_pod, load_snapshot};
-use stowage::scoring::{
-    ClusterState, NodeUsage, Profile, Profiles, SchedulerVersion, filter, node_usages,
-};
+use stowage::scoring::{NodeUsage, Profile, Profiles, SchedulerVersion, filter, node_usages};
 use support::{ControlPlane, wait_until};
 
 const NODES: usize = 50;
@@ -574,27 +572,8 @@ impl Tracked {
     /// nodes that pass the Filter, as the framework does) for an incoming pod: the feasible
     /// nodes with the top score, and that score.
     fn best(&mut self, profile: &Profile, pod: &stowage::model::Pod) -> (BTreeSet<String>, i64) {
-        let s = &mut self.snapshot;
-        s.pods.push(pod.clone());
-        let incoming = (s.pods.len() - 1) as u32;
-        let usage = node_usages(s);
-        let mut state = ClusterState::new(s, &s.nodes, &[incoming]);
-        let prepared = state.prepare(incoming, &profile.spread_defaults);
-        let feasible = state.feasible(&prepared, profile, incoming, &usage);
-        let preferences = state.preference_scores(profile, incoming, &feasible);
-        let mut best = (BTreeSet::new(), i64::MIN);
-        for (&n, extra) in feasible.iter().zip(preferences) {
-            let score = profile.score(&usage[n as usize], &pod.requests) + extra;
-            if score > best.1 {
-                best = (BTreeSet::new(), score);
-            }
-            if score == best.1 {
-                best.0.insert(s.nodes[n as usize].name.clone());
-            }
-        }
-        drop(state);
-        s.pods.pop();
-        best
+        let placed = support::placement::place(&mut self.snapshot, profile, pod);
+        (placed.best, placed.top)
     }
 
     fn bind(&mut self, mut pod: stowage::model::Pod, node: &str) {

@@ -31,7 +31,7 @@ pub const DRAIN_LIMIT: Duration = Duration::from_secs(600);
 /// The longest a message's handling may last (refused evictions up to [`DRAIN_LIMIT`], then an
 /// Auto Scaling termination's wait for the node to empty up to [`DRAIN_LIMIT`]), after which
 /// its message is no longer kept invisible.
-pub const HANDLING_LIMIT: Duration = Duration::from_secs(2 * 600 + 60);
+pub const HANDLING_LIMIT: Duration = Duration::from_secs(2 * DRAIN_LIMIT.as_secs() + 60);
 /// Between two attempts of a refused eviction, and two looks at a draining node.
 const RETRY: Duration = Duration::from_secs(2);
 /// Evictions in flight per node.
@@ -82,6 +82,8 @@ pub enum HandleError {
     Node(#[from] NodeError),
     #[error("{0}")]
     Aws(#[from] crate::aws::clients::AwsError),
+    #[error("nodes not listed: {0}")]
+    Nodes(kube::Error),
 }
 
 /// The Event reason of a notice on its node.
@@ -234,10 +236,7 @@ impl Handler {
         let listed = nodes
             .list(&kube::api::ListParams::default())
             .await
-            .map_err(|source| NodeError::Api {
-                node: "(list)".into(),
-                source,
-            })?;
+            .map_err(HandleError::Nodes)?;
         let mut found = Vec::new();
         for node in listed.items {
             let instance = node

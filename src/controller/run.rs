@@ -360,43 +360,58 @@ async fn watch_policies(
     Ok(store)
 }
 
-/// Mirrors leadership into the `stowage_leader` gauge and wakes the loop when it changes.
-fn spawn_leader_gauge(
-    mut leading: tokio::sync::watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
-    changed: Arc<Notify>,
+/// Calls `each` with the receiver's value now and at every change, and `closed` once its
+/// sender is gone.
+fn follow(
+    mut rx: tokio::sync::watch::Receiver<bool>,
+    each: impl Fn(bool) + Send + 'static,
+    closed: impl FnOnce() + Send + 'static,
 ) {
     tokio::spawn(async move {
         loop {
-            let now = *leading.borrow_and_update();
-            metrics.leader.set(i64::from(now));
-            tracing::info!(leader = now, "leadership");
-            changed.notify_one();
-            if leading.changed().await.is_err() {
-                metrics.leader.set(0);
-                return;
+            each(*rx.borrow_and_update());
+            if rx.changed().await.is_err() {
+                return closed();
             }
         }
     });
 }
 
+/// Mirrors leadership into the `stowage_leader` gauge and wakes the loop when it changes.
+fn spawn_leader_gauge(
+    leading: tokio::sync::watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+    changed: Arc<Notify>,
+) {
+    let gauge = metrics.clone();
+    follow(
+        leading,
+        move |now| {
+            gauge.leader.set(i64::from(now));
+            tracing::info!(leader = now, "leadership");
+            changed.notify_one();
+        },
+        move || {
+            metrics.leader.set(0);
+        },
+    );
+}
+
 /// Mirrors whether the API server answers the Lease calls into `stowage_api_answering` (and
 /// so `/readyz`).
-fn spawn_answering_gauge(mut answering: tokio::sync::watch::Receiver<bool>, metrics: Arc<Metrics>) {
-    tokio::spawn(async move {
-        loop {
-            let now = *answering.borrow_and_update();
+fn spawn_answering_gauge(answering: tokio::sync::watch::Receiver<bool>, metrics: Arc<Metrics>) {
+    follow(
+        answering,
+        move |now| {
             metrics.api_answering.set(i64::from(now));
             if !now {
                 tracing::warn!(
                     "the API server has not answered the Lease within the renew deadline: not ready"
                 );
             }
-            if answering.changed().await.is_err() {
-                return;
-            }
-        }
-    });
+        },
+        || {},
+    );
 }
 
 #[cfg(feature = "aws")]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "aws")]
 pub mod moto;
+pub mod placement;
 pub mod proxy;
 pub mod workload;
 
@@ -197,6 +198,26 @@ impl Drop for Supervised {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `stowage` binary of this build with `args` (a controller, an agent), supervised as
+/// `name` in the control plane's directory, with `env` set. (Tests only: an example that
+/// shares this module has no such binary path.)
+#[cfg(test)]
+pub fn stowage_process(
+    cp: &ControlPlane,
+    name: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> Supervised {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    Supervised::spawn_env(
+        name,
+        &cp.dir.0,
+        Path::new(env!("CARGO_BIN_EXE_stowage")),
+        &args,
+        env,
+    )
 }
 
 /// A temporary directory removed on drop.

@@ -58,29 +58,10 @@ pub fn pool_nodes(cp: &ControlPlane, p: &str, count: usize) {
     cp.apply_objects(nodes);
 }
 
-/// The nodes of the running web replicas, sorted.
-pub fn web_nodes(cp: &ControlPlane, ns: &str) -> Vec<String> {
-    let out = cp
-        .kubectl_output(&[
-            "get",
-            "pods",
-            "-n",
-            ns,
-            "-l",
-            "app=web",
-            "--field-selector=status.phase=Running",
-            "-o",
-            "jsonpath={.items[*].spec.nodeName}",
-        ])
-        .unwrap_or_default();
-    let mut nodes: Vec<String> = out.split_whitespace().map(String::from).collect();
-    nodes.sort();
-    nodes
-}
-
-/// The name of the web replica running on `node`.
-pub fn web_pod_on(cp: &ControlPlane, ns: &str, node: &str) -> String {
-    cp.kubectl(&[
+/// What `jsonpath` says of the web replicas of `ns` that `fields` selects ("" when the
+/// API server answers nothing).
+fn web_pods(cp: &ControlPlane, ns: &str, fields: &str, jsonpath: &str) -> String {
+    cp.kubectl_output(&[
         "get",
         "pods",
         "-n",
@@ -88,10 +69,29 @@ pub fn web_pod_on(cp: &ControlPlane, ns: &str, node: &str) -> String {
         "-l",
         "app=web",
         "--field-selector",
-        &format!("spec.nodeName={node}"),
+        fields,
         "-o",
-        "jsonpath={.items[0].metadata.name}",
+        &format!("jsonpath={jsonpath}"),
     ])
+    .unwrap_or_default()
+}
+
+/// The nodes of the running web replicas, sorted.
+pub fn web_nodes(cp: &ControlPlane, ns: &str) -> Vec<String> {
+    let out = web_pods(cp, ns, "status.phase=Running", "{.items[*].spec.nodeName}");
+    let mut nodes: Vec<String> = out.split_whitespace().map(String::from).collect();
+    nodes.sort();
+    nodes
+}
+
+/// The name of the web replica running on `node`.
+pub fn web_pod_on(cp: &ControlPlane, ns: &str, node: &str) -> String {
+    web_pods(
+        cp,
+        ns,
+        &format!("spec.nodeName={node}"),
+        "{.items[0].metadata.name}",
+    )
 }
 
 /// A PodDisruptionBudget that allows no disruption of the web replicas, once the disruption
