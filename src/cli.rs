@@ -7,7 +7,7 @@
 mod aws;
 
 use crate::demo::demo_cluster;
-use crate::model::{Node, Snapshot, load_pod, load_snapshot};
+use crate::model::{Node, Objects, Snapshot, load_pod, load_snapshot};
 use crate::plan::{Plan, PlanInput, plan, pool_of};
 use crate::policy::ConsolidationPolicy;
 use crate::scoring::{ClusterState, Profiles, SchedulerVersion, filter, node_usages};
@@ -123,6 +123,10 @@ enum Command {
         /// kube-scheduler version whose BalancedAllocation formula to use (1.35 or 1.36).
         #[arg(long, default_value = "1.36")]
         scheduler_version: SchedulerVersion,
+        /// Print on stderr where the time went: reading the file, parsing it, planning,
+        /// writing the answer.
+        #[arg(long)]
+        timings: bool,
     },
     /// Score one incoming pod against every node of a snapshot as kube-scheduler would.
     Score {
@@ -331,6 +335,7 @@ pub fn main() -> ExitCode {
             output,
             now,
             scheduler_version,
+            timings,
         } => run_plan(
             if cluster.given() {
                 Source::Live(cluster)
@@ -341,6 +346,7 @@ pub fn main() -> ExitCode {
             output,
             now.as_deref(),
             scheduler_version,
+            Timings::start(timings),
             &mut out,
         ),
         Command::Score {
@@ -769,11 +775,28 @@ fn run_plan(
     output: Output,
     now: Option<&str>,
     version: SchedulerVersion,
+    mut timings: Timings,
     out: &mut dyn Write,
 ) -> Result<(), InputError> {
     let snapshot = match source {
-        Source::File(path) => read_snapshot(path.as_deref())?,
-        Source::Live(cluster) => read_live(&cluster)?,
+        Source::File(Some(path)) => {
+            let bytes = read(&path)?;
+            timings.lap("read");
+            let snapshot = load_snapshot(&bytes).map_err(|e| input_error(&path, e))?;
+            timings.lap("parse");
+            drop(bytes);
+            snapshot
+        }
+        Source::File(None) => {
+            let snapshot = read_snapshot(None)?;
+            timings.lap("parse");
+            snapshot
+        }
+        Source::Live(cluster) => {
+            let snapshot = read_live(&cluster)?;
+            timings.lap("list");
+            snapshot
+        }
     };
     let (policy, profiles) = read_planning(planning, version)?;
     let now = match now {
@@ -785,11 +808,13 @@ fn run_plan(
         })?,
         None => Timestamp::now(),
     };
+    timings.lap("setup");
     let result = plan(&PlanInput::new(&snapshot, &policy, &profiles, now));
+    timings.lap("plan");
     for w in &result.warnings {
         eprintln!("warning: {w}");
     }
-    match output {
+    let written = match output {
         Output::Json => print(out, &to_json(&result)),
         Output::Table => print(out, &plan_table(&result, &snapshot.nodes)),
         Output::Wide => {
@@ -797,6 +822,47 @@ fn run_plan(
             let color = std::io::stdout().is_terminal();
             print(out, &crate::view::render(&snapshot, &result, color))
         }
+    };
+    timings.lap("output");
+    if timings.shown {
+        eprintln!("{timings}");
+    }
+    written
+}
+
+/// Wall time per phase of a command (`stowage plan --timings`).
+struct Timings {
+    shown: bool,
+    start: std::time::Instant,
+    last: std::time::Instant,
+    laps: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Timings {
+    fn start(shown: bool) -> Timings {
+        let now = std::time::Instant::now();
+        Timings {
+            shown,
+            start: now,
+            last: now,
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((phase, now - self.last));
+        self.last = now;
+    }
+}
+
+impl std::fmt::Display for Timings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "timings:")?;
+        for (phase, took) in &self.laps {
+            write!(f, " {phase} {:.3} s,", took.as_secs_f64())?;
+        }
+        write!(f, " total {:.3} s", self.start.elapsed().as_secs_f64())
     }
 }
 
@@ -839,7 +905,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     s
 }
 
-fn plan_table(plan: &Plan, nodes: &[Node]) -> String {
+fn plan_table(plan: &Plan, nodes: &Objects<Node>) -> String {
     let pools: HashMap<&str, String> = nodes
         .iter()
         .map(|n| (n.name.as_str(), pool_of(n)))

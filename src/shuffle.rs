@@ -153,7 +153,7 @@ impl<'a> SparkIndex<'a> {
     /// `RssShuffleManager`s, and a pod the policy's `shuffle.shuffleServerSelector` selects
     /// serves every remote shuffle app.
     pub fn serves_running_app(&self, pod: &Pod) -> Option<&'a str> {
-        let label = |k: &str| pod.labels.get(k).map(String::as_str);
+        let label = |k: &str| pod.labels.get(k).map(crate::model::Name::as_str);
         let served = if self.server_selector.is_some_and(|s| s.matches(&pod.labels)) {
             None
         } else if keys::CELEBORN_WORKER
@@ -249,7 +249,7 @@ impl<'a> SparkIndex<'a> {
         if executor
             .labels
             .get(keys::SPARK_EXEC_INACTIVE)
-            .map(String::as_str)
+            .map(crate::model::Name::as_str)
             == Some("true")
         {
             return ShuffleState::Free("executor marked inactive");
@@ -285,9 +285,9 @@ impl<'a> SparkIndex<'a> {
         }
         ShuffleState::Holds {
             app_id: if spark.app_id.is_empty() {
-                spark.app_name.clone().unwrap_or_else(|| "unknown".into())
+                spark.app_name.as_deref().unwrap_or("unknown").to_string()
             } else {
-                spark.app_id.clone()
+                spark.app_id.to_string()
             },
             can_decommission: enabled("spark.decommission.enabled") && migrates,
         }
@@ -387,9 +387,7 @@ mod tests {
             ShuffleState::Holds { .. }
         ));
         let mut inactive = holder.clone();
-        inactive
-            .labels
-            .insert("spark-exec-inactive".into(), "true".into());
+        inactive.labels.insert("spark-exec-inactive", "true");
         assert_eq!(
             state(&s, &inactive),
             ShuffleState::Free("executor marked inactive")

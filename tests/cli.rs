@@ -145,6 +145,35 @@ fn the_plan_reads_its_own_demo_snapshot_and_a_policy() {
     );
 }
 
+#[test]
+fn timings_say_where_the_time_of_a_plan_went() {
+    let dir = TempDir::new("timings");
+    let snap = dir.file(
+        "snap.json",
+        &String::from_utf8(stowage(&["demo"]).stdout).unwrap(),
+    );
+    let out = stowage(&["plan", "--snapshot", &snap, "--timings"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("timings:"))
+        .unwrap_or_else(|| panic!("no timings line: {stderr}"));
+    for phase in ["read", "parse", "plan", "output", "total"] {
+        assert!(
+            line.contains(&format!(" {phase} ")),
+            "{phase} missing: {line}"
+        );
+    }
+    // Without the flag, nothing is said.
+    let quiet = stowage(&["plan", "--snapshot", &snap]);
+    assert!(
+        !String::from_utf8(quiet.stderr)
+            .unwrap()
+            .contains("timings:")
+    );
+}
+
 /// A node of upstream's test tables: only allocatable resources.
 fn node(name: &str, allocatable: Value) -> Value {
     let resources = allocatable.as_object().expect("a resource map").iter();

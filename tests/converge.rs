@@ -35,12 +35,12 @@ fn in_use_and_fixed_point(cp: &ControlPlane, policy: &ConsolidationPolicy) -> (u
     // This test's pool only: other tests' nodes and pods share the control plane.
     snapshot
         .nodes
-        .retain(|n| n.labels.get("pool").map(String::as_str) == Some("conv"));
+        .retain(|n| n.labels.get("pool").map(|v| v.as_str()) == Some("conv"));
     let names: std::collections::HashSet<String> =
         snapshot.nodes.iter().map(|n| n.name.clone()).collect();
     snapshot
         .pods
-        .retain(|p| p.node_name.as_ref().is_some_and(|n| names.contains(n)));
+        .retain(|p| p.node_name.as_deref().is_some_and(|n| names.contains(n)));
     let profiles = Profiles::defaults(SchedulerVersion::V1_36);
     let fixed = stowage::plan::iterate(&snapshot, policy, &profiles, jiff::Timestamp::now());
     (stowage::plan::nodes_in_use(&snapshot), fixed.nodes_in_use)

@@ -227,11 +227,7 @@ fn drained_nodes_empty_and_every_pod_finds_a_home() {
     )
     .unwrap();
     let mut policy = ConsolidationPolicy::default_policy();
-    policy
-        .spec
-        .node_selector
-        .match_labels
-        .insert("pool".into(), "e2e".into());
+    policy.spec.node_selector.match_labels.insert("pool", "e2e");
     let profiles = Profiles::defaults(SchedulerVersion::V1_36);
     let result = plan(&PlanInput {
         snapshot: &snapshot,

@@ -110,7 +110,7 @@ fn pod_manifest(ns: &str, name: &str, scheduler: &str, rng: &mut Rng, node: Opti
 }
 
 struct Cluster {
-    nodes: Vec<Node>,
+    nodes: stowage::model::Objects<Node>,
     usage: HashMap<String, NodeUsage>,
 }
 
@@ -577,7 +577,7 @@ impl Tracked {
     }
 
     fn bind(&mut self, mut pod: stowage::model::Pod, node: &str) {
-        pod.node_name = Some(node.to_string());
+        pod.node_name = Some(node.into());
         self.snapshot.pods.push(pod);
     }
 }

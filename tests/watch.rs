@@ -146,7 +146,7 @@ async fn watchers_follow_creates_updates_and_deletes() {
             .pods
             .iter()
             .filter(|p| p.namespace == ns)
-            .map(|p| (p.name.clone(), p.labels.get("tier").cloned()))
+            .map(|p| (p.name.clone(), p.labels.get("tier").map(|t| t.to_string())))
             .collect();
         pods.sort();
         pods

@@ -14,7 +14,7 @@ use super::clients::{Aws, AwsError, Group, Nodegroup};
 use super::interruption::instance_id;
 use super::template::{self, MAX_TAGS, PREFIX, TagChanges};
 use crate::model::selector::Taint;
-use crate::model::{Node, Snapshot};
+use crate::model::{Node, Objects, Snapshot};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// The tag that marks a group whose node-template tags stowage writes; its value is the
@@ -78,7 +78,7 @@ pub fn discovery_keys(cluster: &str) -> Vec<String> {
 pub fn selected_keys(snapshot: &Snapshot) -> HashSet<String> {
     let mut keys = HashSet::new();
     for p in snapshot.pods.iter().filter(|p| p.node_name.is_none()) {
-        keys.extend(p.placement.node_selector.keys().cloned());
+        keys.extend(p.placement.node_selector.keys().map(|k| k.to_string()));
         for term in p.placement.required_terms.iter().flatten() {
             keys.extend(term.match_expressions.iter().map(|r| r.key.clone()));
         }
@@ -156,7 +156,7 @@ pub type Save<'a> =
 /// group is reported and the others go on; without `save` (a dry run) nothing is written.
 pub async fn reconcile(
     aws: &dyn Aws,
-    nodes: &[Node],
+    nodes: &Objects<Node>,
     selected: &HashSet<String>,
     cluster: &str,
     owned: &mut Owned,
@@ -346,7 +346,7 @@ mod tests {
     fn the_owner_marker_and_the_users_tags_count_against_the_limit() {
         let mut n = Node::default();
         for i in 0..60 {
-            n.labels.insert(format!("l{i:02}"), "v".into());
+            n.labels.insert(format!("l{i:02}"), "v");
         }
         let user: Vec<(String, String)> = (0..10).map(|i| (format!("u{i}"), "x".into())).collect();
         let refs: Vec<(&str, &str)> = user.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -477,7 +477,7 @@ mod tests {
         let reports = runtime
             .block_on(reconcile(
                 &fake,
-                &nodes,
+                &nodes.clone().into(),
                 &HashSet::new(),
                 "c",
                 &mut owned,
@@ -500,7 +500,7 @@ mod tests {
         runtime
             .block_on(reconcile(
                 &fake,
-                &nodes,
+                &nodes.clone().into(),
                 &HashSet::new(),
                 "c",
                 &mut owned,

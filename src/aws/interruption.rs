@@ -135,13 +135,14 @@ mod tests {
             .executor_of("app", "driver");
         exec.grace_seconds = 120;
         Snapshot {
-            nodes: vec![a, b],
+            nodes: vec![a, b].into(),
             pods: vec![
                 exec,
                 Pod::test("web").on("ip-10-0-1-5.ec2.internal"),
                 Pod::test("logs").on("ip-10-0-1-5.ec2.internal").daemonset(),
                 Pod::test("other").on("ip-10-0-1-6.ec2.internal"),
-            ],
+            ]
+            .into(),
             ..Snapshot::default()
         }
     }

@@ -107,7 +107,7 @@ pub fn template_tags(
         let everywhere = nodes.iter().all(|n| n.labels.get(k) == Some(v));
         if everywhere {
             let priority = if selected.contains(k.as_str()) { 2 } else { 3 };
-            wanted.push((priority, format!("{PREFIX}label/{k}"), v.clone()));
+            wanted.push((priority, format!("{PREFIX}label/{k}"), v.to_string()));
         }
     }
     wanted.retain(|(_, k, v)| k.len() <= MAX_KEY && v.len() <= MAX_VALUE);
@@ -191,7 +191,7 @@ mod tests {
             value: String::new(),
             effect: "NoSchedule".into(),
         });
-        a.labels.insert("only-here".into(), "x".into());
+        a.labels.insert("only-here", "x");
         let tags = template_tags(&[&a, &b], &HashSet::new(), MAX_TAGS);
         let expected: BTreeMap<String, String> = [
             ("label/eks.amazonaws.com/nodegroup", "spark-spot"),
@@ -255,8 +255,7 @@ mod tests {
     fn when_tags_do_not_fit_selected_labels_come_before_the_rest() {
         let mut a = node("n", "us-east-1a");
         for i in 0..60 {
-            a.labels
-                .insert(format!("team.example.com/l{i:02}"), "v".into());
+            a.labels.insert(format!("team.example.com/l{i:02}"), "v");
         }
         let selected: HashSet<String> = ["team.example.com/l59".to_string()].into();
         // Room for resources, the taint and three labels.

@@ -338,7 +338,7 @@ pub fn decide(input: &Input, memory: &Memory) -> Decision {
         on.occupied += 1;
         if p.needs_new_home() {
             on.left.push(PodRef {
-                namespace: p.namespace.clone(),
+                namespace: p.namespace.to_string(),
                 name: p.name.clone(),
                 uid: p.uid.clone(),
             });
@@ -976,8 +976,8 @@ mod tests {
     /// A busy node and `thin` nodes with one small ReplicaSet pod each.
     fn thin(thin: usize) -> Snapshot {
         let mut s = Snapshot {
-            nodes: vec![Node::test("busy")],
-            pods: vec![Pod::test("big").on("busy").req(8_000, 32 * GI)],
+            nodes: vec![Node::test("busy")].into(),
+            pods: vec![Pod::test("big").on("busy").req(8_000, 32 * GI)].into(),
             ..Snapshot::default()
         };
         for i in 1..=thin {
@@ -1086,16 +1086,17 @@ mod tests {
     #[test]
     fn protection_on_nodes_no_policy_governs_is_removed() {
         let mut s = Snapshot {
-            nodes: vec![Node::test("spark-1"), Node::test("other-1")],
+            nodes: vec![Node::test("spark-1"), Node::test("other-1")].into(),
             pods: vec![
                 Pod::test("driver").on("spark-1").driver_of("app-1"),
                 Pod::test("exec-1")
                     .on("other-1")
                     .executor_of("app-1", "driver"),
-            ],
+            ]
+            .into(),
             ..Snapshot::default()
         };
-        s.nodes[1].labels.insert("pool".into(), "other".into());
+        s.nodes[1].labels.insert("pool", "other");
         s.nodes[1].protecting = true;
         s.pods[1].protected = true;
         let spark = policy();
@@ -1399,14 +1400,16 @@ mod tests {
                 Node::test("idle"),
                 Node::test("idle-counting"),
                 Node::test("other-pool").label("pool", "batch"),
-            ],
+            ]
+            .into(),
             pods: vec![
                 Pod::test("a").on("busy").req(12_000, 48 * GI),
                 Pod::test("b").on("busy-again").req(12_000, 48 * GI),
                 Pod::test("c").on("idle"),
                 Pod::test("d").on("idle-counting"),
                 Pod::test("e").on("other-pool"),
-            ],
+            ]
+            .into(),
             ..Snapshot::default()
         };
         for n in [1, 3, 4] {

@@ -3,7 +3,7 @@
 //! condition naming it. Pure: the controller computes this once per cycle from the policies
 //! and the snapshot's nodes.
 
-use crate::model::Node;
+use crate::model::{Node, Objects};
 use crate::policy::ConsolidationPolicy;
 use rustc_hash::FxHashSet as HashSet;
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ const EXAMPLES: usize = 3;
 
 impl Governance {
     /// `policies` in any order; names are unique (they are the objects' names).
-    pub fn of(policies: &[&ConsolidationPolicy], nodes: &[Node]) -> Governance {
+    pub fn of(policies: &[&ConsolidationPolicy], nodes: &Objects<Node>) -> Governance {
         let mut sorted: Vec<&ConsolidationPolicy> = policies.to_vec();
         sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let mut governance = Governance::default();
@@ -115,7 +115,7 @@ mod tests {
         let all = policy("all", None);
         let spark = policy("spark", Some("spark"));
         let web = policy("web", Some("web"));
-        let g = Governance::of(&[&web, &spark, &all], &nodes);
+        let g = Governance::of(&[&web, &spark, &all], &nodes.clone().into());
         assert!(g.elsewhere["all"].is_empty());
         assert_eq!(
             g.elsewhere["spark"],
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_conflict_message_names_a_few_nodes_and_counts_the_rest() {
-        let nodes: Vec<Node> = (0..5).map(|i| Node::test(&format!("n-{i}"))).collect();
+        let nodes: Objects<Node> = (0..5).map(|i| Node::test(&format!("n-{i}"))).collect();
         let g = Governance::of(&[&policy("b", None), &policy("a", None)], &nodes);
         assert!(
             g.conflict("b").unwrap().ends_with(
@@ -156,12 +156,14 @@ mod tests {
                 Node::test("busy"),
                 Node::test("thin-1"),
                 Node::test("thin-2"),
-            ],
+            ]
+            .into(),
             pods: vec![
                 Pod::test("a").on("busy").req(10_000, 40 * gi),
                 Pod::test("b").on("thin-1").req(1000, gi),
                 Pod::test("c").on("thin-2").req(1000, gi),
-            ],
+            ]
+            .into(),
             ..Snapshot::default()
         };
         let policy = policy("b", None);

@@ -103,7 +103,7 @@ pub fn decide(
         }
         // A user's own do-not-disrupt (whatever its value) is not stowage's to manage.
         let wanted = holds && !pod.users_do_not_disrupt && !leaving.contains(node);
-        let key = || (pod.namespace.clone(), pod.name.clone());
+        let key = || (pod.namespace.to_string(), pod.name.clone());
         if wanted && !pod.protected {
             out.protect_pods.push(key());
         } else if !wanted && pod.protected && !pod.terminating {
@@ -151,7 +151,7 @@ pub fn ungoverned(snapshot: &Snapshot, governed: impl Fn(&Node) -> bool) -> Prot
                     && !p.terminating
                     && p.node_name.as_deref().is_some_and(|n| orphans.contains(n))
             })
-            .map(|p| (p.namespace.clone(), p.name.clone()))
+            .map(|p| (p.namespace.to_string(), p.name.clone()))
             .collect(),
         unprotect_nodes: snapshot
             .nodes
@@ -173,12 +173,13 @@ mod tests {
 
     fn cluster() -> Snapshot {
         Snapshot {
-            nodes: vec![Node::test("a"), Node::test("b"), Node::test("c")],
+            nodes: vec![Node::test("a"), Node::test("b"), Node::test("c")].into(),
             pods: vec![
                 Pod::test("driver").on("a").driver_of("app-1"),
                 Pod::test("exec-1").on("b").executor_of("app-1", "driver"),
                 Pod::test("web").on("c"),
-            ],
+            ]
+            .into(),
             ..Snapshot::default()
         }
     }

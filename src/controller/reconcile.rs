@@ -171,12 +171,15 @@ impl<W: Writer> Reconciler<W> {
     ) -> Round {
         let started = std::time::Instant::now();
         let seen = super::spark_api::ask_drivers(index, policies).await;
-        let (mut decision, failing) = {
+        // A copy of the index (pointers to its objects, taken in milliseconds): the plan runs
+        // with the lock released, so watch events, spot notices and the admin server never
+        // wait behind it.
+        let (snapshot, failing) = {
             let mut index = index.lock().expect("index lock");
-            let failing = index.failing();
-            let decision = self.decide(index.snapshot(), policies, known, &seen, now);
-            (decision, failing)
+            (index.snapshot().clone(), index.failing())
         };
+        let mut decision = off_the_runtime(|| self.decide(&snapshot, policies, known, &seen, now));
+        drop(snapshot);
         self.metrics.watches_failing.set(failing.len() as i64);
         if !failing.is_empty() {
             // What the index holds of these kinds may be stale (a pod bound to a draining
@@ -189,6 +192,15 @@ impl<W: Writer> Reconciler<W> {
             .round_duration
             .observe(started.elapsed().as_secs_f64());
         round
+    }
+}
+
+/// Runs `work` (CPU-bound: a plan) telling a multi-threaded runtime to move its other tasks
+/// (the Lease, interruption handling, watches) to other threads meanwhile.
+fn off_the_runtime<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 

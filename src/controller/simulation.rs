@@ -242,7 +242,7 @@ impl World {
         app.running = false;
         app.collect_at = Some(round + 3);
         let driver = app.driver.clone();
-        for p in &mut self.snapshot.pods {
+        for p in self.snapshot.pods.iter_mut() {
             if p.name == driver {
                 p.phase = PodPhase::Succeeded;
             }
@@ -273,7 +273,7 @@ impl World {
         let (out, kept): (Vec<Pod>, Vec<Pod>) = std::mem::take(&mut self.snapshot.pods)
             .into_iter()
             .partition(|p| gone(p));
-        self.snapshot.pods = kept;
+        self.snapshot.pods = kept.into();
         // A driver gone is its app ended (its executors are garbage-collected soon).
         let round = self.round;
         for pod in &out {
@@ -360,7 +360,7 @@ impl World {
             match best {
                 Some((_, node)) => {
                     let pod = &mut self.snapshot.pods[i];
-                    pod.node_name = Some(node);
+                    pod.node_name = Some(node.into());
                     pod.phase = PodPhase::Running;
                 }
                 None => unplaced += 1,
@@ -453,7 +453,7 @@ impl Writer for SimWriter {
         let mut w = self.0.lock().unwrap();
         match target {
             Protected::Pod { namespace, name } => {
-                for p in &mut w.snapshot.pods {
+                for p in w.snapshot.pods.iter_mut() {
                     if &p.namespace == namespace && &p.name == name {
                         p.protected = on;
                     }
@@ -594,7 +594,7 @@ fn run(setup: Setup) -> Outcome {
         // Round-robin first placement: thin nodes everywhere.
         let names: Vec<String> = w.snapshot.nodes.iter().map(|n| n.name.clone()).collect();
         for (i, p) in w.snapshot.pods.iter_mut().enumerate() {
-            p.node_name = Some(names[i % names.len()].clone());
+            p.node_name = Some(names[i % names.len()].as_str().into());
             p.phase = PodPhase::Running;
         }
     }
@@ -626,7 +626,7 @@ fn run(setup: Setup) -> Outcome {
             w.remove_pods(|p| {
                 p.spark
                     .as_ref()
-                    .is_some_and(|s| collect.contains(&s.app_id))
+                    .is_some_and(|s| collect.iter().any(|c| *c == s.app_id))
             });
             if !quiet {
                 if rng.chance(0.05) {
@@ -691,7 +691,7 @@ fn run(setup: Setup) -> Outcome {
                         let gone_at = round + 6;
                         w.interrupted.insert(n.clone(), gone_at);
                         // The interruption handler evicts everything, holders included.
-                        for p in &mut w.snapshot.pods {
+                        for p in w.snapshot.pods.iter_mut() {
                             if p.node_name.as_deref() == Some(n.as_str()) && p.needs_new_home() {
                                 p.terminating = true;
                             }
@@ -936,8 +936,8 @@ fn the_invariants_have_teeth() {
     let mut w = World::new(1, 2, Faults::NONE);
     w.start_app();
     let names: Vec<String> = w.snapshot.nodes.iter().map(|n| n.name.clone()).collect();
-    for p in &mut w.snapshot.pods {
-        p.node_name = Some(names[0].clone());
+    for p in w.snapshot.pods.iter_mut() {
+        p.node_name = Some(names[0].as_str().into());
         p.phase = PodPhase::Running;
     }
     let exec = w
@@ -947,7 +947,7 @@ fn the_invariants_have_teeth() {
         .find(|p| p.name.starts_with("exec"))
         .unwrap();
     let pod = PodRef {
-        namespace: exec.namespace.clone(),
+        namespace: exec.namespace.to_string(),
         name: exec.name.clone(),
         uid: exec.uid.clone(),
     };

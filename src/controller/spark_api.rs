@@ -84,12 +84,12 @@ pub fn queries(snapshot: &Snapshot, port: i64, wanted: impl Fn(&str) -> bool) ->
         by_app
             .entry(key)
             .or_insert_with(|| Query {
-                app_id: s.app_id.clone(),
+                app_id: s.app_id.to_string(),
                 base: format!("http://{host}:{port}"),
                 executors: Vec::new(),
             })
             .executors
-            .push((id.clone(), p.uid.clone()));
+            .push((id.to_string(), p.uid.clone()));
     }
     by_app.into_values().take(MAX_APPS).collect()
 }
@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn an_executor_the_driver_clears_no_longer_keeps_its_node() {
         let mut snapshot = Snapshot {
-            nodes: vec![Node::test("busy"), Node::test("thin")],
+            nodes: vec![Node::test("busy"), Node::test("thin")].into(),
             pods: vec![
                 Pod::test("big").on("busy").req(10_000, 40 << 30),
                 Pod::test("driver").on("busy").driver_of("spark-1"),
@@ -430,7 +430,8 @@ mod tests {
                     .on("thin")
                     .executor_of("spark-1", "driver")
                     .label(keys::SPARK_EXEC_ID, "1"),
-            ],
+            ]
+            .into(),
             ..Snapshot::default()
         };
         snapshot.pods[1].spark.as_mut().unwrap().pod_ip = Some("10.0.0.7".into());

@@ -6,8 +6,8 @@
 //! [`Snapshot`]: its vectors are updated in place (`apply` replaces or appends, `delete`
 //! swap-removes), with a position per object key, so a cycle plans from it without copying.
 
-use crate::model::Snapshot;
 use crate::model::load::{LoadError, load_object, pin_to_template_nodes};
+use crate::model::{Objects, Snapshot};
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
@@ -44,6 +44,44 @@ impl Collection {
     }
 }
 
+/// A snapshot collection the index updates in place.
+trait Items<T> {
+    fn len(&self) -> usize;
+    fn push(&mut self, item: T);
+    fn replace(&mut self, i: usize, item: T);
+    fn swap_remove(&mut self, i: usize);
+}
+
+impl<T> Items<T> for Vec<T> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn push(&mut self, item: T) {
+        self.push(item);
+    }
+    fn replace(&mut self, i: usize, item: T) {
+        self[i] = item;
+    }
+    fn swap_remove(&mut self, i: usize) {
+        self.swap_remove(i);
+    }
+}
+
+impl<T> Items<T> for Objects<T> {
+    fn len(&self) -> usize {
+        self.len()
+    }
+    fn push(&mut self, item: T) {
+        self.push(item);
+    }
+    fn replace(&mut self, i: usize, item: T) {
+        self.set(i, item);
+    }
+    fn swap_remove(&mut self, i: usize) {
+        self.swap_remove(i);
+    }
+}
+
 /// Where each object sits in its collection: `keys[i]` is the key of element `i` (one shared
 /// allocation per key).
 #[derive(Default)]
@@ -53,9 +91,9 @@ struct Slots {
 }
 
 impl Slots {
-    fn upsert<T>(&mut self, items: &mut Vec<T>, key: String, item: T) {
+    fn upsert<T>(&mut self, items: &mut impl Items<T>, key: String, item: T) {
         match self.position.get(key.as_str()) {
-            Some(&i) => items[i] = item,
+            Some(&i) => items.replace(i, item),
             None => {
                 let key: Arc<str> = key.into();
                 self.position.insert(key.clone(), items.len());
@@ -66,7 +104,7 @@ impl Slots {
     }
 
     /// Replaces the object of `key` with `item`, or forgets it when there is none.
-    fn set<T>(&mut self, items: &mut Vec<T>, key: String, item: Option<T>) {
+    fn set<T>(&mut self, items: &mut impl Items<T>, key: String, item: Option<T>) {
         match item {
             Some(item) => self.upsert(items, key, item),
             None => {
@@ -75,7 +113,7 @@ impl Slots {
         }
     }
 
-    fn remove<T>(&mut self, items: &mut Vec<T>, key: &str) -> bool {
+    fn remove<T>(&mut self, items: &mut impl Items<T>, key: &str) -> bool {
         let Some(i) = self.position.remove(key) else {
             return false;
         };
@@ -339,6 +377,35 @@ mod tests {
         ]);
         assert_eq!(keys_of(index.snapshot()), keys_of(&expected));
         assert_eq!(index.len(), 5);
+    }
+
+    #[test]
+    fn a_copy_taken_for_a_plan_keeps_what_it_saw_while_the_index_moves_on() {
+        let mut index = ClusterIndex::new();
+        let n = |name: &str| NodeJson::new(name).resources("4", "16Gi", "110").build();
+        let p = |name: &str, node: &str, cpu: i64| {
+            PodJson::new("default", name)
+                .on(node)
+                .requests(cpu, 512)
+                .build()
+        };
+        for object in [n("a"), n("b"), p("x", "a", 100), p("y", "b", 200)] {
+            index.apply(&object).unwrap();
+        }
+        let copy = index.snapshot().clone();
+        // The copy shares the index's objects: pointers, not pods, were copied.
+        assert!(std::ptr::eq(&copy.pods[0], &index.snapshot().pods[0]));
+        index.apply(&p("x", "b", 300)).unwrap();
+        assert!(index.delete("Node", "", "a"));
+        assert!(index.delete("Pod", "default", "y"));
+        assert_eq!(
+            keys_of(&copy),
+            keys_of(&load(&[n("a"), n("b"), p("x", "a", 100), p("y", "b", 200)]))
+        );
+        assert_eq!(
+            keys_of(index.snapshot()),
+            keys_of(&load(&[n("b"), p("x", "b", 300)]))
+        );
     }
 
     fn node_names(index: &mut ClusterIndex) -> Vec<String> {

@@ -7,6 +7,7 @@
 //! [`super`] model, where quantities are parsed exactly. Every error names the item:
 //! `items[12] (Pod spark/exec-3): spec.containers[0].resources.requests.memory: invalid quantity "12Gx"`.
 
+use super::Name;
 use super::constraints::{
     AffinityTerm, Claim, Constraints, Controller, CsiNode, HostPort, InlineDisk, Namespace,
     SpreadConstraint, StorageClass, Volume, WeightedTerm,
@@ -118,8 +119,8 @@ impl Meta {
             .iter()
             .find(|o| o.controller == Some(true))
             .map(|o| OwnerRef {
-                kind: o.kind.clone(),
-                name: o.name.clone(),
+                kind: Name::new(&o.kind),
+                name: Name::new(&o.name),
             })
     }
 }
@@ -752,15 +753,18 @@ pub fn pin_to_template_nodes(snapshot: &mut Snapshot) {
             ))
         })
         .collect();
-    for pod in &mut snapshot.pods {
+    for i in 0..snapshot.pods.len() {
+        let pod = &snapshot.pods[i];
         if let Some(owner) = &pod.controller
-            && let Some(node) = pins.get(&(
+            && let Some(&node) = pins.get(&(
                 owner.kind.as_str(),
                 pod.namespace.as_str(),
                 owner.name.as_str(),
             ))
+            && pod.placement.node_name.as_deref() != Some(node)
         {
-            pod.placement.node_name = Some(node.to_string());
+            // Only the pods that change are written (and copied, when a plan shares them).
+            snapshot.pods[i].placement.node_name = Some(Name::new(node));
         }
     }
 }
@@ -1102,15 +1106,15 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
             .map_or(DEFAULT_GRACE_SECONDS, |g| {
                 g.clamp(0, i64::from(u32::MAX)) as u32
             }),
-        namespace,
+        namespace: Name::new(&namespace),
         name: meta.name,
         uid: meta.uid,
-        node_name: spec.node_name.filter(|n| !n.is_empty()),
+        node_name: spec.node_name.filter(|n| !n.is_empty()).map(Name::from),
         phase: PodPhase::parse(raw.status.phase.as_deref().unwrap_or("")),
         scheduler_name: spec
             .scheduler_name
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "default-scheduler".into()),
+            .map_or_else(|| Name::new("default-scheduler"), Name::from),
         requests,
         labels: meta.labels,
         placement: Placement {
@@ -1122,7 +1126,7 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
         local_volumes,
         spark,
         constraints: (!constraints.is_empty()).then(|| Box::new(constraints)),
-        images,
+        images: images.iter().map(Name::from).collect(),
     })
 }
 
@@ -1337,7 +1341,7 @@ fn merge_label_keys(
         let requirement = LabelSelectorRequirement {
             key: key.clone(),
             operator: operator.into(),
-            values: vec![value.clone()],
+            values: vec![value.to_string()],
         };
         if !selector.match_expressions.contains(&requirement) {
             selector.match_expressions.push(requirement);

@@ -8,8 +8,13 @@
 
 pub mod constraints;
 pub mod load;
+pub mod name;
+pub mod objects;
 pub mod quantity;
 pub mod selector;
+
+pub use name::Name;
+pub use objects::Objects;
 
 pub use constraints::{
     AffinityTerm, Claim, Constraints, Controller, CsiNode, Namespace, StorageClass, Volume,
@@ -246,8 +251,8 @@ impl PodPhase {
 /// The controller owner of an object (`ownerReferences[?controller]`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OwnerRef {
-    pub kind: String,
-    pub name: String,
+    pub kind: Name,
+    pub name: Name,
 }
 
 /// What constrains where a pod may go, besides resources (shared by pods of one template).
@@ -262,7 +267,7 @@ pub struct Placement {
     pub tolerations: std::sync::Arc<[Toleration]>,
     /// `spec.nodeName` of the pod's controller template: its replacement is bound to that node
     /// without being scheduled (the NodeName filter).
-    pub node_name: Option<String>,
+    pub node_name: Option<Name>,
 }
 
 /// The Spark labels of a pod, when it has them.
@@ -270,9 +275,9 @@ pub struct Placement {
 pub struct SparkPod {
     pub role: SparkRole,
     /// `spark-app-selector` (the Spark application id).
-    pub app_id: String,
+    pub app_id: Name,
     /// `sparkoperator.k8s.io/app-name`, when Spark Operator launched it.
-    pub app_name: Option<String>,
+    pub app_name: Option<Name>,
     /// A driver's `status.podIP`: where its REST API answers (rule 3 of §6a).
     pub pod_ip: Option<String>,
 }
@@ -287,12 +292,12 @@ pub enum SparkRole {
 /// A pod, reduced to what scheduling and consolidation decisions read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Pod {
-    pub namespace: String,
+    pub namespace: Name,
     pub name: String,
     pub uid: String,
-    pub node_name: Option<String>,
+    pub node_name: Option<Name>,
     pub phase: PodPhase,
-    pub scheduler_name: String,
+    pub scheduler_name: Name,
     pub requests: PodRequests,
     pub labels: Labels,
     pub placement: Placement,
@@ -323,7 +328,7 @@ pub struct Pod {
     pub constraints: Option<Box<Constraints>>,
     /// Container images, init containers first, named as ImageLocality normalises them
     /// (`:latest` added when no tag is given).
-    pub images: Vec<String>,
+    pub images: Vec<Name>,
 }
 
 /// A volume whose data lives on the node and is lost when the pod moves.
@@ -459,8 +464,8 @@ pub struct SparkApp {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Sorted by name when loaded ([`load::load_snapshot`]).
-    pub nodes: Vec<Node>,
-    pub pods: Vec<Pod>,
+    pub nodes: Objects<Node>,
+    pub pods: Objects<Pod>,
     pub pdbs: Vec<Pdb>,
     pub spark_apps: Vec<SparkApp>,
     pub claims: Vec<Claim>,

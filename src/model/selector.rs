@@ -2,14 +2,16 @@
 //! `k8s.io/apimachinery/pkg/labels`, `k8s.io/component-helpers/scheduling/corev1` and
 //! `k8s.io/api/core/v1/toleration.go`.
 
+use super::Name;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Labels of an object: pairs sorted by key, so output and hashing are deterministic. A sorted
 /// vector rather than a `BTreeMap`, whose first leaf alone allocates room for eleven entries:
-/// the controller keeps the labels of every pod.
+/// the controller keeps the labels of every pod. Keys and values are shared [`Name`]s: the
+/// same few keys and values repeat on every pod of an app.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Vec<(Name, Name)>);
 
 impl Labels {
     pub fn new() -> Labels {
@@ -20,7 +22,7 @@ impl Labels {
         self.0.binary_search_by(|(k, _)| k.as_str().cmp(key))
     }
 
-    pub fn get(&self, key: &str) -> Option<&String> {
+    pub fn get(&self, key: &str) -> Option<&Name> {
         self.find(key).ok().map(|i| &self.0[i].1)
     }
 
@@ -29,7 +31,8 @@ impl Labels {
     }
 
     /// Sets `key`; the value it had, if any.
-    pub fn insert(&mut self, key: String, value: String) -> Option<String> {
+    pub fn insert(&mut self, key: impl Into<Name>, value: impl Into<Name>) -> Option<Name> {
+        let (key, value) = (key.into(), value.into());
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
@@ -39,16 +42,16 @@ impl Labels {
         }
     }
 
-    pub fn remove(&mut self, key: &str) -> Option<String> {
+    pub fn remove(&mut self, key: &str) -> Option<Name> {
         self.find(key).ok().map(|i| self.0.remove(i).1)
     }
 
     /// The pairs in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &String)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&Name, &Name)> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
+    pub fn keys(&self) -> impl Iterator<Item = &Name> {
         self.0.iter().map(|(k, _)| k)
     }
 
@@ -65,34 +68,37 @@ impl Labels {
     }
 }
 
-impl FromIterator<(String, String)> for Labels {
-    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Labels {
+impl<K: Into<Name>, V: Into<Name>> FromIterator<(K, V)> for Labels {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(pairs: I) -> Labels {
         // Later pairs win, as in a map.
-        let map: BTreeMap<String, String> = pairs.into_iter().collect();
+        let map: BTreeMap<Name, Name> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         Labels(map.into_iter().collect())
     }
 }
 
 impl std::ops::Index<&str> for Labels {
-    type Output = String;
+    type Output = Name;
 
     /// The value of `key`; panics when absent, like a map's index.
-    fn index(&self, key: &str) -> &String {
+    fn index(&self, key: &str) -> &Name {
         self.get(key).unwrap_or_else(|| panic!("no label {key:?}"))
     }
 }
 
-impl<const N: usize> From<[(String, String); N]> for Labels {
-    fn from(pairs: [(String, String); N]) -> Labels {
+impl<K: Into<Name>, V: Into<Name>, const N: usize> From<[(K, V); N]> for Labels {
+    fn from(pairs: [(K, V); N]) -> Labels {
         pairs.into_iter().collect()
     }
 }
 
 impl<'a> IntoIterator for &'a Labels {
-    type Item = (&'a String, &'a String);
+    type Item = (&'a Name, &'a Name);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, String)>,
-        fn(&'a (String, String)) -> (&'a String, &'a String),
+        std::slice::Iter<'a, (Name, Name)>,
+        fn(&'a (Name, Name)) -> (&'a Name, &'a Name),
     >;
     fn into_iter(self) -> Self::IntoIter {
         self.0.iter().map(|(k, v)| (k, v))
@@ -107,7 +113,7 @@ impl Serialize for Labels {
 
 impl<'de> Deserialize<'de> for Labels {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
-        let map = BTreeMap::<String, String>::deserialize(d)?;
+        let map = BTreeMap::<Name, Name>::deserialize(d)?;
         Ok(Labels(map.into_iter().collect()))
     }
 }
@@ -173,8 +179,8 @@ impl LabelSelector {
             && self.match_expressions.iter().all(|r| {
                 let value = labels.get(&r.key);
                 match r.operator.as_str() {
-                    "In" => value.is_some_and(|v| r.values.contains(v)),
-                    "NotIn" => value.is_none_or(|v| !r.values.contains(v)),
+                    "In" => value.is_some_and(|v| r.values.iter().any(|x| x == v)),
+                    "NotIn" => value.is_none_or(|v| !r.values.iter().any(|x| x == v)),
                     "Exists" => value.is_some(),
                     "DoesNotExist" => value.is_none(),
                     _ => false,
@@ -266,7 +272,7 @@ impl NodeSelectorTerm {
         }
         self.match_expressions
             .iter()
-            .all(|r| r.matches_value(labels.get(&r.key).map(String::as_str)))
+            .all(|r| r.matches_value(labels.get(&r.key).map(Name::as_str)))
             && self
                 .match_fields
                 .iter()

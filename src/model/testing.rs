@@ -19,7 +19,7 @@ impl Node {
             },
             ..Node::default()
         };
-        n.labels.insert("pool".into(), "spark".into());
+        n.labels.insert("pool", "spark");
         n
     }
 
@@ -30,7 +30,7 @@ impl Node {
     }
 
     pub fn label(mut self, key: &str, value: &str) -> Node {
-        self.labels.insert(key.into(), value.into());
+        self.labels.insert(key, value);
         self
     }
 
@@ -103,7 +103,7 @@ impl Pod {
     }
 
     pub fn label(mut self, key: &str, value: &str) -> Pod {
-        self.labels.insert(key.into(), value.into());
+        self.labels.insert(key, value);
         self
     }
 

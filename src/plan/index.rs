@@ -9,7 +9,7 @@
 //! equals a full scan (highest score, ties to the lowest node name). Each bucket also keeps an
 //! upper bound of its nodes' free cpu/memory, so full nodes are skipped without being touched.
 
-use crate::model::{Node, Placement, PodRequests, Resources};
+use crate::model::{Node, Objects, Placement, PodRequests, Resources};
 use crate::scoring::filter::{fits_resources, static_fit};
 use crate::scoring::{NodeUsage, Profile, ResourceName, Strategy};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
@@ -158,7 +158,7 @@ impl<'p> ProfileBuckets<'p> {
 
 /// The placement oracle over a set of open nodes.
 pub struct DestinationIndex<'a> {
-    nodes: &'a [Node],
+    nodes: &'a Objects<Node>,
     class_of: Vec<usize>,
     class_allocatable: Vec<Resources>,
     profiles: Vec<ProfileBuckets<'a>>,
@@ -179,7 +179,7 @@ pub struct PodToPlace<'p, 'a> {
 
 impl<'a> DestinationIndex<'a> {
     /// Builds an index over `nodes` (sorted by name) for `profiles`; every node starts closed.
-    pub fn new(nodes: &'a [Node], profiles: &[&'a Profile]) -> Self {
+    pub fn new(nodes: &'a Objects<Node>, profiles: &[&'a Profile]) -> Self {
         // Few shapes (a pool of a few dozen instance types): one class each, the tightest
         // bounds. Many (allocatable differing per node): coarse classes, so a pod visits tens of
         // classes rather than thousands.
@@ -188,7 +188,7 @@ impl<'a> DestinationIndex<'a> {
     }
 
     /// [`DestinationIndex::new`] with coarse classes or exact ones.
-    pub fn with_classes(nodes: &'a [Node], profiles: &[&'a Profile], coarse: bool) -> Self {
+    pub fn with_classes(nodes: &'a Objects<Node>, profiles: &[&'a Profile], coarse: bool) -> Self {
         let mut class_ids: HashMap<Resources, usize> = HashMap::default();
         let mut class_allocatable: Vec<Resources> = Vec::new();
         let class_of = nodes
@@ -389,7 +389,7 @@ fn shrink_to(class: &mut Resources, member: &Resources) {
 /// replicas of a template share it).
 fn static_mask<'s, 'a>(
     cache: &'s mut HashMap<&'a Placement, Vec<bool>>,
-    nodes: &[Node],
+    nodes: &Objects<Node>,
     placement: &'a Placement,
 ) -> &'s [bool] {
     cache.entry(placement).or_insert_with(|| {

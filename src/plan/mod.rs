@@ -21,7 +21,7 @@ mod index;
 
 use crate::keys;
 use crate::lifecycle::NodeState;
-use crate::model::{Node, Pod, Snapshot};
+use crate::model::{Node, Objects, Pod, Snapshot};
 use crate::policy::{ConsolidationPolicy, HoldingAction};
 use crate::scoring::filter::{resource_fit, static_fit};
 use crate::scoring::{ClusterState, Infeasible, NodeUsage, Profile, Profiles};
@@ -136,7 +136,7 @@ pub enum Culprit {
 impl Culprit {
     pub fn pod(pod: &Pod) -> Culprit {
         Culprit::Pod {
-            namespace: pod.namespace.clone(),
+            namespace: pod.namespace.to_string(),
             name: pod.name.clone(),
             uid: pod.uid.clone(),
         }
@@ -206,8 +206,7 @@ pub fn pool_of(node: &Node) -> String {
     keys::POOL_LABELS
         .iter()
         .find_map(|k| node.labels.get(k))
-        .cloned()
-        .unwrap_or_else(|| "-".into())
+        .map_or_else(|| "-".into(), |p| p.to_string())
 }
 
 /// Everything a plan is made from.
@@ -315,7 +314,8 @@ pub fn iterate(
         for d in &p.drain {
             homes.extend(d.moves.iter().map(|m| (m.pod.clone(), m.to.clone())));
             gone.extend(d.evict.iter().map(|e| e.pod.clone()));
-            if let Some(n) = s.nodes.iter_mut().find(|n| n.name == d.node) {
+            if let Some(i) = s.nodes.iter().position(|n| n.name == d.node) {
+                let n = &mut s.nodes[i];
                 n.lifecycle.state = NodeState::Drained {
                     policy: policy.metadata.name.clone(),
                     since: now,
@@ -325,9 +325,9 @@ pub fn iterate(
             }
         }
         s.pods.retain(|p| !gone.contains(&p.key()));
-        for pod in &mut s.pods {
-            if let Some(to) = homes.get(&pod.key()) {
-                pod.node_name = Some(to.clone());
+        for i in 0..s.pods.len() {
+            if let Some(to) = homes.get(&s.pods[i].key()) {
+                s.pods[i].node_name = Some(crate::model::Name::new(to));
             }
         }
     }
@@ -404,7 +404,7 @@ pub fn validate_nodes(nodes: &[&str], input: &PlanInput) -> Result<(), Invalid> 
 /// breaks score ties), what each runs as kube-scheduler counts it, and utilisation scores.
 struct Cluster<'a> {
     snapshot: &'a Snapshot,
-    nodes: Cow<'a, [Node]>,
+    nodes: Cow<'a, Objects<Node>>,
     usage: Vec<NodeUsage>,
     /// Pods counted on each node, sorted by namespace/name (independent of snapshot order).
     pods_on: Vec<Vec<u32>>,
@@ -418,7 +418,8 @@ struct Cluster<'a> {
 impl<'a> Cluster<'a> {
     fn new(snapshot: &'a Snapshot, policy: &ConsolidationPolicy, profiles: &Profiles) -> Self {
         // Loaded snapshots are sorted by name already; others are sorted here.
-        let nodes: Cow<'a, [Node]> = if snapshot.nodes.is_sorted_by(|a, b| a.name <= b.name) {
+        let nodes: Cow<'a, Objects<Node>> = if snapshot.nodes.is_sorted_by(|a, b| a.name <= b.name)
+        {
             Cow::Borrowed(&snapshot.nodes)
         } else {
             let mut nodes = snapshot.nodes.clone();
@@ -1126,7 +1127,7 @@ fn guard(
 }
 
 /// Largest requests first, as a human (and Karpenter's simulation) would pack; ties by name.
-fn largest_first(pods: &[Pod], order: &mut [u32]) {
+fn largest_first(pods: &Objects<Pod>, order: &mut [u32]) {
     order.sort_unstable_by(|&a, &b| {
         let (pa, pb) = (&pods[a as usize], &pods[b as usize]);
         (pb.requests.real.cpu_milli, pb.requests.real.memory_bytes)
@@ -1139,7 +1140,7 @@ fn largest_first(pods: &[Pod], order: &mut [u32]) {
 /// The state of the rescheduling simulation.
 struct Simulation<'a> {
     snapshot: &'a Snapshot,
-    nodes: &'a [Node],
+    nodes: &'a Objects<Node>,
     /// Where every pod runs, for the filters that read other pods.
     state: ClusterState<'a>,
     index: DestinationIndex<'a>,

@@ -51,11 +51,12 @@ fn drained(plan: &Plan) -> Vec<&str> {
 /// A busy node ("busy", 12 of 16 cpu) plus an idle one ("idle", one pod).
 fn busy_and_idle() -> Snapshot {
     Snapshot {
-        nodes: vec![Node::test("busy"), Node::test("idle")],
+        nodes: vec![Node::test("busy"), Node::test("idle")].into(),
         pods: vec![
             Pod::test("big").on("busy").req(12_000, 48 * GI),
             Pod::test("small").on("idle"),
-        ],
+        ]
+        .into(),
         ..Snapshot::default()
     }
 }
@@ -290,7 +291,7 @@ fn unmanaged_and_busy_nodes_are_reported() {
         .spec
         .node_selector
         .match_labels
-        .insert("pool".into(), "spark".into());
+        .insert("pool", "spark");
     let plan = run(&s, &policy);
     assert_eq!(reason_of(&plan, "web").unwrap().0, Reason::NotManaged);
     assert_eq!(
@@ -311,12 +312,14 @@ fn pdb_disruptions_are_shared_by_the_plan() {
             Node::test("busy"),
             Node::test("idle-a"),
             Node::test("idle-b"),
-        ],
+        ]
+        .into(),
         pods: vec![
             Pod::test("big").on("busy").req(8_000, 32 * GI),
             Pod::test("web-a").label("app", "web").on("idle-a"),
             Pod::test("web-b").label("app", "web").on("idle-b"),
-        ],
+        ]
+        .into(),
         ..Snapshot::default()
     };
     s.pdbs.push(Pdb::test("web", 1));
@@ -350,7 +353,8 @@ fn default_scheduler_pods_spread_bin_packed_pods_pack() {
             Node::test("b-half"),
             Node::test("c-idle"),
             Node::test("d-light"),
-        ],
+        ]
+        .into(),
         pods: vec![
             Pod::test("f").on("a-full").req(13_000, 52 * GI),
             Pod::test("h").on("b-half").req(9_000, 36 * GI),
@@ -359,7 +363,8 @@ fn default_scheduler_pods_spread_bin_packed_pods_pack() {
             Pod::test("spreader")
                 .on("c-idle")
                 .scheduler("default-scheduler"),
-        ],
+        ]
+        .into(),
         ..Snapshot::default()
     };
     let plan = default_plan(&s);
@@ -379,7 +384,7 @@ fn pods_moved_onto_a_later_drained_node_move_again() {
     // "a" drains first; its default-scheduler pod spreads onto "b", the emptiest node, which is
     // itself idle; when "b" drains, that pod moves again, to the busy "c".
     let s = Snapshot {
-        nodes: vec![Node::test("a"), Node::test("b"), Node::test("c")],
+        nodes: vec![Node::test("a"), Node::test("b"), Node::test("c")].into(),
         pods: vec![
             Pod::test("pa")
                 .on("a")
@@ -387,7 +392,8 @@ fn pods_moved_onto_a_later_drained_node_move_again() {
                 .scheduler("default-scheduler"),
             Pod::test("pb").on("b").req(3_000, 12 * GI),
             Pod::test("pc").on("c").req(10_000, 40 * GI),
-        ],
+        ]
+        .into(),
         ..Snapshot::default()
     };
     let plan = default_plan(&s);
@@ -536,12 +542,12 @@ proptest! {
                 prop_assert!(!p.do_not_disrupt, "{} is do-not-disrupt", p.key());
                 prop_assert!(p.name != "drv", "running driver evicted");
                 if g.pdb_allowed == 0 {
-                    prop_assert!(p.labels.get("app").map(String::as_str) != Some("web"));
+                    prop_assert!(p.labels.get("app").map(|v| v.as_str()) != Some("web"));
                 }
             }
         }
         let web_moves = plan.drain.iter().flat_map(|d| &d.moves).filter(|m| {
-            s.pods.iter().any(|p| p.key() == m.pod && p.labels.get("app").map(String::as_str) == Some("web"))
+            s.pods.iter().any(|p| p.key() == m.pod && p.labels.get("app").map(|v| v.as_str()) == Some("web"))
         }).count();
         prop_assert!(web_moves as i64 <= g.pdb_allowed);
         prop_assert_eq!(plan.drain.len() + plan.blocked.len(), s.nodes.len());
@@ -574,8 +580,8 @@ mod stateful_filters {
     /// is not idle.
     fn scene(on_busy: Vec<Pod>, pod: Pod, spare: bool) -> Snapshot {
         let mut s = Snapshot {
-            nodes: vec![Node::test("busy").zone("a"), Node::test("idle").zone("b")],
-            pods: vec![Pod::test("big").on("busy").req(11_000, 44 * GI)],
+            nodes: vec![Node::test("busy").zone("a"), Node::test("idle").zone("b")].into(),
+            pods: vec![Pod::test("big").on("busy").req(11_000, 44 * GI)].into(),
             ..Snapshot::default()
         };
         s.pods.extend(on_busy.into_iter().map(|p| p.on("busy")));
@@ -742,8 +748,8 @@ mod stateful_filters {
         const POOL: &str = "karpenter.sh/nodepool";
         let member = |n| Pod::test(n).label("app", "grp").affinity("grp", POOL);
         let mut s = scene(vec![], member("grp-2"), false);
-        s.nodes[0].labels.insert(POOL.into(), "a".into());
-        s.nodes[1].labels.insert(POOL.into(), "a".into());
+        s.nodes[0].labels.insert(POOL, "a");
+        s.nodes[1].labels.insert(POOL, "a");
         // A member on a managed node group's node, which has no nodepool label.
         s.nodes.push(Node::test("managed"));
         s.pods
@@ -980,7 +986,7 @@ proptest! {
             // The same placement, counted from scratch.
             let mut fresh_snapshot = s.clone();
             for (q, node) in at.iter().enumerate() {
-                fresh_snapshot.pods[q].node_name = node.map(|n| s.nodes[n as usize].name.clone());
+                fresh_snapshot.pods[q].node_name = node.map(|n| s.nodes[n as usize].name.as_str().into());
             }
             let mut fresh = ClusterState::new(&fresh_snapshot, &fresh_snapshot.nodes, &[p]);
             let fresh_prepared = fresh.prepare(p, &slots[slot].spread_defaults);
@@ -1033,7 +1039,7 @@ proptest! {
         let drained: std::collections::HashSet<&str> = drained(&plan).into_iter().collect();
         let mut final_node: HashMap<String, String> = s.pods.iter()
             .filter(|p| p.counts_on_node())
-            .filter_map(|p| Some((p.key(), p.node_name.clone()?)))
+            .filter_map(|p| Some((p.key(), p.node_name.as_deref()?.to_string())))
             .filter(|(_, n)| !drained.contains(n.as_str()))
             .collect();
         for d in &plan.drain {
@@ -1093,14 +1099,16 @@ fn default_scheduler_replicas_spread_away_from_their_siblings() {
             Node::test("idle").zone("b"),
             Node::test("spare-1").zone("c"),
             Node::test("spare-2").zone("b"),
-        ],
+        ]
+        .into(),
         pods: vec![
             Pod::test("big").on("busy").req(12_000, 48 * GI),
             web("web-2").on("idle"),
             Pod::test("f1").on("spare-1").req(8_500, 36 * GI),
             web("web-1").on("spare-1"),
             Pod::test("f2").on("spare-2").req(10_000, 40 * GI),
-        ],
+        ]
+        .into(),
         ..Snapshot::default()
     };
     let plan = default_plan(&s);
@@ -1128,12 +1136,13 @@ fn a_profiles_do_not_schedule_default_constraints_filter_its_pods() {
     };
     let node = |n: &str| Node::test(n).label("kubernetes.io/hostname", n);
     let mut s = Snapshot {
-        nodes: vec![node("busy"), node("idle")],
+        nodes: vec![node("busy"), node("idle")].into(),
         pods: vec![
             Pod::test("big").on("busy").req(12_000, 48 * GI),
             web("web-1").on("busy"),
             web("web-2").on("idle"),
-        ],
+        ]
+        .into(),
         ..Snapshot::default()
     };
     let plan_with = |s: &Snapshot| {
@@ -1315,11 +1324,12 @@ fn a_full_node_is_never_idle_whatever_the_strategy() {
         ],
     });
     let s = Snapshot {
-        nodes: vec![Node::test("full"), Node::test("idle")],
+        nodes: vec![Node::test("full"), Node::test("idle")].into(),
         pods: vec![
             Pod::test("all").on("full").req(16_000, 64 * GI),
             Pod::test("small").on("idle"),
-        ],
+        ]
+        .into(),
         ..Snapshot::default()
     };
     let plan = run(&s, &policy);
@@ -1345,7 +1355,7 @@ fn least_allocated_bound_holds_when_the_pod_brings_a_scalar_resource() {
         Node::test("a").size(10_000, 10),
         Node::test("b").size(10_000, 10),
     ];
-    for n in &mut nodes {
+    for n in nodes.iter_mut() {
         n.allocatable.set("nvidia.com/gpu", 8);
     }
     let mut usage: Vec<NodeUsage> = nodes
@@ -1363,6 +1373,7 @@ fn least_allocated_bound_holds_when_the_pod_brings_a_scalar_resource() {
         .map(|u| profile.score(u, &pod.requests))
         .collect();
     assert_eq!(scores, [35, 32]);
+    let nodes: crate::model::Objects<Node> = nodes.into();
     let mut index = index::DestinationIndex::new(&nodes, &[profile]);
     for (n, u) in usage.iter().enumerate() {
         index.open(n as u32, u);
@@ -1499,6 +1510,7 @@ fn coarse_classes_bound_with_their_smallest_member() {
         .map(|n| NodeUsage::new(n.allocatable.clone()))
         .collect();
     usage[0].add_pod(&Pod::test("used").req(1000, 57 * GI).requests);
+    let nodes: crate::model::Objects<Node> = nodes.into();
     let mut index = index::DestinationIndex::with_classes(&nodes, &slots, true);
     index.open(0, &usage[0]);
     index.open(2, &usage[2]);
@@ -1568,7 +1580,7 @@ proptest! {
                 }
                 match kind {
                     1 => {
-                        pod.placement.node_selector.insert("disk".into(), "ssd".into());
+                        pod.placement.node_selector.insert("disk", "ssd");
                     }
                     2 => {
                         pod.placement.tolerations = vec![crate::model::selector::Toleration {
@@ -1583,7 +1595,7 @@ proptest! {
                 (pod, slot)
             })
             .collect();
-        let node_vec: Vec<Node> = node_list.iter().map(|(n, _)| n.clone()).collect();
+        let node_vec: crate::model::Objects<Node> = node_list.iter().map(|(n, _)| n.clone()).collect();
         // Exact classes, and the coarse ones of clusters with many shapes.
         let mut indices: Vec<_> = [false, true]
             .map(|coarse| index::DestinationIndex::with_classes(&node_vec, &slots, coarse))

@@ -17,7 +17,9 @@ use super::filter::Infeasible;
 use crate::keys;
 use crate::model::constraints::{NO_PROVISIONER, SpreadConstraint};
 use crate::model::selector::{LabelSelector, Labels, NodeSelectorTerm, Taint};
-use crate::model::{AffinityTerm, Claim, Node, Placement, Pod, Snapshot, StorageClass, Volume};
+use crate::model::{
+    AffinityTerm, Claim, Node, Objects, Placement, Pod, Snapshot, StorageClass, Volume,
+};
 use rustc_hash::FxHashMap as HashMap;
 
 #[path = "preference.rs"]
@@ -241,7 +243,7 @@ struct Unbound {
 /// Where every pod runs, and the per-domain counts the stateful filters read.
 pub struct ClusterState<'a> {
     snapshot: &'a Snapshot,
-    nodes: &'a [Node],
+    nodes: &'a Objects<Node>,
     /// Per snapshot pod: the node it runs on in this state, or ABSENT.
     node_of: Vec<u32>,
     keys: Vec<TopologyKey>,
@@ -254,7 +256,7 @@ pub struct ClusterState<'a> {
     /// Per pod (that matches any counter): the counters it is counted in.
     counted_in: HashMap<u32, Vec<usize>>,
     /// Pods by label value, per label key a counter probed (built on first use).
-    label_index: HashMap<String, HashMap<String, Vec<u32>>>,
+    label_index: HashMap<String, HashMap<crate::model::Name, Vec<u32>>>,
     /// Per pod (and profile defaults): the counters its PreFilter reads.
     pod_counters: HashMap<(u32, usize), std::rc::Rc<PodCounters>>,
     /// Pods by namespace and controller (built on first use).
@@ -289,7 +291,7 @@ pub struct ClusterState<'a> {
 impl<'a> ClusterState<'a> {
     /// The state of `snapshot` as it runs now, over `nodes` (the index order the caller uses),
     /// ready to place `movers` (pods that will be placed, whose constraints need counters).
-    pub fn new(snapshot: &'a Snapshot, nodes: &'a [Node], movers: &[u32]) -> Self {
+    pub fn new(snapshot: &'a Snapshot, nodes: &'a Objects<Node>, movers: &[u32]) -> Self {
         let node_index: HashMap<&str, u32> = nodes
             .iter()
             .enumerate()
@@ -313,7 +315,7 @@ impl<'a> ClusterState<'a> {
     /// (`running[pod]` is a node index, or `u32::MAX` for a pod counted nowhere).
     pub fn with_placement(
         snapshot: &'a Snapshot,
-        nodes: &'a [Node],
+        nodes: &'a Objects<Node>,
         node_index: HashMap<&'a str, u32>,
         running: &[u32],
         movers: &[u32],
@@ -328,13 +330,13 @@ impl<'a> ClusterState<'a> {
         for pod in &snapshot.pods {
             if last != Some(pod.namespace.as_str()) {
                 last = Some(pod.namespace.as_str());
-                if !namespace_labels.contains_key(&pod.namespace) {
-                    namespace_labels.insert(pod.namespace.clone(), Labels::new());
+                if !namespace_labels.contains_key(pod.namespace.as_str()) {
+                    namespace_labels.insert(pod.namespace.to_string(), Labels::new());
                 }
             }
         }
         for (name, labels) in &mut namespace_labels {
-            labels.insert(keys::NAMESPACE_NAME.into(), name.clone());
+            labels.insert(keys::NAMESPACE_NAME, name.clone());
         }
         let mut free_volumes: HashMap<&str, Vec<&Volume>> = HashMap::default();
         for v in &snapshot.volumes {
@@ -522,7 +524,7 @@ impl<'a> ClusterState<'a> {
         let candidates: Vec<u32> = match probe {
             Some((key, values)) => {
                 let index = self.label_index.entry(key.to_string()).or_insert_with(|| {
-                    let mut index: HashMap<String, Vec<u32>> = HashMap::default();
+                    let mut index: HashMap<crate::model::Name, Vec<u32>> = HashMap::default();
                     for (i, pod) in pods.iter().enumerate() {
                         if let Some(v) = pod.labels.get(key) {
                             index.entry(v.clone()).or_default().push(i as u32);
@@ -532,7 +534,7 @@ impl<'a> ClusterState<'a> {
                 });
                 let mut list: Vec<u32> = values
                     .iter()
-                    .flat_map(|v| index.get(v.as_str()).into_iter().flatten().copied())
+                    .flat_map(|v| index.get(*v).into_iter().flatten().copied())
                     .collect();
                 list.sort_unstable();
                 list.dedup();
@@ -605,7 +607,7 @@ impl<'a> ClusterState<'a> {
     ) -> usize {
         let keys = all.iter().map(|c| c.topology_key.clone()).collect();
         let nodes = self.spread_nodes_id(SpreadNodes::for_pod(keys, pod, c));
-        let namespace = pod.namespace.clone();
+        let namespace = pod.namespace.to_string();
         let kind = match default_selector {
             Some(preference::CounterSelector::Owner(owner)) => CounterKind::Owned {
                 namespace,
@@ -689,7 +691,7 @@ impl<'a> ClusterState<'a> {
     }
 
     fn kind_matches(&self, kind: &CounterKind, pod: &Pod) -> bool {
-        let ns_labels = &self.namespace_labels[&pod.namespace];
+        let ns_labels = &self.namespace_labels[pod.namespace.as_str()];
         match kind {
             CounterKind::Affinity(terms) => terms
                 .iter()
@@ -953,7 +955,7 @@ impl<'a> ClusterState<'a> {
         let pod = &snapshot.pods[p as usize];
         let c = pod.constraints();
         self.add_counters_for(p);
-        let ns_labels = &self.namespace_labels[&pod.namespace];
+        let ns_labels = &self.namespace_labels[pod.namespace.as_str()];
         let mut ids = PodCounters::default();
         if !c.affinity.required.is_empty() {
             let id = self.counter_ids[&CounterKind::Affinity(c.affinity.required.clone())];
@@ -990,7 +992,7 @@ impl<'a> ClusterState<'a> {
 
     /// The held anti-affinity terms that repel this pod (`existingAntiAffinityCounts`).
     fn existing_anti_matching(&self, pod: &Pod) -> Vec<usize> {
-        let ns_labels = &self.namespace_labels[&pod.namespace];
+        let ns_labels = &self.namespace_labels[pod.namespace.as_str()];
         let mut ids: Vec<usize> = self
             .held_anti
             .for_namespace(&pod.namespace)
@@ -1257,7 +1259,7 @@ impl<'a> ClusterState<'a> {
 fn conflicts_on<T>(
     on_node: &HashMap<u32, Vec<u32>>,
     node: u32,
-    pods: &[Pod],
+    pods: &Objects<Pod>,
     wanted: &[T],
     used_of: impl Fn(&crate::model::Constraints) -> &Vec<T>,
     conflicts: impl Fn(&T, &T) -> bool,
@@ -1295,8 +1297,11 @@ fn volume_verdict(
         let provisions = need.provision.as_ref().is_some_and(|topologies| {
             topologies.is_empty()
                 || topologies.iter().any(|term| {
-                    term.iter()
-                        .all(|r| n.labels.get(&r.key).is_some_and(|v| r.values.contains(v)))
+                    term.iter().all(|r| {
+                        n.labels
+                            .get(&r.key)
+                            .is_some_and(|v| r.values.iter().any(|x| x == v))
+                    })
                 })
         });
         if !binds && !provisions {
@@ -1306,7 +1311,7 @@ fn volume_verdict(
     if !zones.is_empty() && ZONE_LABELS.iter().any(|k| n.labels.contains_key(k)) {
         for (key, values) in zones {
             let value = n.labels.get(key).or_else(|| n.labels.get(ga_label(key)));
-            if value.is_none_or(|value| !values.contains(value)) {
+            if value.is_none_or(|value| !values.iter().any(|x| x == value)) {
                 return NO_VOLUME_ZONE;
             }
         }
@@ -1332,15 +1337,20 @@ fn ga_label(key: &str) -> &str {
 }
 
 /// A label the selector requires to be one of a few values, to find candidate pods by.
-fn probe_label(selector: &LabelSelector) -> Option<(&str, Vec<&String>)> {
+fn probe_label(selector: &LabelSelector) -> Option<(&str, Vec<&str>)> {
     if let Some((k, v)) = selector.match_labels.iter().next() {
-        return Some((k.as_str(), vec![v]));
+        return Some((k.as_str(), vec![v.as_str()]));
     }
     selector
         .match_expressions
         .iter()
         .find(|r| r.operator == "In")
-        .map(|r| (r.key.as_str(), r.values.iter().collect()))
+        .map(|r| {
+            (
+                r.key.as_str(),
+                r.values.iter().map(String::as_str).collect(),
+            )
+        })
 }
 
 /// `RequiredNodeAffinity.Match`: nodeSelector and required node affinity.

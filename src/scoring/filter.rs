@@ -296,14 +296,12 @@ mod tests {
             name: "n1".into(),
             ..Node::default()
         };
-        node.labels.insert("pool".into(), "spark".into());
+        node.labels.insert("pool", "spark");
         let mut placement = Placement::default();
         assert_eq!(static_fit(&node, &placement), Ok(()));
-        placement.node_selector.insert("pool".into(), "web".into());
+        placement.node_selector.insert("pool", "web");
         assert_eq!(static_fit(&node, &placement), Err(Infeasible::Affinity));
-        placement
-            .node_selector
-            .insert("pool".into(), "spark".into());
+        placement.node_selector.insert("pool", "spark");
         node.taints.push(Taint {
             key: "spot".into(),
             value: "true".into(),

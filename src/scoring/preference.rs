@@ -202,20 +202,20 @@ impl<'a> ClusterState<'a> {
             });
             let kind = match (&selector, &s.selector) {
                 (Some(CounterSelector::Owner(owner)), _) => CounterKind::Owned {
-                    namespace: pod.namespace.clone(),
+                    namespace: pod.namespace.to_string(),
                     owner: owner.clone(),
                     nodes,
                 },
                 (Some(CounterSelector::Labels(sel)), _) | (None, Some(sel)) => {
                     CounterKind::Spread {
-                        namespace: pod.namespace.clone(),
+                        namespace: pod.namespace.to_string(),
                         selector: sel.clone(),
                         nodes,
                     }
                 }
                 // No labelSelector: matches no pod, every count is 0.
                 (None, None) => CounterKind::Spread {
-                    namespace: pod.namespace.clone(),
+                    namespace: pod.namespace.to_string(),
                     selector: nothing_selector(),
                     nodes,
                 },
@@ -267,9 +267,9 @@ impl<'a> ClusterState<'a> {
             any = true;
             for (k, v) in &sel.match_labels {
                 joined.match_expressions.push(LabelSelectorRequirement {
-                    key: k.clone(),
+                    key: k.to_string(),
                     operator: "In".into(),
-                    values: vec![v.clone()],
+                    values: vec![v.to_string()],
                 });
             }
             joined
@@ -360,7 +360,7 @@ impl<'a> ClusterState<'a> {
 
     /// The held scoring terms of existing pods that match `pod`, with their signed weights.
     fn held_scoring_matching(&self, pod: &Pod, args: &InterPodAffinityArgs) -> Vec<(usize, i64)> {
-        let ns_labels = &self.namespace_labels[&pod.namespace];
+        let ns_labels = &self.namespace_labels[pod.namespace.as_str()];
         let mut out: Vec<(usize, i64)> = self
             .held_scoring
             .for_namespace(&pod.namespace)
