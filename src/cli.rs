@@ -123,7 +123,7 @@ enum Command {
         /// kube-scheduler version whose BalancedAllocation formula to use (1.35 or 1.36).
         #[arg(long, default_value = "1.36")]
         scheduler_version: SchedulerVersion,
-        /// Print on stderr where the time went: reading the file, parsing it, planning,
+        /// Print on stderr where the time went: reading the snapshot, planning,
         /// writing the answer.
         #[arg(long)]
         timings: bool,
@@ -300,9 +300,17 @@ fn read(path: &Path) -> Result<Vec<u8>, InputError> {
     std::fs::read(path).map_err(|e| input_error(path, e))
 }
 
+/// Reads a snapshot file (`-`: standard input) as it streams in, or the demo cluster.
 fn read_snapshot(path: Option<&Path>) -> Result<Snapshot, InputError> {
     match path {
-        Some(p) => load_snapshot(&read(p)?).map_err(|e| input_error(p, e)),
+        Some(p) if p.as_os_str() == "-" => {
+            crate::model::load::read_snapshot(std::io::stdin().lock())
+                .map_err(|e| input_error(p, e))
+        }
+        Some(p) => {
+            let file = std::fs::File::open(p).map_err(|e| input_error(p, e))?;
+            crate::model::load::read_snapshot(file).map_err(|e| input_error(p, e))
+        }
         None => {
             let text = serde_json::to_vec(&demo_cluster()).expect("demo cluster serialises");
             Ok(load_snapshot(&text).expect("the demo cluster is valid"))
@@ -779,17 +787,9 @@ fn run_plan(
     out: &mut dyn Write,
 ) -> Result<(), InputError> {
     let snapshot = match source {
-        Source::File(Some(path)) => {
-            let bytes = read(&path)?;
+        Source::File(path) => {
+            let snapshot = read_snapshot(path.as_deref())?;
             timings.lap("read");
-            let snapshot = load_snapshot(&bytes).map_err(|e| input_error(&path, e))?;
-            timings.lap("parse");
-            drop(bytes);
-            snapshot
-        }
-        Source::File(None) => {
-            let snapshot = read_snapshot(None)?;
-            timings.lap("parse");
             snapshot
         }
         Source::Live(cluster) => {
@@ -835,7 +835,8 @@ struct Timings {
     shown: bool,
     start: std::time::Instant,
     last: std::time::Instant,
-    laps: Vec<(&'static str, std::time::Duration)>,
+    /// Each phase, how long it took, and the peak memory at its end.
+    laps: Vec<(&'static str, std::time::Duration, Option<u64>)>,
 }
 
 impl Timings {
@@ -850,17 +851,31 @@ impl Timings {
     }
 
     fn lap(&mut self, phase: &'static str) {
+        if !self.shown {
+            return;
+        }
         let now = std::time::Instant::now();
-        self.laps.push((phase, now - self.last));
+        self.laps.push((phase, now - self.last, peak_rss_kib()));
         self.last = now;
     }
+}
+
+/// The process's peak resident memory so far (Linux's `VmHWM`), in KiB.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl std::fmt::Display for Timings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "timings:")?;
-        for (phase, took) in &self.laps {
-            write!(f, " {phase} {:.3} s,", took.as_secs_f64())?;
+        for (phase, took, peak) in &self.laps {
+            write!(f, " {phase} {:.3} s", took.as_secs_f64())?;
+            if let Some(kib) = peak {
+                write!(f, " (peak {} MiB)", kib / 1024)?;
+            }
+            write!(f, ",")?;
         }
         write!(f, " total {:.3} s", self.start.elapsed().as_secs_f64())
     }

@@ -7,6 +7,8 @@
 //! [`super`] model, where quantities are parsed exactly. Every error names the item:
 //! `items[12] (Pod spark/exec-3): spec.containers[0].resources.requests.memory: invalid quantity "12Gx"`.
 
+mod stream;
+
 use super::Name;
 use super::constraints::{
     AffinityTerm, Claim, Constraints, Controller, CsiNode, HostPort, InlineDisk, Namespace,
@@ -627,21 +629,65 @@ struct RawTemplateSpec {
 
 /// Parses a whole snapshot (JSON or YAML, List or single object).
 pub fn load_snapshot(bytes: &[u8]) -> Result<Snapshot, LoadError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| LoadError::Syntax(format!("not UTF-8 text: {e}")))?;
-    if text.trim().is_empty() {
-        return Err(LoadError::Shape(
+    read_snapshot(bytes)
+}
+
+/// Reads a whole snapshot (JSON or YAML, List or single object) from `reader`. A JSON List is
+/// read in chunks and its items decoded on every core ([`stream`]): the file is never held
+/// whole.
+pub fn read_snapshot(mut reader: impl std::io::Read) -> Result<Snapshot, LoadError> {
+    let mut start = Vec::new();
+    let first = loop {
+        let read = start.len();
+        start.resize(read + 64 * 1024, 0);
+        let n = loop {
+            match reader.read(&mut start[read..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LoadError::Syntax(format!("reading: {e}"))),
+            }
+        };
+        start.truncate(read + n);
+        if let Some(&b) = start.iter().find(|b| !b.is_ascii_whitespace()) {
+            break Some(b);
+        }
+        if n == 0 {
+            break None;
+        }
+    };
+    match first {
+        None => Err(LoadError::Shape(
             "the file is empty (expected kubectl get nodes,pods,pdb -A -o json output)".into(),
-        ));
+        )),
+        Some(b'{') => match stream::read_list(start, reader)? {
+            stream::Found::List(mut snapshot) => {
+                finish(&mut snapshot);
+                Ok(*snapshot)
+            }
+            stream::Found::Other(bytes) => load_json(utf8(&bytes)?),
+        },
+        Some(_) => {
+            reader
+                .read_to_end(&mut start)
+                .map_err(|e| LoadError::Syntax(format!("reading: {e}")))?;
+            // YAML: decode to a JSON value, then take the same path as JSON.
+            let value: serde_json::Value = parse_yaml(utf8(&start)?)?;
+            let json =
+                serde_json::to_string(&value).map_err(|e| LoadError::Syntax(e.to_string()))?;
+            load_json(&json)
+        }
     }
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') {
-        return load_json(text);
-    }
-    // YAML: decode to a JSON value, then take the same path as JSON.
-    let value: serde_json::Value = parse_yaml(text)?;
-    let json = serde_json::to_string(&value).map_err(|e| LoadError::Syntax(e.to_string()))?;
-    load_json(&json)
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, LoadError> {
+    std::str::from_utf8(bytes).map_err(|e| LoadError::Syntax(format!("not UTF-8 text: {e}")))
+}
+
+/// What every loaded snapshot gets once all its items are in.
+fn finish(snapshot: &mut Snapshot) {
+    pin_to_template_nodes(snapshot);
+    // Name order is the planner's tie-break order: sorted once here, the planner borrows them.
+    snapshot.nodes.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 /// YAML to a JSON value. A snapshot of a large cluster is millions of YAML nodes, far past
@@ -718,9 +764,7 @@ fn load_json(text: &str) -> Result<Snapshot, LoadError> {
             }
         },
     }
-    pin_to_template_nodes(&mut snapshot);
-    // Name order is the planner's tie-break order: sorted once here, the planner borrows them.
-    snapshot.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    finish(&mut snapshot);
     Ok(snapshot)
 }
 
@@ -781,23 +825,48 @@ fn ebs_volume_handle(ebs: &RawEbsSource) -> String {
         .to_string()
 }
 
+/// The `kind` of an item whose first keys are short plain strings, as `kubectl get -o json`
+/// writes them (`{"apiVersion": "v1", "kind": "Pod", …`): found without reading the rest.
+fn sniff_kind(json: &str) -> Option<&str> {
+    let mut rest = json.trim_start().strip_prefix('{')?;
+    for _ in 0..4 {
+        let (key, after) = rest.trim_start().strip_prefix('"')?.split_once('"')?;
+        let after = after.trim_start().strip_prefix(':')?.trim_start();
+        let (value, after) = after.strip_prefix('"')?.split_once('"')?;
+        if value.contains('\\') || key.contains('\\') {
+            return None;
+        }
+        if key == "kind" {
+            return Some(value);
+        }
+        rest = after.trim_start().strip_prefix(',')?;
+    }
+    None
+}
+
 fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), LoadError> {
-    let head: Head = serde_json::from_str(json).map_err(|e| LoadError::Item {
-        index,
-        kind: "?".into(),
-        name: "?".into(),
-        problem: FieldError::new("<item>", e.to_string()),
-    })?;
-    let kind = head.kind.as_deref().unwrap_or("").to_string();
-    let name = if head.metadata.namespace.is_empty() {
-        head.metadata.name.clone()
-    } else {
-        format!("{}/{}", head.metadata.namespace, head.metadata.name)
+    let head = || -> Result<Head<'_>, LoadError> {
+        serde_json::from_str(json).map_err(|e| LoadError::Item {
+            index,
+            kind: "?".into(),
+            name: "?".into(),
+            problem: FieldError::new("<item>", e.to_string()),
+        })
+    };
+    let kind = match sniff_kind(json) {
+        Some(kind) => kind.to_string(),
+        None => head()?.kind.as_deref().unwrap_or("").to_string(),
+    };
+    // The item's name, for messages only: read again when one is written.
+    let name = || match head() {
+        Ok(head) if head.metadata.namespace.is_empty() => head.metadata.name,
+        Ok(head) => format!("{}/{}", head.metadata.namespace, head.metadata.name),
+        Err(_) => "?".into(),
     };
     let fail = |problem: FieldError| LoadError::Item {
         index,
         kind: kind.clone(),
-        name: name.clone(),
+        name: name(),
         problem,
     };
     fn decode<'a, T: Deserialize<'a>>(json: &'a str) -> Result<T, FieldError> {
@@ -959,7 +1028,8 @@ fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), Lo
             )));
         }
         other => snapshot.warnings.push(format!(
-            "items[{index}] ({other} {name}): kind not used by stowage, ignored"
+            "items[{index}] ({other} {}): kind not used by stowage, ignored",
+            name()
         )),
     }
     Ok(())

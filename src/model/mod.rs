@@ -480,5 +480,22 @@ pub struct Snapshot {
     pub warnings: Vec<String>,
 }
 
+impl Snapshot {
+    /// Adds `other`'s objects after this snapshot's own.
+    pub fn append(&mut self, other: Snapshot) {
+        self.nodes.append(other.nodes);
+        self.pods.append(other.pods);
+        self.pdbs.extend(other.pdbs);
+        self.spark_apps.extend(other.spark_apps);
+        self.claims.extend(other.claims);
+        self.volumes.extend(other.volumes);
+        self.storage_classes.extend(other.storage_classes);
+        self.csi_nodes.extend(other.csi_nodes);
+        self.namespaces.extend(other.namespaces);
+        self.controllers.extend(other.controllers);
+        self.warnings.extend(other.warnings);
+    }
+}
+
 #[cfg(test)]
 pub mod testing;

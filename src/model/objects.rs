@@ -51,6 +51,11 @@ impl<T> Objects<T> {
         self.0.push(object);
     }
 
+    /// Moves `other`'s objects to the end of this collection.
+    pub fn append(&mut self, mut other: Objects<T>) {
+        self.0.append(&mut other.0);
+    }
+
     /// Replaces object `i`.
     pub fn set(&mut self, i: usize, object: T) {
         self.0[i] = Arc::new(object);
