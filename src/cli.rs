@@ -453,13 +453,15 @@ pub fn main() -> ExitCode {
             deployment,
             timeout,
         } => run_cleanup(&cluster, namespace, &deployment, &timeout, &mut out),
-        Command::Demo { nodes, pods, seed } => {
-            let cluster = match nodes {
-                Some(n) => crate::demo::synthetic_cluster(n, pods, seed),
-                None => demo_cluster(),
-            };
-            print(&mut out, &format!("{cluster}\n"))
-        }
+        Command::Demo { nodes, pods, seed } => match nodes {
+            Some(n) => {
+                let mut buffered = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+                crate::demo::write_synthetic_cluster(&mut buffered, n, pods, seed)
+                    .and_then(|()| buffered.flush())
+                    .map_err(|e| input_error(Path::new("<stdout>"), e))
+            }
+            None => print(&mut out, &format!("{}\n", demo_cluster())),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -710,8 +710,75 @@ pub fn synthetic_cluster_with(
     seed: u64,
     finished_percent: u64,
 ) -> Value {
-    let mut rng = Rng::new(seed);
     let mut items = Vec::with_capacity(nodes + pods + 16);
+    synthetic_items(&mut items, nodes, pods, seed, finished_percent);
+    list(items)
+}
+
+/// Where generated objects go: a vector, or a List written as it is made.
+pub trait Items {
+    fn push(&mut self, item: Value);
+}
+
+impl Items for Vec<Value> {
+    fn push(&mut self, item: Value) {
+        Vec::push(self, item);
+    }
+}
+
+/// Items written one by one into a JSON List, the same text `synthetic_cluster` serialises
+/// to, without the whole cluster in memory (a 3,000,000-pod cluster is tens of GiB as values).
+struct ListWriter<'a> {
+    out: &'a mut dyn std::io::Write,
+    written: usize,
+    error: Option<std::io::Error>,
+}
+
+impl Items for ListWriter<'_> {
+    fn push(&mut self, item: Value) {
+        if self.error.is_some() {
+            return;
+        }
+        let separator: &[u8] = if self.written == 0 { b"" } else { b"," };
+        let result = self
+            .out
+            .write_all(separator)
+            .and_then(|()| serde_json::to_writer(&mut *self.out, &item).map_err(Into::into));
+        self.written += 1;
+        self.error = result.err();
+    }
+}
+
+/// Writes [`synthetic_cluster`] to `out` as it is generated.
+pub fn write_synthetic_cluster(
+    out: &mut dyn std::io::Write,
+    nodes: usize,
+    pods: usize,
+    seed: u64,
+) -> std::io::Result<()> {
+    out.write_all(
+        br#"{"apiVersion":"v1","kind":"List","metadata":{"resourceVersion":""},"items":["#,
+    )?;
+    let mut writer = ListWriter {
+        out,
+        written: 0,
+        error: None,
+    };
+    synthetic_items(&mut writer, nodes, pods, seed, 33);
+    if let Some(e) = writer.error {
+        return Err(e);
+    }
+    writer.out.write_all(b"]}\n")
+}
+
+fn synthetic_items(
+    items: &mut impl Items,
+    nodes: usize,
+    pods: usize,
+    seed: u64,
+    finished_percent: u64,
+) {
+    let mut rng = Rng::new(seed);
     let shapes = karpenter_shapes();
     let names: Vec<String> = (0..nodes)
         .map(|i| format!("ip-10-{}-{}-{}", i / 65536, (i / 256) % 256, i % 256))
@@ -876,7 +943,6 @@ pub fn synthetic_cluster_with(
                 .build(),
         );
     }
-    list(items)
 }
 
 /// The instance types of a Karpenter NodePool that allows c, m and r families of several
@@ -934,6 +1000,24 @@ pub fn karpenter_shapes() -> Vec<Shape> {
 mod tests {
     use super::*;
     use crate::model::load_snapshot;
+
+    #[test]
+    fn the_written_synthetic_cluster_is_the_generated_one_as_text() {
+        let mut written = Vec::new();
+        write_synthetic_cluster(&mut written, 40, 1200, 7).unwrap();
+        let generated = format!("{}\n", synthetic_cluster(40, 1200, 7));
+        let written = String::from_utf8(written).unwrap();
+        let differs = written
+            .bytes()
+            .zip(generated.bytes())
+            .position(|(a, b)| a != b);
+        assert!(
+            written == generated,
+            "{} and {} bytes, first difference at {differs:?}",
+            written.len(),
+            generated.len()
+        );
+    }
 
     #[test]
     fn demo_cluster_loads_and_has_what_the_readme_promises() {
