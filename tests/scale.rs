@@ -11,9 +11,8 @@ mod support;
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use support::{ControlPlane, Supervised, curl, free_port, install_crypto_provider, wait_until};
+use support::{ControlPlane, curl, free_port, install_crypto_provider, wait_until};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -199,7 +198,7 @@ fn main() {
         &format!("--kubeconfig={}", cp.kubeconfig.display()),
     ];
     let started = Instant::now();
-    let ctl = support::stowage_process(cp, "stowage-scale", args, &[]);
+    let ctl = support::stowage_process(&cp, "stowage-scale", args, &[]);
     let child_of = |parent: u32| {
         std::process::Command::new("pgrep")
             .args(["-P", &parent.to_string(), "stowage"])

@@ -1,12 +1,12 @@
 //! The controller's compact view of the cluster, kept up to date by watch events.
 //!
-//! Every object goes through the snapshot loader ([`crate::model::load::load_object`]) the
+//! Every object goes through the snapshot loader ([`crate::model::load::load_kind`]) the
 //! offline `plan` uses, so the live view and a `kubectl get -o json` dump are read alike, and
 //! only the planner's compact types are kept — never whole API objects. The index *is* a
 //! [`Snapshot`]: its vectors are updated in place (`apply` replaces or appends, `delete`
 //! swap-removes), with a position per object key, so a cycle plans from it without copying.
 
-use crate::model::load::{LoadError, load_object, pin_to_template_nodes};
+use crate::model::load::{LoadError, load_kind, pin_to_template_nodes};
 use crate::model::{Objects, Snapshot};
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
@@ -154,21 +154,33 @@ impl ClusterIndex {
     /// Kinds the planner does not read are ignored; a malformed object is refused with the
     /// field named, and leaves what the index held for it unchanged.
     pub fn apply(&mut self, object: &serde_json::Value) -> Result<(), LoadError> {
-        let kind = object["kind"].as_str().unwrap_or_default();
+        let meta = &object["metadata"];
+        self.apply_json(
+            object["kind"].as_str().unwrap_or_default(),
+            meta["namespace"].as_str().unwrap_or_default(),
+            meta["name"].as_str().unwrap_or_default(),
+            &object.to_string(),
+        )
+    }
+
+    /// [`ClusterIndex::apply`] of an object of `kind` given as the JSON text the API server
+    /// sent: what the watchers call, read by the snapshot files' loader.
+    pub fn apply_json(
+        &mut self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        json: &str,
+    ) -> Result<(), LoadError> {
         let Some(collection) = Collection::of_kind(kind) else {
             return Ok(());
         };
-        let meta = &object["metadata"];
-        let key = key(
-            kind,
-            meta["namespace"].as_str().unwrap_or_default(),
-            meta["name"].as_str().unwrap_or_default(),
-        );
+        let key = key(kind, namespace, name);
         if let Some(seen) = self.relisting.get_mut(kind) {
             seen.insert(key.clone());
         }
         let mut parsed = Snapshot::default();
-        load_object(&mut parsed, &object.to_string())?;
+        load_kind(&mut parsed, 0, kind, json)?;
         // No item: e.g. a ConfigMap that no longer holds a Spark driver's configuration.
         let slots = self.slots.entry(collection).or_default();
         let s = &mut self.snapshot;

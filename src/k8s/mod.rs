@@ -14,4 +14,5 @@ pub mod record;
 pub mod schedconf;
 pub mod status;
 pub mod watch;
+pub mod wire;
 pub mod writer;

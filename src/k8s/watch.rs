@@ -4,6 +4,7 @@
 //! index held of its kind, so a missed delete is repaired by the next relist.
 
 use super::index::ClusterIndex;
+use super::wire::Raw;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
@@ -15,8 +16,6 @@ use k8s_openapi::api::storage::v1::{CSINode, StorageClass};
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
 use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -56,16 +55,13 @@ pub enum WatchError {
 /// How long one list call may take.
 pub const LIST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The object as the loader reads it, with its kind (list items of a dynamic type come
-/// without one).
-fn to_value<K: Serialize>(object: &K, kind: &str) -> serde_json::Value {
-    let mut value = serde_json::to_value(object).unwrap_or(serde_json::Value::Null);
-    if value.get("kind").is_none_or(|k| k.is_null())
-        && let Some(o) = value.as_object_mut()
-    {
-        o.insert("kind".into(), kind.into());
-    }
-    value
+/// Hands the index an object as the API server sent it.
+fn apply<K>(
+    index: &mut ClusterIndex,
+    kind: &str,
+    object: &Raw<K>,
+) -> Result<(), crate::model::LoadError> {
+    index.apply_json(kind, object.namespace(), object.name(), object.json())
 }
 
 /// The Spark Operator's SparkApplication, read when its CRD is installed.
@@ -74,7 +70,7 @@ fn spark_applications() -> kube::api::GroupVersionKind {
 }
 
 /// The SparkApplication API, if the cluster serves it.
-async fn spark_application_api(client: &Client) -> Option<Api<kube::api::DynamicObject>> {
+async fn spark_application_api(client: &Client) -> Option<Api<Raw<kube::api::DynamicObject>>> {
     let gvk = spark_applications();
     let call = kube::discovery::oneshot::pinned_kind(client, &gvk);
     match tokio::time::timeout(LIST_TIMEOUT, call).await {
@@ -85,12 +81,13 @@ async fn spark_application_api(client: &Client) -> Option<Api<kube::api::Dynamic
 
 /// Lists every object of a kind, page by page, into the index; the objects refused, with why.
 async fn list_kind<K>(
-    api: Api<K>,
+    api: Api<Raw<K>>,
     kind: &'static str,
     index: &Mutex<ClusterIndex>,
 ) -> Result<Vec<String>, WatchError>
 where
-    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    K: Resource,
+    K::DynamicType: Clone,
 {
     let mut refused = Vec::new();
     let mut params = ListParams::default().limit(500);
@@ -102,7 +99,7 @@ where
             .map_err(|source| WatchError::List { kind, source })?;
         let mut index = index.lock().expect("index lock");
         for object in &page.items {
-            if let Err(e) = index.apply(&to_value(object, kind)) {
+            if let Err(e) = apply(&mut index, kind, object) {
                 refused.push(e.to_string());
             }
         }
@@ -124,12 +121,19 @@ pub async fn list_all(
     let mut refused = Vec::new();
     macro_rules! list {
         ($ty:ty, $kind:literal) => {
-            refused.extend(list_kind(Api::<$ty>::all(client.clone()), $kind, index).await?);
+            refused.extend(list_kind(Api::<Raw<$ty>>::all(client.clone()), $kind, index).await?);
         };
     }
     each_kind!(list);
     // The drivers' configuration (`spark-drv-…-conf-map`): the index keeps only Spark's.
-    refused.extend(list_kind(Api::<ConfigMap>::all(client.clone()), "ConfigMap", index).await?);
+    refused.extend(
+        list_kind(
+            Api::<Raw<ConfigMap>>::all(client.clone()),
+            "ConfigMap",
+            index,
+        )
+        .await?,
+    );
     if let Some(api) = spark_application_api(client).await {
         refused.extend(list_kind(api, "SparkApplication", index).await?);
     }
@@ -139,13 +143,14 @@ pub async fn list_all(
 /// Keeps `index` up to date with one kind until the stream ends (it does not: the watcher
 /// relists and retries with backoff). Calls `changed` after every event that touched it.
 async fn watch_kind<K>(
-    api: Api<K>,
+    api: Api<Raw<K>>,
     kind: &'static str,
     index: Arc<Mutex<ClusterIndex>>,
     synced: Arc<tokio::sync::Semaphore>,
     changed: Arc<dyn Fn() + Send + Sync>,
 ) where
-    K: Resource + Clone + DeserializeOwned + Serialize + Debug + Send + 'static,
+    K: Resource + 'static,
+    K::DynamicType: Clone + Send + Sync,
 {
     use kube::runtime::WatchStreamExt;
     let mut events = watcher(api, watcher::Config::default())
@@ -171,7 +176,7 @@ async fn watch_kind<K>(
         match event {
             watcher::Event::Init => idx.relist_start(kind),
             watcher::Event::InitApply(o) | watcher::Event::Apply(o) => {
-                if let Err(e) = idx.apply(&to_value(&o, kind)) {
+                if let Err(e) = apply(&mut idx, kind, &o) {
                     tracing::warn!(kind, error = %e, "object refused by the index");
                 }
             }
@@ -180,12 +185,7 @@ async fn watch_kind<K>(
                 synced.add_permits(1);
             }
             watcher::Event::Delete(o) => {
-                let meta = o.meta();
-                idx.delete(
-                    kind,
-                    meta.namespace.as_deref().unwrap_or_default(),
-                    meta.name.as_deref().unwrap_or_default(),
-                );
+                idx.delete(kind, o.namespace(), o.name());
             }
         }
         drop(idx);
@@ -340,7 +340,13 @@ impl DriverConfigs {
             return true;
         };
         let version = config.metadata.resource_version.clone();
-        if let Err(e) = self.index().apply(&to_value(&config, CONFIG)) {
+        let json = serde_json::to_string(&config).unwrap_or_default();
+        let meta = &config.metadata;
+        let (namespace, name) = (
+            meta.namespace.as_deref().unwrap_or_default(),
+            meta.name.as_deref().unwrap_or_default(),
+        );
+        if let Err(e) = self.index().apply_json(CONFIG, namespace, name, &json) {
             tracing::warn!(kind = CONFIG, error = %e, "object refused by the index");
         }
         self.unread.remove(&key);
@@ -365,7 +371,7 @@ pub async fn watch_all(
     macro_rules! spawn {
         ($ty:ty, $kind:literal) => {
             tokio::spawn(watch_kind(
-                Api::<$ty>::all(client.clone()),
+                Api::<Raw<$ty>>::all(client.clone()),
                 $kind,
                 index.clone(),
                 synced.clone(),

@@ -768,14 +768,6 @@ fn load_json(text: &str) -> Result<Snapshot, LoadError> {
     Ok(snapshot)
 }
 
-/// A controller whose pod template sets `spec.nodeName` recreates its pods bound to that node:
-/// record the pin on each of its pods (the NodeName filter then allows only that node).
-/// Adds one Kubernetes object (JSON, as the API serves it) to `snapshot`, as a List item is
-/// read: what the controller's index does with each watch event.
-pub fn load_object(snapshot: &mut Snapshot, json: &str) -> Result<(), LoadError> {
-    load_item(snapshot, 0, json)
-}
-
 /// Pins pods to the node their controller's template names (`spec.nodeName`): the NodeName
 /// filter. Done once a snapshot holds its controllers.
 pub fn pin_to_template_nodes(snapshot: &mut Snapshot) {
@@ -845,18 +837,35 @@ fn sniff_kind(json: &str) -> Option<&str> {
 }
 
 fn load_item(snapshot: &mut Snapshot, index: usize, json: &str) -> Result<(), LoadError> {
-    let head = || -> Result<Head<'_>, LoadError> {
-        serde_json::from_str(json).map_err(|e| LoadError::Item {
-            index,
-            kind: "?".into(),
-            name: "?".into(),
-            problem: FieldError::new("<item>", e.to_string()),
-        })
-    };
-    let kind = match sniff_kind(json) {
-        Some(kind) => kind.to_string(),
-        None => head()?.kind.as_deref().unwrap_or("").to_string(),
-    };
+    match sniff_kind(json) {
+        Some(kind) => load_kind(snapshot, index, kind, json),
+        None => {
+            let head = head(index, json)?;
+            load_kind(snapshot, index, head.kind.as_deref().unwrap_or(""), json)
+        }
+    }
+}
+
+fn head(index: usize, json: &str) -> Result<Head<'_>, LoadError> {
+    serde_json::from_str(json).map_err(|e| LoadError::Item {
+        index,
+        kind: "?".into(),
+        name: "?".into(),
+        problem: FieldError::new("<item>", e.to_string()),
+    })
+}
+
+/// Adds one object of `kind` (JSON, as the API serves it; list items come without their
+/// `kind`) to `snapshot`, as the `index`th item of a List: what the controller's watchers do
+/// with every object they receive, and what a snapshot file's items go through.
+pub fn load_kind(
+    snapshot: &mut Snapshot,
+    index: usize,
+    kind: &str,
+    json: &str,
+) -> Result<(), LoadError> {
+    let kind = kind.to_string();
+    let head = || head(index, json);
     // The item's name, for messages only: read again when one is written.
     let name = || match head() {
         Ok(head) if head.metadata.namespace.is_empty() => head.metadata.name,
