@@ -168,11 +168,13 @@ fn api_type(toks: &[Tok], mut at: usize) -> (String, usize) {
         .map(|(_, s)| s)
         .collect();
     let mut ty = outer.last().map(|s| s.to_string()).unwrap_or_default();
-    if ty == "PartialObjectMeta" {
+    // Wrappers whose API is their argument's: metadata only, or the object as text.
+    if ty == "PartialObjectMeta" || ty == "Raw" {
         ty = names
             .iter()
-            .find(|(d, _)| *d == 2)
+            .filter(|(d, _)| *d == 2)
             .map(|(_, s)| s.clone())
+            .next_back()
             .unwrap_or_default();
     }
     (ty, at)
@@ -360,7 +362,7 @@ fn calls_in_file(path: &Path, out: &mut BTreeMap<String, Grants>) {
                 }
                 let ty = if ident(f.toks.get(i + 2)) == Some("Api") {
                     // Api :: < T > ::
-                    ident(f.toks.get(i + 6)).unwrap_or_default().to_string()
+                    api_type(&f.toks, i + 6).0
                 } else {
                     let arg = ident(f.toks.get(i + 2)).unwrap_or_default();
                     local
