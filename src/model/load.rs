@@ -640,13 +640,7 @@ pub fn read_snapshot(mut reader: impl std::io::Read) -> Result<Snapshot, LoadErr
     let first = loop {
         let read = start.len();
         start.resize(read + 64 * 1024, 0);
-        let n = loop {
-            match reader.read(&mut start[read..]) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(LoadError::Syntax(format!("reading: {e}"))),
-            }
-        };
+        let n = stream::read_some(&mut reader, &mut start[read..])?;
         start.truncate(read + n);
         if let Some(&b) = start.iter().find(|b| !b.is_ascii_whitespace()) {
             break Some(b);

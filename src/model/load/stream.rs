@@ -185,7 +185,8 @@ fn scan(
     Ok((outer, s.seen_items))
 }
 
-fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, LoadError> {
+/// One `read` call, retried when interrupted.
+pub(super) fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize, LoadError> {
     loop {
         match reader.read(buf) {
             Ok(n) => return Ok(n),
