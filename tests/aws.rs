@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use stowage::controller::interrupt;
 use stowage::demo::{NodeJson, PodJson};
 use stowage::keys;
-use support::moto::{Moto, ec2_event, spot_warning};
-use support::{ControlPlane, Supervised, curl, free_port, wait_until};
+use support::moto::{Moto, ec2_event, send_all, spot_warning};
+use support::{ControlPlane, Supervised, curl, free_port, percentile, wait_until};
 
 const CLUSTER: &str = "test-cluster";
 const TEMPLATE: &str = "k8s.io/cluster-autoscaler/node-template/";
@@ -421,35 +421,6 @@ fn watch_graces(pods: Api<Pod>) -> (Graces, tokio::task::JoinHandle<()>) {
     (graces, task)
 }
 
-async fn send_all(sqs: &aws_sdk_sqs::Client, queue: &str, bodies: &[String]) {
-    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
-    for (n, chunk) in bodies.chunks(10).enumerate() {
-        let entries: Vec<_> = chunk
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                SendMessageBatchRequestEntry::builder()
-                    .id(format!("m{n}-{i}"))
-                    .message_body(b)
-                    .build()
-                    .unwrap()
-            })
-            .collect();
-        let sent = sqs
-            .send_message_batch()
-            .queue_url(queue)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .expect("send batch");
-        assert!(
-            sent.failed().is_empty(),
-            "entries not sent: {:?}",
-            sent.failed()
-        );
-    }
-}
-
 /// Waits up to `limit` for the queue to hold no message; how many it holds then.
 async fn wait_empty(sqs: &aws_sdk_sqs::Client, queue: &str, limit: Duration) -> usize {
     let start = Instant::now();
@@ -524,10 +495,6 @@ fn interruptible(cp: &ControlPlane, ns: &str, prefix: &str, count: usize) -> Vec
 fn present(cp: &ControlPlane, ns: &str, part: &str) -> usize {
     cp.kubectl_output(&["get", "pods", "-n", ns, "-o", "name"])
         .map_or(0, |s| s.lines().filter(|l| l.contains(part)).count())
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
 #[tokio::test(flavor = "multi_thread")]

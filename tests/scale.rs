@@ -3,8 +3,11 @@
 //! runs pods) with the synthetic benchmark cluster — 5,000 nodes and 150,000 pods by default,
 //! created already bound — then starts `stowage controller` against it and prints what it
 //! costs: the controller's resident memory after the first sync and after several rounds, the
-//! time to sync its index, and the time of a round and of a plan. Sizes come from
-//! `STOWAGE_SCALE_NODES` and `STOWAGE_SCALE_PODS`.
+//! time to sync its index, and the time of a round and of a plan. Then the urgent path under
+//! load: 500 spot interruption warnings (through an SQS queue of moto) sent while no plan runs,
+//! and 500 more sent as a round starts, with the receipt-to-cordon latency of each; and a
+//! forced relist (kube-apiserver restarted over a compacted etcd, so every watch gets 410 Gone)
+//! with the memory after it. Sizes come from `STOWAGE_SCALE_NODES` and `STOWAGE_SCALE_PODS`.
 
 mod support;
 
@@ -12,7 +15,8 @@ use futures::StreamExt;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-use support::{ControlPlane, curl, free_port, install_crypto_provider, wait_until};
+use support::moto::{Moto, send_all, spot_warning};
+use support::{ControlPlane, curl, free_port, install_crypto_provider, percentile, wait_until};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -24,10 +28,10 @@ fn env_usize(name: &str, default: usize) -> usize {
 /// The object as a create request takes it: no status (nodes keep theirs: a kubelet
 /// registers a node with its status), no server-set fields.
 fn for_create(mut object: Value) -> Value {
-    if object["kind"] != "Node" {
-        if let Some(o) = object.as_object_mut() {
-            o.remove("status");
-        }
+    if object["kind"] != "Node"
+        && let Some(o) = object.as_object_mut()
+    {
+        o.remove("status");
     }
     if let Some(meta) = object["metadata"].as_object_mut() {
         meta.remove("uid");
@@ -116,9 +120,21 @@ fn main() {
     install_crypto_provider();
     let nodes = env_usize("STOWAGE_SCALE_NODES", 5000);
     let pods = env_usize("STOWAGE_SCALE_PODS", 150_000);
-    let cp = ControlPlane::start_api_only();
+    let mut cp = ControlPlane::start_api_only();
     let cluster = stowage::demo::synthetic_cluster(nodes, pods, 42);
     let items = cluster["items"].as_array().unwrap().clone();
+    // The EC2 instance of each node (its providerID's last part), in node order.
+    let instances: Vec<String> = items
+        .iter()
+        .filter(|o| o["kind"] == "Node")
+        .filter_map(|o| {
+            o["spec"]["providerID"]
+                .as_str()?
+                .rsplit('/')
+                .next()
+                .map(String::from)
+        })
+        .collect();
     // SparkApplications need their CRD; the Spark Operator is not part of this run.
     let items: Vec<Value> = items
         .into_iter()
@@ -179,6 +195,8 @@ fn main() {
         std::fs::write(&path, pods).unwrap();
     }
     eprintln!("created {nodes} nodes and {pods} pods in {create_secs:.0} s");
+    let moto = Moto::start();
+    let queue = runtime.block_on(moto.queue("scale-interruptions"));
 
     // The controller: a dry run of the default policy over every node.
     let policy = cp.dir.0.join("scale-policy.yaml");
@@ -196,9 +214,16 @@ fn main() {
         &format!("--admin-address=127.0.0.1:{port}"),
         &format!("--policy={}", policy.display()),
         &format!("--kubeconfig={}", cp.kubeconfig.display()),
+        &format!("--interruption-queue={queue}"),
     ];
+    let mut env = moto.env();
+    // Each plan's duration (to tell which warnings arrived while one ran) and each relist.
+    env.push((
+        "RUST_LOG",
+        "info,stowage::controller::reconcile=debug,stowage::k8s::watch=debug".into(),
+    ));
     let started = Instant::now();
-    let ctl = support::stowage_process(&cp, "stowage-scale", args, &[]);
+    let ctl = support::stowage_process(&cp, "stowage-scale", args, &env);
     let child_of = |parent: u32| {
         std::process::Command::new("pgrep")
             .args(["-P", &parent.to_string(), "stowage"])
@@ -256,5 +281,165 @@ fn main() {
     // Nodes Karpenter is already removing (tainted karpenter.sh/disrupted) are not managed.
     assert!(managed as usize >= nodes * 99 / 100, "{text}");
     assert!(candidates > 0.0, "{text}");
+
+    // The urgent path: 500 warnings at once as a round ends (the next is 20 s away, so no
+    // plan runs while they are handled), then 500 more spread over 25 s while the controller
+    // plans again and again (the warnings' own changes start a round every 5 s), each handled
+    // while a plan ran told apart by the controller's log. Different nodes each time.
+    let rounds_done = || metric(&metrics(), "stowage_round_duration_seconds_count");
+    let sqs = runtime.block_on(async { aws_sdk_sqs::Client::new(&moto.sdk_config().await) });
+    let burst = |offset: usize| -> Vec<String> {
+        (0..500)
+            .map(|i| instances[(i * instances.len() / 500 + offset) % instances.len()].clone())
+            .collect()
+    };
+    let send = |label: &str, instances: Vec<String>, gap: Duration| {
+        let before = rounds_done();
+        wait_until("a round's end", Duration::from_secs(120), || {
+            rounds_done() > before
+        });
+        let now = jiff::Timestamp::now();
+        let bodies: Vec<String> = instances.iter().map(|i| spot_warning(i, now)).collect();
+        let sending = Instant::now();
+        for batch in bodies.chunks(10) {
+            runtime.block_on(send_all(&sqs, &queue, batch));
+            std::thread::sleep(gap);
+        }
+        let sent_in = sending.elapsed();
+        let logged = |ctl: &support::Supervised| {
+            handled(&ctl.log_text())
+                .into_iter()
+                .filter(|h| h.at >= now)
+                .count()
+        };
+        wait_until(
+            &format!("{label}: 500 nodes cordoned"),
+            Duration::from_secs(300),
+            || logged(&ctl) >= 500,
+        );
+        let log = ctl.log_text();
+        let plans = planned(&log);
+        let (mut during, mut outside) = (Vec::new(), Vec::new());
+        let mut last = now;
+        for h in handled(&log).into_iter().filter(|h| h.at >= now) {
+            let received = h.at - jiff::SignedDuration::from_millis(h.latency_ms as i64);
+            if plans
+                .iter()
+                .any(|&(from, to)| from <= h.at && received <= to)
+            {
+                during.push(h.latency_ms);
+            } else {
+                outside.push(h.latency_ms);
+            }
+            last = last.max(h.at);
+        }
+        let mut all = [during.as_slice(), outside.as_slice()].concat();
+        for v in [&mut all, &mut during, &mut outside] {
+            v.sort_unstable();
+        }
+        let plans_in = plans
+            .iter()
+            .filter(|&&(from, to)| to >= now && from <= last)
+            .count();
+        let summary = |v: &[u64]| {
+            format!(
+                "{} warnings: p50 {} ms, p99 {} ms, max {} ms",
+                v.len(),
+                percentile(v, 0.50),
+                percentile(v, 0.99),
+                v.last().copied().unwrap_or(0)
+            )
+        };
+        println!(
+            "{label}: 500 spot warnings sent over {} ms; the last node cordoned {} ms after the first was sent; {plans_in} plans ran meanwhile\n  \
+             receipt to cordon, all {}\n  handled while a plan ran, {}\n  handled while none ran, {}",
+            sent_in.as_millis(),
+            (last - now).as_millis(),
+            summary(&all),
+            summary(&during),
+            summary(&outside),
+        );
+        (percentile(&all, 0.99), during.len())
+    };
+    let (quiet_p99, _) = send("at once, after a round", burst(0), Duration::ZERO);
+    let (busy_p99, overlapped) = send(
+        "spread over 25 s, rounds running",
+        burst(250),
+        Duration::from_millis(500),
+    );
+
+    // A forced relist: every watch answered 410 Gone, every kind listed again.
+    let relists_before = relists(&ctl.log_text());
+    cp.restart_api_server_compacted();
+    let restarted = Instant::now();
+    wait_until("every kind relisted", Duration::from_secs(600), || {
+        relists(&ctl.log_text()) >= relists_before + 13
+    });
+    let relist_secs = restarted.elapsed().as_secs_f64();
+    let after = rounds_done();
+    wait_until("a round after the relist", Duration::from_secs(300), || {
+        rounds_done() > after
+    });
+    let (rss_relisted, hwm_relisted) = memory_mib(pid);
+    let gone = ctl
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("watch failed") && (l.contains("410") || l.contains("Expired")))
+        .count();
+    println!(
+        "forced relist: {gone} watches answered 410 Gone, every kind listed again {relist_secs:.1} s after kube-apiserver was back; \
+         RSS after the relist and a round: {rss_relisted:.0} MiB (peak so far {hwm_relisted:.0} MiB)"
+    );
+    assert!(gone > 0, "no watch was answered 410 Gone:\n{}", ctl.tail());
+    assert!(overlapped > 0, "no warning was handled while a plan ran");
+    assert!(
+        quiet_p99 < 500 && busy_p99 < 500,
+        "receipt to cordon p99 above 500 ms"
+    );
     drop(ctl);
+}
+
+/// One node cordoned for an interruption notice, from the controller's log.
+struct Handled {
+    at: jiff::Timestamp,
+    latency_ms: u64,
+}
+
+/// The controller's JSON log lines carrying `message`.
+fn lines_of<'a>(log: &'a str, message: &'a str) -> impl Iterator<Item = Value> + 'a {
+    log.lines()
+        .filter(move |l| l.contains(message))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(move |v| v["message"] == message)
+}
+
+fn timestamp(v: &Value) -> Option<jiff::Timestamp> {
+    v["timestamp"].as_str()?.parse().ok()
+}
+
+fn handled(log: &str) -> Vec<Handled> {
+    lines_of(log, "interruption: node tainted and cordoned")
+        .filter_map(|v| {
+            Some(Handled {
+                at: timestamp(&v)?,
+                latency_ms: v["latency_ms"].as_u64()?,
+            })
+        })
+        .collect()
+}
+
+/// Each plan's start and end.
+fn planned(log: &str) -> Vec<(jiff::Timestamp, jiff::Timestamp)> {
+    lines_of(log, "round planned")
+        .filter_map(|v| {
+            let end = timestamp(&v)?;
+            let ms = v["plan_ms"].as_u64()? as i64;
+            Some((end - jiff::SignedDuration::from_millis(ms), end))
+        })
+        .collect()
+}
+
+/// How many lists the watchers completed.
+fn relists(log: &str) -> usize {
+    lines_of(log, "listed").count()
 }

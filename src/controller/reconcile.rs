@@ -145,9 +145,15 @@ impl<W: Writer> Reconciler<W> {
             },
             &self.memory,
         );
-        self.metrics
-            .plan_duration
-            .observe(planning.elapsed().as_secs_f64());
+        let planned = planning.elapsed();
+        self.metrics.plan_duration.observe(planned.as_secs_f64());
+        tracing::debug!(
+            plan_ms = planned.as_millis() as u64,
+            nodes = snapshot.nodes.len(),
+            pods = snapshot.pods.len(),
+            commands = decision.commands.len(),
+            "round planned"
+        );
         self.memory.forget_gone(snapshot, now);
         decision
     }

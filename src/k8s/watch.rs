@@ -174,7 +174,10 @@ async fn watch_kind<K>(
             tracing::info!(kind, "watch recovered");
         }
         match event {
-            watcher::Event::Init => idx.relist_start(kind),
+            watcher::Event::Init => {
+                tracing::debug!(kind, "listing");
+                idx.relist_start(kind);
+            }
             watcher::Event::InitApply(o) | watcher::Event::Apply(o) => {
                 if let Err(e) = apply(&mut idx, kind, &o) {
                     tracing::warn!(kind, error = %e, "object refused by the index");
@@ -182,6 +185,7 @@ async fn watch_kind<K>(
             }
             watcher::Event::InitDone => {
                 idx.relist_done(kind);
+                tracing::debug!(kind, "listed");
                 synced.add_permits(1);
             }
             watcher::Event::Delete(o) => {
@@ -254,11 +258,13 @@ async fn watch_driver_configs(
         }
         let (meta, deleted) = match event {
             watcher::Event::Init => {
+                tracing::debug!(kind = CONFIG, "listing");
                 configs.index().relist_start(CONFIG);
                 continue;
             }
             watcher::Event::InitDone => {
                 configs.index().relist_done(CONFIG);
+                tracing::debug!(kind = CONFIG, "listed");
                 synced.add_permits(1);
                 changed();
                 continue;

@@ -281,6 +281,14 @@ fn wait_for(
     }
 }
 
+/// The `p` quantile (0 to 1) of `sorted`, nearest rank; 0 for none.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
 /// A running control plane.
 pub struct ControlPlane {
     pub bin: PathBuf,
@@ -291,6 +299,10 @@ pub struct ControlPlane {
     // Dropped in reverse start order: kwok, controller-manager, scheduler, apiserver, etcd.
     procs: Vec<Supervised>,
     pub dir: TempDir,
+    /// etcd's client URL.
+    etcd: String,
+    /// kube-apiserver's flags, to start it again.
+    api_args: Vec<String>,
 }
 
 impl Drop for ControlPlane {
@@ -445,32 +457,34 @@ impl ControlPlane {
 
         let api_port = free_port();
         let server = format!("https://127.0.0.1:{api_port}");
+        let etcd = format!("http://127.0.0.1:{etcd_port}");
+        let api_args: Vec<String> = vec![
+            format!("--etcd-servers={etcd}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={api_port}"),
+            format!("--tls-cert-file={}", serving.display()),
+            format!("--tls-private-key-file={}", serving_key.display()),
+            format!("--client-ca-file={}", ca.display()),
+            format!("--token-auth-file={}", tokens.display()),
+            "--authorization-mode=Node,RBAC".into(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+            format!("--service-account-key-file={}", sa_pub.display()),
+            format!("--service-account-signing-key-file={}", sa_key.display()),
+            "--service-cluster-ip-range=10.96.0.0/16".into(),
+            "--enable-admission-plugins=NodeRestriction,PodSecurity".into(),
+            // No node-lifecycle controller runs (kwok fakes kubelets without heartbeats), so
+            // nothing would lift the not-ready taint this plugin puts on new nodes.
+            "--disable-admission-plugins=TaintNodesByCondition".into(),
+            "--allow-privileged=true".into(),
+            "--profiling=false".into(),
+            "--v=1".into(),
+        ];
         procs.push(Supervised::spawn(
             "kube-apiserver",
             &d,
             &bin.join("kube-apiserver"),
-            &[
-                format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-                "--bind-address=127.0.0.1".into(),
-                "--advertise-address=127.0.0.1".into(),
-                format!("--secure-port={api_port}"),
-                format!("--tls-cert-file={}", serving.display()),
-                format!("--tls-private-key-file={}", serving_key.display()),
-                format!("--client-ca-file={}", ca.display()),
-                format!("--token-auth-file={}", tokens.display()),
-                "--authorization-mode=Node,RBAC".into(),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
-                format!("--service-account-key-file={}", sa_pub.display()),
-                format!("--service-account-signing-key-file={}", sa_key.display()),
-                "--service-cluster-ip-range=10.96.0.0/16".into(),
-                "--enable-admission-plugins=NodeRestriction,PodSecurity".into(),
-                // No node-lifecycle controller runs (kwok fakes kubelets without heartbeats), so
-                // nothing would lift the not-ready taint this plugin puts on new nodes.
-                "--disable-admission-plugins=TaintNodesByCondition".into(),
-                "--allow-privileged=true".into(),
-                "--profiling=false".into(),
-                "--v=1".into(),
-            ],
+            &api_args,
         ));
         let kubeconfig_for = |name: &str, token: &str| {
             let path = d.join(format!("{name}.kubeconfig"));
@@ -512,6 +526,8 @@ impl ControlPlane {
                 server,
                 procs,
                 dir,
+                etcd,
+                api_args,
             };
         }
         // kube-scheduler: the bin-packing profile plus the upstream default profile.
@@ -570,9 +586,75 @@ impl ControlPlane {
             server,
             procs,
             dir,
+            etcd,
+            api_args,
         };
         plane.wait_ready(started);
         plane
+    }
+
+    /// Stops kube-apiserver, writes to etcd behind its back and compacts etcd's history there,
+    /// then starts kube-apiserver again: every watch reconnects with a resourceVersion older
+    /// than the compacted revision and is answered 410 Gone, so every watcher lists again.
+    /// Returns the revision compacted at.
+    pub fn restart_api_server_compacted(&mut self) -> u64 {
+        let api = self.procs.remove(1);
+        drop(api);
+        let gateway = |call: &str, body: &str| -> serde_json::Value {
+            let url = format!("{}/v3/{call}", self.etcd);
+            // A physical compaction of a large history takes longer than curl's usual 2 s.
+            let out = curl(&["-s", "--max-time", "300", "-X", "POST", &url, "-d", body])
+                .unwrap_or_else(|| panic!("etcd {call}: no answer"));
+            let answer: serde_json::Value =
+                serde_json::from_str(&out).unwrap_or_else(|e| panic!("etcd {call}: {e}: {out}"));
+            assert!(
+                answer.get("error").is_none() && answer.get("code").is_none(),
+                "etcd {call}: {out}"
+            );
+            answer
+        };
+        // "/stowage-scale/relist" = "x", base64 (the JSON gateway takes bytes so).
+        let put = gateway(
+            "kv/put",
+            r#"{"key": "L3N0b3dhZ2Utc2NhbGUvcmVsaXN0", "value": "eA=="}"#,
+        );
+        let revision: u64 = put["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or_else(|| panic!("etcd put answered no revision: {put}"));
+        gateway(
+            "kv/compaction",
+            &format!(r#"{{"revision": "{revision}", "physical": true}}"#),
+        );
+        let started = Instant::now();
+        self.procs.insert(
+            1,
+            Supervised::spawn(
+                "kube-apiserver",
+                &self.dir.0,
+                &self.bin.join("kube-apiserver"),
+                &self.api_args,
+            ),
+        );
+        let ca = self.dir.0.join("ca.crt").display().to_string();
+        let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}");
+        let readyz = format!("{}/readyz", self.server);
+        let mut procs = std::mem::take(&mut self.procs);
+        wait_for(
+            "kube-apiserver /readyz after its restart",
+            Duration::from_secs(180),
+            &mut procs,
+            || {
+                curl(&["-sf", "--cacert", &ca, "-H", &bearer, &readyz])
+                    .is_some_and(|b| b.trim() == "ok")
+            },
+        );
+        self.procs = procs;
+        eprintln!(
+            "API server restarted in {:.1}s, etcd compacted at revision {revision}",
+            started.elapsed().as_secs_f64()
+        );
+        revision
     }
 
     /// Ready when the scheduler holds its lease and the controller manager has made the

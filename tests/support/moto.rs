@@ -160,6 +160,36 @@ pub fn spot_warning(instance: &str, at: jiff::Timestamp) -> String {
     )
 }
 
+/// Sends `bodies` to the SQS queue at `queue`, ten to a batch, in order.
+pub async fn send_all(sqs: &aws_sdk_sqs::Client, queue: &str, bodies: &[String]) {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    for (n, chunk) in bodies.chunks(10).enumerate() {
+        let entries: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                SendMessageBatchRequestEntry::builder()
+                    .id(format!("m{n}-{i}"))
+                    .message_body(b)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let sent = sqs
+            .send_message_batch()
+            .queue_url(queue)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .expect("send batch");
+        assert!(
+            sent.failed().is_empty(),
+            "entries not sent: {:?}",
+            sent.failed()
+        );
+    }
+}
+
 impl Moto {
     /// Sends one message to the SQS queue at `queue`.
     pub async fn send(&self, queue: &str, body: String) {
