@@ -3,8 +3,8 @@
 //! them. At 150,000 pods the same few hundred strings repeat millions of times; each pod
 //! keeps a pointer to them rather than its own copy.
 //!
-//! Names are interned in one process-wide table. Values no object holds any more are dropped
-//! from it when it has doubled since the last sweep, so a long-running controller does not
+//! Names are interned in one process-wide table (in shards, each with its own lock). Values no
+//! object holds any more are dropped from a shard when it has doubled since its last sweep, so a long-running controller does not
 //! keep the names of every pod it ever saw.
 
 use rustc_hash::FxHashSet;
@@ -45,13 +45,24 @@ impl Table {
     }
 }
 
-fn table() -> std::sync::MutexGuard<'static, Table> {
-    static TABLE: Mutex<Table> = Mutex::new(Table::new());
-    TABLE.lock().unwrap_or_else(|e| e.into_inner())
+/// The table is cut into shards by the name's hash, each behind its own lock, so the threads
+/// that decode a snapshot's items rarely wait for each other.
+const SHARDS: usize = 16;
+
+static TABLES: [Mutex<Table>; SHARDS] = [const { Mutex::new(Table::new()) }; SHARDS];
+
+/// The shard that holds `text`.
+fn table(text: &str) -> std::sync::MutexGuard<'static, Table> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = rustc_hash::FxBuildHasher.build_hasher();
+    hasher.write(text.as_bytes());
+    // The high bits: FxHash mixes them best.
+    let shard = (hasher.finish() >> 60) as usize % SHARDS;
+    TABLES[shard].lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Below this many names the table is never swept.
-const SWEEP_FLOOR: usize = 4096;
+/// Below this many names a shard is never swept.
+const SWEEP_FLOOR: usize = 1024;
 
 impl Name {
     /// The shared copy of `text`.
@@ -59,7 +70,7 @@ impl Name {
         if text.is_empty() {
             return Name::default();
         }
-        Name(table().intern(text))
+        Name(table(text).intern(text))
     }
 
     pub fn as_str(&self) -> &str {
@@ -68,7 +79,10 @@ impl Name {
 
     /// How many distinct names the process-wide table holds.
     pub fn interned() -> usize {
-        table().names.len()
+        TABLES
+            .iter()
+            .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).names.len())
+            .sum()
     }
 }
 
