@@ -190,7 +190,9 @@ fn main() {
     let create_secs = created.elapsed().as_secs_f64();
     // With STOWAGE_SCALE_DUMP, the pods as the API server returns them (for
     // `cargo run --release --example index_memory -- --file DUMP`).
-    if let Ok(path) = std::env::var("STOWAGE_SCALE_DUMP") {
+    if let Ok(path) = std::env::var("STOWAGE_SCALE_DUMP")
+        && !path.is_empty()
+    {
         let pods = cp.kubectl(&["get", "pods,nodes", "-A", "-o", "json"]);
         std::fs::write(&path, pods).unwrap();
     }

@@ -289,6 +289,22 @@ pub fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
 
+/// Waits for kube-apiserver at `server` to answer `/readyz` ok, failing if one of `procs` exits.
+fn wait_api_ready(when: &str, server: &str, ca: &Path, limit: Duration, procs: &mut [Supervised]) {
+    let readyz = format!("{server}/readyz");
+    let ca = ca.display().to_string();
+    let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    wait_for(
+        &format!("kube-apiserver /readyz{when}"),
+        limit,
+        procs,
+        || {
+            curl(&["-sf", "--cacert", &ca, "-H", &bearer, &readyz])
+                .is_some_and(|b| b.trim() == "ok")
+        },
+    );
+}
+
 /// A running control plane.
 pub struct ControlPlane {
     pub bin: PathBuf,
@@ -502,18 +518,7 @@ impl ControlPlane {
             ]
         };
         let admin_kubeconfig = kubeconfig_for("admin", ADMIN_TOKEN);
-        let readyz = format!("{server}/readyz");
-        let ca_arg = ca.display().to_string();
-        let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}");
-        wait_for(
-            "kube-apiserver /readyz",
-            Duration::from_secs(90),
-            &mut procs,
-            || {
-                curl(&["-sf", "--cacert", &ca_arg, "-H", &bearer, &readyz])
-                    .is_some_and(|b| b.trim() == "ok")
-            },
-        );
+        wait_api_ready("", &server, &ca, Duration::from_secs(90), &mut procs);
 
         if !full {
             eprintln!(
@@ -636,19 +641,10 @@ impl ControlPlane {
                 &self.api_args,
             ),
         );
-        let ca = self.dir.0.join("ca.crt").display().to_string();
-        let bearer = format!("Authorization: Bearer {ADMIN_TOKEN}");
-        let readyz = format!("{}/readyz", self.server);
         let mut procs = std::mem::take(&mut self.procs);
-        wait_for(
-            "kube-apiserver /readyz after its restart",
-            Duration::from_secs(180),
-            &mut procs,
-            || {
-                curl(&["-sf", "--cacert", &ca, "-H", &bearer, &readyz])
-                    .is_some_and(|b| b.trim() == "ok")
-            },
-        );
+        let ca = self.dir.0.join("ca.crt");
+        let (server, limit) = (&self.server, Duration::from_secs(180));
+        wait_api_ready(" after its restart", server, &ca, limit, &mut procs);
         self.procs = procs;
         eprintln!(
             "API server restarted in {:.1}s, etcd compacted at revision {revision}",
