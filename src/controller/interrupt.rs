@@ -36,13 +36,6 @@ pub const HANDLING_LIMIT: Duration = Duration::from_secs(2 * DRAIN_LIMIT.as_secs
 const RETRY: Duration = Duration::from_secs(2);
 /// Evictions in flight per node.
 const EVICTING: usize = 16;
-/// Evictions in flight across every notice being handled. 500 spot warnings at once would
-/// otherwise send thousands of evictions together, and the API server, busy with them, would
-/// answer the cordons of the notices that follow seconds late (measured by `scripts/scale-run`:
-/// receipt to cordon p99 1.9 s at 150,000 pods): cordons go straight to the API server,
-/// evictions take their turn.
-const EVICTING_TOTAL: usize = 32;
-static EVICTION_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EVICTING_TOTAL);
 
 /// Handles notices on the cluster.
 pub struct Handler {
@@ -393,10 +386,7 @@ impl Handler {
     ) -> (String, &'static str) {
         let (namespace, name) = key.split_once('/').unwrap_or(("", key));
         let label = loop {
-            let result = {
-                let _slot = EVICTION_SLOTS.acquire().await;
-                act::evict(&self.evictions, namespace, name, uid, Some(grace)).await
-            };
+            let result = act::evict(&self.evictions, namespace, name, uid, Some(grace)).await;
             let label = match &result {
                 Ok(EvictAnswer::Evicted) => "evicted",
                 Ok(EvictAnswer::Gone) => "gone",
