@@ -320,7 +320,7 @@ impl DriverConfigs {
             self.index().keep(CONFIG, &key.0, &key.1);
             return false;
         }
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &key.0);
+        let api: Api<Raw<ConfigMap>> = Api::namespaced(self.client.clone(), &key.0);
         let (namespace, name) = (&key.0, &key.1);
         let answer = match tokio::time::timeout(LIST_TIMEOUT, api.get_opt(name)).await {
             Ok(answer) => answer.map_err(|e| e.to_string()),
@@ -345,14 +345,8 @@ impl DriverConfigs {
             self.forget(key.0, key.1);
             return true;
         };
-        let version = config.metadata.resource_version.clone();
-        let json = serde_json::to_string(&config).unwrap_or_default();
-        let meta = &config.metadata;
-        let (namespace, name) = (
-            meta.namespace.as_deref().unwrap_or_default(),
-            meta.name.as_deref().unwrap_or_default(),
-        );
-        if let Err(e) = self.index().apply_json(CONFIG, namespace, name, &json) {
+        let version = config.meta().resource_version.clone();
+        if let Err(e) = apply(&mut self.index(), CONFIG, &config) {
             tracing::warn!(kind = CONFIG, error = %e, "object refused by the index");
         }
         self.unread.remove(&key);

@@ -3,9 +3,9 @@
 //! them. At 150,000 pods the same few hundred strings repeat millions of times; each pod
 //! keeps a pointer to them rather than its own copy.
 //!
-//! Names are interned in one process-wide table (in shards, each with its own lock). Values no
-//! object holds any more are dropped from a shard when it has doubled since its last sweep, so a long-running controller does not
-//! keep the names of every pod it ever saw.
+//! Names are interned in one process-wide table, in shards each with its own lock. Values no
+//! object holds any more are dropped from a shard when it has doubled since its last sweep, so
+//! a long-running controller does not keep the names of every pod it ever saw.
 
 use rustc_hash::FxHashSet;
 use std::borrow::Borrow;
