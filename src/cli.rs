@@ -1008,7 +1008,7 @@ fn run_score(
     let (mut pod, pod_scheduler) =
         load_pod(&read(pod_path)?).map_err(|e| input_error(pod_path, e))?;
     // The incoming pod is not placed yet; a nodeName it sets is the NodeName filter's.
-    pod.placement.node_name = pod.node_name.take();
+    std::sync::Arc::make_mut(&mut pod.placement).node_name = pod.node_name.take();
     let profiles = read_profiles(scheduler_config, version)?;
     let name = profile_name
         .map(String::from)

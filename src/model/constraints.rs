@@ -152,7 +152,7 @@ impl InlineDisk {
 }
 
 /// Everything beyond resources and node placement that decides where a pod may run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Constraints {
     pub host_ports: Vec<HostPort>,
     pub affinity: PodAffinity,

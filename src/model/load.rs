@@ -211,7 +211,8 @@ pub fn pin_to_template_nodes(snapshot: &mut Snapshot) {
             && pod.placement.node_name.as_deref() != Some(node)
         {
             // Only the pods that change are written (and copied, when a plan shares them).
-            snapshot.pods[i].placement.node_name = Some(Name::new(node));
+            std::sync::Arc::make_mut(&mut snapshot.pods[i].placement).node_name =
+                Some(Name::new(node));
         }
     }
 }
@@ -257,10 +258,11 @@ fn head(index: usize, json: &str) -> Result<Head<'_>, LoadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SparkRole;
     use crate::model::constraints::{HostPort, InlineDisk};
     use crate::model::selector::{LabelSelectorRequirement, Labels};
+    use crate::model::{Pod, SparkRole};
     use proptest::strategy::Strategy as _;
+    use std::sync::Arc;
 
     fn list(items: &str) -> String {
         format!(r#"{{"apiVersion":"v1","kind":"List","items":[{items}]}}"#)
@@ -421,6 +423,33 @@ mod tests {
             .map(|v| (v.name.as_str(), v.host_path))
             .collect();
         assert_eq!(names, [("data", true), ("tmp", false)]);
+    }
+
+    #[test]
+    fn replicas_of_one_template_share_their_placement_and_constraints() {
+        let replica = |name: &str, zone: &str| {
+            format!(
+                r#"{{"kind":"Pod","metadata":{{"name":"{name}","labels":{{"app":"web"}}}},
+                "spec":{{"containers":[{{"name":"c"}}],"nodeSelector":{{"topology.kubernetes.io/zone":"{zone}"}},
+                "topologySpreadConstraints":[{{"maxSkew":1,"topologyKey":"kubernetes.io/hostname",
+                  "whenUnsatisfiable":"DoNotSchedule","labelSelector":{{"matchLabels":{{"app":"web"}}}}}}]}}}}"#
+            )
+        };
+        let items = [replica("a", "z1"), replica("b", "z1"), replica("c", "z2")].join(",");
+        let s = load_snapshot(list(&items).as_bytes()).unwrap();
+        let (a, b, c) = (&s.pods[0], &s.pods[1], &s.pods[2]);
+        assert!(Arc::ptr_eq(&a.placement, &b.placement));
+        assert!(!Arc::ptr_eq(&a.placement, &c.placement));
+        assert_eq!(
+            c.placement
+                .node_selector
+                .get("topology.kubernetes.io/zone")
+                .map(Name::as_str),
+            Some("z2")
+        );
+        let constraints = |p: &Pod| p.constraints.clone().expect("a spread constraint");
+        assert!(Arc::ptr_eq(&constraints(a), &constraints(c)));
+        assert_eq!(constraints(a).spread.len(), 1);
     }
 
     #[test]

@@ -300,7 +300,8 @@ pub struct Pod {
     pub scheduler_name: Name,
     pub requests: PodRequests,
     pub labels: Labels,
-    pub placement: Placement,
+    /// Shared by the pods that have the same (the replicas of one template, mostly).
+    pub placement: std::sync::Arc<Placement>,
     pub controller: Option<OwnerRef>,
     /// `kubernetes.io/config.mirror` annotation: a static pod's mirror.
     pub mirror: bool,
@@ -322,19 +323,20 @@ pub struct Pod {
     pub grace_seconds: u32,
     /// Volumes that keep data on the node (hostPath, emptyDir not in memory), except those
     /// the pod's `cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes` lets go.
-    pub local_volumes: Vec<LocalVolume>,
+    pub local_volumes: Box<[LocalVolume]>,
     pub spark: Option<SparkPod>,
-    /// Host ports, pod affinity, spread constraints and volumes; `None` for most pods.
-    pub constraints: Option<Box<Constraints>>,
+    /// Host ports, pod affinity, spread constraints and volumes; `None` for most pods. Shared
+    /// by the pods that have the same (the replicas of one template, mostly).
+    pub constraints: Option<std::sync::Arc<Constraints>>,
     /// Container images, init containers first, named as ImageLocality normalises them
     /// (`:latest` added when no tag is given).
-    pub images: Vec<Name>,
+    pub images: Box<[Name]>,
 }
 
 /// A volume whose data lives on the node and is lost when the pod moves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalVolume {
-    pub name: String,
+    pub name: Name,
     /// hostPath (else an emptyDir on the node's disk).
     pub host_path: bool,
 }

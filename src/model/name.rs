@@ -11,13 +11,33 @@ use rustc_hash::FxHashSet;
 use std::borrow::Borrow;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// An immutable, shared string: cloning it copies a pointer; equal names usually share their
-/// allocation (those made by [`Name::new`] always do).
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Name(Arc<str>);
+/// An immutable, shared string: cloning it copies a pointer, and equal names share one
+/// allocation (every name is made through the table), so equality compares pointers.
+///
+/// One pointer wide (8 bytes, as is `Option<Name>`), not a fat `Arc<str>`: a pod holds a
+/// dozen names, most of them in its labels. The string sits behind a second pointer, which
+/// only the rare comparison of text pays.
+#[derive(Clone, PartialOrd, Ord)]
+pub struct Name(Arc<Box<str>>);
+
+impl std::hash::Hash for Name {
+    /// As its text, so a `&str` finds a name in a map (`Borrow<str>`).
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        // Interned: the same text is the same allocation.
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Name {}
 
 struct Table {
-    names: FxHashSet<Arc<str>>,
+    names: FxHashSet<Name>,
     /// Size after the last sweep: the next sweep runs at twice it.
     swept_at: usize,
 }
@@ -30,16 +50,16 @@ impl Table {
         }
     }
 
-    fn intern(&mut self, text: &str) -> Arc<str> {
+    fn intern(&mut self, text: &str) -> Name {
         if let Some(shared) = self.names.get(text) {
             return shared.clone();
         }
         if self.names.len() >= SWEEP_FLOOR.max(2 * self.swept_at) {
             // Held only by the table: no object uses them any more.
-            self.names.retain(|n| Arc::strong_count(n) > 1);
+            self.names.retain(|n| Arc::strong_count(&n.0) > 1);
             self.swept_at = self.names.len();
         }
-        let shared: Arc<str> = Arc::from(text);
+        let shared = Name(Arc::new(text.into()));
         self.names.insert(shared.clone());
         shared
     }
@@ -70,7 +90,7 @@ impl Name {
         if text.is_empty() {
             return Name::default();
         }
-        Name(table(text).intern(text))
+        table(text).intern(text)
     }
 
     pub fn as_str(&self) -> &str {
@@ -88,8 +108,8 @@ impl Name {
 
 impl Default for Name {
     fn default() -> Name {
-        static EMPTY: OnceLock<Arc<str>> = OnceLock::new();
-        Name(EMPTY.get_or_init(|| Arc::from("")).clone())
+        static EMPTY: OnceLock<Arc<Box<str>>> = OnceLock::new();
+        Name(EMPTY.get_or_init(|| Arc::new("".into())).clone())
     }
 }
 
@@ -120,7 +140,7 @@ impl std::fmt::Display for Name {
 
 impl std::fmt::Debug for Name {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.0, f)
+        std::fmt::Debug::fmt(&**self.0, f)
     }
 }
 
@@ -150,37 +170,37 @@ impl From<Name> for String {
 
 impl PartialEq<str> for Name {
     fn eq(&self, other: &str) -> bool {
-        &*self.0 == other
+        **self.0 == *other
     }
 }
 
 impl PartialEq<&str> for Name {
     fn eq(&self, other: &&str) -> bool {
-        &*self.0 == *other
+        **self.0 == **other
     }
 }
 
 impl PartialEq<String> for Name {
     fn eq(&self, other: &String) -> bool {
-        *self.0 == **other
+        **self.0 == **other
     }
 }
 
 impl PartialEq<Name> for str {
     fn eq(&self, other: &Name) -> bool {
-        self == &*other.0
+        *self == **other.0
     }
 }
 
 impl PartialEq<Name> for &str {
     fn eq(&self, other: &Name) -> bool {
-        *self == &*other.0
+        **self == **other.0
     }
 }
 
 impl PartialEq<Name> for String {
     fn eq(&self, other: &Name) -> bool {
-        **self == *other.0
+        **self == **other.0
     }
 }
 
@@ -221,6 +241,11 @@ mod tests {
         assert_eq!(format!("{a} {a:?}"), "spark \"spark\"");
         let parsed: Name = serde_json::from_str("\"spark\"").unwrap();
         assert!(Arc::ptr_eq(&a.0, &parsed.0));
+        // Hashed as its text: a map of names is searched with a `&str`.
+        let set: FxHashSet<Name> = [a.clone()].into_iter().collect();
+        assert!(set.contains("spark") && !set.contains("tpch"));
+        assert_ne!(a, Name::new("tpch"));
+        assert_eq!(Name::new(""), Name::default());
     }
 
     #[test]
@@ -232,6 +257,6 @@ mod tests {
         }
         // Swept at least once: far fewer than every name made is left, the held one stays.
         assert!(table.names.len() < 2 * SWEEP_FLOOR, "{}", table.names.len());
-        assert!(Arc::ptr_eq(&kept, &table.intern("kept")));
+        assert!(Arc::ptr_eq(&kept.0, &table.intern("kept").0));
     }
 }

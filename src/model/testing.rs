@@ -163,24 +163,26 @@ impl Pod {
     }
 
     /// An emptyDir on the node's disk.
-    pub fn empty_dir(mut self, volume: &str) -> Pod {
-        self.local_volumes.push(LocalVolume {
-            name: volume.into(),
-            host_path: false,
-        });
-        self
+    pub fn empty_dir(self, volume: &str) -> Pod {
+        self.local_volume(volume, false)
     }
 
-    pub fn host_path(mut self, volume: &str) -> Pod {
-        self.local_volumes.push(LocalVolume {
-            name: volume.into(),
-            host_path: true,
+    pub fn host_path(self, volume: &str) -> Pod {
+        self.local_volume(volume, true)
+    }
+
+    fn local_volume(mut self, name: &str, host_path: bool) -> Pod {
+        let mut volumes = self.local_volumes.into_vec();
+        volumes.push(LocalVolume {
+            name: name.into(),
+            host_path,
         });
+        self.local_volumes = volumes.into();
         self
     }
 
     pub fn constraints_mut(&mut self) -> &mut Constraints {
-        self.constraints.get_or_insert_with(Default::default)
+        std::sync::Arc::make_mut(self.constraints.get_or_insert_with(Default::default))
     }
 
     /// Required anti-affinity against pods labelled `app: <app>` over `topology_key`.

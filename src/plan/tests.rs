@@ -845,7 +845,7 @@ mod stateful_filters {
     #[test]
     fn a_template_bound_to_its_node_cannot_move() {
         let mut pod = Pod::test("pinned");
-        pod.placement.node_name = Some("idle".into());
+        std::sync::Arc::make_mut(&mut pod.placement).node_name = Some("idle".into());
         assert_eq!(
             no_fit(&scene(vec![], pod, false)),
             "default/pinned: 0/1 nodes are available: 1 node(s) didn't match the requested node name."
@@ -1580,10 +1580,12 @@ proptest! {
                 }
                 match kind {
                     1 => {
-                        pod.placement.node_selector.insert("disk", "ssd");
+                        std::sync::Arc::make_mut(&mut pod.placement)
+                            .node_selector
+                            .insert("disk", "ssd");
                     }
                     2 => {
-                        pod.placement.tolerations = vec![crate::model::selector::Toleration {
+                        std::sync::Arc::make_mut(&mut pod.placement).tolerations = vec![crate::model::selector::Toleration {
                             key: "dedicated".into(),
                             operator: "Exists".into(),
                             ..Default::default()

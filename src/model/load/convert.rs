@@ -19,8 +19,13 @@ use crate::model::{
     ContainerRequests, DEFAULT_GRACE_SECONDS, LocalVolume, Node, OwnerRef, Pdb, Placement, Pod,
     PodPhase, Resources, Snapshot, SparkApp, SparkPod, SparkRole, pod_requests,
 };
+use rustc_hash::FxHashSet as HashSet;
 use serde::Deserialize;
+use std::borrow::Borrow;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::LocalKey;
 
 impl Meta {
     fn controller(&self) -> Option<OwnerRef> {
@@ -312,7 +317,7 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
                 .as_ref()
                 .is_some_and(|e| e.medium.as_deref() != Some("Memory"));
             (v.host_path.is_some() || disk_empty_dir).then(|| LocalVolume {
-                name: v.name.clone(),
+                name: Name::new(&v.name),
                 host_path: v.host_path.is_some(),
             })
         })
@@ -387,15 +392,18 @@ fn convert_pod(raw: RawPod) -> Result<Pod, FieldError> {
             .map_or_else(|| Name::new("default-scheduler"), Name::from),
         requests,
         labels: meta.labels,
-        placement: Placement {
-            node_selector: spec.node_selector,
-            required_terms: required_node_terms,
-            tolerations: shared_tolerations(spec.tolerations),
-            node_name: None,
-        },
+        placement: shared(
+            &PLACEMENTS,
+            Placement {
+                node_selector: spec.node_selector,
+                required_terms: required_node_terms,
+                tolerations: shared(&TOLERATIONS, spec.tolerations),
+                node_name: None,
+            },
+        ),
         local_volumes,
         spark,
-        constraints: (!constraints.is_empty()).then(|| Box::new(constraints)),
+        constraints: (!constraints.is_empty()).then(|| shared(&CONSTRAINTS, constraints)),
         images: images.iter().map(Name::from).collect(),
     })
 }
@@ -636,26 +644,33 @@ fn spark_labels(labels: &Labels) -> Option<SparkPod> {
     })
 }
 
-/// One copy of each distinct toleration list (per loading thread): pods repeat the same few
-/// lists, starting with the API server's two defaults.
-fn shared_tolerations(list: Vec<Toleration>) -> std::sync::Arc<[Toleration]> {
-    use std::cell::RefCell;
-    use std::collections::HashMap;
-    use std::sync::Arc;
-    thread_local! {
-        static SEEN: RefCell<HashMap<Vec<Toleration>, Arc<[Toleration]>>> = RefCell::new(HashMap::new());
-    }
-    SEEN.with(|seen| {
+type Seen<S> = RefCell<HashSet<Arc<S>>>;
+
+thread_local! {
+    static TOLERATIONS: Seen<[Toleration]> = RefCell::default();
+    static CONSTRAINTS: Seen<Constraints> = RefCell::default();
+    static PLACEMENTS: Seen<Placement> = RefCell::default();
+}
+
+/// One copy of each distinct value (per loading thread): pods repeat the same few toleration
+/// lists, starting with the API server's two defaults, and the replicas of a template the same
+/// placement and constraints.
+fn shared<T, S>(seen: &'static LocalKey<Seen<S>>, value: T) -> Arc<S>
+where
+    T: Borrow<S> + Into<Arc<S>>,
+    S: ?Sized + std::hash::Hash + Eq,
+{
+    seen.with(|seen| {
         let mut seen = seen.borrow_mut();
-        if let Some(shared) = seen.get(&list) {
+        if let Some(shared) = seen.get(value.borrow()) {
             return shared.clone();
         }
-        // Bounded: a cluster of endless distinct lists only stops sharing.
+        // Bounded: a cluster of endless distinct values only stops sharing.
         if seen.len() >= 4096 {
             seen.clear();
         }
-        let shared: Arc<[Toleration]> = list.clone().into();
-        seen.insert(list, shared.clone());
+        let shared: Arc<S> = value.into();
+        seen.insert(shared.clone());
         shared
     })
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, mpsc};
 /// Bytes read per call.
 const CHUNK: usize = 1 << 20;
 /// Bytes of items handed to a worker at once.
-const BATCH: usize = 4 << 20;
+const BATCH: usize = 1 << 20;
 
 /// Consecutive items, as bytes, and where each starts and ends.
 #[derive(Default)]
