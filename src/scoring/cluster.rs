@@ -27,6 +27,10 @@ mod preference;
 
 const ABSENT: u32 = u32::MAX;
 
+/// A number of pods in one domain. Counts are kept per value of a key — per node for the
+/// hostname — for every selector a pod's constraints name, so they are 4 bytes, not 8.
+type Count = i32;
+
 /// Node label values of one topology key, interned: `value_of[node]` or ABSENT.
 struct TopologyKey {
     value_of: Vec<u32>,
@@ -37,7 +41,7 @@ struct TopologyKey {
 struct Counter {
     kind: CounterKind,
     /// Topology key ids, and per key the count of matching pods per value id.
-    keys: Vec<(usize, Vec<i64>)>,
+    keys: Vec<(usize, Vec<Count>)>,
     /// Matching pods in the whole cluster (any node with or without the keys).
     total: i64,
     /// Spread counters: the domains (values of the counted nodes).
@@ -102,7 +106,7 @@ struct HeldTerm {
     term: AffinityTerm,
     kind: HeldKind,
     key: usize,
-    holders: Vec<i64>,
+    holders: Vec<Count>,
     /// Σ holders: a term nobody holds any more costs nothing.
     held: i64,
 }
@@ -158,7 +162,7 @@ impl HeldTerms {
         };
         if value != ABSENT {
             let held = &mut self.terms[id];
-            held.holders[value as usize] += delta;
+            held.holders[value as usize] += delta as Count;
             held.held += delta;
         }
     }
@@ -443,7 +447,7 @@ impl<'a> ClusterState<'a> {
         if let Some(&id) = self.counter_ids.get(&kind) {
             return id;
         }
-        let keys: Vec<(usize, Vec<i64>)> = keys
+        let keys: Vec<(usize, Vec<Count>)> = keys
             .iter()
             .map(|k| {
                 let id = self.key_id(k);
@@ -452,7 +456,7 @@ impl<'a> ClusterState<'a> {
             .collect();
         let domains = match &kind {
             CounterKind::Spread { nodes, .. } | CounterKind::Owned { nodes, .. } => {
-                let key: &(usize, Vec<i64>) = &keys[0];
+                let key: &(usize, Vec<Count>) = &keys[0];
                 let values = &self.keys[key.0].value_of;
                 let mut seen = vec![false; self.keys[key.0].values];
                 let mut domains = Vec::new();
@@ -562,7 +566,7 @@ impl<'a> ClusterState<'a> {
         for (key, counts) in &mut counter.keys {
             let v = self.keys[*key].value_of[node as usize];
             if v != ABSENT {
-                counts[v as usize] += delta;
+                counts[v as usize] += delta as Count;
                 counted = true;
             }
         }
@@ -902,7 +906,7 @@ impl<'a> ClusterState<'a> {
             let min = counter
                 .domains
                 .iter()
-                .map(|&v| counts[v as usize])
+                .map(|&v| i64::from(counts[v as usize]))
                 .min()
                 .filter(|_| counter.domains.len() as i64 >= min_domains)
                 .unwrap_or(0);
@@ -1191,7 +1195,7 @@ impl<'a> ClusterState<'a> {
                     "node(s) didn't match pod topology spread constraints (missing required label)",
                 ));
             }
-            let count = self.counters[counter].keys[0].1[value as usize];
+            let count = i64::from(self.counters[counter].keys[0].1[value as usize]);
             if count + self_match - min > max_skew {
                 return Err(Infeasible::Spread(
                     "node(s) didn't match pod topology spread constraints",

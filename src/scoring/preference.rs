@@ -335,7 +335,7 @@ impl<'a> ClusterState<'a> {
                     if value == ABSENT {
                         continue;
                     }
-                    let count = self.counters[c.counter].keys[0].1[value as usize];
+                    let count = i64::from(self.counters[c.counter].keys[0].1[value as usize]);
                     score += count as f64 * w + (c.max_skew - 1) as f64;
                 }
                 score.round() as i64
@@ -414,7 +414,7 @@ impl<'a> ClusterState<'a> {
             let (key, counts) = &self.counters[counter].keys[0];
             let scores = by_key.entry(*key).or_insert_with(|| vec![0; counts.len()]);
             for (s, n) in scores.iter_mut().zip(counts) {
-                *s += sign * t.weight * n;
+                *s += sign * t.weight * i64::from(*n);
             }
         }
         let held = self.held_scoring_matching(pod, args);
@@ -428,7 +428,7 @@ impl<'a> ClusterState<'a> {
                 .entry(h.key)
                 .or_insert_with(|| vec![0; h.holders.len()]);
             for (s, n) in scores.iter_mut().zip(&h.holders) {
-                *s += weight * n;
+                *s += weight * i64::from(*n);
             }
         }
         let raw: Vec<i64> = feasible
