@@ -1,4 +1,5 @@
-//! The `stowage` command line (DESIGN.md §3): `plan`, `score` and `version`.
+//! The `stowage` command line (docs/design.md, "The command line"): `plan`, `score`, `view`,
+//! `controller`, `crd`, `asg-tags`, `interruption-agent`, `cleanup` and `version`.
 //!
 //! Reads files, calls the pure core, prints a table or stable JSON. Every input error is one
 //! line on stderr naming the file and the field, with exit code 2; nothing here panics on bad
@@ -62,7 +63,7 @@ impl ClusterArgs {
     }
 }
 
-/// The controller's AWS side (DESIGN.md §9). Credentials, region and endpoints come from the
+/// The controller's AWS side (docs/aws.md). Credentials, region and endpoints come from the
 /// environment (IRSA, Pod Identity, `AWS_REGION`, `AWS_ENDPOINT_URL`).
 #[derive(clap::Args)]
 struct AwsArgs {

@@ -1,18 +1,23 @@
 //! stowage consolidates batch Kubernetes clusters (Spark on EKS, EMR on EKS, Spark Operator)
 //! next to Karpenter or Cluster Autoscaler.
 //!
-//! The pure core decides and never acts: [`model`] (the compact snapshot), [`scoring`]
-//! (kube-scheduler's Filter and Score plugins, score for score), [`shuffle`]
-//! (which Spark executors hold shuffle data), [`policy`] (the ConsolidationPolicy spec) and
-//! [`plan`] (which nodes can be emptied, and why the others cannot). [`cli`] wires them to the
-//! `stowage` command; [`demo`] builds the embedded demo cluster and synthetic benchmark
-//! clusters; [`keys`] and [`field`] are the keys stowage reads and writes and the one shape of
-//! an input error. None of these modules talk to Kubernetes or AWS.
+//! The pure core decides and never acts: [`model`] (the compact snapshot, and its loading from a
+//! dump or watch events), [`scoring`] (kube-scheduler's Filter and Score plugins, score for
+//! score), [`shuffle`] (which Spark executors hold shuffle data), [`policy`] (the
+//! ConsolidationPolicy spec), [`plan`] (which nodes can be emptied, and why the others cannot)
+//! and [`lifecycle`] (the one typed state of each node stowage marks). [`demo`] builds the
+//! embedded demo cluster and the synthetic benchmark clusters; [`keys`] and [`field`] are the
+//! keys stowage reads and writes and the one shape of an input error. None of these modules
+//! talk to Kubernetes or AWS.
 //!
-//! [`k8s`] is everything that talks to an API server (the CRD, the watch-fed index, the
-//! actions, Events, the Lease, policy status), [`controller`] the loop that acts on plans,
-//! [`metrics`] the Prometheus registry and admin port, and [`aws`] the AWS side (so far the
-//! parser of interruption notices).
+//! [`k8s`] is everything that talks to an API server (the CRD, the watch-fed index, the writer,
+//! Events, the Lease, policy status, cleanup), [`controller`] the rounds that decide and act
+//! (decide → commands → execute) and the interruption handling, [`metrics`] the Prometheus
+//! registry and admin port, [`aws`] the AWS side (interruption notices, the node-template tags
+//! of Auto Scaling groups, lifecycle hooks and the SDK clients behind the `aws` feature),
+//! [`view`] the node view, and [`cli`] the `stowage` command, which reaches all of them.
+//!
+//! The design notes (docs/design.md) say how these fit together and why.
 #![forbid(unsafe_code)]
 
 pub mod aws;

@@ -2,7 +2,7 @@
 //!
 //! It allocates with mimalloc: the controller's index is built from a burst of short-lived
 //! watch objects, and glibc's malloc keeps much of that freed memory resident (the scale run's
-//! RSS figures in README.md were measured with both).
+//! RSS figures in docs/performance.md were measured with both).
 #![forbid(unsafe_code)]
 
 #[global_allocator]

@@ -1,6 +1,6 @@
 //! Which Spark executors hold shuffle data that a running job still needs.
 //!
-//! No Spark API says so directly, so detection is layered (DESIGN.md §6a), and when in doubt an
+//! No Spark API says so directly, so detection is layered (docs/spark.md), and when in doubt an
 //! executor of a running application is assumed to hold data:
 //! 1. `spark-exec-inactive=true`, or a driver that is gone or finished → holds nothing;
 //! 2. a remote shuffle manager (Celeborn, Uniffle) in the app's Spark configuration → nothing
@@ -237,7 +237,7 @@ impl<'a> SparkIndex<'a> {
         self
     }
 
-    /// Rules 1 to 4 of DESIGN.md §6a for an executor pod (rule 3 when the controller asked
+    /// Rules 1 to 4 of docs/spark.md for an executor pod (rule 3 when the controller asked
     /// the drivers, see [`SparkIndex::with_driver_answers`]).
     pub fn executor_state(&self, executor: &Pod) -> ShuffleState {
         let Some(spark) = &executor.spark else {

@@ -627,10 +627,11 @@ fn score_reproduces_upstream_taint_toleration_and_node_affinity_tables() {
     );
 }
 
-/// The demo's plan, pinned: a change in what stowage decides for the README's cluster is a
+/// The demo's plan, pinned: a change in what stowage decides for the documented cluster is a
 /// visible diff of `tests/data/demo-plan.json`. After a deliberate change, regenerate it with
 /// `cargo run --release -- plan -o json --now 2026-11-23T22:00:00Z | python3 -m json.tool
-/// --indent 1 > tests/data/demo-plan.json` and check the README's demo section still holds.
+/// --indent 1 > tests/data/demo-plan.json` and check docs/getting-started.md's demo section
+/// still holds.
 #[test]
 fn demo_plan_is_the_golden_one() {
     let plan = stdout_json(&stowage(&[
@@ -651,7 +652,7 @@ fn demo_plan_is_the_golden_one() {
     ] {
         assert_eq!(plan[field], golden[field], "the demo's {what} changed");
     }
-    // What the README says of the demo.
+    // What docs/getting-started.md says of the demo.
     assert_eq!(golden["nodesBefore"], 36);
     assert_eq!(golden["nodesAfter"], 25);
 }
@@ -670,6 +671,25 @@ fn the_wide_plan_draws_every_node_in_80_columns_without_colour_into_a_pipe() {
         "{text}"
     );
     assert!(text.contains("█ requested ▓ arriving ▒ leaving ░ free"));
+    // README's picture is this plan's, line for line.
+    let readme = include_str!("../README.md");
+    let section = &readme[readme
+        .find("## What it does to a cluster")
+        .expect("README's picture")..];
+    let picture: Vec<&str> = section
+        .split("```")
+        .nth(1)
+        .expect("a fenced picture")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert!(picture.len() >= 5, "{picture:?}");
+    for line in picture {
+        assert!(
+            text.contains(line),
+            "README shows {line:?}, the plan draws:\n{text}"
+        );
+    }
     // The table's drains are the view's drains.
     let table = String::from_utf8(stowage(&["plan"]).stdout).unwrap();
     let drains = |t: &str, word: &str| t.lines().filter(|l| l.contains(word)).count();

@@ -1,6 +1,6 @@
 //! The ConsolidationPolicy CRD against the real API server: it installs and becomes
 //! Established, every example policy of `policies/` is accepted (and reads back as the planner
-//! reads the file), and each rule of DESIGN.md §7 refuses a bad policy with the field named.
+//! reads the file), and each rule of docs/policy.md refuses a bad policy with the field named.
 
 mod support;
 

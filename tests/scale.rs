@@ -1,4 +1,4 @@
-//! The scale run (DESIGN.md §13, issue 9 item 10), not part of CI: `scripts/scale-run`
+//! The scale run (docs/performance.md, issue 9 item 10), not part of CI: `scripts/scale-run`
 //! fills a bare API server (etcd and kube-apiserver only, so nothing schedules, collects or
 //! runs pods) with the synthetic benchmark cluster — 5,000 nodes and 150,000 pods by default,
 //! created already bound — then starts `stowage controller` against it and prints what it

@@ -1,4 +1,4 @@
-//! The AWS calls stowage makes (DESIGN.md §9), behind one trait, [`Aws`], so the tag
+//! The AWS calls stowage makes (docs/aws.md), behind one trait, [`Aws`], so the tag
 //! reconciler, the interruption workers and the lifecycle hooks run the same code against AWS,
 //! against moto in the tests (endpoints from `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>`),
 //! and against the SDK's own mocks for the two calls moto does not answer.

@@ -1,4 +1,4 @@
-//! The Auto Scaling side of the controller (DESIGN.md §9): the node-template tags that let
+//! The Auto Scaling side of the controller (docs/aws.md): the node-template tags that let
 //! Cluster Autoscaler scale a group up from zero, reconciled on every group CA discovers, and
 //! terminating an emptied node's instance through its group.
 //!

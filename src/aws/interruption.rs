@@ -1,4 +1,4 @@
-//! What an interruption notice means for the cluster, pure (DESIGN.md §9): the node of the
+//! What an interruption notice means for the cluster, pure (docs/aws.md): the node of the
 //! instance (by `spec.providerID` `aws:///<zone>/<instance id>`, else the instance's private
 //! DNS name, which is the node name on EKS), whether to cordon it, and which pods to evict
 //! with what grace — every pod that needs a new home, shuffle holders included, with

@@ -1,4 +1,4 @@
-//! The AWS side (DESIGN.md §9): Auto Scaling group tags for scale from zero, spot interruption
+//! The AWS side (docs/aws.md): Auto Scaling group tags for scale from zero, spot interruption
 //! notices, lifecycle hooks and termination. Pure: [`notice`] parses the interruption queue's
 //! messages and the IMDS documents, [`interruption`] says which node a notice is about and what
 //! to evict with what grace, [`template`] computes a group's node-template tags and the tag

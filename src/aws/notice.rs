@@ -1,4 +1,4 @@
-//! Interruption notices from the SQS queue (queue mode, DESIGN.md §9), parsed into what
+//! Interruption notices from the SQS queue (queue mode, docs/aws.md), parsed into what
 //! stowage acts on. The queue is fed by EventBridge rules, so a message body is an EventBridge
 //! event — or, when the rule targets an SNS topic the queue subscribes to, an SNS envelope
 //! whose `Message` is that event. Auto Scaling's own test notification (sent when a lifecycle

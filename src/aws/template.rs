@@ -1,4 +1,4 @@
-//! The node-template tags of an Auto Scaling group (DESIGN.md §9 "Scale from zero"), pure:
+//! The node-template tags of an Auto Scaling group (docs/aws.md), pure:
 //! from the live nodes the group launched, the
 //! `k8s.io/cluster-autoscaler/node-template/{label,taint,resources}/…` tags Cluster
 //! Autoscaler reads to build a template node for a group at zero.

@@ -1,4 +1,4 @@
-//! `stowage interruption-agent` (IMDS mode, DESIGN.md §9): one per node, it polls the
+//! `stowage interruption-agent` (IMDS mode, docs/aws.md): one per node, it polls the
 //! instance metadata service (IMDSv2, through the SDK's IMDS client, which honours
 //! `AWS_EC2_METADATA_SERVICE_ENDPOINT`) for a spot interruption notice, a rebalance
 //! recommendation, scheduled maintenance and the Auto Scaling target lifecycle state, and

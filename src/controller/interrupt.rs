@@ -1,4 +1,4 @@
-//! Interruption handling (DESIGN.md §9), the I/O around [`crate::aws::interruption`]: a notice's
+//! Interruption handling (docs/aws.md), the I/O around [`crate::aws::interruption`]: a notice's
 //! node is tainted `stowage.io/interruption:NoSchedule` and cordoned at once, then every pod
 //! that needs a new home — shuffle holders included — is evicted with
 //! `min(its grace, time left − 15 s)`; an Auto Scaling termination waits for the node to be

@@ -50,7 +50,7 @@ pub struct Options {
     pub aws: Option<AwsOptions>,
 }
 
-/// What the controller does on AWS (DESIGN.md §9).
+/// What the controller does on AWS (docs/aws.md).
 pub struct AwsOptions {
     /// The cluster's name in Cluster Autoscaler's discovery tags: enables the node-template
     /// tags and terminating emptied `DrainAndTerminate` nodes through their group.

@@ -1,4 +1,4 @@
-//! Rule 3 of DESIGN.md §6a, when a policy sets
+//! Rule 3 of docs/spark.md, when a policy sets
 //! `shuffle.driverApi.enabled`: ask the Spark driver's REST API which executors hold data.
 //!
 //! An executor holds data when it ever wrote shuffle output (`totalShuffleWrite > 0`) or

@@ -327,7 +327,7 @@ pub async fn mark_waiting(
     write_lifecycle(client, node, &write, now).await
 }
 
-/// Marks `node` as going away with its instance (DESIGN.md §9): taint
+/// Marks `node` as going away with its instance (docs/aws.md): taint
 /// `stowage.io/interruption=<kind>:NoSchedule` and cordon at once, whatever stowage was doing
 /// on it. True when the node was changed.
 pub async fn mark_interrupted(

@@ -21,8 +21,8 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Calls `$m!(Type, "Kind")` for every kind the planner reads (README's capture command): the
-/// one list both the one-shot list and the watchers go through.
+/// Calls `$m!(Type, "Kind")` for every kind the planner reads (the capture command of
+/// docs/getting-started.md): the one list both the one-shot list and the watchers go through.
 macro_rules! each_kind {
     ($m:ident) => {
         $m!(Node, "Node");

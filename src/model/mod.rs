@@ -343,7 +343,7 @@ pub struct LocalVolume {
 
 impl LocalVolume {
     /// Spark's own scratch space (`spark-local-dir-N` on a Spark pod), whose lifetime the
-    /// shuffle rules (DESIGN.md §6a) govern rather than the local-storage guard.
+    /// shuffle rules (docs/spark.md) govern rather than the local-storage guard.
     pub fn is_spark_local_dir(&self, pod: &Pod) -> bool {
         pod.spark.is_some() && self.name.starts_with("spark-local-dir-")
     }

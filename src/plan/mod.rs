@@ -964,7 +964,7 @@ fn is_recreated(pod: &Pod, spark: &SparkIndex) -> bool {
     }
 }
 
-/// The first guard that keeps a node, in DESIGN.md §6 order, with the pod that triggers it.
+/// The first guard that keeps a node, in the order of docs/design.md, "The planner", with the pod that triggers it.
 /// `covering[i]` lists the PDBs that cover `evictable[i]`.
 fn guard(
     node: &Node,
