@@ -108,7 +108,8 @@ enum Command {
     /// Show which nodes stowage would empty, where their pods would go, and why other nodes stay.
     Plan {
         /// `kubectl get nodes,pods,pdb -A -o json` output (JSON or YAML; `-` for stdin).
-        /// Without it (and without --kubeconfig/--context), the embedded demo cluster is planned.
+        /// Without it (and without --kubeconfig/--context), the embedded demo cluster is planned;
+        /// run as `kubectl stowage`, the kubeconfig's current context.
         #[arg(long, value_name = "FILE", conflicts_with_all = ["kubeconfig", "context"])]
         snapshot: Option<PathBuf>,
         /// Plan the live cluster, read-only (list and get only).
@@ -333,8 +334,27 @@ fn read_profiles(path: Option<&Path>, version: SchedulerVersion) -> Result<Profi
 }
 
 /// Runs the command line and returns the process exit code.
+/// True when run as `kubectl-stowage`, the name kubectl looks for on PATH to run `kubectl
+/// stowage …`: help then says `kubectl stowage`, and `plan` plans the current context of the
+/// kubeconfig (as every kubectl command does) rather than the embedded demo.
+fn invoked_as_kubectl_plugin(argv0: Option<&std::ffi::OsStr>) -> bool {
+    argv0
+        .and_then(|a| Path::new(a).file_stem())
+        .is_some_and(|stem| stem == "kubectl-stowage")
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    let plugin = invoked_as_kubectl_plugin(std::env::args_os().next().as_deref());
+    let command = if plugin {
+        Cli::command().bin_name("kubectl stowage")
+    } else {
+        Cli::command()
+    };
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let mut out = std::io::stdout().lock();
     let result = match cli.command {
         Command::Plan {
@@ -346,7 +366,7 @@ pub fn main() -> ExitCode {
             scheduler_version,
             timings,
         } => run_plan(
-            if cluster.given() {
+            if cluster.given() || (plugin && snapshot.is_none()) {
                 Source::Live(cluster)
             } else {
                 Source::File(snapshot)
@@ -1098,5 +1118,21 @@ fn run_score(
                 .collect();
             print(out, &table(&["NODE", "SCORE", "FILTER"], &rows))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubectl_plugin_mode_follows_the_name_it_was_run_by() {
+        let run_as = |argv0: &str| invoked_as_kubectl_plugin(Some(std::ffi::OsStr::new(argv0)));
+        assert!(run_as("/home/me/.krew/bin/kubectl-stowage"));
+        assert!(run_as("kubectl-stowage"));
+        assert!(run_as("C:\\krew\\bin\\kubectl-stowage.exe") || !cfg!(windows));
+        assert!(!run_as("/usr/local/bin/stowage"));
+        assert!(!run_as("kubectl-stowage-old/stowage"));
+        assert!(!invoked_as_kubectl_plugin(None));
     }
 }
