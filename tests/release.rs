@@ -250,3 +250,72 @@ fn the_image_is_what_the_chart_pulls_and_its_binary_runs_as_nonroot() {
     }
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// The release workflow cannot run here (no forge): actionlint checks it, and it builds the
+/// archives the krew manifest downloads and pushes the image where the chart pulls from.
+#[test]
+fn the_release_workflow_lints_and_ships_what_krew_and_the_chart_name() {
+    let workflow_path = root().join(".github/workflows/release.yml");
+    let dir = Command::new(root().join("tests/harness/build.sh"))
+        .arg("--dir")
+        .output()
+        .expect("tests/harness/build.sh --dir");
+    let actionlint = PathBuf::from(String::from_utf8_lossy(&dir.stdout).trim()).join("actionlint");
+    assert!(
+        actionlint.exists(),
+        "{} is missing: run tests/harness/build.sh",
+        actionlint.display()
+    );
+    let lint = Command::new(&actionlint)
+        .arg(&workflow_path)
+        .output()
+        .expect("run actionlint");
+    assert!(
+        lint.status.success(),
+        "actionlint:\n{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+
+    let workflow: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&workflow_path).unwrap()).unwrap();
+    let built: Vec<String> = workflow["jobs"]["binaries"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .expect("the binaries' matrix")
+        .iter()
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["os"].as_str().unwrap(),
+                m["arch"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let krew: Value = serde_saphyr::from_str(&render_krew("v1.2.3")).unwrap();
+    let downloaded: Vec<String> = krew["spec"]["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let l = &p["selector"]["matchLabels"];
+            format!(
+                "{}/{}",
+                l["os"].as_str().unwrap(),
+                l["arch"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(built, downloaded, "every platform krew offers is built");
+    let text = std::fs::read_to_string(&workflow_path).unwrap();
+    assert!(
+        text.contains(
+            r#"archive="stowage-${GITHUB_REF_NAME}-${{ matrix.os }}-${{ matrix.arch }}.tar.gz""#
+        ),
+        "the archives are named as .krew.yaml downloads them"
+    );
+    let values: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("charts/stowage/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(workflow["env"]["IMAGE"], values["image"]["repository"]);
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the real components stowage's tests run against, from their Go modules (no downloads of
 # release binaries, no Docker): etcd, kube-apiserver, kube-scheduler, kube-controller-manager,
-# kubectl, kwok, helm, amazon-ec2-metadata-mock, and Prometheus with promtool.
+# kubectl, kwok, helm, amazon-ec2-metadata-mock, Prometheus with promtool, and actionlint (for the
+# release workflow).
 #
 #   tests/harness/build.sh          build what is missing, print the binary directory
 #   tests/harness/build.sh --dir    only print the directory the binaries go to
@@ -19,6 +20,7 @@ KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
 AEMM_VERSION=v1.13.0
 PROMETHEUS_VERSION=v0.316.0 # the Go module version of Prometheus 3.16; built without service discoveries
+ACTIONLINT_VERSION=v1.7.12 # lints the release workflow (not in the hash: added to a built directory)
 BUILD_REVISION=1          # bump when the way binaries are built changes
 
 
@@ -30,10 +32,8 @@ if [ "${1:-}" = "--dir" ]; then
   echo "$out"
   exit 0
 fi
-if [ -f "$out/.complete" ]; then
-  echo "$out"
-  exit 0
-fi
+# Each component below is built only when missing, so a tool added later is built into an
+# existing directory without rebuilding the others.
 
 export GOFLAGS="-mod=readonly -buildvcs=false"
 export GOCACHE=${GOCACHE:-$HOME/.cache/stowage/go-build}
@@ -76,6 +76,7 @@ if [ ! -f "$out/kwok-stages.yaml" ]; then
   done > "$out/kwok-stages.yaml"
 fi
 install_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+install_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 install_tool ec2-metadata-mock "github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$AEMM_VERSION"
 if [ ! -x "$out/prometheus" ] || [ ! -x "$out/promtool" ]; then
   # Static scrape configs are all the tests use: every service discovery is left out
