@@ -163,7 +163,11 @@ enum Command {
     /// Print the version.
     Version,
     /// Print the ConsolidationPolicy CustomResourceDefinition (YAML), for `kubectl apply -f -`.
-    Crd,
+    Crd {
+        /// Print the policy reference (Markdown, every field of the schema) instead.
+        #[arg(long)]
+        reference: bool,
+    },
     /// Run the controller against a cluster: watch it, and each round follow the drains in
     /// progress and start new ones as the policies say. Prints one JSON line per round.
     Controller {
@@ -404,7 +408,8 @@ pub fn main() -> ExitCode {
             &mut out,
             &format!("stowage {}\n", env!("CARGO_PKG_VERSION")),
         ),
-        Command::Crd => print(&mut out, &crate::k8s::crd::definition_yaml()),
+        Command::Crd { reference: false } => print(&mut out, &crate::k8s::crd::definition_yaml()),
+        Command::Crd { reference: true } => print(&mut out, &crate::k8s::crd::reference_markdown()),
         Command::Controller {
             cluster,
             policy,

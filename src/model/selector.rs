@@ -138,8 +138,10 @@ impl schemars::JsonSchema for Labels {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
+    /// Labels that must all be present, with these values.
     #[serde(default, skip_serializing_if = "Labels::is_empty")]
     pub match_labels: Labels,
+    /// Requirements that must all hold.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub match_expressions: Vec<LabelSelectorRequirement>,
@@ -154,10 +156,13 @@ pub struct LabelSelector {
     {"rule": "!(self.operator in ['Exists', 'DoesNotExist']) || !has(self.values) || size(self.values) == 0", "message": "values must be empty for operators Exists and DoesNotExist", "fieldPath": ".values"}
 ]))]
 pub struct LabelSelectorRequirement {
+    /// The label key.
     #[schemars(length(max = 317))]
     pub key: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
     #[schemars(length(max = 16))]
     pub operator: String,
+    /// The values for `In` and `NotIn`; none for `Exists` and `DoesNotExist`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 256))]
     pub values: Vec<String>,

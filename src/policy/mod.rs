@@ -94,6 +94,7 @@ pub struct ScoringSpec {
     pub scheduler_config_ref: Option<SchedulerConfigRef>,
     #[serde(default)]
     pub strategy: StrategyName,
+    /// The resources the score weighs, as NodeResourcesFit's `resources`.
     #[serde(default = "default_resources")]
     #[schemars(length(min = 1))]
     pub resources: Vec<ResourceWeight>,
@@ -130,10 +131,13 @@ fn default_resources() -> Vec<ResourceWeight> {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SchedulerConfigRef {
+    /// The ConfigMap's namespace.
     #[serde(default)]
     pub namespace: String,
+    /// The ConfigMap that holds the KubeSchedulerConfiguration.
     #[schemars(length(min = 1))]
     pub name: String,
+    /// The ConfigMap key whose value is the configuration (YAML).
     #[schemars(length(min = 1))]
     pub key: String,
     /// Profile (`schedulerName`) whose NodeResourcesFit strategy scores idleness.
@@ -145,7 +149,9 @@ fn default_profile() -> String {
     "my-scheduler".into()
 }
 
-/// `scoring.strategy`.
+/// How a node's utilisation score is computed, as kube-scheduler's NodeResourcesFit scores:
+/// `MostAllocated` (the fuller, the higher), `LeastAllocated` (idleness is then measured as
+/// 100 − score) or `RequestedToCapacityRatio` (the `requestedToCapacityRatio` shape).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum StrategyName {
     #[default]
@@ -158,8 +164,10 @@ pub enum StrategyName {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResourceWeight {
+    /// `cpu`, `memory`, `ephemeral-storage` or an extended resource.
     #[schemars(length(min = 1))]
     pub name: String,
+    /// Its weight in the average (1–100).
     #[serde(default = "one")]
     #[schemars(range(min = 1, max = 100))]
     pub weight: i64,
@@ -178,6 +186,7 @@ fn one() -> i64 {
     "fieldPath": ".shape"
 }]))]
 pub struct RatioSpec {
+    /// The points of the broken line, by increasing utilisation.
     #[schemars(length(min = 1, max = 20))]
     pub shape: Vec<RatioPoint>,
 }
@@ -186,8 +195,10 @@ pub struct RatioSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RatioPoint {
+    /// Utilisation in percent (0–100).
     #[schemars(range(min = 0, max = 100))]
     pub utilization: i64,
+    /// The score at that utilisation (0–10).
     #[schemars(range(min = 0, max = 10))]
     pub score: i64,
 }
@@ -269,7 +280,9 @@ impl Default for ShuffleSpec {
     }
 }
 
-/// `shuffle.holdingAction`.
+/// What to do with a node whose executors hold shuffle data a running app needs: `Block`
+/// never drains it; `Decommission` evicts them gracefully so Spark migrates the blocks, only
+/// for apps whose configuration enables shuffle-block decommissioning (others stay blocked).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum HoldingAction {
     /// Never drain a node with a shuffle holder.
@@ -279,12 +292,15 @@ pub enum HoldingAction {
     Decommission,
 }
 
-/// `shuffle.driverApi` (controller only).
+/// Asking running drivers which executors hold data (controller only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DriverApiSpec {
+    /// Ask each running driver's REST API once a round; an executor that never wrote shuffle
+    /// output and caches no blocks then no longer keeps its node.
     #[serde(default)]
     pub enabled: bool,
+    /// The drivers' UI port (`spark.ui.port`).
     #[serde(default = "default_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: i64,
@@ -320,6 +336,7 @@ pub struct DisruptionSpec {
     #[serde(default)]
     #[schemars(length(max = 50))]
     pub budgets: Vec<Budget>,
+    /// How many of the policy's nodes may be draining at once (emptied nodes take no slot).
     #[serde(default = "default_max_concurrent_drains")]
     #[schemars(range(min = 1))]
     pub max_concurrent_drains: i64,
@@ -388,7 +405,11 @@ impl Default for DisruptionSpec {
     }
 }
 
-/// `disruption.action`.
+/// What stowage does to a node it chose: `CordonOnly` cordons and taints it and evicts nothing;
+/// `Drain` also evicts its pods through the Eviction API, leaving the empty node to Karpenter or
+/// Cluster Autoscaler; `DrainAndTerminate` then removes the emptied node itself: it deletes the
+/// Karpenter NodeClaim that owns it, or terminates its instance through its Auto Scaling group
+/// (never below the group's minimum).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Action {
     CordonOnly,
