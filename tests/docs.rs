@@ -195,3 +195,26 @@ fn the_readme_is_a_front_page_and_the_code_cites_the_docs() {
         outside.join("\n")
     );
 }
+
+#[test]
+fn troubleshooting_explains_every_reason_a_node_is_kept() {
+    let page = read(&root().join("docs/troubleshooting.md"));
+    let headings = anchors(&page);
+    for reason in stowage::plan::Reason::ALL {
+        let slug = reason.as_str().to_lowercase();
+        assert!(
+            headings.contains(&slug),
+            "docs/troubleshooting.md has no section `{}`",
+            reason.as_str()
+        );
+    }
+    // In the order the plan checks them, as the page says.
+    let order: Vec<usize> = stowage::plan::Reason::ALL
+        .iter()
+        .map(|r| {
+            page.find(&format!("## `{}`", r.as_str()))
+                .expect("a section")
+        })
+        .collect();
+    assert!(order.is_sorted(), "sections out of the plan's order");
+}

@@ -50,6 +50,21 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in the order the plan checks them.
+    pub const ALL: [Reason; 11] = [
+        Reason::NotManaged,
+        Reason::NotIdle,
+        Reason::Recent,
+        Reason::ShuffleData,
+        Reason::RunningDriver,
+        Reason::DoNotDisrupt,
+        Reason::PodDisruptionBudget,
+        Reason::NoController,
+        Reason::LocalStorage,
+        Reason::NoFit,
+        Reason::Budget,
+    ];
+
     /// The name used in JSON, tables, events and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
