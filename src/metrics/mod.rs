@@ -1,4 +1,4 @@
-//! Prometheus metrics (§10, prefix `stowage_`) and the admin server that serves them with
+//! Prometheus metrics (docs/metrics.md, prefix `stowage_`) and the admin server that serves them with
 //! `/healthz` and `/readyz` on one port. Label cardinality is bounded: node names appear only
 //! on the per-node gauge `stowage_node_score`, and per-round gauges drop the series of nodes
 //! and policies that are gone, so a scrape never shows a node removed an hour ago.
@@ -312,9 +312,116 @@ impl Metrics {
     }
 }
 
+/// The metrics reference of docs/metrics.md: every metric `/metrics` exports, with its type
+/// and help, read from the registry the admin server encodes.
+pub fn reference_markdown() -> String {
+    // A family without a series exports nothing: one series each shows its labels too.
+    let m = Metrics::new();
+    let s = String::new;
+    m.node_score.set(
+        NodeLabels {
+            node: s(),
+            policy: s(),
+        },
+        0.0,
+    );
+    m.cluster_requested_ratio.set(
+        ResourceLabels {
+            resource: s(),
+            policy: s(),
+        },
+        0.0,
+    );
+    m.nodes.set(
+        StateLabels {
+            policy: s(),
+            state: s(),
+        },
+        0.0,
+    );
+    m.blocked_nodes.set(
+        ReasonLabels {
+            policy: s(),
+            reason: s(),
+        },
+        0.0,
+    );
+    m.decision("", "", "");
+    m.eviction("");
+    m.interruption("", "");
+    m.asg_tag_update("");
+    // (name, type, labels, help)
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    for line in m.encode().lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
+            rows.push((name.to_string(), s(), s(), help.to_string()));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ")
+            && let Some((name, kind)) = rest.split_once(' ')
+            && let Some(row) = rows.iter_mut().find(|r| r.0 == name)
+        {
+            row.1 = kind.to_string();
+        } else if let Some((series, _)) = line.split_once('{')
+            && let Some(row) = rows.iter_mut().find(|r| series.starts_with(r.0.as_str()))
+            && row.2.is_empty()
+        {
+            let labels = line[series.len() + 1..]
+                .split('}')
+                .next()
+                .unwrap_or_default();
+            let names: Vec<String> = labels
+                .split(',')
+                .filter_map(|l| l.split_once('=').map(|(k, _)| format!("`{k}`")))
+                .filter(|k| k != "`le`")
+                .collect();
+            row.2 = names.join(", ");
+        }
+    }
+    let mut out = String::from(
+        "<!-- Generated from the metrics registry (src/metrics/mod.rs); do not edit. \
+         STOWAGE_BLESS=1 cargo test --lib metrics_reference writes it again. -->\n\
+         # Metrics reference\n\n\
+         What the controller's admin port serves on `/metrics` (OpenMetrics when the scraper \
+         asks for it, as Prometheus does; the classic text format otherwise). Counters are \
+         exported with the `_total` suffix, histograms as `_bucket`, `_sum` and `_count`. \
+         The alerts built on them are in [installing](install.md), the dashboard in \
+         `charts/stowage/files/dashboard.json`.\n\n\
+         | metric | type | labels | what it measures |\n| --- | --- | --- | --- |\n",
+    );
+    for (name, kind, labels, help) in rows {
+        out.push_str(&format!(
+            "| `{name}` | {kind} | {labels} | {} |\n",
+            help.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_reference_is_what_the_registry_exports() {
+        let generated = reference_markdown();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
+        if std::env::var_os("STOWAGE_BLESS").is_some() {
+            std::fs::write(path, &generated).expect("docs/metrics.md is writable");
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/metrics.md is not what /metrics exports: STOWAGE_BLESS=1 cargo test --lib \
+             metrics_reference writes it again"
+        );
+        for row in [
+            "| `stowage_evictions` | counter | `result` |",
+            "| `stowage_interruption_cordon_latency_seconds` | histogram |",
+            "| `stowage_leader` | gauge |",
+        ] {
+            assert!(generated.contains(row), "{row}\n{generated}");
+        }
+    }
 
     #[test]
     fn names_are_those_of_the_design_and_gone_series_are_swept() {
