@@ -1,5 +1,5 @@
-//! Which policy governs which node when several ConsolidationPolicies exist (§7): a node
-//! matched by two policies belongs to the alphabetically first; the others set a `Conflict`
+//! Which policy governs which node when several ConsolidationPolicies exist (docs/policy.md):
+//! a node matched by two policies belongs to the alphabetically first; the others set a `Conflict`
 //! condition naming it. Pure: the controller computes this once per cycle from the policies
 //! and the snapshot's nodes.
 

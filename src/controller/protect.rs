@@ -1,5 +1,5 @@
 //! Protection from the provisioner (`shuffle.protectFromProvisioner`, default on), pure: while
-//! a pod holds shuffle data a running job needs (an executor by the rules of §6a, or a
+//! a pod holds shuffle data a running job needs (an executor by the rules of docs/spark.md, or a
 //! Celeborn / Uniffle server serving a running app), stowage gives it
 //! `karpenter.sh/do-not-disrupt: "true"` and its node
 //! `cluster-autoscaler.kubernetes.io/scale-down-disabled: "true"`, so Karpenter's or Cluster

@@ -1,5 +1,5 @@
-//! Prometheus metrics (docs/metrics.md, prefix `stowage_`) and the admin server that serves them with
-//! `/healthz` and `/readyz` on one port. Label cardinality is bounded: node names appear only
+//! Prometheus metrics (docs/metrics.md, prefix `stowage_`) and the admin server that serves
+//! them with `/healthz` and `/readyz` on one port. Label cardinality is bounded: node names appear only
 //! on the per-node gauge `stowage_node_score`, and per-round gauges drop the series of nodes
 //! and policies that are gone, so a scrape never shows a node removed an hour ago.
 

@@ -278,7 +278,7 @@ pub struct SparkPod {
     pub app_id: Name,
     /// `sparkoperator.k8s.io/app-name`, when Spark Operator launched it.
     pub app_name: Option<Name>,
-    /// A driver's `status.podIP`: where its REST API answers (rule 3 of §6a).
+    /// A driver's `status.podIP`: where its REST API answers (rule 3 of docs/spark.md).
     pub pod_ip: Option<String>,
 }
 

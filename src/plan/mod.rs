@@ -234,7 +234,7 @@ pub struct PlanInput<'a> {
     /// Nodes the policy's selector matches that another policy governs (the controller's
     /// alphabetically-first rule): not managed by this plan, though pods may move onto them.
     pub governed_elsewhere: Option<&'a HashSet<String>>,
-    /// What Spark drivers' REST APIs said of their executors this round (rule 3 of §6a), by
+    /// What Spark drivers' REST APIs said of their executors this round (rule 3 of docs/spark.md), by
     /// pod UID: true when the executor holds shuffle data. Executors not in it fall to rule 4.
     pub executors_seen: Option<&'a HashMap<String, bool>>,
 }
@@ -979,8 +979,8 @@ fn is_recreated(pod: &Pod, spark: &SparkIndex) -> bool {
     }
 }
 
-/// The first guard that keeps a node, in the order of docs/design.md, "The planner", with the pod that triggers it.
-/// `covering[i]` lists the PDBs that cover `evictable[i]`.
+/// The first guard that keeps a node, in the order of docs/design.md ("The planner"), with the
+/// pod that triggers it. `covering[i]` lists the PDBs that cover `evictable[i]`.
 fn guard(
     node: &Node,
     evictable: &[u32],
