@@ -202,6 +202,35 @@ async fn dashboard_and_alerts_query_what_the_controller_exports() {
     let live = curl(&["-sf", &metrics_url]).unwrap();
     let (ok, out) = promtool(cp, &["check", "metrics"], Some(&live));
     assert!(ok, "promtool check metrics:\n{out}");
+    // docs/metrics.md names every series the live endpoint serves, and only those.
+    let reference = std::fs::read_to_string("docs/metrics.md").unwrap();
+    let documented: std::collections::BTreeSet<&str> = reference
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `stowage_"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let served: std::collections::BTreeSet<String> = live
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix("stowage_"))
+        .map(|l| l.split(['{', ' ']).next().unwrap_or_default())
+        .map(|n| {
+            ["_bucket", "_sum", "_count", "_created"]
+                .iter()
+                .fold(n, |n, suffix| n.strip_suffix(suffix).unwrap_or(n))
+                .to_string()
+        })
+        .collect();
+    for name in &served {
+        assert!(
+            documented.contains(name.as_str()),
+            "/metrics serves stowage_{name}, which docs/metrics.md does not list"
+        );
+    }
+    assert!(
+        served.len() * 2 > documented.len(),
+        "the run exported few of the documented metrics: {served:?}"
+    );
     let now = jiff::Timestamp::now();
     let (from, to) = (started.to_string(), now.to_string());
 

@@ -382,13 +382,19 @@ pub fn reference_markdown() -> String {
          STOWAGE_BLESS=1 cargo test --lib metrics_reference writes it again. -->\n\
          # Metrics reference\n\n\
          What the controller's admin port serves on `/metrics` (OpenMetrics when the scraper \
-         asks for it, as Prometheus does; the classic text format otherwise). Counters are \
-         exported with the `_total` suffix, histograms as `_bucket`, `_sum` and `_count`. \
+         asks for it, as Prometheus does; the classic text format otherwise). Histograms are \
+         exported as `_bucket`, `_sum` and `_count` series. \
          The alerts built on them are in [installing](install.md), the dashboard in \
          `charts/stowage/files/dashboard.json`.\n\n\
          | metric | type | labels | what it measures |\n| --- | --- | --- | --- |\n",
     );
     for (name, kind, labels, help) in rows {
+        // As a scrape shows the series: a counter's with `_total`.
+        let name = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name
+        };
         out.push_str(&format!(
             "| `{name}` | {kind} | {labels} | {} |\n",
             help.replace('|', "\\|")
@@ -415,7 +421,7 @@ mod tests {
              metrics_reference writes it again"
         );
         for row in [
-            "| `stowage_evictions` | counter | `result` |",
+            "| `stowage_evictions_total` | counter | `result` |",
             "| `stowage_interruption_cordon_latency_seconds` | histogram |",
             "| `stowage_leader` | gauge |",
         ] {
