@@ -10,7 +10,8 @@
 //! uncompressed and every entry dated `SOURCE_DATE_EPOCH` (0 without it), so the same inputs
 //! give the same digests.
 
-use std::collections::BTreeMap;
+use clap::Parser;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -19,52 +20,36 @@ const REPOSITORY: &str = "ghcr.io/stowage-dev/stowage";
 const NONROOT: u32 = 65532;
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
+#[derive(clap::Parser)]
 struct Args {
+    /// The binary to ship (build it with `--features aws`).
+    #[arg(long)]
     binary: PathBuf,
+    /// The OCI image layout directory to write.
+    #[arg(long)]
     out: PathBuf,
+    #[arg(long, default_value = REPOSITORY)]
     repository: String,
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
     tag: String,
+    /// The image's architecture, as OCI names it (default: this machine's).
+    #[arg(long, default_value_t = host_arch())]
     arch: String,
+    /// The source revision, for the `org.opencontainers.image.revision` label.
+    #[arg(long, default_value = "")]
     revision: String,
+    /// The program that strips the binary's debug information, or `none`.
+    #[arg(long, default_value = "strip")]
     strip: String,
 }
 
-fn args(argv: impl IntoIterator<Item = String>) -> Result<Args, String> {
-    let mut given: BTreeMap<String, String> = BTreeMap::new();
-    let mut it = argv.into_iter();
-    while let Some(flag) = it.next() {
-        let name = flag
-            .strip_prefix("--")
-            .ok_or_else(|| format!("{flag}: expected --NAME VALUE"))?;
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag}: missing its value"))?;
-        given.insert(name.to_string(), value);
-    }
-    let mut take = |name: &str, default: Option<String>| {
-        given
-            .remove(name)
-            .or(default)
-            .ok_or_else(|| format!("--{name} is required"))
-    };
-    let arch = match std::env::consts::ARCH {
+fn host_arch() -> String {
+    match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         other => other,
-    };
-    let args = Args {
-        binary: take("binary", None)?.into(),
-        out: take("out", None)?.into(),
-        repository: take("repository", Some(REPOSITORY.into()))?,
-        tag: take("tag", Some(env!("CARGO_PKG_VERSION").into()))?,
-        arch: take("arch", Some(arch.into()))?,
-        revision: take("revision", Some(String::new()))?,
-        strip: take("strip", Some("strip".into()))?,
-    };
-    match given.keys().next() {
-        Some(unknown) => Err(format!("--{unknown}: unknown option")),
-        None => Ok(args),
     }
+    .into()
 }
 
 /// One file of the layer.
@@ -106,26 +91,13 @@ fn header(path: &str, mode: u32, size: usize, mtime: u64, dir: bool) -> Result<[
 
 /// The layer: every parent directory, then each file, sorted, as one tar stream.
 fn layer(entries: &[Entry], mtime: u64) -> Result<Vec<u8>, String> {
-    let mut dirs: Vec<String> = Vec::new();
-    for e in entries {
-        let mut at = String::new();
-        for part in e
-            .path
-            .split('/')
-            .collect::<Vec<_>>()
-            .split_last()
-            .map_or(&[][..], |(_, d)| d)
-        {
-            at.push_str(part);
-            at.push('/');
-            if !dirs.contains(&at) {
-                dirs.push(at.clone());
-            }
-        }
-    }
-    dirs.sort();
+    // Every parent directory of every file, each once, sorted.
+    let dirs: BTreeSet<&str> = entries
+        .iter()
+        .flat_map(|e| e.path.match_indices('/').map(|(i, _)| &e.path[..=i]))
+        .collect();
     let mut tar = Vec::new();
-    for d in &dirs {
+    for d in dirs {
         let mode = if d == "tmp/" { 0o1777 } else { 0o755 };
         tar.extend_from_slice(&header(d, mode, 0, mtime, true)?);
     }
@@ -170,7 +142,8 @@ fn linked_libraries(binary: &Path) -> Result<Vec<PathBuf>, String> {
         .collect())
 }
 
-fn sha256(bytes: &[u8]) -> String {
+/// Lower-case hex SHA-256, as OCI digests spell it.
+pub fn sha256(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -261,13 +234,9 @@ fn build(a: &Args) -> Result<String, String> {
     let tar = layer(&entries, mtime)?;
 
     let (layer_digest, layer_size) = blob(&a.out, &tar)?;
-    let created = if mtime == 0 {
-        "1970-01-01T00:00:00Z".to_string()
-    } else {
-        jiff::Timestamp::from_second(mtime as i64)
-            .map_err(|e| format!("SOURCE_DATE_EPOCH: {e}"))?
-            .to_string()
-    };
+    let created = jiff::Timestamp::from_second(mtime as i64)
+        .map_err(|e| format!("SOURCE_DATE_EPOCH: {e}"))?
+        .to_string();
     let mut labels = serde_json::json!({
         "org.opencontainers.image.title": "stowage",
         "org.opencontainers.image.description": "Consolidates batch Kubernetes clusters next to Karpenter or Cluster Autoscaler",
@@ -341,15 +310,17 @@ fn build(a: &Args) -> Result<String, String> {
     Ok(format!("{}:{} {manifest_digest}", a.repository, a.tag))
 }
 
-/// Builds the image `argv` (the options above) describes; returns `repository:tag digest`.
-/// `tests/release.rs` calls it as the command line does.
+/// Builds the image `argv` (the options above, without the program name) describes; returns
+/// `repository:tag digest`. `tests/release.rs` calls it as the command line does.
 pub fn run(argv: impl IntoIterator<Item = String>) -> Result<String, String> {
-    build(&args(argv)?)
+    let args = Args::try_parse_from(std::iter::once("oci_image".to_string()).chain(argv))
+        .map_err(|e| e.to_string())?;
+    build(&args)
 }
 
 #[allow(dead_code)]
 fn main() -> std::process::ExitCode {
-    match run(std::env::args().skip(1)) {
+    match build(&Args::parse()) {
         Ok(named) => {
             println!("{named}");
             std::process::ExitCode::SUCCESS

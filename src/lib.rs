@@ -35,3 +35,26 @@ pub mod policy;
 pub mod scoring;
 pub mod shuffle;
 pub mod view;
+
+/// Test support for the files generated from the code (the chart's CRD, docs/'s references):
+/// `generated` must equal the committed file at `path` (from the crate root). With
+/// `STOWAGE_BLESS` set, the file is written first; otherwise a failure says how to regenerate
+/// it and where the two first differ.
+#[cfg(test)]
+pub(crate) fn assert_committed(path: &str, generated: &str, regenerate: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    if std::env::var_os("STOWAGE_BLESS").is_some() {
+        std::fs::write(&path, generated).expect("a writable file");
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    let first_difference = committed
+        .lines()
+        .zip(generated.lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b);
+    assert!(
+        committed == generated,
+        "{} is stale: {regenerate}, or STOWAGE_BLESS=1 cargo test --lib (first difference, line: (committed, generated)): {first_difference:?}",
+        path.display()
+    );
+}

@@ -9,36 +9,49 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// README.md and every Markdown file under docs/.
-fn pages() -> Vec<PathBuf> {
-    let mut pages = vec![root().join("README.md")];
-    let mut dirs = vec![root().join("docs")];
+/// Every file under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("docs/ exists") {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
             let path = entry.expect("a readable entry").path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                pages.push(path);
+            } else {
+                files.push(path);
             }
         }
     }
+    files
+}
+
+/// README.md and every Markdown file under docs/.
+fn pages() -> Vec<PathBuf> {
+    let mut pages = vec![root().join("README.md")];
+    pages.extend(
+        files_under(&root().join("docs"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "md")),
+    );
     pages.sort();
     pages
+}
+
+/// The lines outside fenced code blocks (the fences themselves left out).
+fn unfenced(text: &str) -> impl Iterator<Item = &str> {
+    let mut fenced = false;
+    text.lines().filter(move |line| {
+        let fence = line.trim_start().starts_with("```");
+        fenced ^= fence;
+        !fence && !fenced
+    })
 }
 
 /// The text outside fenced code blocks and inline code spans.
 fn prose(text: &str) -> String {
     let mut out = String::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            continue;
-        }
+    for line in unfenced(text) {
         let mut in_code = false;
         for c in line.chars() {
             if c == '`' {
@@ -70,13 +83,8 @@ fn links(text: &str) -> Vec<String> {
 /// as hyphens; a repeated heading gets `-1`, `-2`, ….
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        let Some(heading) = line.strip_prefix('#').filter(|_| !fenced) else {
+    for line in unfenced(text) {
+        let Some(heading) = line.strip_prefix('#') else {
             continue;
         };
         let title = heading.trim_start_matches('#').trim();
@@ -164,31 +172,22 @@ fn the_readme_is_a_front_page_and_the_code_cites_the_docs() {
         "README.md has {lines} lines; details go to docs/"
     );
     let mut outside = Vec::new();
-    let mut dirs = vec![
-        root().join("src"),
-        root().join("tests"),
-        root().join("charts"),
-    ];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).expect("a readable directory") {
-            let path = entry.expect("a readable entry").path();
-            if path.is_dir() {
-                dirs.push(path);
-                continue;
-            }
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            if path.ends_with("tests/docs.rs") {
-                continue;
-            }
-            for (i, line) in text.lines().enumerate() {
-                let section_sign = line.find('§').is_some_and(|i| {
-                    line[i + '§'.len_utf8()..].starts_with(|c: char| c.is_ascii_digit())
-                });
-                if line.contains("DESIGN.md") || line.contains("../shared/") || section_sign {
-                    outside.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
-                }
+    for path in ["src", "tests", "charts"]
+        .iter()
+        .flat_map(|d| files_under(&root().join(d)))
+    {
+        if path.ends_with("tests/docs.rs") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            let section_sign = line.find('§').is_some_and(|i| {
+                line[i + '§'.len_utf8()..].starts_with(|c: char| c.is_ascii_digit())
+            });
+            if line.contains("DESIGN.md") || line.contains("../shared/") || section_sign {
+                outside.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
             }
         }
     }

@@ -2,12 +2,29 @@
 //! (built by `examples/oci_image.rs`, as the release workflow builds it) and the krew manifest
 //! that makes `kubectl krew install stowage` work.
 
+mod support;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A YAML file of the repository, as JSON values.
+fn yaml_file(path: &str) -> Value {
+    let text = std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `os/arch` of an object with `os` and `arch` (a krew selector's labels, a matrix entry).
+fn platform(of: &Value) -> String {
+    format!(
+        "{}/{}",
+        of["os"].as_str().expect("os"),
+        of["arch"].as_str().expect("arch")
+    )
 }
 
 /// `.krew.yaml` as krew-release-bot renders it for `tag`: each `addURIAndSha` becomes the
@@ -57,15 +74,12 @@ fn the_krew_manifest_installs_the_binary_as_kubectl_stowage_on_every_platform() 
     let platforms = spec["platforms"].as_array().expect("platforms");
     let mut seen = Vec::new();
     for p in platforms {
-        let labels = &p["selector"]["matchLabels"];
-        let (os, arch) = (
-            labels["os"].as_str().expect("os"),
-            labels["arch"].as_str().expect("arch"),
-        );
+        let os_arch = platform(&p["selector"]["matchLabels"]);
         let uri = p["uri"].as_str().expect("uri");
         assert!(
-            uri.starts_with("https://") && uri.ends_with(&format!("-{os}-{arch}.tar.gz")),
-            "{uri} is not the {os}/{arch} archive"
+            uri.starts_with("https://")
+                && uri.ends_with(&format!("-{}.tar.gz", os_arch.replace('/', "-"))),
+            "{uri} is not the {os_arch} archive"
         );
         assert_eq!(p["sha256"].as_str().map(str::len), Some(64));
         let bin = p["bin"].as_str().expect("bin");
@@ -75,11 +89,8 @@ fn the_krew_manifest_installs_the_binary_as_kubectl_stowage_on_every_platform() 
             .iter()
             .filter_map(|f| f["from"].as_str())
             .collect();
-        assert!(
-            files.contains(&bin),
-            "{os}/{arch}: bin {bin} is not unpacked"
-        );
-        seen.push(format!("{os}/{arch}"));
+        assert!(files.contains(&bin), "{os_arch}: bin {bin} is not unpacked");
+        seen.push(os_arch);
     }
     assert_eq!(seen, ["linux/amd64", "linux/arm64", "darwin/arm64"]);
 }
@@ -100,12 +111,11 @@ fn blob(layout: &Path, descriptor: &Value) -> Vec<u8> {
     let digest = descriptor["digest"].as_str().expect("a digest");
     let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
     let bytes = std::fs::read(layout.join("blobs/sha256").join(hex)).expect("the blob");
-    let actual: String = ring::digest::digest(&ring::digest::SHA256, &bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(actual, hex, "blob {digest} does not hash to its name");
+    assert_eq!(
+        oci_image::sha256(&bytes),
+        hex,
+        "blob {digest} does not hash to its name"
+    );
     assert_eq!(descriptor["size"].as_u64(), Some(bytes.len() as u64));
     bytes
 }
@@ -129,14 +139,8 @@ fn the_image_is_what_the_chart_pulls_and_its_binary_runs_as_nonroot() {
     assert!(named.starts_with("ghcr.io/stowage-dev/stowage:"), "{named}");
 
     // The chart pulls `image.repository:image.tag`, the tag defaulting to its appVersion.
-    let values: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(root().join("charts/stowage/values.yaml")).unwrap(),
-    )
-    .unwrap();
-    let chart: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(root().join("charts/stowage/Chart.yaml")).unwrap(),
-    )
-    .unwrap();
+    let values = yaml_file("charts/stowage/values.yaml");
+    let chart = yaml_file("charts/stowage/Chart.yaml");
     assert_eq!(
         values["image"]["tag"], "",
         "the tag follows the chart's appVersion"
@@ -255,21 +259,12 @@ fn the_image_is_what_the_chart_pulls_and_its_binary_runs_as_nonroot() {
 /// archives the krew manifest downloads and pushes the image where the chart pulls from.
 #[test]
 fn the_release_workflow_lints_and_ships_what_krew_and_the_chart_name() {
-    let workflow_path = root().join(".github/workflows/release.yml");
-    let dir = Command::new(root().join("tests/harness/build.sh"))
-        .arg("--dir")
-        .output()
-        .expect("tests/harness/build.sh --dir");
-    let actionlint = PathBuf::from(String::from_utf8_lossy(&dir.stdout).trim()).join("actionlint");
-    assert!(
-        actionlint.exists(),
-        "{} is missing: run tests/harness/build.sh",
-        actionlint.display()
-    );
+    let workflow_path = ".github/workflows/release.yml";
+    let actionlint = support::bin_dir().join("actionlint");
     let lint = Command::new(&actionlint)
-        .arg(&workflow_path)
+        .arg(root().join(workflow_path))
         .output()
-        .expect("run actionlint");
+        .expect("run actionlint (built by tests/harness/build.sh)");
     assert!(
         lint.status.success(),
         "actionlint:\n{}{}",
@@ -277,45 +272,28 @@ fn the_release_workflow_lints_and_ships_what_krew_and_the_chart_name() {
         String::from_utf8_lossy(&lint.stderr)
     );
 
-    let workflow: Value =
-        serde_saphyr::from_str(&std::fs::read_to_string(&workflow_path).unwrap()).unwrap();
+    let workflow = yaml_file(workflow_path);
     let built: Vec<String> = workflow["jobs"]["binaries"]["strategy"]["matrix"]["include"]
         .as_array()
         .expect("the binaries' matrix")
         .iter()
-        .map(|m| {
-            format!(
-                "{}/{}",
-                m["os"].as_str().unwrap(),
-                m["arch"].as_str().unwrap()
-            )
-        })
+        .map(platform)
         .collect();
     let krew: Value = serde_saphyr::from_str(&render_krew("v1.2.3")).unwrap();
     let downloaded: Vec<String> = krew["spec"]["platforms"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| {
-            let l = &p["selector"]["matchLabels"];
-            format!(
-                "{}/{}",
-                l["os"].as_str().unwrap(),
-                l["arch"].as_str().unwrap()
-            )
-        })
+        .map(|p| platform(&p["selector"]["matchLabels"]))
         .collect();
     assert_eq!(built, downloaded, "every platform krew offers is built");
-    let text = std::fs::read_to_string(&workflow_path).unwrap();
+    let text = std::fs::read_to_string(root().join(workflow_path)).unwrap();
     assert!(
         text.contains(
             r#"archive="stowage-${GITHUB_REF_NAME}-${{ matrix.os }}-${{ matrix.arch }}.tar.gz""#
         ),
         "the archives are named as .krew.yaml downloads them"
     );
-    let values: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(root().join("charts/stowage/values.yaml")).unwrap(),
-    )
-    .unwrap();
+    let values = yaml_file("charts/stowage/values.yaml");
     assert_eq!(workflow["env"]["IMAGE"], values["image"]["repository"]);
 }

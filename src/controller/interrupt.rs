@@ -400,28 +400,28 @@ impl Handler {
                 let call = act::evict(&self.evictions, namespace, name, uid, Some(grace));
                 tokio::time::timeout(act::API_TIMEOUT, call).await
             };
-            let label = match &result {
-                Ok(Ok(EvictAnswer::Evicted)) => "evicted",
-                Ok(Ok(EvictAnswer::Gone)) => "gone",
-                Ok(Ok(EvictAnswer::Blocked(_))) => "refused",
-                Ok(Err(_)) | Err(_) => "error",
-            };
-            self.metrics.eviction(label);
-            match result {
+            let (label, done) = match result {
                 Ok(Ok(EvictAnswer::Evicted)) => {
                     tracing::info!(pod = %key, node, grace, reason = "interruption", "evicted");
-                    break label;
+                    ("evicted", true)
                 }
-                Ok(Ok(EvictAnswer::Gone)) => break label,
+                Ok(Ok(EvictAnswer::Gone)) => ("gone", true),
                 Ok(Ok(EvictAnswer::Blocked(why))) => {
-                    tracing::info!(pod = %key, node, why = %why, "interruption: eviction refused; retrying")
+                    tracing::info!(pod = %key, node, why = %why, "interruption: eviction refused; retrying");
+                    ("refused", false)
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(pod = %key, node, error = %e, "interruption: eviction failed; retrying")
+                    tracing::warn!(pod = %key, node, error = %e, "interruption: eviction failed; retrying");
+                    ("error", false)
                 }
                 Err(_) => {
-                    tracing::warn!(pod = %key, node, limit = ?act::API_TIMEOUT, "interruption: eviction not answered in time; retrying")
+                    tracing::warn!(pod = %key, node, limit = ?act::API_TIMEOUT, "interruption: eviction not answered in time; retrying");
+                    ("error", false)
                 }
+            };
+            self.metrics.eviction(label);
+            if done {
+                break label;
             }
             if Instant::now() + RETRY >= stop {
                 tracing::warn!(pod = %key, node, "interruption: pod not evicted before the deadline");

@@ -113,7 +113,7 @@ pub fn reference_markdown() -> String {
          `stowage.io/v1alpha1`, kind `ConsolidationPolicy` (short name `cpol`), cluster-scoped. \
          Every field of `spec`, as the API server validates it; a field left out takes its \
          default. stowage checks more than the schema can say when it reads a policy (a \
-         policy it refuses is `Held`, with the field named in its status and an Event): \
+         policy it refuses gets `Ready=False`, reason `InvalidSpec`, with the field named): \
          see [the policy](policy.md).\n\n\
          | field | type | default | validation | description |\n\
          | --- | --- | --- | --- | --- |\n",
@@ -224,12 +224,11 @@ mod tests {
 
     #[test]
     fn the_policy_reference_is_the_crds_schema() {
-        let committed = include_str!("../../docs/policy-reference.md");
         let generated = reference_markdown();
-        assert!(
-            committed == generated,
-            "docs/policy-reference.md is not what the CRD says: regenerate it with \
-             `cargo run -- crd --reference > docs/policy-reference.md`"
+        crate::assert_committed(
+            "docs/policy-reference.md",
+            &generated,
+            "run `cargo run -- crd --reference > docs/policy-reference.md`",
         );
         // Every field of the spec is in it, with what the API server enforces.
         for row in [
@@ -242,17 +241,10 @@ mod tests {
 
     #[test]
     fn the_chart_ships_the_crd_stowage_prints() {
-        let committed =
-            include_str!("../../charts/stowage/crds/consolidationpolicies.stowage.io.yaml");
-        let printed = definition_yaml();
-        let first_difference = committed
-            .lines()
-            .zip(printed.lines())
-            .enumerate()
-            .find(|(_, (a, b))| a != b);
-        assert!(
-            committed == printed,
-            "charts/stowage/crds/ is stale: run `cargo run --release -- crd > charts/stowage/crds/consolidationpolicies.stowage.io.yaml` (first difference, line: (committed, printed)): {first_difference:?}"
+        crate::assert_committed(
+            "charts/stowage/crds/consolidationpolicies.stowage.io.yaml",
+            &definition_yaml(),
+            "run `cargo run --release -- crd > charts/stowage/crds/consolidationpolicies.stowage.io.yaml`",
         );
     }
 

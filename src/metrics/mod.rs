@@ -1,7 +1,7 @@
 //! Prometheus metrics (docs/metrics.md, prefix `stowage_`) and the admin server that serves
-//! them with `/healthz` and `/readyz` on one port. Label cardinality is bounded: node names appear only
-//! on the per-node gauge `stowage_node_score`, and per-round gauges drop the series of nodes
-//! and policies that are gone, so a scrape never shows a node removed an hour ago.
+//! them with `/healthz` and `/readyz` on one port. Label cardinality is bounded: node names
+//! appear only on the per-node gauge `stowage_node_score`, and per-round gauges drop the series
+//! of nodes and policies that are gone, so a scrape never shows a node removed an hour ago.
 
 pub mod server;
 
@@ -362,7 +362,10 @@ pub fn reference_markdown() -> String {
         {
             row.1 = kind.to_string();
         } else if let Some((series, _)) = line.split_once('{')
-            && let Some(row) = rows.iter_mut().find(|r| series.starts_with(r.0.as_str()))
+            && let family = ["_total", "_bucket"]
+                .iter()
+                .fold(series, |n, suffix| n.strip_suffix(suffix).unwrap_or(n))
+            && let Some(row) = rows.iter_mut().find(|r| r.0 == family)
             && row.2.is_empty()
         {
             let labels = line[series.len() + 1..]
@@ -379,7 +382,7 @@ pub fn reference_markdown() -> String {
     }
     let mut out = String::from(
         "<!-- Generated from the metrics registry (src/metrics/mod.rs); do not edit. \
-         STOWAGE_BLESS=1 cargo test --lib metrics_reference writes it again. -->\n\
+         STOWAGE_BLESS=1 cargo test --lib writes it again. -->\n\
          # Metrics reference\n\n\
          What the controller's admin port serves on `/metrics` (OpenMetrics when the scraper \
          asks for it, as Prometheus does; the classic text format otherwise). Histograms are \
@@ -410,15 +413,10 @@ mod tests {
     #[test]
     fn metrics_reference_is_what_the_registry_exports() {
         let generated = reference_markdown();
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
-        if std::env::var_os("STOWAGE_BLESS").is_some() {
-            std::fs::write(path, &generated).expect("docs/metrics.md is writable");
-        }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "docs/metrics.md is not what /metrics exports: STOWAGE_BLESS=1 cargo test --lib \
-             metrics_reference writes it again"
+        crate::assert_committed(
+            "docs/metrics.md",
+            &generated,
+            "it lists what the registry exports",
         );
         for row in [
             "| `stowage_evictions_total` | counter | `result` |",

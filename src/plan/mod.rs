@@ -234,8 +234,9 @@ pub struct PlanInput<'a> {
     /// Nodes the policy's selector matches that another policy governs (the controller's
     /// alphabetically-first rule): not managed by this plan, though pods may move onto them.
     pub governed_elsewhere: Option<&'a HashSet<String>>,
-    /// What Spark drivers' REST APIs said of their executors this round (rule 3 of docs/spark.md), by
-    /// pod UID: true when the executor holds shuffle data. Executors not in it fall to rule 4.
+    /// What Spark drivers' REST APIs said of their executors this round (rule 3 of
+    /// docs/spark.md), by pod UID: true when the executor holds shuffle data. Executors not in
+    /// it fall to rule 4.
     pub executors_seen: Option<&'a HashMap<String, bool>>,
 }
 
